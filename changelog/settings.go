@@ -1,0 +1,148 @@
+package changelog
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Lustre's defaults for the changelog parameters (mdd_device.c, mdd_internal.h).
+const (
+	DefaultMaxIdleTime    = 2592000 * time.Second // 30 days
+	DefaultMaxIdleIndexes = 2097446912            // about half of a full catalog
+	DefaultMinGCInterval  = 3600 * time.Second
+	// DefaultMaxRecords is the capacity of a full Lustre catalog
+	// (64768 plain logs of 64768 records): the retained-records cap.
+	DefaultMaxRecords = 64768 * 64768
+	// idleProductLimit is Lustre's idle_time × idle_indexes bound: 86400 × 2^32.
+	idleProductLimit = 86400 << 32
+)
+
+// Settings are the persistent changelog parameters of one MDT.
+type Settings struct {
+	// Mask is the server mask (changelog_mask). Default MinMask.
+	Mask Mask `json:"mask"`
+	// GC enables idle-user garbage collection (changelog_gc).
+	GC bool `json:"gc"`
+	// FreeSpaceGC lets a full log evict the most lagging user instead of
+	// failing writes (changelog_free_space_gc).
+	FreeSpaceGC bool `json:"free_space_gc"`
+	// MaxIdleTime (changelog_max_idle_time) and MaxIdleIndexes
+	// (changelog_max_idle_indexes) make a user too idle.
+	MaxIdleTime    time.Duration `json:"max_idle_time"`
+	MaxIdleIndexes uint64        `json:"max_idle_indexes"`
+	// MinGCInterval is the least time between two GC checks
+	// (changelog_min_gc_interval).
+	MinGCInterval time.Duration `json:"min_gc_interval"`
+	// MaxRecords caps retained records (changelog_max_records); 0 = no cap.
+	MaxRecords uint64 `json:"max_records"`
+}
+
+// DefaultSettings returns Lustre's defaults.
+func DefaultSettings() Settings {
+	return Settings{
+		Mask:           MinMask,
+		GC:             true,
+		FreeSpaceGC:    true,
+		MaxIdleTime:    DefaultMaxIdleTime,
+		MaxIdleIndexes: DefaultMaxIdleIndexes,
+		MinGCInterval:  DefaultMinGCInterval,
+		MaxRecords:     DefaultMaxRecords,
+	}
+}
+
+// ParseBool parses a kernel-style boolean: 1/0, y/n, yes/no, on/off,
+// true/false (case-insensitive).
+func ParseBool(s string) (bool, bool) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "1", "y", "yes", "on", "true", "t":
+		return true, true
+	case "0", "n", "no", "off", "false", "f":
+		return false, true
+	}
+	return false, false
+}
+
+// FormatBool prints a boolean parameter as Lustre does: 1 or 0.
+func FormatBool(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// SetParam sets the named parameter in s from its text form, with Lustre's
+// accepted ranges. Names are the short parameter names (changelog_gc, ...).
+// Mask is not handled here (it needs the relative starting point).
+func (s *Settings) SetParam(name, value string) error {
+	v := strings.TrimSpace(value)
+	bad := func(reason string) error { return &ParamError{Name: name, Value: value, Reason: reason} }
+	switch name {
+	case "changelog_gc", "changelog_free_space_gc":
+		b, ok := ParseBool(v)
+		if !ok {
+			return bad("expect a boolean (0/1, y/n, on/off, true/false)")
+		}
+		if name == "changelog_gc" {
+			s.GC = b
+		} else {
+			s.FreeSpaceGC = b
+		}
+	case "changelog_max_idle_time":
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n < 1 || n > 2147483647 {
+			return bad("expect seconds in 1..2147483647")
+		}
+		s.MaxIdleTime = time.Duration(n) * time.Second
+	case "changelog_max_idle_indexes":
+		n, err := strconv.ParseUint(v, 0, 64)
+		if err != nil {
+			return bad("expect an unsigned number")
+		}
+		s.MaxIdleIndexes = n
+	case "changelog_min_gc_interval":
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || n < 1 {
+			return bad("expect seconds >= 1")
+		}
+		s.MinGCInterval = time.Duration(n) * time.Second
+	case "changelog_max_records":
+		n, err := strconv.ParseUint(v, 0, 64)
+		if err != nil {
+			return bad("expect a record count (0 = no cap)")
+		}
+		s.MaxRecords = n
+	default:
+		return bad("unknown changelog parameter")
+	}
+	return nil
+}
+
+// Param returns the text form of the named parameter.
+func (s *Settings) Param(name string) (string, bool) {
+	switch name {
+	case "changelog_mask":
+		return s.Mask.ParamString(), true
+	case "changelog_gc":
+		return FormatBool(s.GC), true
+	case "changelog_free_space_gc":
+		return FormatBool(s.FreeSpaceGC), true
+	case "changelog_max_idle_time":
+		return fmt.Sprint(int64(s.MaxIdleTime / time.Second)), true
+	case "changelog_max_idle_indexes":
+		return fmt.Sprint(s.MaxIdleIndexes), true
+	case "changelog_min_gc_interval":
+		return fmt.Sprint(int64(s.MinGCInterval / time.Second)), true
+	case "changelog_max_records":
+		return fmt.Sprint(s.MaxRecords), true
+	}
+	return "", false
+}
+
+// ParamNames lists the settings parameters Param and SetParam know.
+var ParamNames = []string{
+	"changelog_mask", "changelog_gc", "changelog_free_space_gc",
+	"changelog_max_idle_time", "changelog_max_idle_indexes",
+	"changelog_min_gc_interval", "changelog_max_records",
+}
