@@ -55,7 +55,7 @@ func AppendEncode(dst []byte, r *Record) []byte {
 	if r.JobID != "" {
 		pres |= hasJobID
 	}
-	if r.ExtraFlags&ExtraUIDGID != 0 {
+	if r.ExtraFlags&ExtraUIDGID != 0 || r.UID != 0 || r.GID != 0 {
 		pres |= hasUIDGID
 	}
 	if r.NID != "" {

@@ -1,0 +1,174 @@
+package changelog
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sanity 160g: with changelog_max_idle_indexes=2 the lagging user goes and
+// the one that cleared recently stays; first record = kept user's index + 1.
+func TestGCIdleIndexes(t *testing.T) {
+	e := newEnv(t)
+	e.register("", "")
+	e.register("", "")
+	if err := e.log.UpdateSettings(func(s *Settings) error { return s.SetParam("changelog_max_idle_indexes", "2") }); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		e.op(CLCreate, fmt.Sprint(i))
+	}
+	if _, err := e.log.Clear("cl1", 3); err != nil { // 1 behind: fine
+		t.Fatal(err)
+	}
+	n, err := e.log.RunGC()
+	if err != nil || n != 1 {
+		t.Fatalf("RunGC = %d, %v", n, err)
+	}
+	users := e.log.Users()
+	if len(users) != 1 || users[0].ID != 1 {
+		t.Fatalf("users after GC: %+v", users)
+	}
+	if got := e.indices(); got[0] != 4 {
+		t.Fatalf("first record %d, want 4", got[0])
+	}
+	// The evicted user is told so, by name, on clear and on lookup.
+	_, err = e.log.Clear("cl2", 0)
+	var ev *EvictedError
+	if !errors.As(err, &ev) || !errors.Is(err, ErrEvicted) || ev.User != "cl2" || !strings.Contains(err.Error(), "cl2") {
+		t.Fatalf("clear by evicted user: %v", err)
+	}
+	if _, err := e.log.UserMask("2"); !errors.Is(err, ErrEvicted) {
+		t.Fatalf("lookup of evicted user: %v", err)
+	}
+	e.restart()
+	if _, err := e.log.Clear("cl2", 0); !errors.Is(err, ErrEvicted) {
+		t.Fatalf("eviction not remembered across restart: %v", err)
+	}
+}
+
+// sanity 160f-like: idle time.
+func TestGCIdleTime(t *testing.T) {
+	e := newEnv(t)
+	e.register("", "")
+	e.register("keeper", "")
+	if err := e.log.UpdateSettings(func(s *Settings) error { return s.SetParam("changelog_max_idle_time", "10") }); err != nil {
+		t.Fatal(err)
+	}
+	e.op(CLCreate, "a")
+	e.clock.Advance(11 * time.Second)
+	if _, err := e.log.Clear("keeper", 0); err != nil {
+		t.Fatal(err)
+	}
+	e.op(CLCreate, "b")
+	if n, _ := e.log.RunGC(); n != 1 {
+		t.Fatalf("evicted %d", n)
+	}
+	if u := e.log.Users(); len(u) != 1 || u[0].Name != "keeper" {
+		t.Fatalf("users %+v", u)
+	}
+}
+
+// sanity 160s: idle 10 days with 5e8 unprocessed indexes at default limits
+// is too idle by the product rule alone.
+func TestIdleProductRule(t *testing.T) {
+	s := DefaultSettings()
+	now := time.Unix(1e9, 0)
+	u := &User{Index: 1, Time: now.Add(-10 * 24 * time.Hour)}
+	if !tooIdle(&s, 1+5e8, u, now) {
+		t.Fatal("10 days × 5e8 indexes must be too idle")
+	}
+	if tooIdle(&s, 1+5e8, &User{Index: 1, Time: now.Add(-time.Hour)}, now) {
+		t.Fatal("1 hour × 5e8 indexes must not be too idle")
+	}
+	// Caught-up users are never too idle.
+	if tooIdle(&s, 1, &User{Index: 1, Time: now.Add(-100 * 24 * time.Hour)}, now) {
+		t.Fatal("caught-up user evicted")
+	}
+}
+
+// GC runs by itself after writes once min_gc_interval passed.
+func TestGCTriggeredByWrites(t *testing.T) {
+	e := newEnv(t)
+	e.register("", "")
+	e.register("", "")
+	if err := e.log.UpdateSettings(func(s *Settings) error {
+		if err := s.SetParam("changelog_min_gc_interval", "1"); err != nil {
+			return err
+		}
+		return s.SetParam("changelog_max_idle_indexes", "1")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.op(CLCreate, "a") // first write after start checks: 1 behind is fine
+	e.op(CLCreate, "b") // 2 behind, but within min_gc_interval: no check
+	if len(e.log.Users()) != 2 {
+		t.Fatal("GC ran before min_gc_interval passed")
+	}
+	e.clock.Advance(2 * time.Second)
+	e.op(CLCreate, "c")
+	deadline := time.Now().Add(5 * time.Second)
+	for len(e.log.Users()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("GC did not run: %s", e.log.UsersText())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := e.log.State(); st.On {
+		t.Fatal("changelog must be off after the last user was evicted")
+	}
+}
+
+// At the cap, the most lagging user is evicted; with space GC off, the
+// append fails with ErrNoSpace and the caller's batch does not commit.
+func TestCapacity(t *testing.T) {
+	e := newEnv(t)
+	e.register("", "")
+	e.register("", "")
+	if err := e.log.UpdateSettings(func(s *Settings) error { return s.SetParam("changelog_max_records", "5") }); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		e.op(CLCreate, fmt.Sprint(i))
+	}
+	if _, err := e.log.Clear("cl2", 2); err != nil {
+		t.Fatal(err)
+	}
+	// cl1 (index 0) lags most and is evicted to make room.
+	e.op(CLCreate, "5")
+	if u := e.log.Users(); len(u) != 1 || u[0].ID != 2 {
+		t.Fatalf("users %+v", u)
+	}
+	if _, err := e.log.Clear("cl1", 0); !errors.Is(err, ErrEvicted) || !strings.Contains(err.Error(), "capacity") {
+		t.Fatalf("evicted user: %v", err)
+	}
+	if got := e.indices(); got[0] != 3 || len(got) != 4 {
+		t.Fatalf("records %v", got)
+	}
+
+	// Now with space GC off: fill to the cap, then appends fail.
+	if err := e.log.UpdateSettings(func(s *Settings) error { return s.SetParam("changelog_free_space_gc", "0") }); err != nil {
+		t.Fatal(err)
+	}
+	e.op(CLCreate, "6") // 5 retained
+	cur := e.log.State().Current
+	b := e.db.NewBatch()
+	_ = b.Set([]byte("ns/full"), []byte("x"), nil)
+	_, err := e.log.Apply(b, []*Record{{Type: CLCreate, Name: "full"}})
+	b.Close()
+	if !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("append at cap: %v", err)
+	}
+	if e.hasKey("ns/full") || e.log.State().Current != cur {
+		t.Fatal("a failed append committed the caller's batch or moved the index")
+	}
+	// Clearing frees room.
+	if _, err := e.log.Clear("cl2", 0); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.op(CLCreate, "full"); r.Index != cur+1 {
+		t.Fatalf("index after recovery = %d, want %d (no gap)", r.Index, cur+1)
+	}
+}
