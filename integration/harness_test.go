@@ -1,0 +1,260 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
+	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
+)
+
+// bin holds the built binaries, set by TestMain.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "fidlog-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/mdtd", "../cmd/lfs", "../cmd/lctl", "../cmd/mdc")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: building the binaries failed: %v\n", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	bin = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// shortTempDir returns a temporary directory with a short path (unix
+// socket paths are limited to 107 bytes).
+func shortTempDir(t testing.TB) string {
+	d, err := os.MkdirTemp("", "fl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// Server is a running mdtd process.
+type Server struct {
+	t      testing.TB
+	Data   string
+	Addr   string // host:port of the TCP listener
+	Socket string
+	args   []string
+	cmd    *exec.Cmd
+	done   chan struct{}
+	mu     sync.Mutex
+	logs   bytes.Buffer
+	exit   error
+}
+
+var tcpRe = regexp.MustCompile(`tcp["=:]+"?((?:\[[0-9a-fA-F:.]+\]|[0-9.]+):[0-9]+)`)
+
+// StartServer starts mdtd on data (created if needed) with extra flags.
+func StartServer(t testing.TB, data string, extra ...string) *Server {
+	t.Helper()
+	s := &Server{t: t, Data: data, Socket: filepath.Join(data, "s.sock")}
+	s.args = append([]string{"--data", data, "--listen", "127.0.0.1:0", "--socket", s.Socket}, extra...)
+	s.start()
+	t.Cleanup(func() { s.Kill() })
+	return s
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	s.cmd = exec.Command(filepath.Join(bin, "mdtd"), s.args...)
+	pr, pw := io.Pipe()
+	s.cmd.Stdout, s.cmd.Stderr = pw, pw
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start mdtd: %v", err)
+	}
+	s.done = make(chan struct{})
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			s.mu.Lock()
+			s.logs.WriteString(line + "\n")
+			s.mu.Unlock()
+			if m := tcpRe.FindStringSubmatch(line); m != nil && !sent {
+				addr <- m[1]
+				sent = true
+			}
+		}
+	}()
+	go func() {
+		err := s.cmd.Wait()
+		pw.Close()
+		s.mu.Lock()
+		s.exit = err
+		s.mu.Unlock()
+		close(s.done)
+	}()
+	select {
+	case a := <-addr:
+		s.Addr = a
+	case <-s.done:
+		s.t.Fatalf("mdtd exited at start: %v\n%s", s.exit, s.Logs())
+	case <-time.After(30 * time.Second):
+		s.t.Fatalf("mdtd did not report its address within 30s:\n%s", s.Logs())
+	}
+}
+
+// Logs returns everything the server printed.
+func (s *Server) Logs() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logs.String()
+}
+
+// Kill sends SIGKILL and waits.
+func (s *Server) Kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.done
+}
+
+// Stop sends SIGTERM and returns the exit error.
+func (s *Server) Stop() error {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		s.Kill()
+		return errors.New("mdtd did not stop within 30s of SIGTERM")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.exit
+}
+
+// Restart starts the server again on the same data directory.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.start()
+}
+
+// Target returns the --server value for the TCP listener.
+func (s *Server) Target() string { return s.Addr }
+
+// Result is a finished command.
+type Result struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+func (r Result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%sstderr:\n%s", r.Code, r.Stdout, r.Stderr)
+}
+
+// Run runs one of the built commands against s (s may be nil).
+func Run(t testing.TB, s *Server, name string, args ...string) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, name), args...)
+	cmd.Env = os.Environ()
+	if s != nil {
+		cmd.Env = append(cmd.Env, "MDT_SERVER="+s.Target())
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s %v: %v", name, args, err)
+	}
+	return Result{Stdout: out.String(), Stderr: errb.String(), Code: code}
+}
+
+// MustRun runs a command and fails the test unless it exits 0.
+func MustRun(t testing.TB, s *Server, name string, args ...string) string {
+	t.Helper()
+	r := Run(t, s, name, args...)
+	if r.Code != 0 {
+		t.Fatalf("%s %s: %s", name, strings.Join(args, " "), r)
+	}
+	return r.Stdout
+}
+
+// Conn is a gRPC connection to a server with a caller identity.
+type Conn struct {
+	*grpc.ClientConn
+	NS mdtv1.NamespaceServiceClient
+	CL changelogv1.ChangelogServiceClient
+	md metadata.MD
+}
+
+// Dial connects to s over TCP as uid/gid.
+func Dial(t testing.TB, s *Server, uid, gid uint32) *Conn {
+	t.Helper()
+	cc, err := grpc.NewClient(s.Target(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return &Conn{ClientConn: cc, NS: mdtv1.NewNamespaceServiceClient(cc), CL: changelogv1.NewChangelogServiceClient(cc),
+		md: metadata.Pairs("lustre-uid", strconv.Itoa(int(uid)), "lustre-gid", strconv.Itoa(int(gid)), "lustre-jobid", "itest."+strconv.Itoa(int(uid)))}
+}
+
+// Ctx returns a context carrying the connection's identity.
+func (c *Conn) Ctx(ctx context.Context) context.Context {
+	return metadata.NewOutgoingContext(ctx, c.md)
+}
+
+// changelogLines returns the lfs changelog output lines with the time
+// fields replaced by "T", so they can be compared exactly.
+func changelogLines(out string) []string {
+	var lines []string
+	for _, l := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		if l == "" {
+			continue
+		}
+		f := strings.SplitN(l, " ", 5)
+		if len(f) == 5 {
+			l = f[0] + " " + f[1] + " T D " + f[4]
+		}
+		lines = append(lines, l)
+	}
+	return lines
+}
+
+const device = "lustre-MDT0000"
