@@ -1,0 +1,174 @@
+package mdt
+
+import (
+	"context"
+
+	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/fid"
+)
+
+// Attribute-valid bits (LA_*), whose low 12 bits are the flags of setattr
+// records.
+const (
+	validAtime uint32 = 0x1
+	validMtime uint32 = 0x2
+	validCtime uint32 = 0x4
+	validSize  uint32 = 0x8
+	validMode  uint32 = 0x10
+	validUID   uint32 = 0x20
+	validGID   uint32 = 0x40
+
+	validTimes = validAtime | validMtime | validCtime
+)
+
+// Setattr changes attributes of the object at p (a final symlink is not
+// followed, like lchown/utimensat(AT_SYMLINK_NOFOLLOW)). Rules: mode by
+// the owner or root (EPERM); uid by root only; gid by root, or by the
+// owner to a group the owner is in; size needs write permission and a
+// regular file (EISDIR for directories, EINVAL otherwise); times by the
+// owner, root or anyone with write permission. As the kernel does, a size
+// change also sets mtime and ctime, and any change sets ctime.
+//
+// At most one record: TRUNC, SATTR, MTIME, CTIME, ATIME candidates, ANDed
+// with the effective mask, lowest type wins; MTIME/CTIME/ATIME are skipped
+// for an object that already had a record in the current epoch. Flags are
+// the attribute-valid bits, p= the parent in p.
+func (m *MDT) Setattr(ctx context.Context, c Cred, p string, s SetattrArgs) (Attr, error) {
+	cl, err := m.begin(ctx, c)
+	if err != nil {
+		return Attr{}, pathErr("setattr", p, err)
+	}
+	m.mu.Lock()
+	a, pend, err := m.setattrLocked(cl, p, s)
+	m.mu.Unlock()
+	if err == nil {
+		err = wait(pend)
+	}
+	if err != nil {
+		return Attr{}, pathErr("setattr", p, err)
+	}
+	return a, nil
+}
+
+func (m *MDT) setattrLocked(cl *caller, p string, s SetattrArgs) (Attr, *changelog.Pending, error) {
+	r, err := m.resolveExisting(&cl.id, p)
+	if err != nil {
+		return Attr{}, nil, err
+	}
+	obj, id := r.obj, &cl.id
+	owner := id.UID == 0 || id.UID == obj.UID
+	if s.Mode != nil && !owner {
+		return Attr{}, nil, ErrNotPermitted
+	}
+	if s.UID != nil && id.UID != 0 && *s.UID != obj.UID {
+		return Attr{}, nil, ErrNotPermitted
+	}
+	if s.GID != nil && id.UID != 0 && *s.GID != obj.GID && (id.UID != obj.UID || !id.inGroup(*s.GID)) {
+		return Attr{}, nil, ErrNotPermitted
+	}
+	if s.Size != nil {
+		switch {
+		case obj.Type == TypeDir:
+			return Attr{}, nil, ErrIsDir
+		case obj.Type != TypeReg:
+			return Attr{}, nil, ErrInvalid
+		case !permitted(id, obj, mayWrite):
+			return Attr{}, nil, ErrPermission
+		}
+	}
+	if (s.Atime != nil || s.Mtime != nil || s.Ctime != nil) && !owner && !permitted(id, obj, mayWrite) {
+		return Attr{}, nil, ErrNotPermitted
+	}
+	t := m.newTxn(cl)
+	defer t.close()
+	if !t.setattr(r.parent, obj, s) {
+		return obj.attr(), nil, nil
+	}
+	pend, err := t.apply()
+	if err != nil {
+		return Attr{}, nil, err
+	}
+	return obj.attr(), pend, nil
+}
+
+// setattr applies s to obj in the batch and adds the record due. It
+// reports false if s changes nothing at all.
+func (t *txn) setattr(parent *inode, obj *inode, s SetattrArgs) bool {
+	var valid uint32
+	if s.Mode != nil {
+		valid |= validMode
+		mode := *s.Mode & 07777
+		if t.cl.id.UID != 0 && obj.Type != TypeDir && !t.cl.id.inGroup(obj.GID) {
+			mode &^= 02000 // as chmod(2): setgid needs the file's group
+		}
+		obj.Mode = mode
+	}
+	if s.UID != nil {
+		valid |= validUID
+		obj.UID = *s.UID
+	}
+	if s.GID != nil {
+		valid |= validGID
+		obj.GID = *s.GID
+	}
+	if s.Size != nil {
+		valid |= validSize | validMtime | validCtime
+		obj.Size = *s.Size
+		obj.Mtime = t.now
+	}
+	if s.Atime != nil {
+		valid |= validAtime
+		obj.Atime = s.Atime.UnixNano()
+	}
+	if s.Mtime != nil {
+		valid |= validMtime
+		obj.Mtime = s.Mtime.UnixNano()
+	}
+	if valid == 0 && s.Ctime == nil {
+		return false
+	}
+	valid |= validCtime
+	obj.Ctime = t.now
+	if s.Ctime != nil {
+		obj.Ctime = s.Ctime.UnixNano()
+	}
+	t.putInode(obj)
+
+	if !t.cl.id.Audit {
+		return true
+	}
+	var cand changelog.Mask
+	if valid&validSize != 0 {
+		cand |= changelog.MaskOf(changelog.CLTrunc)
+	}
+	if valid&^validTimes != 0 {
+		cand |= changelog.MaskOf(changelog.CLSetattr)
+	}
+	if valid&validMtime != 0 {
+		cand |= changelog.MaskOf(changelog.CLMtime)
+	}
+	if valid&validCtime != 0 {
+		cand |= changelog.MaskOf(changelog.CLCtime)
+	}
+	if valid&validAtime != 0 {
+		cand |= changelog.MaskOf(changelog.CLAtime)
+	}
+	types := (cand & t.m.log.EffectiveMask()).Types()
+	if len(types) == 0 {
+		return true
+	}
+	typ := types[0]
+	if typ == changelog.CLMtime || typ == changelog.CLCtime || typ == changelog.CLAtime {
+		if ep, ok := t.m.timeSeen.Get(obj.FID); ok && ep == t.m.log.Epoch() {
+			return true
+		}
+	}
+	var pfid fid.FID
+	if parent != nil {
+		pfid = parent.FID
+	}
+	if rec := t.record(typ, obj.FID, pfid, ""); rec != nil {
+		rec.Flags = uint16(valid) & changelog.FlagMask
+	}
+	return true
+}

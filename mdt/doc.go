@@ -1,0 +1,85 @@
+// Package mdt is the metadata server of one MDT: a POSIX-like namespace
+// keyed by FID, its changelog (package changelog) and the audit rules
+// (OPEN/CLOSE dedup, denied opens, GXATR, time-record dedup), nodemap
+// identity mapping and the lctl parameter tree, all in one Pebble DB whose
+// key schema is in keys.go.
+//
+// # Invariants
+//
+//   - One transaction per operation: an operation's namespace mutations and
+//     the records it owes go into one Pebble batch committed by
+//     changelog.Log.Apply. If the records cannot be stored (retained-records
+//     cap: ErrNoSpace; write error: ErrIO) Apply commits nothing and the
+//     operation fails with the namespace unchanged. In-memory state (open
+//     handles, opener counts, rate limits, time dedup) changes only after
+//     Apply succeeded.
+//   - Durable before acknowledged: an operation returns success only after
+//     Pending.Wait (group-committed WAL sync). A failed Wait is returned
+//     as ErrIO (the changelog then refuses writes until reopened).
+//   - Commit order = state order: an operation holds MDT.mu (write) from the
+//     first read of the state it depends on until Apply has assigned its
+//     record indices, so records appear in the changelog in the order their
+//     changes were made and every record describes the state it was
+//     derived from.
+//   - Records carry the mapped identity (uid:gid after nodemap squashing),
+//     the client NID and jobid. Clients of a nodemap with audit_mode=0 get
+//     no records at all (none are built).
+//   - Namespace consistency: every directory entry (parent, name) -> FID has
+//     exactly one link record (FID, seq) -> (parent, name) and vice versa;
+//     an object's nlink equals its number of links (directories: 2 + number
+//     of subdirectories, the root included); an object with nlink 0 exists
+//     only while handles are open on it, marked by an orphan key, and such
+//     objects are removed at the last close or at the next Open.
+//   - FIDs are never reused: the allocator's sequence is synced before any
+//     FID of it is handed out (fid.Allocator).
+//   - Bounded state: open handles are capped (ENFILE); opener counters
+//     shrink at each last close; denied-open rate limits and the
+//     time-record dedup map are LRU-bounded (evicting an entry can only
+//     add a record, never lose one that is due).
+//
+// # Path rules
+//
+// Paths are relative to the root ("" and "/" are the root; leading,
+// repeated and trailing slashes are ignored). Every component must be a
+// valid name: "", ".", "..", or a name containing NUL are EINVAL, longer
+// than 255 bytes ENAMETOOLONG. Intermediate symlinks are not followed
+// (ENOTDIR). A final symlink is not followed by Stat, Path2Fid, Unlink,
+// Rename, Link (source), Setattr and the xattr calls; Open follows it one
+// level (its target resolved from the link's directory or, if absolute,
+// from the root; a target that is again a symlink is ELOOP, a missing
+// target ENOENT even with CREATE).
+//
+// # Deliberate differences from Lustre
+//
+//   - A denied open leaves no zero-count opener entry, so a later
+//     successful open with the same key records OPEN (Lustre suppresses it).
+//   - OPEN, CLOSE and GXATR records that cannot be stored fail the
+//     operation (guaranteed auditing; Lustre ignores OPEN/CLOSE failures).
+//     A NOPEN that cannot be stored is logged; the open fails with EACCES
+//     either way.
+//   - Mutating operations and open/close take one namespace lock; reads
+//     (Stat, Readdir, Getxattr without a record, Fid2Path) share it.
+//
+// # Lock order
+//
+//	MDT.mu (namespace, RWMutex)
+//	  -> fid.Allocator.mu (held across the rare synced sequence save,
+//	     once per 131072 FIDs: the one fsync under MDT.mu, by design)
+//	  -> MDT.omu (open/audit state; brief, never across I/O)
+//	  -> changelog.Log's locks (inside Apply)
+//
+// nodemapState.mu only serialises nodemap changes (clone, synced write,
+// publish) and is never taken with MDT.mu; requests read the published
+// nodemap.Config through an atomic pointer before taking MDT.mu. The
+// time-dedup and denied-open LRUs are internally locked leaves. No lock of
+// this package is held across Pending.Wait (the group-committed WAL fsync).
+//
+// # Storage failures
+//
+// Pebble treats a failed WAL write or sync as fatal (Logger.Fatalf). The
+// MDT's Pebble logger latches the failure and panics with a private value
+// that the commit path recovers (txn.apply, wait, the sequence store,
+// parameter and nodemap writes, Close): the operation fails with ErrIO,
+// and every later operation fails with ErrIO until the MDT is closed and
+// reopened, so no non-durable state is ever served.
+package mdt

@@ -1,0 +1,480 @@
+package mdt
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/fid"
+)
+
+// Options configure an MDT. The zero value is usable after EnsureDefaults.
+type Options struct {
+	// FSName is the file system name; default "lustre".
+	FSName string
+	// Index is the MDT index; the device is "<FSName>-MDT%04x".
+	Index uint32
+	// FS is the Pebble file system; nil means the disk.
+	FS vfs.FS
+	// Logger receives the MDT's messages; default slog.Default().
+	Logger *slog.Logger
+	// Clock returns the wall time for inode times, records and rate
+	// limits; default time.Now.
+	Clock func() time.Time
+	// ChangelogEvents are passed to the changelog.
+	ChangelogEvents changelog.EventListener
+	// ChangelogDefaults are the changelog settings of a new MDT.
+	ChangelogDefaults *changelog.Settings
+	// PebbleOptions, if set, may adjust the Pebble options before Open
+	// (tests, benchmarks).
+	PebbleOptions func(*pebble.Options)
+	// MaxOpenHandles caps open file handles (ENFILE); default 65536.
+	MaxOpenHandles int
+	// MaxAuditEntries bounds each of the audit caches (time-record dedup,
+	// denied-open rate limit); default 65536 entries each.
+	MaxAuditEntries int
+}
+
+// EnsureDefaults fills unset options and returns o (a new Options if o is nil).
+func (o *Options) EnsureDefaults() *Options {
+	if o == nil {
+		o = &Options{}
+	}
+	if o.FSName == "" {
+		o.FSName = "lustre"
+	}
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.MaxOpenHandles <= 0 {
+		o.MaxOpenHandles = 1 << 16
+	}
+	if o.MaxAuditEntries <= 0 {
+		o.MaxAuditEntries = 1 << 16
+	}
+	return o
+}
+
+// Validate reports every problem with o at once.
+func (o *Options) Validate() error {
+	var errs []error
+	if len(o.FSName) > 8 {
+		errs = append(errs, fmt.Errorf("%w: fsname '%s' is longer than 8 characters", ErrInvalid, o.FSName))
+	}
+	for i := 0; i < len(o.FSName); i++ {
+		c := o.FSName[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			errs = append(errs, fmt.Errorf("%w: fsname '%s' may hold only letters, digits and '_'", ErrInvalid, o.FSName))
+			break
+		}
+	}
+	if o.Index > 0xffff {
+		errs = append(errs, fmt.Errorf("%w: MDT index %d is above 0xffff", ErrInvalid, o.Index))
+	}
+	return errors.Join(errs...)
+}
+
+// Cred is what a client request says about its sender.
+type Cred struct {
+	UID, GID uint32
+	Groups   []uint32
+	JobID    string
+	// NID is the client's NID ("192.168.1.10@tcp", "0@lo"); empty means
+	// the local administrator ("0@lo").
+	NID string
+}
+
+// Identity is a request's identity after nodemap mapping.
+type Identity struct {
+	UID, GID uint32
+	Groups   []uint32
+	// Audit is false when the client's nodemap has audit_mode=0: nothing
+	// it causes is recorded.
+	Audit bool
+	// Admin is true when root from this client is not squashed.
+	Admin bool
+	// Nodemap is the nodemap the NID selected ("" while inactive).
+	Nodemap string
+}
+
+func (id *Identity) inGroup(g uint32) bool {
+	if id.GID == g {
+		return true
+	}
+	for _, x := range id.Groups {
+		if x == g {
+			return true
+		}
+	}
+	return false
+}
+
+// FileType is the type of an object.
+type FileType uint8
+
+// File types.
+const (
+	TypeReg FileType = iota + 1
+	TypeDir
+	TypeLnk
+	TypeChr
+	TypeBlk
+	TypeFifo
+	TypeSock
+)
+
+var typeNames = [...]string{"", "file", "directory", "symlink", "chardev", "blockdev", "fifo", "socket"}
+
+// String returns a short name of t ("file", "directory", ...).
+func (t FileType) String() string {
+	if int(t) < len(typeNames) && t != 0 {
+		return typeNames[t]
+	}
+	return "type" + strconv.Itoa(int(t))
+}
+
+func (t FileType) valid() bool { return t >= TypeReg && t <= TypeSock }
+
+// Attr are an object's attributes.
+type Attr struct {
+	FID                 fid.FID
+	Type                FileType
+	Mode                uint32 // permission bits, 07777
+	UID, GID            uint32
+	Size                uint64
+	Nlink               uint32
+	Atime, Mtime, Ctime time.Time
+	Rdev                uint64
+	Target              string // symlink target
+}
+
+// DirEntry is one directory entry.
+type DirEntry struct {
+	Name string
+	FID  fid.FID
+	Type FileType
+}
+
+// SetattrArgs says which attributes to change; nil fields stay.
+type SetattrArgs struct {
+	Mode, UID, GID      *uint32
+	Size                *uint64
+	Atime, Mtime, Ctime *time.Time
+}
+
+// inode is an object as stored (times in unix nanoseconds).
+type inode struct {
+	FID                 fid.FID
+	Type                FileType
+	Mode                uint32
+	UID, GID            uint32
+	Nlink               uint32
+	Size                uint64
+	Atime, Mtime, Ctime int64
+	Rdev                uint64
+	NextLink            uint32 // sequence of the next link added
+	Target              string
+}
+
+func (ino *inode) attr() Attr {
+	return Attr{
+		FID: ino.FID, Type: ino.Type, Mode: ino.Mode & 07777, UID: ino.UID, GID: ino.GID,
+		Size: ino.Size, Nlink: ino.Nlink, Rdev: ino.Rdev, Target: ino.Target,
+		Atime: time.Unix(0, ino.Atime), Mtime: time.Unix(0, ino.Mtime), Ctime: time.Unix(0, ino.Ctime),
+	}
+}
+
+// MDT is one metadata target: the namespace, its changelog and the audit
+// state, in one Pebble DB.
+type MDT struct {
+	opts  Options
+	dev   string
+	db    *pebble.DB
+	log   *changelog.Log
+	alloc *fid.Allocator
+	nm    *nodemapState
+
+	// timeSeen remembers, per object, the changelog epoch in which it last
+	// had a record (MTIME/CTIME/ATIME dedup). Bounded; safe for
+	// concurrent use.
+	timeSeen *lru.Cache[fid.FID, uint64]
+	// deniedNext is changelog_deniednext in seconds.
+	deniedNext atomic.Uint32
+	closed     atomic.Bool
+	fail       storeFailure
+
+	// mu serialises namespace mutations: it is held (write) from the
+	// first read of the state an operation depends on until its batch is
+	// applied (log.Apply), and released before the WAL sync. Readers hold
+	// it for reading.
+	mu sync.RWMutex
+
+	// omu guards the open-file and audit state.
+	omu struct {
+		sync.Mutex
+		next    uint64
+		handles map[uint64]*handle
+		// openers counts outstanding audited opens per key (OPEN dedup).
+		openers map[openKey]int
+		// perFID counts open handles per object (keeps unlinked
+		// objects as orphans until the last close).
+		perFID map[fid.FID]int
+		// denied holds when a denied open of a key was last recorded
+		// (changelog_deniednext is applied at each denial).
+		denied *lru.Cache[openKey, time.Time]
+	}
+}
+
+// Open opens (creating if needed) the MDT stored in dir.
+func Open(dir string, opts *Options) (*MDT, error) {
+	o := *opts.EnsureDefaults()
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	m := &MDT{opts: o, dev: fmt.Sprintf("%s-MDT%04x", o.FSName, o.Index)}
+	po := &pebble.Options{
+		FS:                    o.FS,
+		FormatMajorVersion:    pebble.FormatNewest,
+		FlushDelayDeleteRange: time.Second,
+		MemTableSize:          32 << 20,
+		Logger:                pebbleLogger{o.Logger, &m.fail},
+	}
+	if o.PebbleOptions != nil {
+		o.PebbleOptions(po)
+	}
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("%w: open %s: %w", ErrIO, dir, err)
+	}
+	m.db = db
+	fail := func(err error) (*MDT, error) {
+		if m.log != nil {
+			_ = m.log.Close()
+		}
+		_ = db.Close()
+		return nil, err
+	}
+	if err := m.initStore(); err != nil {
+		return fail(err)
+	}
+	m.log, err = changelog.Open(db, &changelog.Options{
+		KeyPrefix: changelogPrefix,
+		Device:    m.dev,
+		Clock:     o.Clock,
+		Logger:    o.Logger,
+		Events:    o.ChangelogEvents,
+		Defaults:  o.ChangelogDefaults,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	if m.alloc, err = fid.NewAllocator(seqStore{db}); err != nil {
+		return fail(err)
+	}
+	if m.nm, err = loadNodemap(db, &m.fail); err != nil {
+		return fail(err)
+	}
+	m.timeSeen, _ = lru.New[fid.FID, uint64](o.MaxAuditEntries)
+	m.omu.denied, _ = lru.New[openKey, time.Time](o.MaxAuditEntries)
+	m.omu.handles = make(map[uint64]*handle)
+	m.omu.openers = make(map[openKey]int)
+	m.omu.perFID = make(map[fid.FID]int)
+	return m, nil
+}
+
+// initStore creates the root directory on first open, drops orphans left
+// by open-unlinked objects, and loads MDT parameters.
+func (m *MDT) initStore() error {
+	b := m.db.NewBatch()
+	defer b.Close()
+	dirty := false
+	if _, err := m.getInode(fid.Root); errors.Is(err, ErrNotFound) {
+		now := m.opts.Clock().UnixNano()
+		root := &inode{FID: fid.Root, Type: TypeDir, Mode: 0755, Nlink: 2, Atime: now, Mtime: now, Ctime: now}
+		_ = b.Set(inodeKey(fid.Root), encodeInode(root), nil)
+		dirty = true
+	} else if err != nil {
+		return err
+	}
+	lo, hi := orphanRange()
+	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrIO, err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		f, err := fid.FromKey(it.Key()[1:])
+		if err != nil {
+			continue
+		}
+		m.deleteObject(b, f)
+		dirty = true
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("%w: %w", ErrIO, err)
+	}
+	if dirty {
+		if err := b.Commit(pebble.Sync); err != nil {
+			return fmt.Errorf("%w: %w", ErrIO, err)
+		}
+	}
+	m.deniedNext.Store(60)
+	if v, ok, err := m.getMeta(metaDeniedNext); err != nil {
+		return err
+	} else if ok {
+		n, err := strconv.ParseUint(string(v), 10, 32)
+		if err != nil {
+			return fmt.Errorf("%w: stored changelog_deniednext %q", ErrIO, v)
+		}
+		m.deniedNext.Store(uint32(n))
+	}
+	return nil
+}
+
+// Close closes the changelog and the DB. Open handles are dropped (their
+// objects, if unlinked, are removed at the next Open).
+func (m *MDT) Close() (err error) {
+	if m.closed.Swap(true) {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	defer recoverFatal(&err)
+	err = m.log.Close()
+	if cerr := m.db.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("%w: %w", ErrIO, cerr)
+	}
+	return err
+}
+
+// Device returns the MDT name, e.g. "lustre-MDT0000".
+func (m *MDT) Device() string { return m.dev }
+
+// FSName returns the file system name.
+func (m *MDT) FSName() string { return m.opts.FSName }
+
+// Log returns the changelog.
+func (m *MDT) Log() *changelog.Log { return m.log }
+
+// DB returns the Pebble DB (metrics, benchmarks). Do not write to it.
+func (m *MDT) DB() *pebble.DB { return m.db }
+
+func (m *MDT) checkOpen() error {
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	return m.fail.get()
+}
+
+func (m *MDT) now() int64 { return m.opts.Clock().UnixNano() }
+
+// getMeta reads an MDT metadata value.
+func (m *MDT) getMeta(name string) ([]byte, bool, error) {
+	v, closer, err := m.db.Get(metaKey(name))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %w", ErrIO, err)
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), true, nil
+}
+
+// setMeta writes an MDT metadata value durably.
+func (m *MDT) setMeta(name string, v []byte) (err error) {
+	defer recoverFatal(&err)
+	if err := m.db.Set(metaKey(name), v, pebble.Sync); err != nil {
+		return fmt.Errorf("%w: %w", ErrIO, err)
+	}
+	return nil
+}
+
+// seqStore keeps the FID allocator's sequence in the MDT's DB.
+type seqStore struct{ db *pebble.DB }
+
+func (s seqStore) LoadSeq() (uint64, bool, error) {
+	v, closer, err := s.db.Get(metaKey(metaSeq))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, false, fmt.Errorf("%w: stored FID sequence of %d bytes", ErrIO, len(v))
+	}
+	return binary.BigEndian.Uint64(v), true, nil
+}
+
+func (s seqStore) SaveSeq(seq uint64) (err error) {
+	defer recoverFatal(&err)
+	return s.db.Set(metaKey(metaSeq), binary.BigEndian.AppendUint64(nil, seq), pebble.Sync)
+}
+
+// storeFailure latches the first fatal storage error Pebble reported.
+// Pebble treats a failed commit (a WAL write or sync error) as fatal and
+// calls Logger.Fatalf; its default exits the process. The MDT instead
+// panics with pebbleFatal, recovers at the commit-path boundaries (apply,
+// wait, sequence save, parameter writes, Close) and fails the operation
+// with ErrIO; every later operation gets ErrIO until the MDT is reopened.
+type storeFailure struct{ err atomic.Pointer[error] }
+
+func (f *storeFailure) set(err error) { f.err.CompareAndSwap(nil, &err) }
+
+func (f *storeFailure) get() error {
+	if p := f.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// pebbleFatal is the panic value of pebbleLogger.Fatalf.
+type pebbleFatal struct{ msg string }
+
+// recoverFatal turns a pebbleFatal panic into ErrIO in *errp; other
+// panics continue.
+func recoverFatal(errp *error) {
+	if r := recover(); r != nil {
+		f, ok := r.(pebbleFatal)
+		if !ok {
+			panic(r)
+		}
+		*errp = fmt.Errorf("%w: storage failure: %s", ErrIO, f.msg)
+	}
+}
+
+// pebbleLogger sends Pebble's messages to slog.
+type pebbleLogger struct {
+	l    *slog.Logger
+	fail *storeFailure
+}
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug("pebble", "msg", fmt.Sprintf(format, args...))
+}
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error("pebble", "msg", fmt.Sprintf(format, args...))
+}
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error("pebble_fatal", "msg", msg)
+	p.fail.set(fmt.Errorf("%w: storage failure: %s", ErrIO, msg))
+	panic(pebbleFatal{msg})
+}

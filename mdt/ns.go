@@ -1,0 +1,566 @@
+package mdt
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/fid"
+)
+
+// ErrBusy is returned for removing or renaming the root (POSIX says EBUSY;
+// it matches ErrInvalid, so Errno reports EINVAL).
+var ErrBusy = fmt.Errorf("%w: device or resource busy", ErrInvalid)
+
+// Stat returns the attributes of the object at p (not following a final
+// symlink, like lstat). Search permission is needed on every directory on
+// the way.
+func (m *MDT) Stat(ctx context.Context, c Cred, p string) (Attr, error) {
+	cl, err := m.begin(ctx, c)
+	if err != nil {
+		return Attr{}, pathErr("stat", p, err)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r, err := m.resolveExisting(&cl.id, p)
+	if err != nil {
+		return Attr{}, pathErr("stat", p, err)
+	}
+	return r.obj.attr(), nil
+}
+
+// StatFID returns the attributes of object f, including an unlinked object
+// still held open. It needs no permission (like .lustre/fid access by root).
+func (m *MDT) StatFID(ctx context.Context, c Cred, f fid.FID) (Attr, error) {
+	if _, err := m.begin(ctx, c); err != nil {
+		return Attr{}, pathErr("stat", f.String(), err)
+	}
+	if f.IsZero() {
+		return Attr{}, pathErr("stat", f.String(), ErrInvalid)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	ino, err := m.getInode(f)
+	if err != nil {
+		return Attr{}, pathErr("stat", f.String(), err)
+	}
+	return ino.attr(), nil
+}
+
+// Readdir lists directory p in name order. It needs read permission on it.
+func (m *MDT) Readdir(ctx context.Context, c Cred, p string) ([]DirEntry, error) {
+	cl, err := m.begin(ctx, c)
+	if err != nil {
+		return nil, pathErr("readdir", p, err)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r, err := m.resolveExisting(&cl.id, p)
+	if err != nil {
+		return nil, pathErr("readdir", p, err)
+	}
+	if r.obj.Type != TypeDir {
+		return nil, pathErr("readdir", p, ErrNotDir)
+	}
+	if !permitted(&cl.id, r.obj, mayRead) {
+		return nil, pathErr("readdir", p, ErrPermission)
+	}
+	ents, err := m.readdir(r.obj.FID)
+	return ents, pathErr("readdir", p, err)
+}
+
+func (m *MDT) readdir(dir fid.FID) ([]DirEntry, error) {
+	lo, hi := direntRange(dir)
+	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrIO, err)
+	}
+	var out []DirEntry
+	for it.First(); it.Valid(); it.Next() {
+		f, t, err := decodeDirent(it.Value())
+		if err != nil {
+			it.Close()
+			return nil, err
+		}
+		out = append(out, DirEntry{Name: direntName(it.Key()), FID: f, Type: t})
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrIO, err)
+	}
+	return out, nil
+}
+
+// isEmptyDir reports whether dir has no entries.
+func (m *MDT) isEmptyDir(dir fid.FID) (bool, error) {
+	lo, hi := direntRange(dir)
+	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", ErrIO, err)
+	}
+	empty := !it.First()
+	if err := it.Close(); err != nil {
+		return false, fmt.Errorf("%w: %w", ErrIO, err)
+	}
+	return empty, nil
+}
+
+// Mkdir creates directory p. mode is the permission bits (the client has
+// applied its umask).
+func (m *MDT) Mkdir(ctx context.Context, c Cred, p string, mode uint32) (Attr, error) {
+	a, _, err := m.mknode(ctx, c, p, TypeDir, mode, 0, "", false, 0)
+	return a, pathErr("mkdir", p, err)
+}
+
+// Create creates regular file p. If it exists, excl gives EEXIST; without
+// excl an existing non-directory is returned unchanged (no record).
+func (m *MDT) Create(ctx context.Context, c Cred, p string, mode uint32, excl bool) (Attr, error) {
+	a, _, err := m.mknode(ctx, c, p, TypeReg, mode, 0, "", !excl, 0)
+	return a, pathErr("create", p, err)
+}
+
+// Mknod creates a special file (or a regular file for TypeReg). Device
+// nodes need root (EPERM otherwise).
+func (m *MDT) Mknod(ctx context.Context, c Cred, p string, typ FileType, mode uint32, rdev uint64) (Attr, error) {
+	switch typ {
+	case TypeReg, TypeChr, TypeBlk, TypeFifo, TypeSock:
+	default:
+		return Attr{}, pathErr("mknod", p, fmt.Errorf("%w: mknod of type %v", ErrInvalid, typ))
+	}
+	if typ != TypeChr && typ != TypeBlk {
+		rdev = 0
+	}
+	a, _, err := m.mknode(ctx, c, p, typ, mode, rdev, "", false, 0)
+	return a, pathErr("mknod", p, err)
+}
+
+// Symlink creates symlink p pointing at target (stored verbatim).
+func (m *MDT) Symlink(ctx context.Context, c Cred, target, p string) (Attr, error) {
+	switch {
+	case target == "":
+		return Attr{}, pathErr("symlink", p, fmt.Errorf("%w: empty symlink target", ErrNotFound))
+	case len(target) > MaxPath:
+		return Attr{}, pathErr("symlink", p, fmt.Errorf("%w: symlink target of %d bytes", ErrNameTooLong, len(target)))
+	}
+	for i := 0; i < len(target); i++ {
+		if target[i] == 0 {
+			return Attr{}, pathErr("symlink", p, fmt.Errorf("%w: symlink target contains NUL", ErrInvalid))
+		}
+	}
+	a, _, err := m.mknode(ctx, c, p, TypeLnk, 0777, 0, target, false, 0)
+	return a, pathErr("symlink", p, err)
+}
+
+func createType(t FileType) changelog.Type {
+	switch t {
+	case TypeDir:
+		return changelog.CLMkdir
+	case TypeReg:
+		return changelog.CLCreate
+	case TypeLnk:
+		return changelog.CLSoftlink
+	}
+	return changelog.CLMknod
+}
+
+// mknode creates an object. With existingOK an existing non-directory is
+// returned as is (created = false). openFlags, if non-zero, adds an OPEN
+// for the new file to the same batch (see Open).
+func (m *MDT) mknode(ctx context.Context, c Cred, p string, typ FileType, mode uint32, rdev uint64, target string, existingOK bool, openFlags uint32) (Attr, bool, error) {
+	cl, err := m.begin(ctx, c)
+	if err != nil {
+		return Attr{}, false, err
+	}
+	if (typ == TypeChr || typ == TypeBlk) && cl.id.UID != 0 {
+		return Attr{}, false, ErrNotPermitted
+	}
+	comps, err := splitPath(p)
+	if err != nil {
+		return Attr{}, false, err
+	}
+	if len(comps) == 0 {
+		return Attr{}, false, ErrExists
+	}
+	m.mu.Lock()
+	pend, a, created, err := m.mknodeLocked(cl, comps, typ, mode, rdev, target, existingOK)
+	m.mu.Unlock()
+	if err != nil {
+		return Attr{}, false, err
+	}
+	return a, created, wait(pend)
+}
+
+func (m *MDT) mknodeLocked(cl *caller, comps []string, typ FileType, mode uint32, rdev uint64, target string, existingOK bool) (*changelog.Pending, Attr, bool, error) {
+	parent, err := m.walk(&cl.id, comps[:len(comps)-1])
+	if err != nil {
+		return nil, Attr{}, false, err
+	}
+	name := comps[len(comps)-1]
+	if f, t, ok, err := m.lookup(parent.FID, name); err != nil {
+		return nil, Attr{}, false, err
+	} else if ok {
+		if !existingOK {
+			return nil, Attr{}, false, ErrExists
+		}
+		if t == TypeDir {
+			return nil, Attr{}, false, ErrIsDir
+		}
+		ino, err := m.getInode(f)
+		if err != nil {
+			return nil, Attr{}, false, err
+		}
+		return nil, ino.attr(), false, nil
+	}
+	if !permitted(&cl.id, parent, mayWrite|mayExec) {
+		return nil, Attr{}, false, ErrPermission
+	}
+	t := m.newTxn(cl)
+	defer t.close()
+	ino, err := t.create(parent, name, typ, mode, rdev, target)
+	if err != nil {
+		return nil, Attr{}, false, err
+	}
+	t.record(createType(typ), ino.FID, parent.FID, name)
+	pend, err := t.apply()
+	if err != nil {
+		return nil, Attr{}, false, err
+	}
+	return pend, ino.attr(), true, nil
+}
+
+// create adds a new object named name in parent to the batch and updates
+// the parent (entry, nlink for directories, times).
+func (t *txn) create(parent *inode, name string, typ FileType, mode uint32, rdev uint64, target string) (*inode, error) {
+	f, err := t.m.alloc.Next()
+	if err != nil {
+		return nil, err
+	}
+	ino := &inode{
+		FID: f, Type: typ, Mode: mode & 07777, UID: t.cl.id.UID, GID: t.cl.id.GID, Nlink: 1,
+		Atime: t.now, Mtime: t.now, Ctime: t.now, Rdev: rdev, Target: target,
+	}
+	if typ == TypeLnk {
+		ino.Size = uint64(len(target))
+		ino.Mode = 0777
+	}
+	if parent.Mode&02000 != 0 { // setgid directory: group inherited
+		ino.GID = parent.GID
+		if typ == TypeDir {
+			ino.Mode |= 02000
+		}
+	}
+	if typ == TypeDir {
+		ino.Nlink = 2
+		parent.Nlink++
+	}
+	t.addLink(parent.FID, name, ino)
+	t.putInode(ino)
+	parent.Mtime, parent.Ctime = t.now, t.now
+	t.putInode(parent)
+	return ino, nil
+}
+
+// Link adds hard link newPath to the object at oldPath (not followed).
+// Directories cannot be linked (EPERM).
+func (m *MDT) Link(ctx context.Context, c Cred, oldPath, newPath string) (Attr, error) {
+	cl, err := m.begin(ctx, c)
+	if err != nil {
+		return Attr{}, pathErr("link", newPath, err)
+	}
+	comps, err := splitPath(newPath)
+	if err != nil {
+		return Attr{}, pathErr("link", newPath, err)
+	}
+	if len(comps) == 0 {
+		return Attr{}, pathErr("link", newPath, ErrExists)
+	}
+	m.mu.Lock()
+	pend, a, err := m.linkLocked(cl, oldPath, comps)
+	m.mu.Unlock()
+	if err == nil {
+		err = wait(pend)
+	}
+	return a, pathErr("link", newPath, err)
+}
+
+func (m *MDT) linkLocked(cl *caller, oldPath string, comps []string) (*changelog.Pending, Attr, error) {
+	src, err := m.resolveExisting(&cl.id, oldPath)
+	if err != nil {
+		return nil, Attr{}, &PathError{Op: "link", Path: oldPath, Err: err}
+	}
+	if src.obj.Type == TypeDir {
+		return nil, Attr{}, ErrNotPermitted
+	}
+	if src.obj.Nlink == 0 {
+		return nil, Attr{}, ErrNotFound
+	}
+	parent, err := m.walk(&cl.id, comps[:len(comps)-1])
+	if err != nil {
+		return nil, Attr{}, err
+	}
+	name := comps[len(comps)-1]
+	if _, _, ok, err := m.lookup(parent.FID, name); err != nil {
+		return nil, Attr{}, err
+	} else if ok {
+		return nil, Attr{}, ErrExists
+	}
+	if !permitted(&cl.id, parent, mayWrite|mayExec) {
+		return nil, Attr{}, ErrPermission
+	}
+	t := m.newTxn(cl)
+	defer t.close()
+	ino := src.obj
+	ino.Nlink++
+	ino.Ctime = t.now
+	t.addLink(parent.FID, name, ino)
+	t.putInode(ino)
+	parent.Mtime, parent.Ctime = t.now, t.now
+	t.putInode(parent)
+	t.record(changelog.CLHardlink, ino.FID, parent.FID, name)
+	pend, err := t.apply()
+	if err != nil {
+		return nil, Attr{}, err
+	}
+	return pend, ino.attr(), nil
+}
+
+// Unlink removes the entry p of a non-directory. The UNLNK record has
+// flag 0x1 when the object lost its last link (also when it is still
+// open: it is then kept until the last close).
+func (m *MDT) Unlink(ctx context.Context, c Cred, p string) error {
+	return pathErr("unlink", p, m.remove(ctx, c, p, false))
+}
+
+// Rmdir removes the empty directory p.
+func (m *MDT) Rmdir(ctx context.Context, c Cred, p string) error {
+	return pathErr("rmdir", p, m.remove(ctx, c, p, true))
+}
+
+func (m *MDT) remove(ctx context.Context, c Cred, p string, dir bool) error {
+	cl, err := m.begin(ctx, c)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	pend, err := m.removeLocked(cl, p, dir)
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return wait(pend)
+}
+
+func (m *MDT) removeLocked(cl *caller, p string, dir bool) (*changelog.Pending, error) {
+	r, err := m.resolveExisting(&cl.id, p)
+	if err != nil {
+		return nil, err
+	}
+	if r.parent == nil {
+		if dir {
+			return nil, ErrBusy
+		}
+		return nil, ErrIsDir
+	}
+	obj := r.obj
+	switch {
+	case dir && obj.Type != TypeDir:
+		return nil, ErrNotDir
+	case !dir && obj.Type == TypeDir:
+		return nil, ErrIsDir
+	}
+	if err := mayDelete(&cl.id, r.parent, obj); err != nil {
+		return nil, err
+	}
+	if dir {
+		empty, err := m.isEmptyDir(obj.FID)
+		if err != nil {
+			return nil, err
+		}
+		if !empty {
+			return nil, ErrNotEmpty
+		}
+	}
+	t := m.newTxn(cl)
+	defer t.close()
+	last := t.unlinkEntry(r.parent, r.name, obj)
+	r.parent.Mtime, r.parent.Ctime = t.now, t.now
+	t.putInode(r.parent)
+	typ := changelog.CLUnlink
+	if dir {
+		typ = changelog.CLRmdir
+	}
+	if rec := t.record(typ, obj.FID, r.parent.FID, r.name); rec != nil && last {
+		rec.Flags = changelog.FlagUnlinkLast
+	}
+	return t.apply()
+}
+
+// unlinkEntry removes parent/name of obj (parent's nlink is adjusted for
+// directories, the caller writes the parent) and reports whether obj lost
+// its last link.
+func (t *txn) unlinkEntry(parent *inode, name string, obj *inode) bool {
+	_ = t.removeLink(parent.FID, name, obj)
+	if obj.Type == TypeDir {
+		parent.Nlink--
+		obj.Nlink = 0
+	} else if obj.Nlink > 0 {
+		obj.Nlink--
+	}
+	obj.Ctime = t.now
+	if obj.Nlink == 0 {
+		t.dropLastLink(obj)
+		return true
+	}
+	t.putInode(obj)
+	return false
+}
+
+// Rename moves src to dst, replacing dst if it exists under POSIX rules:
+// file over file, directory over empty directory; directory over a
+// non-empty directory is ENOTEMPTY, file over directory EISDIR, directory
+// over file ENOTDIR; a directory never moves into its own subtree (EINVAL);
+// renaming an object onto itself (same entry, or two links of one object)
+// does nothing and records nothing.
+func (m *MDT) Rename(ctx context.Context, c Cred, src, dst string) error {
+	cl, err := m.begin(ctx, c)
+	if err != nil {
+		return pathErr("rename", src, err)
+	}
+	m.mu.Lock()
+	pend, err := m.renameLocked(cl, src, dst)
+	m.mu.Unlock()
+	if err == nil {
+		err = wait(pend)
+	}
+	return pathErr("rename", src, err)
+}
+
+func (m *MDT) renameLocked(cl *caller, src, dst string) (*changelog.Pending, error) {
+	s, err := m.resolveExisting(&cl.id, src)
+	if err != nil {
+		return nil, err
+	}
+	dcomps, err := splitPath(dst)
+	if err != nil {
+		return nil, &PathError{Op: "rename", Path: dst, Err: err}
+	}
+	if s.parent == nil || len(dcomps) == 0 {
+		return nil, ErrBusy
+	}
+	dparent, err := m.walk(&cl.id, dcomps[:len(dcomps)-1])
+	if err != nil {
+		return nil, &PathError{Op: "rename", Path: dst, Err: err}
+	}
+	dname := dcomps[len(dcomps)-1]
+	var victim *inode
+	if f, _, ok, err := m.lookup(dparent.FID, dname); err != nil {
+		return nil, err
+	} else if ok {
+		if f == s.obj.FID {
+			return nil, nil // same object: nothing to do
+		}
+		if victim, err = m.getInode(f); err != nil {
+			return nil, err
+		}
+	}
+	obj := s.obj
+	isDir := obj.Type == TypeDir
+	if victim != nil {
+		switch {
+		case isDir && victim.Type != TypeDir:
+			return nil, ErrNotDir
+		case !isDir && victim.Type == TypeDir:
+			return nil, ErrIsDir
+		}
+	}
+	if err := mayDelete(&cl.id, s.parent, obj); err != nil {
+		return nil, err
+	}
+	if victim != nil {
+		if err := mayDelete(&cl.id, dparent, victim); err != nil {
+			return nil, err
+		}
+	} else if !permitted(&cl.id, dparent, mayWrite|mayExec) {
+		return nil, ErrPermission
+	}
+	sameDir := s.parent.FID == dparent.FID
+	if isDir && !sameDir {
+		// Moving a directory rewrites its "..": write permission on it.
+		if !permitted(&cl.id, obj, mayWrite) {
+			return nil, ErrPermission
+		}
+		if in, err := m.isAncestor(obj.FID, dparent.FID); err != nil {
+			return nil, err
+		} else if in {
+			return nil, fmt.Errorf("%w: cannot move '%s' into its own subtree '%s'", ErrInvalid, src, dst)
+		}
+	}
+	if victim != nil && victim.Type == TypeDir {
+		empty, err := m.isEmptyDir(victim.FID)
+		if err != nil {
+			return nil, err
+		}
+		if !empty {
+			return nil, ErrNotEmpty
+		}
+	}
+
+	t := m.newTxn(cl)
+	defer t.close()
+	// With one parent, both sides must update the same in-memory inode.
+	sp, dp := s.parent, dparent
+	if sameDir {
+		dp = sp
+	}
+	last := false
+	if victim != nil {
+		last = t.unlinkEntry(dp, dname, victim)
+	}
+	_ = t.removeLink(sp.FID, s.name, obj)
+	t.addLink(dp.FID, dname, obj)
+	obj.Ctime = t.now
+	t.putInode(obj)
+	if isDir && !sameDir {
+		sp.Nlink--
+		dp.Nlink++
+	}
+	sp.Mtime, sp.Ctime = t.now, t.now
+	dp.Mtime, dp.Ctime = t.now, t.now
+	t.putInode(sp)
+	if !sameDir {
+		t.putInode(dp)
+	}
+	var tfid fid.FID
+	if victim != nil {
+		tfid = victim.FID
+	}
+	if rec := t.record(changelog.CLRename, tfid, dp.FID, dname); rec != nil {
+		rec.SFID, rec.SPFID, rec.SName = obj.FID, sp.FID, s.name
+		if last {
+			rec.Flags = changelog.FlagRenameLast
+		}
+	}
+	return t.apply()
+}
+
+// isAncestor reports whether directory a is d or one of d's ancestors.
+func (m *MDT) isAncestor(a, d fid.FID) (bool, error) {
+	for range 1 << 16 {
+		if d == a {
+			return true, nil
+		}
+		if d == fid.Root {
+			return false, nil
+		}
+		ls, err := m.links(d)
+		if err != nil {
+			return false, err
+		}
+		if len(ls) == 0 {
+			return false, nil
+		}
+		d = ls[0].parent
+	}
+	return false, fmt.Errorf("%w: directory tree too deep at %v", ErrLoop, d)
+}

@@ -1,0 +1,310 @@
+package mdt
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/fid"
+)
+
+// openKey identifies openers for OPEN/CLOSE dedup and the denied-open rate
+// limit: one object, one mapped uid/gid, one mode ("r--", "rw-", "--x").
+type openKey struct {
+	fid      fid.FID
+	uid, gid uint32
+	mode     string
+}
+
+// handle is one open file.
+type handle struct {
+	key     openKey
+	flags   uint32
+	counted bool // counted in omu.openers (OPEN was in the mask at open)
+}
+
+// openCount returns the number of open handles of f.
+func (m *MDT) openCount(f fid.FID) int {
+	m.omu.Lock()
+	defer m.omu.Unlock()
+	return m.omu.perFID[f]
+}
+
+// OpenHandles returns the number of open handles.
+func (m *MDT) OpenHandles() int {
+	m.omu.Lock()
+	defer m.omu.Unlock()
+	return len(m.omu.handles)
+}
+
+const accessBits = changelog.OpenRead | changelog.OpenWrite | changelog.OpenExec
+
+func isWriteOpen(flags uint32) bool {
+	return flags&(changelog.OpenWrite|changelog.OpenTrunc|changelog.OpenAppend) != 0
+}
+
+// Open opens the object at p with changelog.Open* flags and returns a
+// handle for CloseFile. Without any of READ/WRITE/EXEC the open is
+// read-only (READ is added). CREATE creates a missing regular file with
+// mode (CREAT and OPEN in one batch); with EXCL an existing entry is
+// EEXIST. A final symlink is followed one level (its target must exist and
+// not be a symlink: ELOOP); intermediate symlinks are ENOTDIR. TRUNC on an
+// existing regular file sets its size to 0 with setattr's record rules.
+//
+// Audit (reference section 5): OPEN is recorded once per (object, uid,
+// gid, mode) while such an open is outstanding and OPEN is enabled; a
+// permission failure records NOPEN at most once per key per
+// changelog_deniednext seconds and still fails with EACCES. Unlike Lustre,
+// a denied open leaves no opener entry, so a later successful open of the
+// same key records OPEN.
+func (m *MDT) Open(ctx context.Context, c Cred, p string, flags uint32, mode uint32) (uint64, Attr, error) {
+	if flags&accessBits == 0 {
+		flags |= changelog.OpenRead
+	}
+	cl, err := m.begin(ctx, c)
+	if err != nil {
+		return 0, Attr{}, pathErr("open", p, err)
+	}
+	m.mu.Lock()
+	h, a, pend, err := m.openLocked(cl, p, flags, mode)
+	m.mu.Unlock()
+	if werr := wait(pend); werr != nil && err == nil {
+		// Not durable: the open did not happen.
+		m.dropHandle(h)
+		err = werr
+	}
+	if err != nil {
+		return 0, Attr{}, pathErr("open", p, err)
+	}
+	return h, a, nil
+}
+
+func (m *MDT) openLocked(cl *caller, p string, flags, mode uint32) (uint64, Attr, *changelog.Pending, error) {
+	m.omu.Lock()
+	full := len(m.omu.handles) >= m.opts.MaxOpenHandles
+	m.omu.Unlock()
+	if full {
+		return 0, Attr{}, nil, ErrTooManyOpen
+	}
+	r, err := m.resolve(&cl.id, p)
+	if err != nil {
+		return 0, Attr{}, nil, err
+	}
+	t := m.newTxn(cl)
+	defer t.close()
+	obj := r.obj
+	created := false
+	if obj == nil {
+		if flags&changelog.OpenCreate == 0 {
+			return 0, Attr{}, nil, ErrNotFound
+		}
+		if !permitted(&cl.id, r.parent, mayWrite|mayExec) {
+			return 0, Attr{}, nil, ErrPermission
+		}
+		if obj, err = t.create(r.parent, r.name, TypeReg, mode, 0, ""); err != nil {
+			return 0, Attr{}, nil, err
+		}
+		t.record(changelog.CLCreate, obj.FID, r.parent.FID, r.name)
+		created = true
+	} else {
+		if flags&changelog.OpenCreate != 0 && flags&changelog.OpenExcl != 0 {
+			return 0, Attr{}, nil, ErrExists
+		}
+		if obj.Type == TypeLnk {
+			tr, err := m.followLink(&cl.id, r.parent, obj)
+			if err != nil {
+				return 0, Attr{}, nil, err
+			}
+			if tr.obj == nil {
+				return 0, Attr{}, nil, ErrNotFound
+			}
+			r, obj = tr, tr.obj
+		}
+		if obj.Type == TypeDir && flags&(changelog.OpenWrite|changelog.OpenTrunc|changelog.OpenAppend) != 0 {
+			return 0, Attr{}, nil, ErrIsDir
+		}
+		var want uint32
+		if flags&changelog.OpenRead != 0 {
+			want |= mayRead
+		}
+		if isWriteOpen(flags) {
+			want |= mayWrite
+		}
+		if flags&changelog.OpenExec != 0 {
+			want |= mayExec
+		}
+		if !permitted(&cl.id, obj, want) || flags&changelog.OpenExec != 0 && obj.Type != TypeReg {
+			pend := m.deniedLocked(cl, obj.FID, flags)
+			return 0, Attr{}, pend, ErrPermission
+		}
+	}
+	key := openKey{fid: obj.FID, uid: cl.id.UID, gid: cl.id.GID, mode: changelog.ModeString(flags)}
+	counted := m.wants(cl, changelog.CLOpen)
+	if counted {
+		m.omu.Lock()
+		first := m.omu.openers[key] == 0
+		m.omu.Unlock()
+		if first {
+			if rec := t.record(changelog.CLOpen, obj.FID, fid.Zero, ""); rec != nil {
+				rec.Flags = uint16(flags) & changelog.FlagMask
+				rec.OpenFlags = flags
+			}
+		}
+	}
+	if flags&changelog.OpenTrunc != 0 && obj.Type == TypeReg && !created {
+		size := uint64(0)
+		t.setattr(r.parent, obj, SetattrArgs{Size: &size})
+	}
+	pend, err := t.apply()
+	if err != nil {
+		return 0, Attr{}, nil, err
+	}
+	m.omu.Lock()
+	m.omu.next++
+	h := m.omu.next
+	m.omu.handles[h] = &handle{key: key, flags: flags, counted: counted}
+	m.omu.perFID[obj.FID]++
+	if counted {
+		m.omu.openers[key]++
+	}
+	m.omu.Unlock()
+	return h, obj.attr(), pend, nil
+}
+
+// deniedLocked records NOPEN for a denied open if due (rate limit per key
+// and changelog_deniednext) and returns the pending batch, if any.
+func (m *MDT) deniedLocked(cl *caller, f fid.FID, flags uint32) *changelog.Pending {
+	if !m.wants(cl, changelog.CLDeniedOpen) {
+		return nil
+	}
+	key := openKey{fid: f, uid: cl.id.UID, gid: cl.id.GID, mode: changelog.ModeString(flags)}
+	now := m.opts.Clock()
+	dn := time.Duration(m.deniedNext.Load()) * time.Second
+	m.omu.Lock()
+	last, seen := m.omu.denied.Get(key)
+	m.omu.Unlock()
+	if seen && dn > 0 && now.Before(last.Add(dn)) {
+		return nil
+	}
+	t := m.newTxn(cl)
+	defer t.close()
+	rec := t.record(changelog.CLDeniedOpen, f, fid.Zero, "")
+	if rec == nil {
+		return nil
+	}
+	rec.Flags = uint16(flags) & changelog.FlagMask
+	rec.OpenFlags = flags
+	pend, err := t.apply()
+	if err != nil {
+		// The open fails with EACCES anyway; a lost NOPEN is logged.
+		m.opts.Logger.Warn("nopen_not_recorded", "device", m.dev, "fid", f.String(), "err", err)
+		return nil
+	}
+	m.omu.Lock()
+	m.omu.denied.Add(key, now)
+	m.omu.Unlock()
+	return pend
+}
+
+// dropHandle forgets handle h without records (used when an open's batch
+// could not be made durable).
+func (m *MDT) dropHandle(h uint64) {
+	m.omu.Lock()
+	defer m.omu.Unlock()
+	hd, ok := m.omu.handles[h]
+	if !ok {
+		return
+	}
+	delete(m.omu.handles, h)
+	m.releaseLocked(hd)
+}
+
+// releaseLocked updates the counters for a closed handle; it reports
+// whether this was the last close of its key. Needs omu.
+func (m *MDT) releaseLocked(hd *handle) (lastOfKey bool) {
+	if n := m.omu.perFID[hd.key.fid] - 1; n > 0 {
+		m.omu.perFID[hd.key.fid] = n
+	} else {
+		delete(m.omu.perFID, hd.key.fid)
+	}
+	if hd.counted {
+		if n := m.omu.openers[hd.key] - 1; n > 0 {
+			m.omu.openers[hd.key] = n
+		} else {
+			delete(m.omu.openers, hd.key)
+			lastOfKey = true
+		}
+	}
+	return lastOfKey
+}
+
+// CloseFile closes a handle from Open. CLOSE is recorded (flags = low 12
+// bits of the open flags, no p=) when OPEN is enabled and this is the last
+// close of the handle's key, or, when OPEN is not enabled, for handles
+// opened for writing. The last close of an unlinked object removes it. If
+// the batch cannot be stored the handle stays open and the error is
+// returned. (Named CloseFile because Close closes the MDT.)
+func (m *MDT) CloseFile(ctx context.Context, c Cred, h uint64) error {
+	name := "handle " + strconv.FormatUint(h, 10)
+	cl, err := m.begin(ctx, c)
+	if err != nil {
+		return pathErr("close", name, err)
+	}
+	m.mu.Lock()
+	pend, err := m.closeLocked(cl, h)
+	m.mu.Unlock()
+	if err == nil {
+		err = wait(pend)
+	}
+	return pathErr("close", name, err)
+}
+
+func (m *MDT) closeLocked(cl *caller, h uint64) (*changelog.Pending, error) {
+	m.omu.Lock()
+	hd, ok := m.omu.handles[h]
+	var last, lastHandle bool
+	if ok {
+		last = hd.counted && m.omu.openers[hd.key] == 1
+		lastHandle = m.omu.perFID[hd.key.fid] == 1
+	}
+	m.omu.Unlock()
+	if !ok {
+		return nil, ErrBadHandle
+	}
+	t := m.newTxn(cl)
+	defer t.close()
+	if m.wants(cl, changelog.CLClose) {
+		var due bool
+		if m.log.Enabled(changelog.CLOpen) {
+			due = last
+		} else {
+			due = isWriteOpen(hd.flags)
+		}
+		if due {
+			if rec := t.record(changelog.CLClose, hd.key.fid, fid.Zero, ""); rec != nil {
+				rec.Flags = uint16(hd.flags) & changelog.FlagMask
+			}
+		}
+	}
+	if lastHandle {
+		if ino, err := m.getInode(hd.key.fid); err == nil && ino.Nlink == 0 {
+			m.deleteObject(t.b, ino.FID)
+		}
+	}
+	pend, err := t.apply()
+	if err != nil {
+		return nil, err
+	}
+	m.omu.Lock()
+	delete(m.omu.handles, h)
+	m.releaseLocked(hd)
+	m.omu.Unlock()
+	return pend, nil
+}
+
+// String returns a short description of the key (tests, logs).
+func (k openKey) String() string {
+	return fmt.Sprintf("%v %d:%d %s", k.fid, k.uid, k.gid, k.mode)
+}

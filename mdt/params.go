@@ -1,0 +1,216 @@
+package mdt
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/fidlog/fidlog/changelog"
+)
+
+// Param is one parameter and its value as lctl get_param prints it.
+type Param struct {
+	Name, Value string
+}
+
+// paramDef is one parameter of the tree. check validates a value without
+// setting it; set sets it (nil: read-only).
+type paramDef struct {
+	name  string
+	get   func() (string, error)
+	check func(v string) error
+	set   func(v string) error
+}
+
+// params returns the parameter tree in a stable order: mdd.<dev>.* then
+// nodemap.*.
+func (m *MDT) params() []paramDef {
+	pre := "mdd." + m.dev + "."
+	var defs []paramDef
+	defs = append(defs,
+		paramDef{
+			name: pre + "changelog_mask",
+			get:  func() (string, error) { return m.log.Settings().Mask.ParamString(), nil },
+			check: func(v string) error {
+				rel := m.log.Settings().Mask
+				if rel == changelog.MinMask {
+					rel = changelog.DefMask
+				}
+				_, err := changelog.ParseMask(v, rel)
+				return err
+			},
+			set: func(v string) error { _, err := m.log.SetMask(v); return err },
+		},
+		paramDef{
+			name: pre + "changelog_current_mask",
+			get:  func() (string, error) { return m.log.State().Effective.ParamString(), nil },
+		},
+		paramDef{
+			name: pre + "changelog_users",
+			get:  func() (string, error) { return m.log.UsersText(), nil },
+		},
+		paramDef{
+			name: pre + "changelog_size",
+			get: func() (string, error) {
+				n, err := m.log.Size()
+				if err != nil {
+					return "", storeErr(err)
+				}
+				return strconv.FormatUint(n, 10), nil
+			},
+		},
+		paramDef{
+			name:  pre + "changelog_deniednext",
+			get:   func() (string, error) { return strconv.FormatUint(uint64(m.deniedNext.Load()), 10), nil },
+			check: func(v string) error { _, err := parseDeniedNext(v); return err },
+			set: func(v string) error {
+				n, err := parseDeniedNext(v)
+				if err != nil {
+					return err
+				}
+				if err := m.setMeta(metaDeniedNext, []byte(strconv.FormatUint(uint64(n), 10))); err != nil {
+					return err
+				}
+				m.deniedNext.Store(n)
+				return nil
+			},
+		},
+	)
+	for _, short := range changelog.ParamNames {
+		if short == "changelog_mask" {
+			continue
+		}
+		defs = append(defs, paramDef{
+			name: pre + short,
+			get: func() (string, error) {
+				s := m.log.Settings()
+				v, _ := s.Param(short)
+				return v, nil
+			},
+			check: func(v string) error {
+				s := m.log.Settings()
+				return s.SetParam(short, v)
+			},
+			set: func(v string) error {
+				return m.log.UpdateSettings(func(s *changelog.Settings) error { return s.SetParam(short, v) })
+			},
+		})
+	}
+	return append(defs, m.nodemapParams()...)
+}
+
+// parseDeniedNext parses changelog_deniednext: an unsigned int in any C
+// base (decimal, 0x hex, leading-0 octal).
+func parseDeniedNext(v string) (uint32, error) {
+	s := strings.TrimSpace(v)
+	bad := &changelog.ParamError{Name: "changelog_deniednext", Value: v, Reason: "expect an unsigned number of seconds"}
+	if s == "" || strings.ContainsAny(s, "_+-oObB") {
+		return 0, bad
+	}
+	if len(s) > 1 && s[0] == '0' && s[1] != 'x' && s[1] != 'X' {
+		s = "0o" + s[1:]
+	}
+	n, err := strconv.ParseUint(s, 0, 32)
+	if err != nil {
+		return 0, bad
+	}
+	return uint32(n), nil
+}
+
+// matchParam reports whether name matches pattern, component by component
+// (dotted names, path.Match globs per component).
+func matchParam(pattern, name string) (bool, error) {
+	return path.Match(strings.ReplaceAll(pattern, ".", "/"), strings.ReplaceAll(name, ".", "/"))
+}
+
+func (m *MDT) matchParams(pattern string) ([]paramDef, error) {
+	var out []paramDef
+	for _, d := range m.params() {
+		ok, err := matchParam(pattern, d.name)
+		if err != nil {
+			return nil, &ParamError{Name: pattern, Err: fmt.Errorf("%w: bad pattern: %v", ErrInvalid, err)}
+		}
+		if ok {
+			out = append(out, d)
+		}
+	}
+	if len(out) == 0 {
+		return nil, &ParamError{Name: pattern, Err: ErrNoParam}
+	}
+	return out, nil
+}
+
+// GetParams returns the parameters matching each pattern, in pattern
+// order then tree order. A pattern with no match is ErrNoParam naming it.
+func (m *MDT) GetParams(patterns ...string) ([]Param, error) {
+	if err := m.checkOpen(); err != nil {
+		return nil, err
+	}
+	var out []Param
+	for _, p := range patterns {
+		defs, err := m.matchParams(p)
+		if err != nil {
+			return out, err
+		}
+		for _, d := range defs {
+			v, err := d.get()
+			if err != nil {
+				return out, &ParamError{Name: d.name, Err: err}
+			}
+			out = append(out, Param{Name: d.name, Value: v})
+		}
+	}
+	return out, nil
+}
+
+// SetParam sets every parameter matching name to value. Every match is
+// validated first (read-only ones before values); if any is read-only
+// (ErrReadOnly) or refuses the value,
+// nothing is set and the error names the parameter and value. Values are
+// persisted before SetParam returns.
+func (m *MDT) SetParam(name, value string) ([]Param, error) {
+	if err := m.checkOpen(); err != nil {
+		return nil, err
+	}
+	defs, err := m.matchParams(name)
+	if err != nil {
+		var pe *ParamError
+		if errors.As(err, &pe) {
+			pe.Value = value
+		}
+		return nil, err
+	}
+	for _, d := range defs {
+		if d.set == nil {
+			return nil, &ParamError{Name: d.name, Value: value, Err: ErrReadOnly}
+		}
+	}
+	for _, d := range defs {
+		if d.check != nil {
+			if err := d.check(value); err != nil {
+				return nil, &ParamError{Name: d.name, Value: value, Err: invalidParam(err)}
+			}
+		}
+	}
+	var out []Param
+	for _, d := range defs {
+		if err := d.set(value); err != nil {
+			return out, &ParamError{Name: d.name, Value: value, Err: invalidParam(err)}
+		}
+		out = append(out, Param{Name: d.name, Value: value})
+	}
+	return out, nil
+}
+
+// invalidParam makes a validation error also match ErrInvalid unless it
+// already carries a more specific class.
+func invalidParam(err error) error {
+	if errors.Is(err, changelog.ErrBadParam) || errors.Is(err, changelog.ErrBadMask) {
+		if !errors.Is(err, ErrInvalid) {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+	}
+	return err
+}

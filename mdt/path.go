@@ -1,0 +1,235 @@
+package mdt
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/fid"
+)
+
+// Name and path limits.
+const (
+	// MaxName is the longest entry name (NAME_MAX).
+	MaxName = changelog.MaxName
+	// MaxPath is the longest path accepted (PATH_MAX).
+	MaxPath = 4096
+)
+
+// validName checks one path component.
+func validName(name string) error {
+	switch {
+	case name == "", name == ".", name == "..":
+		return fmt.Errorf("%w: bad name '%s'", ErrInvalid, name)
+	case strings.ContainsAny(name, "/\x00"):
+		return fmt.Errorf("%w: name '%s' contains '/' or NUL", ErrInvalid, name)
+	case len(name) > MaxName:
+		return fmt.Errorf("%w: name of %d bytes (max %d)", ErrNameTooLong, len(name), MaxName)
+	}
+	return nil
+}
+
+// splitPath splits a path relative to the root into components. "" and "/"
+// are the root; leading, repeated and trailing slashes are ignored. Every
+// component must be a valid name ("." and ".." are refused).
+func splitPath(p string) ([]string, error) {
+	if len(p) > MaxPath {
+		return nil, fmt.Errorf("%w: path of %d bytes (max %d)", ErrNameTooLong, len(p), MaxPath)
+	}
+	if strings.IndexByte(p, 0) >= 0 {
+		return nil, fmt.Errorf("%w: path contains NUL", ErrInvalid)
+	}
+	var out []string
+	for c := range strings.SplitSeq(p, "/") {
+		if c == "" {
+			continue
+		}
+		if err := validName(c); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// Permission request bits.
+const (
+	mayExec  = 1
+	mayWrite = 2
+	mayRead  = 4
+)
+
+// permitted reports whether id may access ino as asked: root (unless
+// squashed, which makes it not root) may do anything except execute a
+// non-directory without any x bit; others get the owner, group
+// (primary or supplementary) or other bits, the first class that matches.
+func permitted(id *Identity, ino *inode, want uint32) bool {
+	if id.UID == 0 {
+		if want&mayExec != 0 && ino.Type != TypeDir && ino.Mode&0111 == 0 {
+			return false
+		}
+		return true
+	}
+	var bits uint32
+	switch {
+	case id.UID == ino.UID:
+		bits = ino.Mode >> 6 & 7
+	case id.inGroup(ino.GID):
+		bits = ino.Mode >> 3 & 7
+	default:
+		bits = ino.Mode & 7
+	}
+	return want&^bits == 0
+}
+
+// mayDelete checks that id may remove or replace the entry of victim in dir:
+// write and search on dir, and with the sticky bit, ownership of dir or
+// victim (or root).
+func mayDelete(id *Identity, dir, victim *inode) error {
+	if !permitted(id, dir, mayWrite|mayExec) {
+		return ErrPermission
+	}
+	if dir.Mode&01000 != 0 && id.UID != 0 && id.UID != dir.UID && id.UID != victim.UID {
+		return ErrPermission
+	}
+	return nil
+}
+
+// getInode reads an object; ErrNotFound if it does not exist.
+func (m *MDT) getInode(f fid.FID) (*inode, error) {
+	v, closer, err := m.db.Get(inodeKey(f))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrIO, err)
+	}
+	defer closer.Close()
+	return decodeInode(f, v)
+}
+
+// lookup finds name in directory dir; ok is false if there is no entry.
+func (m *MDT) lookup(dir fid.FID, name string) (f fid.FID, t FileType, ok bool, err error) {
+	v, closer, err := m.db.Get(direntKey(dir, name))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return fid.FID{}, 0, false, nil
+	}
+	if err != nil {
+		return fid.FID{}, 0, false, fmt.Errorf("%w: %w", ErrIO, err)
+	}
+	defer closer.Close()
+	f, t, err = decodeDirent(v)
+	return f, t, err == nil, err
+}
+
+// walk resolves the directories of comps and returns the last one, having
+// checked search permission on every directory passed through (the root
+// included). Symlinks and other non-directories on the way give ENOTDIR.
+func (m *MDT) walk(id *Identity, comps []string) (*inode, error) {
+	dir, err := m.getInode(fid.Root)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range comps {
+		if !permitted(id, dir, mayExec) {
+			return nil, ErrPermission
+		}
+		f, t, ok, err := m.lookup(dir.FID, c)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, ErrNotFound
+		}
+		if t != TypeDir {
+			return nil, ErrNotDir
+		}
+		if dir, err = m.getInode(f); err != nil {
+			return nil, err
+		}
+	}
+	if !permitted(id, dir, mayExec) {
+		return nil, ErrPermission
+	}
+	return dir, nil
+}
+
+// resolved is a path resolved without following a final symlink.
+type resolved struct {
+	parent *inode // nil for the root
+	name   string // "" for the root
+	obj    *inode // nil if the entry does not exist
+}
+
+// resolve resolves p like lstat: intermediate components must be
+// directories (searchable); the final component is not followed.
+func (m *MDT) resolve(id *Identity, p string) (resolved, error) {
+	comps, err := splitPath(p)
+	if err != nil {
+		return resolved{}, err
+	}
+	if len(comps) == 0 {
+		root, err := m.getInode(fid.Root)
+		return resolved{obj: root}, err
+	}
+	parent, err := m.walk(id, comps[:len(comps)-1])
+	if err != nil {
+		return resolved{}, err
+	}
+	r := resolved{parent: parent, name: comps[len(comps)-1]}
+	f, _, ok, err := m.lookup(parent.FID, r.name)
+	if err != nil || !ok {
+		return r, err
+	}
+	r.obj, err = m.getInode(f)
+	return r, err
+}
+
+// resolveExisting is resolve that requires the object to exist.
+func (m *MDT) resolveExisting(id *Identity, p string) (resolved, error) {
+	r, err := m.resolve(id, p)
+	if err == nil && r.obj == nil {
+		err = ErrNotFound
+	}
+	return r, err
+}
+
+// followLink resolves the target of symlink ln (in directory dir) one
+// level: a relative target from dir, an absolute one from the root. A
+// target that is itself a symlink gives ELOOP.
+func (m *MDT) followLink(id *Identity, dir *inode, ln *inode) (resolved, error) {
+	t := ln.Target
+	var comps []string
+	var err error
+	if strings.HasPrefix(t, "/") {
+		comps, err = splitPath(t)
+		if err != nil {
+			return resolved{}, err
+		}
+	} else {
+		// Express the target from the root: dir's path + target.
+		paths, perr := m.fid2path(dir.FID, 0)
+		if perr != nil {
+			return resolved{}, perr
+		}
+		base := ""
+		if len(paths) > 0 && paths[0] != "/" {
+			base = paths[0] + "/"
+		}
+		comps, err = splitPath(base + t)
+		if err != nil {
+			return resolved{}, err
+		}
+	}
+	r, err := m.resolve(id, strings.Join(comps, "/"))
+	if err != nil {
+		return r, err
+	}
+	if r.obj != nil && r.obj.Type == TypeLnk {
+		return r, ErrLoop
+	}
+	return r, nil
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package mdt
+
+const raceEnabled = false

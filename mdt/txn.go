@@ -1,0 +1,225 @@
+package mdt
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/fid"
+)
+
+// caller is a request's credentials with the identity they map to.
+type caller struct {
+	id   Identity
+	cred Cred
+}
+
+// begin checks the context and the MDT state and maps the credentials.
+func (m *MDT) begin(ctx context.Context, c Cred) (*caller, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := m.checkOpen(); err != nil {
+		return nil, err
+	}
+	id, err := m.Identify(c)
+	if err != nil {
+		return nil, err
+	}
+	return &caller{id: id, cred: c}, nil
+}
+
+// nid returns the NID records carry for c.
+func (c *Cred) nid() string {
+	if c.NID == "" {
+		return "0@lo"
+	}
+	return c.NID
+}
+
+// wants reports whether a record of type t from this caller would be kept:
+// the caller is audited (nodemap audit_mode) and t is enabled. Records that
+// are not wanted are never built.
+func (m *MDT) wants(cl *caller, t changelog.Type) bool {
+	return cl.id.Audit && m.log.Enabled(t)
+}
+
+// newRecord builds a client-originated record: u= (mapped), nid=, j=.
+func newRecord(cl *caller, t changelog.Type, tfid, pfid fid.FID, name string) *changelog.Record {
+	r := &changelog.Record{
+		Type:       t,
+		TFID:       tfid,
+		PFID:       pfid,
+		Name:       name,
+		JobID:      cl.cred.JobID,
+		ExtraFlags: changelog.ExtraUIDGID | changelog.ExtraNID | changelog.ExtraNIDBE,
+		UID:        uint64(cl.id.UID),
+		GID:        uint64(cl.id.GID),
+		NID:        cl.cred.nid(),
+	}
+	switch t {
+	case changelog.CLOpen, changelog.CLDeniedOpen:
+		r.ExtraFlags |= changelog.ExtraOpen
+	case changelog.CLXattr, changelog.CLGetxattr:
+		r.ExtraFlags |= changelog.ExtraXattr
+	}
+	return r
+}
+
+// txn is one operation's batch: namespace mutations and the records due.
+// It is built and applied with m.mu held.
+type txn struct {
+	m    *MDT
+	cl   *caller
+	b    *pebble.Batch
+	recs []*changelog.Record
+	now  int64
+}
+
+func (m *MDT) newTxn(cl *caller) *txn {
+	return &txn{m: m, cl: cl, b: m.db.NewBatch(), now: m.now()}
+}
+
+func (t *txn) close() { _ = t.b.Close() }
+
+// record adds a record of type typ if it is wanted and returns it (nil if
+// not wanted).
+func (t *txn) record(typ changelog.Type, tfid, pfid fid.FID, name string) *changelog.Record {
+	if !t.m.wants(t.cl, typ) {
+		return nil
+	}
+	r := newRecord(t.cl, typ, tfid, pfid, name)
+	t.recs = append(t.recs, r)
+	return r
+}
+
+func (t *txn) putInode(ino *inode) { _ = t.b.Set(inodeKey(ino.FID), encodeInode(ino), nil) }
+
+// addLink adds directory entry parent/name -> ino and ino's link record.
+func (t *txn) addLink(parent fid.FID, name string, ino *inode) {
+	_ = t.b.Set(direntKey(parent, name), encodeDirent(ino.FID, ino.Type), nil)
+	_ = t.b.Set(linkKey(ino.FID, ino.NextLink), encodeLink(parent, name), nil)
+	ino.NextLink++
+}
+
+// removeLink removes directory entry parent/name of ino and its link.
+func (t *txn) removeLink(parent fid.FID, name string, ino *inode) error {
+	_ = t.b.Delete(direntKey(parent, name), nil)
+	links, err := t.m.links(ino.FID)
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		if l.parent == parent && l.name == name {
+			_ = t.b.Delete(linkKey(ino.FID, l.seq), nil)
+			return nil
+		}
+	}
+	return nil
+}
+
+// apply commits the batch with its records (NoSync), with m.mu held, and
+// notes which objects had a record for the time-record dedup. On error
+// nothing was committed.
+func (t *txn) apply() (p *changelog.Pending, err error) {
+	defer recoverFatal(&err)
+	p, err = t.m.log.Apply(t.b, t.recs)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	t.m.noteRecords(t.recs)
+	return p, nil
+}
+
+// noteRecords marks the objects of kept records as having had a record in
+// the current epoch.
+func (m *MDT) noteRecords(recs []*changelog.Record) {
+	if len(recs) == 0 {
+		return
+	}
+	ep := m.log.Epoch()
+	for _, r := range recs {
+		if r.Index == 0 {
+			continue
+		}
+		if !r.TFID.IsZero() {
+			m.timeSeen.Add(r.TFID, ep)
+		}
+		if !r.SFID.IsZero() {
+			m.timeSeen.Add(r.SFID, ep)
+		}
+	}
+}
+
+// wait makes an applied batch durable.
+func wait(p *changelog.Pending) (err error) {
+	if p == nil {
+		return nil
+	}
+	defer recoverFatal(&err)
+	if err := p.Wait(); err != nil {
+		return storeErr(err)
+	}
+	return nil
+}
+
+type linkEnt struct {
+	seq    uint32
+	parent fid.FID
+	name   string
+}
+
+// links returns f's links in link order.
+func (m *MDT) links(f fid.FID) ([]linkEnt, error) {
+	lo, hi := linkRange(f)
+	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrIO, err)
+	}
+	var out []linkEnt
+	for it.First(); it.Valid(); it.Next() {
+		p, name, err := decodeLink(it.Value())
+		if err != nil {
+			it.Close()
+			return nil, err
+		}
+		out = append(out, linkEnt{seq: linkSeqOf(it.Key()), parent: p, name: name})
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrIO, err)
+	}
+	return out, nil
+}
+
+// deleteObject adds to b the removal of f's inode, remaining links,
+// xattrs and orphan mark. Point deletes only (no range tombstones on the
+// namespace).
+func (m *MDT) deleteObject(b *pebble.Batch, f fid.FID) {
+	_ = b.Delete(inodeKey(f), nil)
+	_ = b.Delete(orphanKey(f), nil)
+	for _, rng := range [][2][]byte{pair(linkRange(f)), pair(xattrRange(f))} {
+		it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: rng[0], UpperBound: rng[1]})
+		if err != nil {
+			continue
+		}
+		for it.First(); it.Valid(); it.Next() {
+			_ = b.Delete(append([]byte(nil), it.Key()...), nil)
+		}
+		_ = it.Close()
+	}
+}
+
+func pair(a, b []byte) [2][]byte { return [2][]byte{a, b} }
+
+// dropLastLink handles an object whose nlink reached 0: removed now, or
+// kept as an orphan while handles are open.
+func (t *txn) dropLastLink(ino *inode) {
+	if t.m.openCount(ino.FID) > 0 {
+		t.putInode(ino)
+		_ = t.b.Set(orphanKey(ino.FID), nil, nil)
+		return
+	}
+	t.m.deleteObject(t.b, ino.FID)
+}

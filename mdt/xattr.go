@@ -1,0 +1,280 @@
+package mdt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/fid"
+)
+
+// Setxattr flags.
+const (
+	XattrCreate  = 1 // fail with EEXIST if the xattr exists
+	XattrReplace = 2 // fail with ENODATA if it does not
+)
+
+// Xattr limits (XATTR_NAME_MAX, XATTR_SIZE_MAX).
+const (
+	MaxXattrName  = 255
+	MaxXattrValue = 65536
+)
+
+// xattrClass is what an xattr name means for permissions.
+type xattrClass int
+
+const (
+	xcUser     xattrClass = iota // user.*: file permissions, reg/dir only
+	xcTrusted                    // trusted.*, lustre.*: root only
+	xcSecurity                   // security.*: read by all, written by root
+	xcACL                        // system.posix_acl_*: read by all, written by the owner
+)
+
+func classifyXattr(name string) (xattrClass, error) {
+	switch {
+	case len(name) > MaxXattrName:
+		return 0, fmt.Errorf("%w: xattr name of %d bytes", ErrRange, len(name))
+	case strings.HasPrefix(name, "user.") && len(name) > len("user."):
+		return xcUser, nil
+	case strings.HasPrefix(name, "trusted.") && len(name) > len("trusted."),
+		name == "lustre.lov", strings.HasPrefix(name, "lustre.lov."):
+		return xcTrusted, nil
+	case strings.HasPrefix(name, "security.") && len(name) > len("security."):
+		return xcSecurity, nil
+	case name == "system.posix_acl_access", name == "system.posix_acl_default":
+		return xcACL, nil
+	}
+	return 0, fmt.Errorf("%w: xattr name '%s'", ErrNotSupported, name)
+}
+
+// xattrRecordType is the record a change of xattr name gives, or false for
+// none (mdd_xattr_changelog_type).
+func xattrRecordType(name string) (changelog.Type, bool) {
+	switch {
+	case name == "lustre.lov", name == "trusted.lov", strings.HasPrefix(name, "lustre.lov."):
+		return changelog.CLLayout, true
+	case name == "trusted.hsm":
+		return changelog.CLHSM, true
+	case name == "trusted.som":
+		return 0, false
+	case strings.HasPrefix(name, "user."), strings.HasPrefix(name, "trusted."),
+		strings.HasPrefix(name, "security."),
+		name == "system.posix_acl_access", name == "system.posix_acl_default":
+		return changelog.CLXattr, true
+	}
+	return 0, false
+}
+
+// xattrAccess checks whether id may read (write=false) or change xattr
+// class c of obj.
+func xattrAccess(id *Identity, obj *inode, c xattrClass, write bool) error {
+	switch c {
+	case xcUser:
+		if obj.Type != TypeReg && obj.Type != TypeDir {
+			return ErrNotPermitted
+		}
+		want := uint32(mayRead)
+		if write {
+			want = mayWrite
+		}
+		if !permitted(id, obj, want) {
+			return ErrPermission
+		}
+	case xcTrusted:
+		if id.UID != 0 {
+			return ErrNotPermitted
+		}
+	case xcSecurity:
+		if write && id.UID != 0 {
+			return ErrNotPermitted
+		}
+	case xcACL:
+		if write && id.UID != 0 && id.UID != obj.UID {
+			return ErrNotPermitted
+		}
+	}
+	return nil
+}
+
+func (m *MDT) getXattr(f fid.FID, name string) ([]byte, bool, error) {
+	v, closer, err := m.db.Get(xattrKey(f, name))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %w", ErrIO, err)
+	}
+	defer closer.Close()
+	return append([]byte{}, v...), true, nil
+}
+
+// Setxattr sets xattr name of the object at p (not following a final
+// symlink). Records: XATTR x=name for user., trusted., security. and POSIX
+// ACL names; LYOUT for trusted.lov/lustre.lov; HSM for trusted.hsm;
+// nothing for trusted.som.
+func (m *MDT) Setxattr(ctx context.Context, c Cred, p, name string, value []byte, flags int) error {
+	return pathErr("setxattr", p, m.changeXattr(ctx, c, p, name, value, flags, false))
+}
+
+// Removexattr removes xattr name (ENODATA if missing). Removing a name
+// whose change is recorded gives XATTR x=name.
+func (m *MDT) Removexattr(ctx context.Context, c Cred, p, name string) error {
+	return pathErr("removexattr", p, m.changeXattr(ctx, c, p, name, nil, 0, true))
+}
+
+func (m *MDT) changeXattr(ctx context.Context, c Cred, p, name string, value []byte, flags int, remove bool) error {
+	cl, err := m.begin(ctx, c)
+	if err != nil {
+		return err
+	}
+	class, err := classifyXattr(name)
+	if err != nil {
+		return err
+	}
+	if flags&^(XattrCreate|XattrReplace) != 0 || flags == XattrCreate|XattrReplace {
+		return fmt.Errorf("%w: setxattr flags %#x", ErrInvalid, flags)
+	}
+	if len(value) > MaxXattrValue {
+		return fmt.Errorf("%w: xattr value of %d bytes", ErrTooBig, len(value))
+	}
+	m.mu.Lock()
+	pend, err := m.changeXattrLocked(cl, p, name, class, value, flags, remove)
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return wait(pend)
+}
+
+func (m *MDT) changeXattrLocked(cl *caller, p, name string, class xattrClass, value []byte, flags int, remove bool) (*changelog.Pending, error) {
+	r, err := m.resolveExisting(&cl.id, p)
+	if err != nil {
+		return nil, err
+	}
+	if err := xattrAccess(&cl.id, r.obj, class, true); err != nil {
+		return nil, err
+	}
+	_, exists, err := m.getXattr(r.obj.FID, name)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case remove && !exists, flags == XattrReplace && !exists:
+		return nil, fmt.Errorf("%w: xattr '%s'", ErrNoData, name)
+	case flags == XattrCreate && exists:
+		return nil, fmt.Errorf("%w: xattr '%s'", ErrExists, name)
+	}
+	t := m.newTxn(cl)
+	defer t.close()
+	if remove {
+		_ = t.b.Delete(xattrKey(r.obj.FID, name), nil)
+	} else {
+		_ = t.b.Set(xattrKey(r.obj.FID, name), value, nil)
+	}
+	r.obj.Ctime = t.now
+	t.putInode(r.obj)
+	if typ, ok := xattrRecordType(name); ok {
+		if remove {
+			typ = changelog.CLXattr
+		}
+		if rec := t.record(typ, r.obj.FID, fid.Zero, ""); rec != nil && typ == changelog.CLXattr {
+			rec.XattrName = name
+		} else if rec != nil {
+			rec.ExtraFlags &^= changelog.ExtraXattr
+		}
+	}
+	return t.apply()
+}
+
+// Getxattr returns the value of xattr name (ENODATA if missing). A read of
+// a user.* or POSIX ACL xattr that returns data records GXATR x=name; if
+// that record cannot be stored the read fails.
+func (m *MDT) Getxattr(ctx context.Context, c Cred, p, name string) ([]byte, error) {
+	v, err := m.getxattr(ctx, c, p, name)
+	return v, pathErr("getxattr", p, err)
+}
+
+func (m *MDT) getxattr(ctx context.Context, c Cred, p, name string) ([]byte, error) {
+	cl, err := m.begin(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	class, err := classifyXattr(name)
+	if err != nil {
+		return nil, err
+	}
+	audit := (class == xcUser || class == xcACL) && m.wants(cl, changelog.CLGetxattr)
+	if !audit {
+		m.mu.RLock()
+		defer m.mu.RUnlock()
+	} else {
+		m.mu.Lock()
+	}
+	r, err := m.resolveExisting(&cl.id, p)
+	if err == nil {
+		err = xattrAccess(&cl.id, r.obj, class, false)
+	}
+	var v []byte
+	if err == nil {
+		var ok bool
+		if v, ok, err = m.getXattr(r.obj.FID, name); err == nil && !ok {
+			err = fmt.Errorf("%w: xattr '%s'", ErrNoData, name)
+		}
+	}
+	if !audit {
+		return v, err
+	}
+	var pend *changelog.Pending
+	if err == nil {
+		t := m.newTxn(cl)
+		if rec := t.record(changelog.CLGetxattr, r.obj.FID, fid.Zero, ""); rec != nil {
+			rec.XattrName = name
+		}
+		pend, err = t.apply()
+		t.close()
+	}
+	m.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if err := wait(pend); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// Listxattr lists the xattr names of the object at p; trusted.* names are
+// shown to root only.
+func (m *MDT) Listxattr(ctx context.Context, c Cred, p string) ([]string, error) {
+	cl, err := m.begin(ctx, c)
+	if err != nil {
+		return nil, pathErr("listxattr", p, err)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r, err := m.resolveExisting(&cl.id, p)
+	if err != nil {
+		return nil, pathErr("listxattr", p, err)
+	}
+	lo, hi := xattrRange(r.obj.FID)
+	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, pathErr("listxattr", p, fmt.Errorf("%w: %w", ErrIO, err))
+	}
+	out := []string{}
+	for it.First(); it.Valid(); it.Next() {
+		n := xattrName(it.Key())
+		if c, _ := classifyXattr(n); c == xcTrusted && cl.id.UID != 0 {
+			continue
+		}
+		out = append(out, n)
+	}
+	if err := it.Close(); err != nil {
+		return nil, pathErr("listxattr", p, fmt.Errorf("%w: %w", ErrIO, err))
+	}
+	return out, nil
+}
