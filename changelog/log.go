@@ -218,7 +218,6 @@ func (l *Log) load() error {
 	for _, u := range l.mu.users {
 		floor = min(floor, u.Index)
 	}
-	l.mu.purged = max(st.Purged, 0)
 	if any && first <= floor {
 		// Orphans left by an interrupted purge, or records of a log
 		// whose users are all gone.
@@ -520,31 +519,35 @@ func (l *Log) Settings() Settings {
 // persists the result durably and recalculates the effective mask. If fn
 // fails nothing changes.
 func (l *Log) UpdateSettings(fn func(s *Settings) error) error {
-	l.mu.Lock()
-	if err := l.usableLocked(); err != nil {
-		l.mu.Unlock()
+	seq, err := l.updateSettings(fn)
+	if err != nil {
 		return err
+	}
+	return l.syncTo(seq)
+}
+
+func (l *Log) updateSettings(fn func(s *Settings) error) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usableLocked(); err != nil {
+		return 0, err
 	}
 	s := l.mu.settings
 	if err := fn(&s); err != nil {
-		l.mu.Unlock()
-		return err
+		return 0, err
 	}
 	b := l.db.NewBatch()
 	defer b.Close()
 	if err := l.putJSON(b, l.keys.meta("settings"), s); err != nil {
-		l.mu.Unlock()
-		return err
+		return 0, err
 	}
 	seq, err := l.commitLocked(b)
 	if err != nil {
-		l.mu.Unlock()
-		return err
+		return 0, err
 	}
 	l.mu.settings = s
 	l.recalcMaskLocked()
-	l.mu.Unlock()
-	return l.syncTo(seq)
+	return seq, nil
 }
 
 // SetMask sets the server mask (changelog_mask) from Lustre's mask syntax.

@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // MaxUserName is the longest user name accepted at registration.
@@ -105,22 +103,28 @@ func (l *Log) Register(opts RegisterOptions) (User, error) {
 		}
 		mask = m
 	}
-	l.mu.Lock()
-	if err := l.usableLocked(); err != nil {
-		l.mu.Unlock()
+	out, seq, err := l.register(opts, mask)
+	if err != nil {
 		return User{}, err
+	}
+	return out, l.syncTo(seq)
+}
+
+func (l *Log) register(opts RegisterOptions, mask Mask) (User, uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usableLocked(); err != nil {
+		return User{}, 0, err
 	}
 	if opts.Name != "" {
 		for _, u := range l.mu.users {
 			if u.Name == opts.Name {
-				l.mu.Unlock()
-				return User{}, &UserError{User: opts.Name, Err: ErrUserExists}
+				return User{}, 0, &UserError{User: opts.Name, Err: ErrUserExists}
 			}
 		}
 	}
 	if l.mu.lastUserID == ^uint32(0) {
-		l.mu.Unlock()
-		return User{}, ErrTooManyUsers
+		return User{}, 0, ErrTooManyUsers
 	}
 	u := &User{ID: l.mu.lastUserID + 1, Name: opts.Name, Mask: mask, Index: l.mu.current, Time: l.opts.Clock()}
 	b := l.db.NewBatch()
@@ -136,8 +140,7 @@ func (l *Log) Register(opts RegisterOptions) (User, error) {
 	}
 	if err != nil {
 		l.mu.lastUserID--
-		l.mu.Unlock()
-		return User{}, err
+		return User{}, 0, err
 	}
 	wasOff := len(l.mu.users) == 0
 	l.mu.users = append(l.mu.users, u)
@@ -152,9 +155,7 @@ func (l *Log) Register(opts RegisterOptions) (User, error) {
 	if f := l.opts.Events.UserRegistered; f != nil {
 		f(*u)
 	}
-	out := *u
-	l.mu.Unlock()
-	return out, l.syncTo(seq)
+	return *u, seq, nil
 }
 
 // findUserLocked resolves a user reference: "1", "cl1" or "cl1-x" select by
@@ -239,22 +240,28 @@ func (l *Log) UsersText() string {
 // recalculated, and changelogs turn off when no user remains. ref is "1",
 // "cl1", "cl1-x", or (when byName) a name.
 func (l *Log) Deregister(ref string, byName bool) (User, error) {
-	l.mu.Lock()
-	if err := l.usableLocked(); err != nil {
-		l.mu.Unlock()
+	u, seq, err := l.deregister(ref, byName)
+	if err != nil {
 		return User{}, err
+	}
+	return u, l.syncTo(seq)
+}
+
+func (l *Log) deregister(ref string, byName bool) (User, uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usableLocked(); err != nil {
+		return User{}, 0, err
 	}
 	u, err := l.findUserLocked(ref, byName)
 	if err != nil {
-		l.mu.Unlock()
-		return User{}, err
+		return User{}, 0, err
 	}
 	seq, err := l.removeUserLocked(u, nil)
-	l.mu.Unlock()
 	if err != nil {
-		return User{}, err
+		return User{}, 0, err
 	}
-	return *u, l.syncTo(seq)
+	return *u, seq, nil
 }
 
 // removeUserLocked deletes u (and, for an eviction, records the fact) and
@@ -322,36 +329,38 @@ func (l *Log) removeUserLocked(u *User, ev *EvictedError) (uint64, error) {
 // the point never goes back and the user is never lost (Lustre 2.17.57
 // returns ENOENT here, which looks unintended; older releases EINVAL).
 func (l *Log) Clear(ref string, end Index) (User, error) {
+	u, seq, err := l.clear(ref, end)
+	if err != nil || seq == 0 {
+		return u, err
+	}
+	return u, l.syncTo(seq)
+}
+
+func (l *Log) clear(ref string, end Index) (User, uint64, error) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if err := l.usableLocked(); err != nil {
-		l.mu.Unlock()
-		return User{}, err
+		return User{}, 0, err
 	}
 	u, err := l.findUserLocked(ref, true)
 	if err != nil {
-		l.mu.Unlock()
-		return User{}, err
+		return User{}, 0, err
 	}
 	if end == 0 {
 		end = l.mu.current
 	}
 	if end > l.mu.current {
-		cur := l.mu.current
-		l.mu.Unlock()
-		return User{}, &RangeError{End: end, Current: cur}
+		return User{}, 0, &RangeError{End: end, Current: l.mu.current}
 	}
 	if end < u.Index {
-		out := *u
-		l.mu.Unlock()
-		return out, nil
+		return *u, 0, nil
 	}
 	nu := *u
 	nu.Index, nu.Time = end, l.opts.Clock()
 	b := l.db.NewBatch()
 	defer b.Close()
 	if err := l.putJSON(b, l.keys.user(u.ID), &nu); err != nil {
-		l.mu.Unlock()
-		return User{}, err
+		return User{}, 0, err
 	}
 	old, oldPurged := *u, l.mu.purged
 	*u = nu
@@ -365,11 +374,9 @@ func (l *Log) Clear(ref string, end Index) (User, error) {
 	}
 	if err != nil {
 		*u, l.mu.purged = old, oldPurged
-		l.mu.Unlock()
-		return User{}, err
+		return User{}, 0, err
 	}
-	l.mu.Unlock()
-	return nu, l.syncTo(seq)
+	return nu, seq, nil
 }
 
 // UserMask returns the stored mask of user ref for reader filtering
@@ -483,19 +490,8 @@ func (l *Log) maybeKickGCLocked() {
 func (l *Log) RunGC() (int, error) {
 	n := 0
 	for {
-		l.mu.Lock()
-		if err := l.usableLocked(); err != nil || !l.mu.settings.GC {
-			l.mu.Unlock()
-			return n, err
-		}
-		v := l.victimLocked(false)
-		if v == nil {
-			l.mu.Unlock()
-			return n, nil
-		}
-		seq, err := l.evictLocked(v, "idle")
-		l.mu.Unlock()
-		if err != nil {
+		seq, err := l.gcOnce()
+		if err != nil || seq == 0 {
 			return n, err
 		}
 		if err := l.syncTo(seq); err != nil {
@@ -503,6 +499,20 @@ func (l *Log) RunGC() (int, error) {
 		}
 		n++
 	}
+}
+
+// gcOnce evicts the most idle too-idle user, if any; seq 0 means none.
+func (l *Log) gcOnce() (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usableLocked(); err != nil || !l.mu.settings.GC {
+		return 0, err
+	}
+	v := l.victimLocked(false)
+	if v == nil {
+		return 0, nil
+	}
+	return l.evictLocked(v, "idle")
 }
 
 func (l *Log) gcLoop() {
@@ -517,5 +527,3 @@ func (l *Log) gcLoop() {
 		}
 	}
 }
-
-var _ = pebble.Sync
