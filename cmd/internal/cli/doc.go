@@ -1,0 +1,12 @@
+// Package cli holds what the Lustre-compatible commands (lfs, lctl) and the
+// metadata client (mdc) share: choosing and dialing the server, sending the
+// caller's identity, turning a gRPC error into the errno Lustre would report,
+// and running a cobra command tree so that every failure ends in an exit
+// status.
+//
+// Exit status convention: an operation that fails exits with the errno the
+// server reported (ENOENT 2, EACCES 13, EEXIST 17, EINVAL 22, ...); a usage
+// error exits with the command's usage code (4 for lfs and lctl, as Lustre
+// does); a server that cannot be reached exits with ECONNREFUSED (111) or
+// ENOTCONN (107).
+package cli

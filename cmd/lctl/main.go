@@ -1,0 +1,82 @@
+// Command lctl is the part of Lustre's lctl that administers changelogs,
+// parameters and nodemaps: changelog_register, changelog_deregister,
+// get_param, set_param and nodemap_*, with Lustre's syntax, output and errno
+// exit statuses, against an mdtd server (--server host:port or unix:PATH,
+// or $MDT_SERVER).
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fidlog/fidlog/cmd/internal/cli"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// run executes lctl with args and returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	return cli.Execute(newRootCmd(stdout, stderr), args, stderr, cli.UsageLustre)
+}
+
+// app is the state shared by lctl's commands.
+type app struct {
+	stdout, stderr io.Writer
+	server         string
+	device         string
+}
+
+func (a *app) dial() (*cli.Conn, error) { return cli.Dial(cli.ResolveServer(a.server)) }
+
+func (a *app) ctx(cmd *cobra.Command) context.Context {
+	return cli.CallerIdentity().Context(cmd.Context())
+}
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	a := &app{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "lctl",
+		Short: "Lustre control: changelog users, parameters and nodemaps",
+		Args:  cobra.ArbitraryArgs,
+		RunE:  cli.NoSubcommand,
+		Annotations: map[string]string{
+			"usage": "lctl [--server TARGET] [--device DEVICE] COMMAND [ARGS...]",
+		},
+	}
+	root.SetOut(stdout)
+	cli.AddServerFlag(root, &a.server)
+	root.PersistentFlags().StringVar(&a.device, "device", "", "the MDT a changelog command acts on, e.g. lustre-MDT0000")
+	root.AddCommand(
+		newRegisterCmd(a, "changelog_register"),
+		newDeregisterCmd(a, "changelog_deregister"),
+		newChangelogGroupCmd(a),
+		newGetParamCmd(a),
+		newSetParamCmd(a),
+	)
+	root.AddCommand(newNodemapCmds(a, "nodemap_")...)
+	nm := &cobra.Command{
+		Use:   "nodemap {activate|add|del|add_range|del_range|modify|test_nid} ...",
+		Short: "Nodemap administration (subcommand form)",
+		Args:  cobra.ArbitraryArgs,
+		RunE:  cli.NoSubcommand,
+	}
+	nm.AddCommand(newNodemapCmds(a, "")...)
+	root.AddCommand(nm)
+	return root
+}
+
+// newChangelogGroupCmd is the subcommand form "lctl --device MDT changelog
+// register|deregister ..." (Lustre 2.16.50 and later).
+func newChangelogGroupCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "changelog {register|deregister} ...",
+		Short: "Changelog user administration (subcommand form)",
+		Args:  cobra.ArbitraryArgs,
+		RunE:  cli.NoSubcommand,
+	}
+	cmd.AddCommand(newRegisterCmd(a, "register"), newDeregisterCmd(a, "deregister"))
+	return cmd
+}

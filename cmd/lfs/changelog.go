@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/cmd/internal/cli"
+	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
+)
+
+const changelogUsage = "changelog [--follow] [--user USERNAME] [--mask MASK] <mdtname> [startrec [endrec]]"
+
+func newChangelogCmd(a *app) *cobra.Command {
+	var follow bool
+	var user, mask, output string
+	cmd := &cobra.Command{
+		Use:         "changelog [--follow] [--user USERNAME] [--mask MASK] MDTNAME [STARTREC [ENDREC]]",
+		Short:       "Show the metadata changes on an MDT",
+		Annotations: map[string]string{"usage": changelogUsage},
+		Args:        cobra.ArbitraryArgs,
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "wait for new records until interrupted")
+	cmd.Flags().StringVarP(&user, "user", "u", "", "filter with this changelog user's mask (cl1, 1 or a name)")
+	cmd.Flags().StringVarP(&mask, "mask", "m", "", "show only these record types (Lustre mask syntax)")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text (lfs changelog lines) or json (NDJSON)")
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cli.Usage(cmd, "lfs changelog: mdtname must be specified")
+		}
+		if len(args) > 3 {
+			return cli.Usage(cmd, "lfs changelog: too many arguments")
+		}
+		var start, end int64
+		if len(args) > 1 {
+			if start = strtoll(args[1]); start < 0 {
+				return cli.Usage(cmd, "lfs changelog: bad startrec")
+			}
+		}
+		if len(args) > 2 {
+			if end = strtoll(args[2]); end < 0 {
+				return cli.Usage(cmd, "lfs changelog: bad endrec")
+			}
+		}
+		if output != "text" && output != "json" {
+			return cli.Usage(cmd, "lfs changelog: invalid output format '%s' (text or json)", output)
+		}
+		if mask != "" {
+			if _, err := changelog.ParseMask(mask, changelog.DefMask); err != nil {
+				fmt.Fprintf(a.stderr, "lfs changelog: invalid changelog mask '%s'\n", mask)
+				return cli.Exit(cli.EINVAL)
+			}
+		}
+		req := &changelogv1.ReadRequest{
+			Device:     args[0],
+			StartIndex: uint64(start),
+			EndIndex:   uint64(end),
+			Follow:     follow,
+			User:       user,
+			Mask:       mask,
+			Raw:        true,
+		}
+		return a.readChangelog(cmd, req, output == "json")
+	}
+	return cmd
+}
+
+func (a *app) readChangelog(cmd *cobra.Command, req *changelogv1.ReadRequest, asJSON bool) error {
+	conn, err := a.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx := cmd.Context()
+	stream, err := conn.Changelog().Read(cli.CallerIdentity().Context(ctx), req)
+	started := false
+	w := bufio.NewWriterSize(a.stdout, 64<<10)
+	defer w.Flush()
+	enc := json.NewEncoder(w)
+	var line []byte
+	for err == nil {
+		var resp *changelogv1.ReadResponse
+		resp, err = stream.Recv()
+		if err != nil {
+			break
+		}
+		started = true
+		for _, raw := range resp.GetRawRecords() {
+			r, derr := changelog.Decode(raw)
+			if derr != nil {
+				w.Flush()
+				fmt.Fprintf(a.stderr, "lfs changelog: cannot access changelog: %v\n", derr)
+				return cli.Exit(cli.EIO)
+			}
+			if req.EndIndex != 0 && uint64(r.Index) > req.EndIndex {
+				return nil
+			}
+			if err := a.printRecord(w, enc, r, asJSON, &line); err != nil {
+				return err
+			}
+		}
+		for _, pr := range resp.GetRecords() { // a server that ignores raw
+			r := recordFromPB(pr)
+			if req.EndIndex != 0 && uint64(r.Index) > req.EndIndex {
+				return nil
+			}
+			if err := a.printRecord(w, enc, r, asJSON, &line); err != nil {
+				return err
+			}
+		}
+		if err := w.Flush(); err != nil {
+			return cli.Exit(cli.EIO)
+		}
+	}
+	if errors.Is(err, io.EOF) || ctx.Err() != nil {
+		return nil
+	}
+	w.Flush()
+	err = conn.Err(err)
+	if cli.IsConn(err) {
+		return err
+	}
+	what := "cannot start changelog"
+	if started {
+		what = "cannot access changelog"
+	}
+	msg := cli.Strerror(cli.Errno(err))
+	if cli.IsEvicted(err) {
+		msg = cli.Message(err)
+	}
+	fmt.Fprintf(a.stderr, "lfs changelog: %s: %s\n", what, msg)
+	return cli.Exit(cli.Errno(err))
+}
+
+func (a *app) printRecord(w *bufio.Writer, enc *json.Encoder, r *changelog.Record, asJSON bool, buf *[]byte) error {
+	if asJSON {
+		if err := enc.Encode(r.JSON()); err != nil {
+			return cli.Exit(cli.EIO)
+		}
+		return nil
+	}
+	*buf = append(r.AppendLine((*buf)[:0]), '\n')
+	if _, err := w.Write(*buf); err != nil {
+		return cli.Exit(cli.EIO)
+	}
+	return nil
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fidlog/fidlog/cmd/internal/cli"
+	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
+)
+
+// clearUserRE is the only user form Lustre's changelog device accepts
+// (clear:cl%u:%llu), after the library strips everything from the first '-'.
+var clearUserRE = regexp.MustCompile(`^cl[0-9]+$`)
+
+func newChangelogClearCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:         "changelog_clear MDTNAME ID ENDREC",
+		Short:       "Indicate that changelog records up to ENDREC are no longer of interest to user ID",
+		Annotations: map[string]string{"usage": "changelog_clear <mdtname> <id> <endrec>"},
+		Args:        cobra.ArbitraryArgs,
+	}
+	// Lustre takes no options here: "-1" is an ENDREC, not a flag.
+	cmd.Flags().SetInterspersed(false)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) != 3 {
+			return cli.Usage(cmd, "")
+		}
+		device, id := args[0], args[1]
+		end := strtoll(args[2])
+		if end < 0 {
+			return cli.Usage(cmd, "changelog_clear: bad endrec '%s'", args[2])
+		}
+		errno, evicted := 0, ""
+		user, _, _ := strings.Cut(id, "-")
+		if !clearUserRE.MatchString(user) {
+			errno = cli.EINVAL
+		} else {
+			conn, err := a.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			req := &changelogv1.ClearRequest{Device: device, User: user, EndRecord: uint64(end)}
+			_, err = conn.Changelog().Clear(cli.CallerIdentity().Context(cmd.Context()), req)
+			if err = conn.Err(err); cli.IsConn(err) {
+				return err
+			}
+			errno = cli.Errno(err)
+			if cli.IsEvicted(err) {
+				evicted = cli.Message(err)
+			}
+		}
+		if errno == 0 {
+			return nil
+		}
+		fmt.Fprintf(a.stderr, "lfs changelog_clear: cannot purge records for '%s': %s (%d)\n", user, cli.Strerror(errno), errno)
+		switch {
+		case evicted != "":
+			fmt.Fprintf(a.stderr, "changelog_clear: %s\n", evicted)
+		case errno == cli.EINVAL:
+			fmt.Fprintf(a.stderr, "changelog_clear: record out of range: %d\n", end)
+		case errno == cli.ENOENT:
+			fmt.Fprintf(a.stderr, "changelog_clear: no changelog user: %s\n", id)
+		default:
+			fmt.Fprintf(a.stderr, "changelog_clear error: %s\n", cli.Strerror(errno))
+		}
+		return cli.Exit(errno)
+	}
+	return cmd
+}

@@ -1,0 +1,46 @@
+// Command lfs is the client side of Lustre's lfs for the changelog and FID
+// commands: changelog, changelog_clear, fid2path and path2fid, with Lustre's
+// syntax, output and errno exit statuses, against an mdtd server
+// (--server host:port or unix:PATH, or $MDT_SERVER).
+package main
+
+import (
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fidlog/fidlog/cmd/internal/cli"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// run executes lfs with args and returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	return cli.Execute(newRootCmd(stdout, stderr), args, stderr, cli.UsageLustre)
+}
+
+// app is the state shared by lfs's commands.
+type app struct {
+	stdout, stderr io.Writer
+	server         string
+}
+
+func (a *app) dial() (*cli.Conn, error) { return cli.Dial(cli.ResolveServer(a.server)) }
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	a := &app{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "lfs",
+		Short: "Lustre client commands for changelogs and FIDs",
+		Args:  cobra.ArbitraryArgs,
+		RunE:  cli.NoSubcommand,
+		Annotations: map[string]string{
+			"usage": "lfs [--server TARGET] {changelog|changelog_clear|fid2path|path2fid} ...",
+		},
+	}
+	root.SetOut(stdout)
+	cli.AddServerFlag(root, &a.server)
+	root.AddCommand(newChangelogCmd(a), newChangelogClearCmd(a), newFid2PathCmd(a), newPath2FidCmd(a))
+	return root
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/cmd/internal/clitest"
+	"github.com/fidlog/fidlog/mdt"
+)
+
+func runBuf(args []string, stdout, stderr *bytes.Buffer) int { return run(args, stdout, stderr) }
+
+// setup registers cl1 and runs the Lustre manual's walkthrough: mkdir pics,
+// create pics/chloe.jpg, remove it, rmdir pics (records 1..4).
+func setup(t *testing.T) *clitest.Server {
+	t.Helper()
+	s := clitest.StartServer(t)
+	m := s.MDT()
+	if _, err := m.Log().Register(changelog.RegisterOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, c := context.Background(), mdt.Cred{JobID: "test.0"}
+	if _, err := m.Mkdir(ctx, c, "pics", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Create(ctx, c, "pics/chloe.jpg", 0o644, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Mkdir(ctx, c, "keep", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Unlink(ctx, c, "pics/chloe.jpg"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Rmdir(ctx, c, "pics"); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+const (
+	rec1 = `1 02MKDIR \d\d:\d\d:\d\d\.\d{9} \d{4}\.\d\d\.\d\d 0x0 t=\[0x2\w+:0x\w+:0x0\] j=test\.0 [^\n]*p=\[0x200000007:0x1:0x0\] pics\n`
+	rec2 = `2 01CREAT [^\n]* chloe\.jpg\n`
+	rec3 = `3 02MKDIR [^\n]* keep\n`
+	rec4 = `4 06UNLNK [^\n]* 0x1 t=[^\n]* chloe\.jpg\n`
+	rec5 = `5 07RMDIR [^\n]* 0x1 t=[^\n]* p=\[0x200000007:0x1:0x0\] pics\n`
+)
+
+func TestChangelog(t *testing.T) {
+	s := setup(t)
+	dev := s.Device
+	usage := "usage: " + changelogUsage + "\n"
+	s.Run(t, runBuf, []clitest.Step{
+		{Args: []string{"changelog", dev}, Stdout: "re:" + rec1 + rec2 + rec3 + rec4 + rec5},
+		{Args: []string{"changelog", dev, "2", "3"}, Stdout: "re:" + rec2 + rec3},
+		{Args: []string{"changelog", dev, "4"}, Stdout: "re:" + rec4 + rec5},
+		{Args: []string{"changelog", dev, "abc", "1"}, Stdout: "re:" + rec1},
+		{Args: []string{"changelog", "--mask", "RMDIR,UNLNK", dev}, Stdout: "re:" + rec4 + rec5},
+		{Args: []string{"changelog", "-m", "-MKDIR", dev, "1", "3"}, Stdout: "re:" + rec2},
+		{Args: []string{"changelog", dev, "6"}},
+		{Args: []string{"changelog", "--output", "json", dev, "5"}, Stdout: `re:\{"index":5,"type":"RMDIR"[^\n]*"name":"pics"[^\n]*\}\n`},
+		{Args: []string{"changelog"}, Code: 4, Stderr: "lfs changelog: mdtname must be specified\n" + usage},
+		{Args: []string{"changelog", dev, "1", "2", "3"}, Code: 4, Stderr: "lfs changelog: too many arguments\n" + usage},
+		{Args: []string{"changelog", dev, "--", "-1"}, Code: 4, Stderr: "lfs changelog: bad startrec\n" + usage},
+		{Args: []string{"changelog", dev, "1", "--", "-2"}, Code: 4, Stderr: "lfs changelog: bad endrec\n" + usage},
+		{Args: []string{"changelog", "--mask", "CREATE", dev}, Code: 22, Stderr: "lfs changelog: invalid changelog mask 'CREATE'\n"},
+		{Args: []string{"changelog", "--bogus", dev}, Code: 4, Stderr: "lfs changelog: unrecognized option '--bogus'\n" + usage},
+		{Args: []string{"changelog", "lustre-MDT0007"}, Code: 2, Stderr: "lfs changelog: cannot start changelog: No such file or directory\n"},
+		{Args: []string{"changelog", "--user", "cl9", dev}, Code: 2, Stderr: "lfs changelog: cannot start changelog: No such file or directory\n"},
+	})
+}
+
+func TestChangelogClear(t *testing.T) {
+	s := setup(t)
+	dev := s.Device
+	usage := "usage: changelog_clear <mdtname> <id> <endrec>\n"
+	s.Run(t, runBuf, []clitest.Step{
+		{Args: []string{"changelog_clear", dev, "cl1", "1000000000"}, Code: 22, Stderr: "lfs changelog_clear: cannot purge records for 'cl1': Invalid argument (22)\n" +
+			"changelog_clear: record out of range: 1000000000\n"},
+		{Args: []string{"changelog_clear", dev, "cl7", "0"}, Code: 2, Stderr: "lfs changelog_clear: cannot purge records for 'cl7': No such file or directory (2)\n" +
+			"changelog_clear: no changelog user: cl7\n"},
+		{Args: []string{"changelog_clear", dev, "1", "0"}, Code: 22, Stderr: "lfs changelog_clear: cannot purge records for '1': Invalid argument (22)\n" +
+			"changelog_clear: record out of range: 0\n"},
+		{Args: []string{"changelog_clear", dev, "cl1", "-1"}, Code: 4, Stderr: "changelog_clear: bad endrec '-1'\n" + usage},
+		{Args: []string{"changelog_clear", dev, "cl1"}, Code: 4, Stderr: usage},
+		{Args: []string{"changelog_clear", dev, "cl1-x", "3"}},
+		{Args: []string{"changelog", dev}, Stdout: "re:" + rec4 + rec5},
+		{Args: []string{"changelog_clear", dev, "cl1", "0"}},
+		{Args: []string{"changelog", dev}},
+	})
+}
+
+func TestFidPath(t *testing.T) {
+	s := clitest.StartServer(t)
+	m := s.MDT()
+	ctx, c := context.Background(), mdt.Cred{}
+	d, err := m.Mkdir(ctx, c, "d", 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := m.Create(ctx, c, "d/f", 0o644, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Link(ctx, c, "d/f", "g"); err != nil {
+		t.Fatal(err)
+	}
+	df, ff := d.FID.String(), f.FID.String()
+	s.Run(t, runBuf, []clitest.Step{
+		{Args: []string{"path2fid", "d/f"}, Stdout: ff + "\n"},
+		{Args: []string{"path2fid", "d", "/d/f", "nope"}, Code: 2, Stdout: "d: " + df + "\n/d/f: " + ff + "\n",
+			Stderr: "lfs path2fid: cannot get fid for 'nope': No such file or directory\n"},
+		{Args: []string{"path2fid", "--parents", "d/f"}, Stdout: df + "/f\t[0x200000007:0x1:0x0]/g\n"},
+		{Args: []string{"fid2path", "lustre", ff}, Stdout: "d/f\ng\n"},
+		{Args: []string{"fid2path", "--link", "1", "lustre", ff}, Stdout: "g\n"},
+		{Args: []string{"fid2path", "-f", "-c", "lustre", ff}, Stdout: ff + " 0 d/f\n" + ff + " 1 g\n"},
+		{Args: []string{"fid2path", "lustre", "[0x200000007:0x1:0x0]"}, Stdout: "/\n"},
+		{Args: []string{"fid2path", "/mnt/lustre", "0x200000007:0x1:0x0", df}, Stdout: "/mnt/lustre\n/mnt/lustre/d\n"},
+		{Args: []string{"fid2path", "lustre", "junk", "[0x200000400:0x999:0x0]", df}, Code: 22, Stdout: "d\n",
+			Stderr: "lfs fid2path: invalid FID 'junk'\nlfs fid2path: cannot find lustre [0x200000400:0x999:0x0]: No such file or directory\n"},
+		{Args: []string{"fid2path", "lustre", "[0x200000400:0x999:0x0]"}, Code: 2,
+			Stderr: "lfs fid2path: cannot find lustre [0x200000400:0x999:0x0]: No such file or directory\n"},
+	})
+}
+
+func TestConnectionRefused(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run([]string{"--server", "unix:" + t.TempDir() + "/none.sock", "changelog", "lustre-MDT0000"}, &out, &errb)
+	if code != 111 {
+		t.Errorf("exit %d, want 111; stderr %q", code, errb.String())
+	}
+	if want := "cannot connect to MDT server 'unix:"; !bytes.Contains(errb.Bytes(), []byte(want)) {
+		t.Errorf("stderr %q lacks %q", errb.String(), want)
+	}
+}
+
+func TestStrtoll(t *testing.T) {
+	for in, want := range map[string]int64{"": 0, "abc": 0, "12abc": 12, " 7": 7, "-3": -3, "+4": 4, "99999999999999999999": 1<<63 - 1} {
+		if got := strtoll(in); got != want {
+			t.Errorf("strtoll(%q) = %d, want %d", in, got, want)
+		}
+	}
+}

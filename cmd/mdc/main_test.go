@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/cmd/internal/clitest"
+)
+
+func runBuf(args []string, stdout, stderr *bytes.Buffer) int { return run(args, stdout, stderr) }
+
+func TestVerbs(t *testing.T) {
+	s := clitest.StartServer(t)
+	if _, err := s.MDT().Log().Register(changelog.RegisterOptions{Mask: "ALL", HasMask: true}); err != nil {
+		t.Fatal(err)
+	}
+	id := []string{"--uid", "0", "--gid", "0"}
+	steps := []clitest.Step{
+		{Args: []string{"mkdir", "pics"}},
+		{Args: []string{"mkdir", "pics"}, Code: 17, Stderr: "mdc: cannot create directory 'pics': File exists\n"},
+		{Args: []string{"mkdir", "-p", "pics/a/b"}},
+		{Args: []string{"touch", "pics/chloe.jpg"}},
+		{Args: []string{"touch", "pics/chloe.jpg"}},
+		{Args: []string{"touch", "nodir/x"}, Code: 2, Stderr: "mdc: cannot touch 'nodir/x': No such file or directory\n"},
+		{Args: []string{"chmod", "600", "pics/chloe.jpg"}},
+		{Args: []string{"chown", "500:500", "pics/chloe.jpg"}},
+		{Args: []string{"truncate", "-s", "1K", "pics/chloe.jpg"}},
+		{Args: []string{"setfattr", "-n", "user.tag", "-v", "holiday", "pics/chloe.jpg"}},
+		{Args: []string{"getfattr", "-n", "user.tag", "pics/chloe.jpg"}, Stdout: "# file: pics/chloe.jpg\nuser.tag=\"holiday\"\n\n"},
+		{Args: []string{"getfattr", "-n", "user.none", "pics/chloe.jpg"}, Code: 61, Stderr: "pics/chloe.jpg: user.none: No such attribute\n"},
+		{Args: []string{"setfattr", "-x", "user.tag", "pics/chloe.jpg"}},
+		{Args: []string{"cat", "pics/chloe.jpg"}},
+		{Args: []string{"ln", "pics/chloe.jpg", "hard"}},
+		{Args: []string{"ln", "-s", "pics/chloe.jpg", "soft"}},
+		{Args: []string{"mknod", "fifo", "p"}},
+		{Args: []string{"mv", "hard", "pics"}},
+		{Args: []string{"ls", "pics"}, Stdout: "a\nchloe.jpg\nhard\n"},
+		{Args: []string{"ls", "-l", "soft"}, Stdout: "re:lrwxrwxrwx 1 0 0 14 [-0-9: ]+ soft -> pics/chloe\\.jpg\n"},
+		{Args: []string{"stat", "pics/chloe.jpg"}, Stdout: "re:  File: pics/chloe\\.jpg\n  Size: 1024\tregular file\n   FID: \\[0x2\\w+:0x\\w+:0x0\\]\tLinks: 2\nAccess: \\(0600/-rw-------\\)  Uid: 500  Gid: 500\n.*"},
+		{Args: []string{"rm", "pics/chloe.jpg", "pics/hard", "soft", "fifo"}},
+		{Args: []string{"rm", "pics/chloe.jpg"}, Code: 2, Stderr: "mdc: cannot remove 'pics/chloe.jpg': No such file or directory\n"},
+		{Args: []string{"rm", "-f", "pics/chloe.jpg"}},
+		{Args: []string{"rmdir", "pics"}, Code: 39, Stderr: "mdc: failed to remove 'pics': Directory not empty\n"},
+		{Args: []string{"rmdir", "pics/a/b", "pics/a", "pics"}},
+		{Args: []string{"close", "12345"}, Code: 9, Stderr: "mdc: close 12345: Bad file descriptor\n"},
+		{Args: []string{"mkdir"}, Code: 22, Stderr: "mdc mkdir: requires at least 1 arg(s), only received 0\nusage: mkdir [-m MODE] [-p] PATH...\n"},
+	}
+	for i := range steps {
+		steps[i].Args = append(append([]string{}, id...), steps[i].Args...)
+	}
+	s.Run(t, runBuf, steps)
+
+	recs, _, err := s.MDT().Log().Read(context.Background(), changelog.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, r := range recs {
+		types = append(types, r.Type.String())
+	}
+	got := strings.Join(types, " ")
+	for _, want := range []string{"MKDIR", "CREAT", "CLOSE", "SATTR", "TRUNC", "XATTR", "GXATR", "OPEN", "HLINK", "SLINK", "MKNOD", "RENME", "UNLNK", "RMDIR"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("records %q lack %s", got, want)
+		}
+	}
+	if !strings.HasPrefix(got, "MKDIR MKDIR MKDIR CREAT") {
+		t.Errorf("records start %q, want MKDIR MKDIR MKDIR CREAT", got)
+	}
+	if recs[0].JobID != "mkdir.0" {
+		t.Errorf("jobid %q, want mkdir.0", recs[0].JobID)
+	}
+}
+
+func TestOpenClose(t *testing.T) {
+	s := clitest.StartServer(t)
+	var out, errb bytes.Buffer
+	if code := run([]string{"--server", s.Target, "open", "-rw", "--create", "f"}, &out, &errb); code != 0 {
+		t.Fatalf("open: exit %d: %s", code, errb.String())
+	}
+	h := strings.TrimSpace(out.String())
+	// The handle outlives the mdc process that opened it.
+	s.Run(t, runBuf, []clitest.Step{
+		{Args: []string{"close", h}},
+		{Args: []string{"close", h}, Code: 9, Stderr: "mdc: close " + h + ": Bad file descriptor\n"},
+		{Args: []string{"open", "--create", "--excl", "f"}, Code: 17, Stderr: "mdc: cannot open 'f': File exists\n"},
+	})
+}
