@@ -20,8 +20,7 @@ import (
 // cmd/mdtd does not build.
 const InProcEnv = "FIDLOG_INPROC_SERVER"
 
-// RunScripts (build tag testscript: the main go.sum does not yet hold
-// golang.org/x/tools, which testscript imports) runs the testscript scripts in dir. Each script gets a fresh
+// RunScripts runs the testscript scripts in dir. Each script gets a fresh
 // server (a real mdtd on 127.0.0.1:0 and a temporary data directory),
 // $MDT_SERVER pointing at it, $MDT naming its device, and the lfs, lctl
 // and mdc binaries, built from this module, on $PATH.
