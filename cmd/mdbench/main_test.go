@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fidlog/fidlog/api"
+	"github.com/fidlog/fidlog/mdt"
+)
+
+// TestTableQuick runs the whole table at a tiny size: every measure must
+// produce its row, none may fail, and the JSON must be a valid array of
+// rows. Figures are not checked (no timed assertions).
+func TestTableQuick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs every measure")
+	}
+	dir := t.TempDir()
+	jsonPath := filepath.Join(dir, "table.json")
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"table", "--quick", "--json", jsonPath, "--tmpdir", dir,
+		"--records", "20000", "--small-records", "1000", "--phase", "150ms", "--warmup", "20ms",
+		"--reps", "1", "--conc", "1,8", "--cap", "500", "--reclaim-timeout", "1s"}, &stdout, &stderr)
+	if code != exitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	for _, m := range []string{"| T1 durable", "| T1b ", "| T2 ", "| T3 catch-up", "| T3 follow", "| T4 purge: clear", "| T4 purge: live", "| T5 ", "| T6 ", "| T7 "} {
+		if !strings.Contains(out, m) {
+			t.Errorf("table has no %q row:\n%s", m, out)
+		}
+	}
+	if !strings.Contains(out, "| measure | config | baseline | service | ratio median [min–max] | target | result |") {
+		t.Errorf("table header missing:\n%s", out)
+	}
+	data, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []row
+	if err := json.Unmarshal(data, &rows); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, data)
+	}
+	// 2 concurrencies x (T1, T1b, T2) + T3 x2 + T4 x2 + T5 + T6 + T7.
+	if len(rows) != 13 {
+		t.Errorf("JSON has %d rows, want 13", len(rows))
+	}
+	for _, r := range rows {
+		if r.Result == "error" || r.Error != "" {
+			t.Errorf("%s (%s): %s", r.Measure, r.Config, r.Error)
+		}
+		if r.Run == nil || r.Run.Machine.NProc == 0 || r.Run.Machine.Go == "" {
+			t.Errorf("%s: no machine description", r.Measure)
+		}
+		switch r.Result {
+		case "pass", "miss", "info":
+		default:
+			t.Errorf("%s: result %q", r.Measure, r.Result)
+		}
+	}
+}
+
+// TestLoad runs every mix of load for a moment against an in-process
+// server on loopback TCP.
+func TestLoad(t *testing.T) {
+	m, err := mdt.Open(t.TempDir(), &mdt.Options{Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	srv, err := api.New(m, api.Options{Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(lis) }()
+	defer func() { srv.Stop(); <-done }()
+
+	for _, mix := range loadMixes {
+		t.Run(mix, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			dur := 200 * time.Millisecond
+			if mix == opMixed {
+				dur = time.Second
+			}
+			code := run([]string{"load", "--server", lis.Addr().String(), "--clients", "3", "--duration", dur.String(),
+				"--mix", mix, "--dir", "bench", "--files", "50"}, &stdout, &stderr)
+			if code != exitOK {
+				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+			}
+			if !strings.Contains(stdout.String(), "ops/s") || !strings.Contains(stdout.String(), "total") {
+				t.Errorf("output:\n%s", stdout.String())
+			}
+		})
+	}
+
+	t.Run("json", func(t *testing.T) {
+		var stdout, stderr bytes.Buffer
+		code := run([]string{"load", "--server", lis.Addr().String(), "--clients", "2", "--duration", "100ms", "--output", "json"}, &stdout, &stderr)
+		if code != exitOK {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		var rep loadReport
+		if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+			t.Fatalf("%v\n%s", err, stdout.String())
+		}
+		if rep.Total.Ops == 0 || rep.Total.Errors != 0 {
+			t.Errorf("total %+v", rep.Total)
+		}
+	})
+}
+
+// TestUsage checks exit statuses of command-line mistakes.
+func TestUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{nil, exitUsage},
+		{[]string{"nope"}, exitUsage},
+		{[]string{"load"}, exitUsage},
+		{[]string{"load", "--server", "127.0.0.1:1", "--mix", "bogus"}, exitUsage},
+		{[]string{"load", "--server", "127.0.0.1:1", "--clients", "0"}, exitUsage},
+		{[]string{"table", "--quick", "--full"}, exitUsage},
+		{[]string{"table", "--bogus"}, exitUsage},
+		{[]string{"table", "--reps", "0"}, exitUsage},
+	} {
+		t.Setenv("MDT_SERVER", "")
+		var stdout, stderr bytes.Buffer
+		if code := run(tc.args, &stdout, &stderr); code != tc.code {
+			t.Errorf("%q: exit %d, want %d (%s)", tc.args, code, tc.code, stderr.String())
+		}
+	}
+}
+
+func TestHist(t *testing.T) {
+	var h hist
+	for i := 1; i <= 1000; i++ {
+		h.add(time.Duration(i) * time.Microsecond)
+	}
+	for _, q := range []struct {
+		q    float64
+		want time.Duration
+	}{{.5, 500 * time.Microsecond}, {.99, 990 * time.Microsecond}} {
+		got := h.quantile(q.q)
+		if got < q.want*9/10 || got > q.want*11/10 {
+			t.Errorf("quantile(%v) = %v, want about %v", q.q, got, q.want)
+		}
+	}
+	for v := uint64(0); v < 1<<20; v = v*3/2 + 1 {
+		if i := histIndex(v); histIndex(histValue(i)) != i {
+			t.Errorf("bucket %d of %d: value %d maps to %d", i, v, histValue(i), histIndex(histValue(i)))
+		}
+	}
+}

@@ -1,0 +1,373 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fidlog/fidlog/api"
+	"github.com/fidlog/fidlog/api/client"
+	"github.com/fidlog/fidlog/changelog"
+	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
+)
+
+// bench holds what the measures of one table run share.
+type bench struct {
+	cfg   *tableConfig
+	prof  *profiler
+	shape *batchShape
+	seq   atomic.Int64
+}
+
+func (b *bench) tempDir(name string) string {
+	return filepath.Join(b.cfg.tmpdir, fmt.Sprintf("%s-%d", name, b.seq.Add(1)))
+}
+
+func (b *bench) capture() error {
+	s, err := captureShape(b.tempDir("shape"))
+	if err != nil {
+		return err
+	}
+	b.shape = s
+	b.cfg.logf("a create commits %d keys, %d bytes", len(s.kvs), s.bytes)
+	return nil
+}
+
+// phaseFn runs one A or B phase of repetition rep.
+type phaseFn func(ctx context.Context, rep int) (*phaseResult, error)
+
+// ab runs A and B alternately (ABBA order) for cfg.reps repetitions.
+func (b *bench) ab(ctx context.Context, runA, runB phaseFn) (as, bs []*phaseResult, err error) {
+	for rep := range b.cfg.reps {
+		order := []bool{true, false}
+		if rep%2 == 1 {
+			order = []bool{false, true}
+		}
+		for _, isA := range order {
+			if err := ctx.Err(); err != nil {
+				return nil, nil, err
+			}
+			var res *phaseResult
+			if isA {
+				res, err = runA(ctx, rep)
+			} else {
+				res, err = runB(ctx, rep)
+			}
+			if err == nil && res.errs > 0 {
+				err = fmt.Errorf("%d failed operations, first: %w", res.errs, res.firstErr)
+			}
+			if err == nil && res.ops == 0 {
+				err = fmt.Errorf("no operation completed in the measured window")
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+			if isA {
+				as = append(as, res)
+			} else {
+				bs = append(bs, res)
+			}
+		}
+	}
+	return as, bs, nil
+}
+
+// rateRow summarises A/B phase results as ops/s figures.
+func rateRow(measure, config string, as, bs []*phaseResult, err error) row {
+	r := row{Measure: measure, Config: config, Unit: "ops/s"}
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	var ra, rb, ratio, spa, spb series
+	var ha, hb hist
+	for i := range as {
+		ra = append(ra, as[i].rate())
+		rb = append(rb, bs[i].rate())
+		ratio = append(ratio, bs[i].rate()/as[i].rate())
+		spa = append(spa, as[i].opsPerSync())
+		spb = append(spb, bs[i].opsPerSync())
+		ha.merge(&as[i].lat)
+		hb.merge(&bs[i].lat)
+	}
+	r.BaselineValue, r.ServiceValue = ra.median(), rb.median()
+	r.Ratio, r.RatioMin, r.RatioMax, r.Reps = ratio.median(), ratio.min(), ratio.max(), len(ratio)
+	r.Baseline = fmt.Sprintf("%s ops/s (p50 %s, p99 %s, %.1f ops/fsync)", fmtRate(r.BaselineValue), fmtDur(ha.quantile(.5)), fmtDur(ha.quantile(.99)), spa.median())
+	r.Service = fmt.Sprintf("%s ops/s (p50 %s, p99 %s, %.1f ops/fsync)", fmtRate(r.ServiceValue), fmtDur(hb.quantile(.5)), fmtDur(hb.quantile(.99)), spb.median())
+	r.Extra = map[string]float64{
+		"baseline_p50_us": float64(ha.quantile(.5)) / 1e3, "baseline_p99_us": float64(ha.quantile(.99)) / 1e3,
+		"service_p50_us": float64(hb.quantile(.5)) / 1e3, "service_p99_us": float64(hb.quantile(.99)) / 1e3,
+		"baseline_ops_per_fsync": spa.median(), "service_ops_per_fsync": spb.median(),
+		"p99_ratio": float64(hb.quantile(.99)) / float64(max(ha.quantile(.99), 1)),
+	}
+	return r
+}
+
+// rawPhase runs synced raw-Pebble batches of a create's shape.
+func (b *bench) rawPhase(conc int) phaseFn {
+	return func(ctx context.Context, _ int) (*phaseResult, error) {
+		e, err := openRaw(b.tempDir("raw"), b.shape)
+		if err != nil {
+			return nil, err
+		}
+		res := runPhase(ctx, conc, b.cfg.warmup, b.cfg.phase, &e.syncs, nil, e.commitOp)
+		return res, e.close()
+	}
+}
+
+// mdtPhase runs exclusive creates through the metadata server.
+func (b *bench) mdtPhase(conc int, on bool, prof string) phaseFn {
+	return func(ctx context.Context, _ int) (*phaseResult, error) {
+		e, err := openMDT(b.tempDir("mdt"), mdtConfig{changelogOn: on})
+		if err != nil {
+			return nil, err
+		}
+		if err := e.mkdirs(ctx, conc); err != nil {
+			e.close()
+			return nil, err
+		}
+		res := runPhase(ctx, conc, b.cfg.warmup, b.cfg.phase, &e.syncs, b.prof.begin(prof), e.createOp)
+		if on && e.m.Log().State().Current == 0 {
+			e.close()
+			return nil, fmt.Errorf("changelog on but no record was written")
+		}
+		if !on && e.m.Log().State().Current != 0 {
+			e.close()
+			return nil, fmt.Errorf("changelog off but records were written")
+		}
+		return res, e.close()
+	}
+}
+
+// t1: durable creates through the MDT (changelog on) vs raw synced Pebble
+// batches of the same bytes.
+func (b *bench) t1(ctx context.Context) []row {
+	var rows []row
+	for _, conc := range b.cfg.concs {
+		b.cfg.logf("T1 conc=%d", conc)
+		as, bs, err := b.ab(ctx, b.rawPhase(conc), b.mdtPhase(conc, true, fmt.Sprintf("t1-c%d", conc)))
+		r := rateRow("T1 durable creates (mdt.Create) ÷ raw Pebble Commit(Sync)", fmt.Sprintf("conc=%d, changelog on (1 user), %d B/op", conc, b.shape.bytes), as, bs, err)
+		want := 0.8
+		if conc >= 32 {
+			want = 0.95
+		}
+		r.Target = fmt.Sprintf("≥ %.2f×", want)
+		r.judge(boolp(r.Ratio >= want))
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+// grpcEnv is an MDT served over loopback TCP with one client connection
+// per benchmark client.
+type grpcEnv struct {
+	*mdtEnv
+	srv   *api.Server
+	addr  string
+	conns []*client.Client
+	done  chan error
+}
+
+func startServer(e *mdtEnv) (*api.Server, string, chan error, error) {
+	srv, err := api.New(e.m, api.Options{Logger: discard})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(lis) }()
+	return srv, lis.Addr().String(), done, nil
+}
+
+func openGRPC(ctx context.Context, dir string, cfg mdtConfig, conns int) (*grpcEnv, error) {
+	e, err := openMDT(dir, cfg)
+	if err != nil {
+		return nil, err
+	}
+	g := &grpcEnv{mdtEnv: e}
+	g.srv, g.addr, g.done, err = startServer(e)
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	for range conns {
+		c, err := dialRoot(g.addr)
+		if err != nil {
+			g.close()
+			return nil, err
+		}
+		g.conns = append(g.conns, c)
+		if err := c.Healthy(ctx); err != nil {
+			g.close()
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+func dialRoot(addr string) (*client.Client, error) {
+	return client.Dial(addr, client.WithUID(0), client.WithGID(0), client.WithJobID("mdbench"))
+}
+
+func (g *grpcEnv) close() error {
+	for _, c := range g.conns {
+		c.Close()
+	}
+	g.srv.Stop()
+	<-g.done
+	return g.mdtEnv.close()
+}
+
+func (g *grpcEnv) createOp(ctx context.Context, c int, n uint64) error {
+	_, err := g.conns[c%len(g.conns)].Namespace.Create(ctx, &mdtv1.CreateRequest{Path: filePath(c, n), Mode: 0o644, Exclusive: true})
+	return err
+}
+
+// t1b: T1 end to end over gRPC.
+func (b *bench) t1b(ctx context.Context) []row {
+	var rows []row
+	for _, conc := range b.cfg.concs {
+		b.cfg.logf("T1b conc=%d", conc)
+		conns := conc
+		if b.cfg.grpcConns > 0 {
+			conns = min(conc, b.cfg.grpcConns)
+		}
+		svc := func(ctx context.Context, _ int) (*phaseResult, error) {
+			g, err := openGRPC(ctx, b.tempDir("grpc"), mdtConfig{changelogOn: true}, conns)
+			if err != nil {
+				return nil, err
+			}
+			if err := g.mkdirs(ctx, conc); err != nil {
+				g.close()
+				return nil, err
+			}
+			res := runPhase(ctx, conc, b.cfg.warmup, b.cfg.phase, &g.syncs, b.prof.begin(fmt.Sprintf("t1b-c%d", conc)), g.createOp)
+			return res, g.close()
+		}
+		as, bs, err := b.ab(ctx, b.rawPhase(conc), svc)
+		r := rateRow("T1b creates over gRPC (loopback TCP) ÷ raw Pebble Commit(Sync)", fmt.Sprintf("conc=%d over %d conns, changelog on", conc, conns), as, bs, err)
+		r.Target = "reported"
+		r.judge(nil)
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+// t2: changelog on vs off through the same service.
+func (b *bench) t2(ctx context.Context) []row {
+	var rows []row
+	for _, conc := range b.cfg.concs {
+		b.cfg.logf("T2 conc=%d", conc)
+		as, bs, err := b.ab(ctx, b.mdtPhase(conc, false, ""), b.mdtPhase(conc, true, fmt.Sprintf("t2-c%d", conc)))
+		r := rateRow("T2 mdt creates changelog on ÷ off", fmt.Sprintf("conc=%d, on = 1 user, off = no user", conc), as, bs, err)
+		r.Target = "≥ 0.90×"
+		r.judge(boolp(r.Ratio >= 0.90))
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+// t6: writers while one consumer is stalled under a retained-records cap
+// (capacity GC evicts it, it re-registers and stalls again) vs writers
+// with every consumer keeping up.
+func (b *bench) t6(ctx context.Context) []row {
+	conc, limit := b.cfg.t6Conc, b.cfg.capRecords
+	var evictions series
+	var maxRetained uint64
+	phase := func(stalled bool) phaseFn {
+		return func(ctx context.Context, _ int) (*phaseResult, error) {
+			set := changelog.DefaultSettings()
+			set.MaxRecords = limit
+			e, err := openMDT(b.tempDir("t6"), mdtConfig{settings: &set})
+			if err != nil {
+				return nil, err
+			}
+			defer e.close()
+			if err := e.mkdirs(ctx, conc); err != nil {
+				return nil, err
+			}
+			l := e.m.Log()
+			keeper, err := l.Register(changelog.RegisterOptions{Name: "keeper"})
+			if err != nil {
+				return nil, err
+			}
+			other, err := l.Register(changelog.RegisterOptions{Name: "other"})
+			if err != nil {
+				return nil, err
+			}
+			// Consumers: keepers clear to the durable index every 2 ms;
+			// the stalled one never clears and re-registers when evicted.
+			cctx, cancel := context.WithCancel(ctx)
+			var wg sync.WaitGroup
+			var cerr atomic.Pointer[error]
+			var maxR atomic.Uint64
+			wg.Go(func() {
+				names := []string{keeper.DisplayName(), other.DisplayName()}
+				t := time.NewTicker(2 * time.Millisecond)
+				defer t.Stop()
+				for {
+					select {
+					case <-cctx.Done():
+						return
+					case <-t.C:
+					}
+					st := l.State()
+					if r := uint64(st.Current) - uint64(st.First-1); r > maxR.Load() {
+						maxR.Store(r)
+					}
+					for i, name := range names {
+						if i == 1 && stalled {
+							if _, err := l.User(name); err != nil {
+								u, err := l.Register(changelog.RegisterOptions{Name: "stalled"})
+								if err != nil {
+									cerr.Store(&err)
+									return
+								}
+								names[1] = u.DisplayName()
+							}
+							continue
+						}
+						if _, err := l.Clear(name, l.Durable()); err != nil {
+							cerr.Store(&err)
+							return
+						}
+					}
+				}
+			})
+			res := runPhase(ctx, conc, b.cfg.warmup, b.cfg.phase, &e.syncs, nil, e.createOp)
+			cancel()
+			wg.Wait()
+			if p := cerr.Load(); p != nil {
+				return nil, fmt.Errorf("consumer: %w", *p)
+			}
+			if stalled {
+				evictions = append(evictions, float64(e.evicted.Load()))
+				maxRetained = max(maxRetained, maxR.Load())
+			}
+			return res, nil
+		}
+	}
+	b.cfg.logf("T6 conc=%d cap=%d", conc, limit)
+	as, bs, err := b.ab(ctx, phase(false), phase(true))
+	r := rateRow("T6 writers with a stalled consumer under the cap ÷ all consumers keeping up",
+		fmt.Sprintf("conc=%d, changelog_max_records=%d, 1 keeper + 1 stalled (re-registers when evicted)", conc, limit), as, bs, err)
+	r.Target = "≥ 0.95×, retained ≤ cap, ≥ 1 eviction"
+	if err == nil {
+		r.Service += fmt.Sprintf("; evictions/phase %.0f, max retained %d", evictions.median(), maxRetained)
+		r.Extra["evictions_per_phase"] = evictions.median()
+		r.Extra["max_retained"] = float64(maxRetained)
+		r.Extra["cap"] = float64(limit)
+	}
+	r.judge(boolp(r.Ratio >= 0.95 && maxRetained <= limit && evictions.min() >= 1))
+	return []row{r}
+}
+
+var _ = os.RemoveAll
