@@ -133,9 +133,12 @@ type Log struct {
 		ch      chan struct{} // closed and replaced when durable advances
 	}
 
-	gcKick chan struct{}
-	stop   chan struct{}
-	wg     sync.WaitGroup
+	gcKick      chan struct{}
+	compactKick chan struct{}
+	// compactFrom is the purge floor already compacted (reclaimer only).
+	compactFrom atomic.Uint64
+	stop        chan struct{}
+	wg          sync.WaitGroup
 }
 
 // Open opens the changelog kept in db under opts.KeyPrefix. db stays owned
@@ -143,13 +146,16 @@ type Log struct {
 // the lowest user point (all records when no user is registered).
 func Open(db *pebble.DB, opts *Options) (*Log, error) {
 	o := *opts.EnsureDefaults()
-	l := &Log{db: db, opts: o, keys: keyspace{prefix: o.KeyPrefix}, gcKick: make(chan struct{}, 1), stop: make(chan struct{})}
+	l := &Log{db: db, opts: o, keys: keyspace{prefix: o.KeyPrefix}, gcKick: make(chan struct{}, 1),
+		compactKick: make(chan struct{}, 1), stop: make(chan struct{})}
 	l.dmu.ch = make(chan struct{})
 	if err := l.load(); err != nil {
 		return nil, err
 	}
-	l.wg.Add(1)
+	l.compactFrom.Store(uint64(l.mu.purged))
+	l.wg.Add(2)
 	go func() { defer l.wg.Done(); l.gcLoop() }()
+	go func() { defer l.wg.Done(); l.reclaimLoop() }()
 	return l, nil
 }
 
@@ -657,7 +663,53 @@ func (l *Log) purgeLocked(b *pebble.Batch) error {
 	}
 	l.mu.purged = floor
 	l.epoch.Add(1)
+	if uint64(floor)-l.compactFrom.Load() >= reclaimThreshold {
+		select {
+		case l.compactKick <- struct{}{}:
+		default:
+		}
+	}
 	return nil
+}
+
+// reclaimThreshold is how many purged records make the reclaimer compact
+// the purged span.
+const reclaimThreshold = 4096
+
+// reclaimDelay lets the range tombstone reach an sstable first
+// (FlushDelayDeleteRange) so the compaction can drop whole files.
+const reclaimDelay = 1500 * time.Millisecond
+
+// reclaimLoop gives disk space back after large purges. Pebble drops
+// sstables that a range deletion covers entirely, but the files at the
+// edges of the record keyspace also hold neighbouring keys (users, meta,
+// namespace) and would keep the purged records' bytes indefinitely; a
+// compaction of the purged span rewrites just those.
+func (l *Log) reclaimLoop() {
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-l.compactKick:
+		}
+		select {
+		case <-l.stop:
+			return
+		case <-time.After(reclaimDelay):
+		}
+		l.mu.Lock()
+		to := l.mu.purged
+		l.mu.Unlock()
+		from := Index(l.compactFrom.Load())
+		if to <= from {
+			continue
+		}
+		if err := l.db.Compact(context.Background(), l.keys.record(from), l.keys.record(to+1), false); err != nil {
+			l.opts.Logger.Warn("changelog_reclaim_failed", "device", l.opts.Device, "err", err)
+			continue
+		}
+		l.compactFrom.Store(uint64(to))
+	}
 }
 
 // keyspace builds the log's keys under its prefix.
