@@ -1,0 +1,353 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fidlog/fidlog/changelog"
+	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
+)
+
+// changelogService implements lustre.changelog.v1.ChangelogService.
+type changelogService struct {
+	changelogv1.UnimplementedChangelogServiceServer
+	s *Server
+}
+
+// begin checks the device and the caller's right to use the changelog.
+func (c *changelogService) begin(ctx context.Context, dev, what string) error {
+	if err := c.s.checkDevice(dev); err != nil {
+		return err
+	}
+	return c.s.authorizeAdmin(ctx, what)
+}
+
+func (c *changelogService) Register(ctx context.Context, r *changelogv1.RegisterRequest) (*changelogv1.RegisterResponse, error) {
+	if err := c.begin(ctx, r.GetDevice(), "changelog_register"); err != nil {
+		return nil, err
+	}
+	u, err := c.s.m.Log().Register(changelog.RegisterOptions{Name: r.GetName(), Mask: r.GetMask(), HasMask: r.GetMask() != ""})
+	if err != nil {
+		return nil, err
+	}
+	return &changelogv1.RegisterResponse{Id: u.ID, DisplayName: u.DisplayName(), Index: uint64(u.Index), MaskNames: maskNames(u.Mask)}, nil
+}
+
+func (c *changelogService) Deregister(ctx context.Context, r *changelogv1.DeregisterRequest) (*changelogv1.DeregisterResponse, error) {
+	if err := c.begin(ctx, r.GetDevice(), "changelog_deregister"); err != nil {
+		return nil, err
+	}
+	var (
+		u   changelog.User
+		err error
+	)
+	switch sel := r.GetSelector().(type) {
+	case *changelogv1.DeregisterRequest_Id:
+		u, err = c.s.m.Log().Deregister(sel.Id, false)
+	case *changelogv1.DeregisterRequest_Name:
+		if sel.Name == "" {
+			return nil, argError("empty user name")
+		}
+		u, err = c.s.m.Log().Deregister(sel.Name, true)
+	default:
+		return nil, argError("deregister needs a user id or name")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &changelogv1.DeregisterResponse{Id: u.ID, DisplayName: u.DisplayName()}, nil
+}
+
+func (c *changelogService) Clear(ctx context.Context, r *changelogv1.ClearRequest) (*changelogv1.ClearResponse, error) {
+	if err := c.begin(ctx, r.GetDevice(), "changelog_clear"); err != nil {
+		return nil, err
+	}
+	// As Lustre's changelog device: only "cl<ID>[-name]" is accepted.
+	if _, ok := changelog.ParseUserID(r.GetUser()); !ok || !strings.HasPrefix(r.GetUser(), "cl") {
+		return nil, argError("invalid changelog user '%s': expect cl<ID>[-name]", r.GetUser())
+	}
+	u, err := c.s.m.Log().Clear(r.GetUser(), changelog.Index(r.GetEndRecord()))
+	if err != nil {
+		return nil, err
+	}
+	return &changelogv1.ClearResponse{Index: uint64(u.Index), FirstIndex: uint64(c.s.m.Log().State().First)}, nil
+}
+
+func (c *changelogService) ListUsers(ctx context.Context, r *changelogv1.ListUsersRequest) (*changelogv1.ListUsersResponse, error) {
+	if err := c.begin(ctx, r.GetDevice(), "changelog_users"); err != nil {
+		return nil, err
+	}
+	l := c.s.m.Log()
+	st := l.State()
+	now := c.s.opts.Clock()
+	out := &changelogv1.ListUsersResponse{CurrentIndex: uint64(st.Current)}
+	for _, u := range l.Users() {
+		out.Users = append(out.Users, userToPB(u, now))
+	}
+	return out, nil
+}
+
+func (c *changelogService) GetState(ctx context.Context, r *changelogv1.GetStateRequest) (*changelogv1.GetStateResponse, error) {
+	if err := c.begin(ctx, r.GetDevice(), "changelog state"); err != nil {
+		return nil, err
+	}
+	st := c.s.m.Log().State()
+	return &changelogv1.GetStateResponse{FirstIndex: uint64(st.First), CurrentIndex: uint64(st.Current), DurableIndex: uint64(st.Durable), Enabled: st.On}, nil
+}
+
+// noType is a mask bit that matches no record type: a filter that lets
+// nothing through (Scan treats mask 0 as "no filter").
+const noType changelog.Mask = 1 << 31
+
+// readPlan is a validated ReadRequest.
+type readPlan struct {
+	start, end changelog.Index // end 0: none
+	mask       changelog.Mask  // 0: no filter
+	user       string          // consumer to watch for eviction
+	batch      int
+	raw        bool
+	follow     bool
+}
+
+// plan validates r (reference 3.8: requested mask AND user mask, or either
+// alone; mask 0 of a user filters nothing).
+func (c *changelogService) plan(r *changelogv1.ReadRequest) (readPlan, error) {
+	p := readPlan{start: max(changelog.Index(r.GetStartIndex()), 1), end: changelog.Index(r.GetEndIndex()), raw: r.GetRaw(), follow: r.GetFollow()}
+	if p.end != 0 && p.start > p.end {
+		return p, argError("start index %d is above end index %d", p.start, p.end)
+	}
+	var reqMask changelog.Mask
+	if r.GetMask() != "" {
+		m, err := changelog.ParseMask(r.GetMask(), changelog.DefMask)
+		if err != nil {
+			return p, err
+		}
+		reqMask = m
+	}
+	var userMask changelog.Mask
+	switch {
+	case r.GetUser() != "":
+		u, err := c.s.m.Log().User(r.GetUser())
+		if err != nil {
+			return p, err
+		}
+		p.user, userMask = r.GetUser(), u.Mask
+		if r.GetFromUserPoint() {
+			p.start = max(p.start, u.Index+1)
+		}
+	case r.GetFromUserPoint():
+		return p, argError("from_user_point needs a user")
+	}
+	switch {
+	case reqMask != 0 && userMask != 0:
+		p.mask = reqMask & userMask
+		if p.mask == 0 {
+			p.mask = noType
+		}
+	case reqMask != 0:
+		p.mask = reqMask
+	default:
+		p.mask = userMask
+	}
+	p.batch = c.s.opts.BatchRecords
+	if n := int(r.GetMaxBatchRecords()); n > 0 {
+		p.batch = min(n, MaxBatchRecords)
+	}
+	return p, nil
+}
+
+// Read streams records in batches from the log's durable part (Scan), so
+// a slow consumer costs writers nothing: there is no per-stream buffer in
+// the write path and no iterator is open while a message is sent.
+func (c *changelogService) Read(r *changelogv1.ReadRequest, stream grpc.ServerStreamingServer[changelogv1.ReadResponse]) error {
+	if err := c.begin(stream.Context(), r.GetDevice(), "changelog read"); err != nil {
+		return err
+	}
+	p, err := c.plan(r)
+	if err != nil {
+		return err
+	}
+	ctx, done, err := c.s.beginStream(stream.Context())
+	if err != nil {
+		return err
+	}
+	defer done()
+	err = c.stream(ctx, p, stream)
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, ErrDraining) {
+		return ErrDraining
+	}
+	return err
+}
+
+// stream runs the read loop (produce) in its own goroutine so that reading
+// Pebble and building the next message overlap with sending the previous
+// one (reference/performance.md 4.4); at most two built messages wait.
+func (c *changelogService) stream(ctx context.Context, p readPlan, stream grpc.ServerStreamingServer[changelogv1.ReadResponse]) error {
+	g, gctx := errgroup.WithContext(ctx)
+	out := make(chan *changelogv1.ReadResponse, 2)
+	g.Go(func() error {
+		defer close(out)
+		return c.produce(gctx, p, out)
+	})
+	g.Go(func() error {
+		for msg := range out {
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// produce builds the messages of a Read: batches of everything durable,
+// then (follow) waits for commits, with heartbeats while idle.
+func (c *changelogService) produce(ctx context.Context, p readPlan, out chan<- *changelogv1.ReadResponse) error {
+	l := c.s.m.Log()
+	next := p.start
+	stop := p.end // last index to send; 0 while following without end
+	if !p.follow {
+		d := l.Durable()
+		if stop == 0 || stop > d {
+			stop = d
+		}
+	}
+	send := func(msg *changelogv1.ReadResponse) error {
+		select {
+		case out <- msg:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	hb := c.s.opts.HeartbeatInterval
+	lastSend := time.Now()
+	var rec changelog.Record
+	for {
+		if stop != 0 && next > stop {
+			return nil
+		}
+		// Send everything durable now, batch by batch.
+		if next <= l.Durable() {
+			msg, n, err := c.batch(ctx, l, p, next, stop, &rec)
+			if err != nil {
+				return err
+			}
+			next = n
+			if len(msg.Records) > 0 || len(msg.RawRecords) > 0 {
+				if err := send(msg); err != nil {
+					return err
+				}
+				lastSend = time.Now()
+			}
+			continue
+		}
+		if !p.follow {
+			return nil
+		}
+		if p.user != "" {
+			// A consumer evicted while we stream is told so.
+			if _, err := l.User(p.user); err != nil {
+				return err
+			}
+		}
+		wait := hb - time.Since(lastSend)
+		if wait <= 0 {
+			st := l.State()
+			if err := send(&changelogv1.ReadResponse{Heartbeat: true, DurableIndex: uint64(st.Durable), FirstIndex: uint64(st.First), NextIndex: uint64(max(next, st.First))}); err != nil {
+				return err
+			}
+			lastSend = time.Now()
+			continue
+		}
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		d, err := l.WaitDurable(wctx, next-1)
+		cancel()
+		switch {
+		case err == nil:
+			c.linger(ctx, l, p, next, d)
+		case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
+		case ctx.Err() != nil:
+			return ctx.Err()
+		default:
+			return err
+		}
+	}
+}
+
+// linger gives a follow stream woken by a commit up to Options.FollowLinger
+// to let more commits arrive, unless a full batch is already durable, so
+// that a busy log is sent in batches rather than a message per commit.
+func (c *changelogService) linger(ctx context.Context, l *changelog.Log, p readPlan, next, durable changelog.Index) {
+	d := c.s.opts.FollowLinger
+	full := next + changelog.Index(p.batch) - 1 // last index of a full batch
+	if d <= 0 || durable >= full || (p.end != 0 && durable >= p.end) {
+		return
+	}
+	lctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	_, _ = l.WaitDurable(lctx, full-1)
+}
+
+// batch reads one message's worth of records starting at next: at most
+// p.batch records and about BatchBytes of encoded records. It returns the
+// message and the index to continue from.
+func (c *changelogService) batch(ctx context.Context, l *changelog.Log, p readPlan, next, stop changelog.Index, rec *changelog.Record) (*changelogv1.ReadResponse, changelog.Index, error) {
+	st := l.State()
+	msg := &changelogv1.ReadResponse{DurableIndex: uint64(st.Durable), FirstIndex: uint64(st.First)}
+	// Scan no further than the durable index this message reports.
+	end := st.Durable
+	if stop != 0 {
+		end = min(end, stop)
+	}
+	if next > end || end == 0 {
+		msg.NextIndex = uint64(next)
+		return msg, next, nil
+	}
+	limit := c.s.opts.BatchBytes
+	size := 0
+	var arena []byte
+	if p.raw {
+		msg.RawRecords = make([][]byte, 0, min(p.batch, 4096))
+		arena = make([]byte, 0, min(limit+limit/8, 128*p.batch))
+	} else {
+		msg.Records = make([]*changelogv1.Record, 0, min(p.batch, 4096))
+	}
+	count := 0
+	n, err := l.Scan(ctx, changelog.ReadOptions{Start: next, End: end, Mask: p.mask}, func(e changelog.Entry) error {
+		if p.raw {
+			if len(arena)+len(e.Raw) > cap(arena) {
+				// Keep earlier records where they are; start a new arena.
+				arena = make([]byte, 0, max(len(e.Raw), limit/4))
+			}
+			off := len(arena)
+			arena = append(arena, e.Raw...)
+			msg.RawRecords = append(msg.RawRecords, arena[off:len(arena):len(arena)])
+		} else {
+			*rec = changelog.Record{}
+			if err := changelog.DecodeInto(rec, e.Raw); err != nil {
+				return err
+			}
+			pb := recordToPB(rec)
+			msg.Records = append(msg.Records, pb)
+			size += proto.Size(pb) - len(e.Raw)
+		}
+		count++
+		size += len(e.Raw)
+		if count >= p.batch || size >= limit {
+			return changelog.ErrStop
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, next, err
+	}
+	msg.NextIndex = uint64(n)
+	return msg, n, nil
+}

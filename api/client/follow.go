@@ -1,0 +1,240 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/fidlog/fidlog/changelog"
+	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
+)
+
+// FollowOptions tune Follow. The zero value is usable.
+type FollowOptions struct {
+	// Mask is an optional record mask (Lustre grammar), intersected with
+	// the consumer's own mask by the server.
+	Mask string
+	// BatchRecords is the most records per message; 0: server default.
+	BatchRecords uint32
+	// ClearRecords: clear once this many processed records are
+	// uncleared; default 1024.
+	ClearRecords uint64
+	// ClearInterval: clear processed records at least this often (checked
+	// at each message, heartbeats included); default 1 s.
+	ClearInterval time.Duration
+	// MinBackoff and MaxBackoff bound the reconnect delay after the
+	// server became unavailable; defaults 100 ms and 5 s.
+	MinBackoff, MaxBackoff time.Duration
+	// Logger receives reconnect messages; default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *FollowOptions) ensureDefaults() {
+	if o.ClearRecords == 0 {
+		o.ClearRecords = 1024
+	}
+	if o.ClearInterval == 0 {
+		o.ClearInterval = time.Second
+	}
+	if o.MinBackoff == 0 {
+		o.MinBackoff = 100 * time.Millisecond
+	}
+	if o.MaxBackoff == 0 {
+		o.MaxBackoff = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// follower is the state of one Follow call.
+type follower struct {
+	c         *Client
+	device    string
+	user      string // "cl<ID>[-name]", as Clear wants it
+	ref       string // as given to Follow
+	o         FollowOptions
+	handler   func([]*changelog.Record) error
+	processed changelog.Index // every record up to it was handled
+	cleared   changelog.Index // last clear sent
+	lastClear time.Time
+}
+
+// Follow consumes the changelog as consumer user ("1", "cl1", "cl1-name" or
+// the registered name): it streams from the consumer's own cleared point
+// (raw records, decoded here), calls handler with each batch in index
+// order, and clears in batches (opts.ClearRecords records or
+// opts.ClearInterval) only records the handler succeeded on. It reconnects
+// with backoff while the server is unavailable, resuming after the last
+// handled record, so each record is handled once per Follow call.
+//
+// Follow returns handler's error (after clearing what was handled before
+// the failing batch, never that batch), the consumer's eviction
+// (FAILED_PRECONDITION, reason USER_EVICTED; see IsEvicted), any other
+// non-retryable error, or ctx's error when ctx ends (after a final clear).
+func (c *Client) Follow(ctx context.Context, device, user string, handler func([]*changelog.Record) error, opts FollowOptions) error {
+	opts.ensureDefaults()
+	f := &follower{c: c, device: device, ref: user, o: opts, handler: handler}
+	backoff := opts.MinBackoff
+	for {
+		progressed, err := f.run(ctx)
+		if progressed {
+			backoff = opts.MinBackoff
+		}
+		if ctx.Err() != nil {
+			f.flush(ctx)
+			return ctx.Err()
+		}
+		var he handlerError
+		if errors.As(err, &he) {
+			f.flush(ctx)
+			return he.err
+		}
+		if !retryable(err) {
+			f.flush(ctx)
+			return err
+		}
+		opts.Logger.Info("changelog_follow_reconnect", "device", device, "user", user, "backoff", backoff, "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			f.flush(ctx)
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(backoff*2, opts.MaxBackoff)
+	}
+}
+
+// errStreamEnded: the server closed a follow stream without error.
+var errStreamEnded = errors.New("client: follow stream ended")
+
+func retryable(err error) bool {
+	if errors.Is(err, errStreamEnded) {
+		return true
+	}
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.Unavailable
+}
+
+// run opens one stream and consumes it until it fails. progressed reports
+// whether any message arrived.
+func (f *follower) run(ctx context.Context) (progressed bool, err error) {
+	if f.user == "" {
+		if err := f.resolveUser(ctx); err != nil {
+			return false, err
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	req := &changelogv1.ReadRequest{
+		Device: f.device, User: f.user, FromUserPoint: true, Follow: true, Raw: true,
+		Mask: f.o.Mask, MaxBatchRecords: f.o.BatchRecords,
+	}
+	if f.processed > 0 {
+		req.StartIndex = uint64(f.processed) + 1
+	}
+	st, err := f.c.Changelog.Read(ctx, req)
+	if err != nil {
+		return false, err
+	}
+	for {
+		msg, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			return progressed, errStreamEnded
+		}
+		if err != nil {
+			return progressed, err
+		}
+		progressed = true
+		if len(msg.GetRawRecords()) > 0 || len(msg.GetRecords()) > 0 {
+			recs, err := Records(msg)
+			if err != nil {
+				return progressed, err
+			}
+			// Resuming after a reconnect never hands a record twice.
+			for len(recs) > 0 && recs[0].Index <= f.processed {
+				recs = recs[1:]
+			}
+			if len(recs) > 0 {
+				if err := f.handler(recs); err != nil {
+					return progressed, handlerError{err}
+				}
+			}
+		}
+		if n := changelog.Index(msg.GetNextIndex()); n > 0 && n-1 > f.processed {
+			f.processed = n - 1
+		}
+		if err := f.maybeClear(ctx); err != nil {
+			return progressed, err
+		}
+	}
+}
+
+// handlerError marks the handler's own error so it is returned as is.
+type handlerError struct{ err error }
+
+func (e handlerError) Error() string { return e.err.Error() }
+func (e handlerError) Unwrap() error { return e.err }
+
+// resolveUser finds the consumer's "cl<ID>[-name]" form, which Clear needs.
+func (f *follower) resolveUser(ctx context.Context) error {
+	r, err := f.c.Users(ctx, f.device)
+	if err != nil {
+		return err
+	}
+	id, byID := changelog.ParseUserID(f.ref)
+	for _, u := range r.GetUsers() {
+		if byID && u.GetId() == id || !byID && u.GetName() == f.ref {
+			f.user = u.GetDisplayName()
+			return nil
+		}
+	}
+	// Let the server say why (unknown or evicted) on the Read.
+	if byID {
+		f.user = fmt.Sprintf("cl%d", id)
+		return nil
+	}
+	f.user = f.ref
+	return nil
+}
+
+// maybeClear clears when enough records or time have accumulated.
+func (f *follower) maybeClear(ctx context.Context) error {
+	if f.processed <= f.cleared {
+		f.lastClear = time.Now()
+		return nil
+	}
+	if uint64(f.processed-f.cleared) < f.o.ClearRecords && time.Since(f.lastClear) < f.o.ClearInterval {
+		return nil
+	}
+	return f.clear(ctx)
+}
+
+func (f *follower) clear(ctx context.Context) error {
+	to := f.processed
+	if _, err := f.c.Clear(ctx, f.device, f.user, to); err != nil {
+		return err
+	}
+	f.cleared, f.lastClear = to, time.Now()
+	return nil
+}
+
+// flush clears what was handled but not yet cleared, even after ctx ended.
+func (f *follower) flush(ctx context.Context) {
+	if f.processed <= f.cleared || f.user == "" {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := f.clear(cctx); err != nil {
+		f.o.Logger.Warn("changelog_follow_clear_failed", "device", f.device, "user", f.user, "index", uint64(f.processed), "err", err)
+	}
+}

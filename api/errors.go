@@ -1,0 +1,165 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"syscall"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/fid"
+	"github.com/fidlog/fidlog/mdt"
+	"github.com/fidlog/fidlog/nodemap"
+)
+
+// ErrorDomain is the ErrorInfo domain of every status this package returns.
+const ErrorDomain = "fidlog"
+
+// ReasonUserEvicted is the ErrorInfo reason of a changelog consumer removed
+// by garbage collection (FAILED_PRECONDITION).
+const ReasonUserEvicted = "USER_EVICTED"
+
+// Sentinel errors of this package's own checks; they reach clients through
+// toStatus like domain errors.
+var (
+	// ErrUnknownDevice: the request names an MDT this server does not
+	// serve (NOT_FOUND, ENOENT).
+	ErrUnknownDevice = errors.New("api: unknown device")
+	// ErrInvalid: a request field or identity metadata is malformed
+	// (INVALID_ARGUMENT, EINVAL).
+	ErrInvalid = errors.New("api: invalid argument")
+	// ErrPermission: the caller may not do this (PERMISSION_DENIED,
+	// EACCES).
+	ErrPermission = errors.New("api: permission denied")
+	// ErrDraining: the server is shutting down (UNAVAILABLE, ESHUTDOWN).
+	ErrDraining = errors.New("api: server shutting down")
+)
+
+// argError is an ErrInvalid naming the offending field and value.
+func argError(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// errnoNames are the symbolic names used as ErrorInfo reasons.
+var errnoNames = map[syscall.Errno]string{
+	syscall.EPERM: "EPERM", syscall.ENOENT: "ENOENT", syscall.EIO: "EIO",
+	syscall.ENXIO: "ENXIO", syscall.E2BIG: "E2BIG", syscall.EBADF: "EBADF",
+	syscall.EAGAIN: "EAGAIN", syscall.EACCES: "EACCES", syscall.EBUSY: "EBUSY",
+	syscall.EEXIST: "EEXIST", syscall.EXDEV: "EXDEV", syscall.ENOTDIR: "ENOTDIR",
+	syscall.EISDIR: "EISDIR", syscall.EINVAL: "EINVAL", syscall.ENFILE: "ENFILE",
+	syscall.EMFILE: "EMFILE", syscall.ENOSPC: "ENOSPC", syscall.ERANGE: "ERANGE",
+	syscall.ENAMETOOLONG: "ENAMETOOLONG", syscall.ENOTEMPTY: "ENOTEMPTY",
+	syscall.ELOOP: "ELOOP", syscall.ENODATA: "ENODATA", syscall.EOVERFLOW: "EOVERFLOW",
+	syscall.EOPNOTSUPP: "EOPNOTSUPP", syscall.ESHUTDOWN: "ESHUTDOWN",
+	syscall.ETIMEDOUT: "ETIMEDOUT", syscall.ECANCELED: "ECANCELED",
+}
+
+// ErrnoName returns the symbolic name of e ("ENOENT"), or "ERRNO_<n>" for
+// one this package has no name for.
+func ErrnoName(e syscall.Errno) string {
+	if n, ok := errnoNames[e]; ok {
+		return n
+	}
+	return "ERRNO_" + strconv.Itoa(int(e))
+}
+
+// codeOf is the gRPC code that follows an errno (proto/README.md).
+func codeOf(e syscall.Errno) codes.Code {
+	switch e {
+	case syscall.ENOENT, syscall.ENODATA, syscall.ENXIO, syscall.EBADF:
+		return codes.NotFound
+	case syscall.EEXIST:
+		return codes.AlreadyExists
+	case syscall.EACCES, syscall.EPERM:
+		return codes.PermissionDenied
+	case syscall.EINVAL, syscall.ENAMETOOLONG, syscall.E2BIG, syscall.EXDEV:
+		return codes.InvalidArgument
+	case syscall.ERANGE:
+		return codes.OutOfRange
+	case syscall.ENOTDIR, syscall.EISDIR, syscall.ENOTEMPTY, syscall.EBUSY, syscall.ELOOP:
+		return codes.FailedPrecondition
+	case syscall.ENOSPC, syscall.ENFILE, syscall.EMFILE, syscall.EOVERFLOW:
+		return codes.ResourceExhausted
+	case syscall.EOPNOTSUPP:
+		return codes.Unimplemented
+	case syscall.ESHUTDOWN, syscall.EAGAIN:
+		return codes.Unavailable
+	case syscall.ECANCELED:
+		return codes.Canceled
+	case syscall.ETIMEDOUT:
+		return codes.DeadlineExceeded
+	}
+	return codes.Internal
+}
+
+// toStatus is the one mapping from errors to gRPC statuses. Every status
+// it returns carries an errdetails.ErrorInfo (domain "fidlog", reason the
+// errno name or a service reason, metadata "errno"), and its message is the
+// error's text, which names the offending value. A status error passes
+// through unchanged. Specific cases come first; anything else takes the
+// errno mdt.Errno derives, so a wrapped domain error never becomes Unknown.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
+		return err
+	}
+	var ev *changelog.EvictedError
+	switch {
+	case errors.As(err, &ev):
+		md := map[string]string{
+			"errno":       strconv.Itoa(int(syscall.ENOENT)),
+			"user":        ev.User,
+			"index":       strconv.FormatUint(uint64(ev.Index), 10),
+			"unprocessed": strconv.FormatUint(ev.Unprocessed, 10),
+		}
+		if ev.Reason != "" {
+			md["gc"] = ev.Reason
+		}
+		return withInfo(codes.FailedPrecondition, err.Error(), ReasonUserEvicted, md)
+	case errors.Is(err, ErrDraining), errors.Is(err, mdt.ErrClosed), errors.Is(err, changelog.ErrClosed):
+		return errnoStatus(syscall.ESHUTDOWN, err)
+	case errors.Is(err, context.Canceled):
+		return errnoStatus(syscall.ECANCELED, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return errnoStatus(syscall.ETIMEDOUT, err)
+	case errors.Is(err, ErrUnknownDevice):
+		return errnoStatus(syscall.ENOENT, err)
+	case errors.Is(err, ErrPermission):
+		return errnoStatus(syscall.EACCES, err)
+	case errors.Is(err, ErrInvalid):
+		return errnoStatus(syscall.EINVAL, err)
+	case errors.Is(err, changelog.ErrOutOfRange), errors.Is(err, changelog.ErrBadMask),
+		errors.Is(err, changelog.ErrBadUser), errors.Is(err, fid.ErrInvalid):
+		return errnoStatus(syscall.EINVAL, err)
+	// nodemap errors (mdt.Errno may not know them): specific before general.
+	case errors.Is(err, nodemap.ErrOverlap), errors.Is(err, nodemap.ErrExists):
+		return errnoStatus(syscall.EEXIST, err)
+	case errors.Is(err, nodemap.ErrNotFound):
+		return errnoStatus(syscall.ENOENT, err)
+	case errors.Is(err, nodemap.ErrNotPermitted):
+		return errnoStatus(syscall.EPERM, err)
+	case errors.Is(err, nodemap.ErrInvalid):
+		return errnoStatus(syscall.EINVAL, err)
+	}
+	return errnoStatus(mdt.Errno(err), err)
+}
+
+// errnoStatus builds the status of an errno failure.
+func errnoStatus(e syscall.Errno, err error) error {
+	return withInfo(codeOf(e), err.Error(), ErrnoName(e), map[string]string{"errno": strconv.Itoa(int(e))})
+}
+
+func withInfo(c codes.Code, msg, reason string, md map[string]string) error {
+	st := status.New(c, msg)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Domain: ErrorDomain, Reason: reason, Metadata: md}); err == nil {
+		st = d
+	}
+	return st.Err()
+}

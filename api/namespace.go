@@ -1,0 +1,238 @@
+package api
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/mdt"
+	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
+)
+
+// Readdir page sizes.
+const (
+	defaultReaddirEntries = 1024
+	maxReaddirEntries     = 16384
+)
+
+// openFlagsAllowed are the OpenFlag bits OpenRequest.flags may carry.
+const openFlagsAllowed = changelog.OpenRead | changelog.OpenWrite | changelog.OpenExec |
+	changelog.OpenCreate | changelog.OpenExcl | changelog.OpenTrunc | changelog.OpenAppend
+
+// namespaceService implements lustre.mdt.v1.NamespaceService.
+type namespaceService struct {
+	mdtv1.UnimplementedNamespaceServiceServer
+	s *Server
+}
+
+func cred(ctx context.Context) mdt.Cred { return callerFrom(ctx).cred }
+
+func (n *namespaceService) Stat(ctx context.Context, r *mdtv1.StatRequest) (*mdtv1.StatResponse, error) {
+	a, err := n.s.m.Stat(ctx, cred(ctx), r.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	return &mdtv1.StatResponse{Attr: attrToPB(a)}, nil
+}
+
+func (n *namespaceService) Readdir(ctx context.Context, r *mdtv1.ReaddirRequest) (*mdtv1.ReaddirResponse, error) {
+	ents, err := n.s.m.Readdir(ctx, cred(ctx), r.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(ents, func(a, b mdt.DirEntry) int { return strings.Compare(a.Name, b.Name) })
+	if after := r.GetStartAfter(); after != "" {
+		i, found := slices.BinarySearchFunc(ents, after, func(e mdt.DirEntry, t string) int { return strings.Compare(e.Name, t) })
+		if found {
+			i++
+		}
+		ents = ents[i:]
+	}
+	limit := defaultReaddirEntries
+	if m := int(r.GetMaxEntries()); m > 0 {
+		limit = min(m, maxReaddirEntries)
+	}
+	out := &mdtv1.ReaddirResponse{}
+	if len(ents) > limit {
+		ents, out.More = ents[:limit], true
+	}
+	out.Entries = make([]*mdtv1.DirEntry, len(ents))
+	for i, e := range ents {
+		out.Entries[i] = dirEntryToPB(e)
+	}
+	return out, nil
+}
+
+func (n *namespaceService) Mkdir(ctx context.Context, r *mdtv1.MkdirRequest) (*mdtv1.MkdirResponse, error) {
+	a, err := n.s.m.Mkdir(ctx, cred(ctx), r.GetPath(), r.GetMode()&07777)
+	if err != nil {
+		return nil, err
+	}
+	return &mdtv1.MkdirResponse{Attr: attrToPB(a)}, nil
+}
+
+func (n *namespaceService) Create(ctx context.Context, r *mdtv1.CreateRequest) (*mdtv1.CreateResponse, error) {
+	// mdt.Create does not say whether it created the file; a file that
+	// did not exist just before and exists now was created by us or a
+	// racing client, which is as close as the API allows.
+	_, statErr := n.s.m.Stat(ctx, cred(ctx), r.GetPath())
+	a, err := n.s.m.Create(ctx, cred(ctx), r.GetPath(), r.GetMode()&07777, r.GetExclusive())
+	if err != nil {
+		return nil, err
+	}
+	return &mdtv1.CreateResponse{Attr: attrToPB(a), Created: r.GetExclusive() || mdt.Errno(statErr) == syscall.ENOENT}, nil
+}
+
+func (n *namespaceService) Mknod(ctx context.Context, r *mdtv1.MknodRequest) (*mdtv1.MknodResponse, error) {
+	t, perm, err := mknodTypeFromPB(r.GetMode())
+	if err != nil {
+		return nil, err
+	}
+	a, err := n.s.m.Mknod(ctx, cred(ctx), r.GetPath(), t, perm, r.GetRdev())
+	if err != nil {
+		return nil, err
+	}
+	return &mdtv1.MknodResponse{Attr: attrToPB(a)}, nil
+}
+
+func (n *namespaceService) Link(ctx context.Context, r *mdtv1.LinkRequest) (*mdtv1.LinkResponse, error) {
+	a, err := n.s.m.Link(ctx, cred(ctx), r.GetOldPath(), r.GetNewPath())
+	if err != nil {
+		return nil, err
+	}
+	return &mdtv1.LinkResponse{Attr: attrToPB(a)}, nil
+}
+
+func (n *namespaceService) Symlink(ctx context.Context, r *mdtv1.SymlinkRequest) (*mdtv1.SymlinkResponse, error) {
+	a, err := n.s.m.Symlink(ctx, cred(ctx), r.GetTarget(), r.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	return &mdtv1.SymlinkResponse{Attr: attrToPB(a)}, nil
+}
+
+func (n *namespaceService) Unlink(ctx context.Context, r *mdtv1.UnlinkRequest) (*mdtv1.UnlinkResponse, error) {
+	if err := n.s.m.Unlink(ctx, cred(ctx), r.GetPath()); err != nil {
+		return nil, err
+	}
+	return &mdtv1.UnlinkResponse{}, nil
+}
+
+func (n *namespaceService) Rmdir(ctx context.Context, r *mdtv1.RmdirRequest) (*mdtv1.RmdirResponse, error) {
+	if err := n.s.m.Rmdir(ctx, cred(ctx), r.GetPath()); err != nil {
+		return nil, err
+	}
+	return &mdtv1.RmdirResponse{}, nil
+}
+
+func (n *namespaceService) Rename(ctx context.Context, r *mdtv1.RenameRequest) (*mdtv1.RenameResponse, error) {
+	if err := n.s.m.Rename(ctx, cred(ctx), r.GetSrcPath(), r.GetDstPath()); err != nil {
+		return nil, err
+	}
+	return &mdtv1.RenameResponse{}, nil
+}
+
+func (n *namespaceService) Open(ctx context.Context, r *mdtv1.OpenRequest) (*mdtv1.OpenResponse, error) {
+	if bad := r.GetFlags() &^ openFlagsAllowed; bad != 0 {
+		return nil, argError("open flags %#x: unknown bits %#x", r.GetFlags(), bad)
+	}
+	created := false
+	if r.GetFlags()&changelog.OpenCreate != 0 {
+		_, statErr := n.s.m.Stat(ctx, cred(ctx), r.GetPath())
+		created = mdt.Errno(statErr) == syscall.ENOENT
+	}
+	h, a, err := n.s.m.Open(ctx, cred(ctx), r.GetPath(), r.GetFlags(), r.GetMode()&07777)
+	if err != nil {
+		return nil, err
+	}
+	return &mdtv1.OpenResponse{Handle: h, Attr: attrToPB(a), Created: created}, nil
+}
+
+func (n *namespaceService) Close(ctx context.Context, r *mdtv1.CloseRequest) (*mdtv1.CloseResponse, error) {
+	if err := n.s.m.CloseFile(ctx, cred(ctx), r.GetHandle()); err != nil {
+		return nil, err
+	}
+	return &mdtv1.CloseResponse{}, nil
+}
+
+func (n *namespaceService) Setattr(ctx context.Context, r *mdtv1.SetattrRequest) (*mdtv1.SetattrResponse, error) {
+	a, err := n.s.m.Setattr(ctx, cred(ctx), r.GetPath(), setattrFromPB(r))
+	if err != nil {
+		return nil, err
+	}
+	return &mdtv1.SetattrResponse{Attr: attrToPB(a)}, nil
+}
+
+func (n *namespaceService) Setxattr(ctx context.Context, r *mdtv1.SetxattrRequest) (*mdtv1.SetxattrResponse, error) {
+	var flags int
+	switch r.GetMode() {
+	case mdtv1.SetxattrMode_SETXATTR_MODE_UNSPECIFIED:
+	case mdtv1.SetxattrMode_SETXATTR_MODE_CREATE:
+		flags = mdt.XattrCreate
+	case mdtv1.SetxattrMode_SETXATTR_MODE_REPLACE:
+		flags = mdt.XattrReplace
+	default:
+		return nil, argError("unknown setxattr mode %d", r.GetMode())
+	}
+	if err := n.s.m.Setxattr(ctx, cred(ctx), r.GetPath(), r.GetName(), r.GetValue(), flags); err != nil {
+		return nil, err
+	}
+	return &mdtv1.SetxattrResponse{}, nil
+}
+
+func (n *namespaceService) Removexattr(ctx context.Context, r *mdtv1.RemovexattrRequest) (*mdtv1.RemovexattrResponse, error) {
+	if err := n.s.m.Removexattr(ctx, cred(ctx), r.GetPath(), r.GetName()); err != nil {
+		return nil, err
+	}
+	return &mdtv1.RemovexattrResponse{}, nil
+}
+
+func (n *namespaceService) Getxattr(ctx context.Context, r *mdtv1.GetxattrRequest) (*mdtv1.GetxattrResponse, error) {
+	v, err := n.s.m.Getxattr(ctx, cred(ctx), r.GetPath(), r.GetName())
+	if err != nil {
+		return nil, err
+	}
+	return &mdtv1.GetxattrResponse{Value: v}, nil
+}
+
+func (n *namespaceService) Listxattr(ctx context.Context, r *mdtv1.ListxattrRequest) (*mdtv1.ListxattrResponse, error) {
+	names, err := n.s.m.Listxattr(ctx, cred(ctx), r.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	return &mdtv1.ListxattrResponse{Names: names}, nil
+}
+
+func (n *namespaceService) Fid2Path(ctx context.Context, r *mdtv1.Fid2PathRequest) (*mdtv1.Fid2PathResponse, error) {
+	f, err := fidFromPB(r.GetFid(), "fid")
+	if err != nil {
+		return nil, err
+	}
+	if f.IsZero() {
+		return nil, argError("invalid FID '%s'", f)
+	}
+	link := -1
+	if r.Link != nil {
+		link = int(r.GetLink())
+	}
+	paths, err := n.s.m.Fid2Path(ctx, cred(ctx), f, link)
+	if err != nil {
+		return nil, err
+	}
+	for i, p := range paths {
+		// The wire form of the root is "", with no leading '/'.
+		paths[i] = strings.TrimPrefix(p, "/")
+	}
+	return &mdtv1.Fid2PathResponse{Paths: paths}, nil
+}
+
+func (n *namespaceService) Path2Fid(ctx context.Context, r *mdtv1.Path2FidRequest) (*mdtv1.Path2FidResponse, error) {
+	f, err := n.s.m.Path2Fid(ctx, cred(ctx), r.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	return &mdtv1.Path2FidResponse{Fid: fidToPB(f)}, nil
+}

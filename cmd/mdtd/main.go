@@ -1,0 +1,338 @@
+// Command mdtd serves one MDT: the namespace, its changelog, the parameter
+// tree and nodemaps over gRPC, on a TCP address and a unix socket.
+//
+//	mdtd [--fsname lustre] [--index 0] [--data ./mdt-data]
+//	     [--listen 127.0.0.1:7988] [--socket <data>/mdtd.sock]
+//	     [--metrics ADDR] [--tls-cert FILE --tls-key FILE]
+//	     [--log-level info] [--log-format text] [--heartbeat 5s]
+//
+// On start it logs one line with msg=serving and the real addresses
+// (device=, tcp=, socket=, metrics=); SIGINT or SIGTERM drains follow
+// streams, stops gracefully and exits 0.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/fidlog/fidlog/api"
+	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/mdt"
+)
+
+// DefaultListen is mdtd's default TCP address: loopback, port 7988.
+const DefaultListen = "127.0.0.1:7988"
+
+// maxSocketPath is the longest unix socket path Linux accepts
+// (sizeof(sun_path) - 1).
+const maxSocketPath = 107
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run runs mdtd until SIGINT or SIGTERM and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return runContext(ctx, args, stdout, stderr)
+}
+
+// runContext runs mdtd until ctx ends.
+func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd, cfg := newRootCmd(stdout, stderr)
+	cmd.SetArgs(args)
+	var ran bool
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ran = true
+		return serve(ctx, cfg, stderr)
+	}
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(stderr, "mdtd: %v\n", err)
+		if !ran {
+			fmt.Fprintln(stderr, "Run 'mdtd --help' for usage.")
+			return exitUsage
+		}
+		return exitError
+	}
+	return exitOK
+}
+
+// config holds the command line.
+type config struct {
+	fsname    string
+	index     uint32
+	data      string
+	listen    string
+	socket    string
+	metrics   string
+	tlsCert   string
+	tlsKey    string
+	logLevel  string
+	logFormat string
+	heartbeat time.Duration
+}
+
+func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *config) {
+	cfg := &config{}
+	cmd := &cobra.Command{
+		Use:   "mdtd",
+		Short: "Serve one MDT (namespace, changelog, parameters, nodemaps) over gRPC",
+		Long: `mdtd serves the MDT <fsname>-MDT<index as 4 hex digits> from an embedded
+Pebble store in --data, on a TCP address (--listen, default ` + DefaultListen + `)
+and a unix socket (--socket, default <data>/mdtd.sock, mode 0600; callers on
+the socket are the local administrator). A bare "mdtd" just runs.`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	f := cmd.Flags()
+	f.StringVar(&cfg.fsname, "fsname", "lustre", "file system name (at most 8 characters)")
+	f.Uint32Var(&cfg.index, "index", 0, "MDT index")
+	f.StringVar(&cfg.data, "data", "./mdt-data", "data directory (Pebble store)")
+	f.StringVar(&cfg.listen, "listen", DefaultListen, "TCP address to serve on (port 0: any free port); empty: no TCP")
+	f.StringVar(&cfg.socket, "socket", "", "unix socket path (default <data>/mdtd.sock); \"none\": no socket")
+	f.StringVar(&cfg.metrics, "metrics", "", "address for Prometheus metrics on /metrics (default off)")
+	f.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate file for the TCP listener")
+	f.StringVar(&cfg.tlsKey, "tls-key", "", "TLS key file for the TCP listener")
+	f.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
+	f.DurationVar(&cfg.heartbeat, "heartbeat", api.DefaultHeartbeatInterval, "heartbeat interval of idle follow streams")
+	_ = cmd.RegisterFlagCompletionFunc("log-level", cobra.FixedCompletions([]string{"debug", "info", "warn", "error"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("log-format", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd, cfg
+}
+
+func newLogger(cfg *config, w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(cfg.logLevel)); err != nil {
+		return nil, fmt.Errorf("invalid --log-level '%s': want debug, info, warn or error", cfg.logLevel)
+	}
+	o := &slog.HandlerOptions{Level: lvl}
+	switch cfg.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	}
+	return nil, fmt.Errorf("invalid --log-format '%s': want text or json", cfg.logFormat)
+}
+
+// listenUnix listens on path with mode 0600, replacing a stale socket but
+// nothing else.
+func listenUnix(path string) (net.Listener, error) {
+	if len(path) > maxSocketPath {
+		return nil, fmt.Errorf("socket path '%s' is %d bytes, longer than the %d-byte limit of unix sockets; use --socket with a shorter path", path, len(path), maxSocketPath)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("socket path '%s' exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("socket '%s' is in use by another server", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("removing stale socket: %w", err)
+		}
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
+	log, err := newLogger(cfg, logw)
+	if err != nil {
+		return err
+	}
+	var tlsCfg *tls.Config
+	switch {
+	case cfg.tlsCert != "" && cfg.tlsKey != "":
+		cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+		if err != nil {
+			return fmt.Errorf("loading TLS key pair: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	case cfg.tlsCert != "" || cfg.tlsKey != "":
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if cfg.listen == "" && cfg.socket == "none" {
+		return errors.New("nothing to serve on: --listen is empty and --socket is none")
+	}
+	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
+		return err
+	}
+	sock := cfg.socket
+	if sock == "" {
+		sock = filepath.Join(cfg.data, "mdtd.sock")
+	}
+
+	met := newMetrics()
+	m, err := mdt.Open(cfg.data, &mdt.Options{
+		FSName: cfg.fsname, Index: cfg.index, Logger: log,
+		FS:              met.fs(),
+		ChangelogEvents: changelogEvents(log, met),
+	})
+	if err != nil {
+		return fmt.Errorf("opening MDT in %s: %w", cfg.data, err)
+	}
+	defer func() {
+		if cerr := m.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	srv, err := api.New(m, api.Options{Logger: log, HeartbeatInterval: cfg.heartbeat, TLS: tlsCfg, OnRPC: met.onRPC})
+	if err != nil {
+		return err
+	}
+	met.register(m, srv)
+
+	var lis []net.Listener
+	closeAll := func() {
+		for _, l := range lis {
+			l.Close()
+		}
+	}
+	attrs := []any{"device", m.Device()}
+	if cfg.listen != "" {
+		l, err := net.Listen("tcp", cfg.listen)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		lis = append(lis, l)
+		attrs = append(attrs, "tcp", l.Addr().String())
+	}
+	if sock != "none" {
+		l, err := listenUnix(sock)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		lis = append(lis, l)
+		shown := sock
+		if abs, err := filepath.Abs(sock); err == nil {
+			shown = abs
+		}
+		attrs = append(attrs, "socket", shown)
+	}
+	var hs *http.Server
+	var ml net.Listener
+	if cfg.metrics != "" {
+		if ml, err = net.Listen("tcp", cfg.metrics); err != nil {
+			closeAll()
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(met.reg, promhttp.HandlerOpts{Registry: met.reg}))
+		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		attrs = append(attrs, "metrics", ml.Addr().String())
+	}
+	if tlsCfg != nil {
+		attrs = append(attrs, "tls", true)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, l := range lis {
+		g.Go(func() error { return srv.Serve(l) })
+	}
+	if hs != nil {
+		g.Go(func() error {
+			if err := hs.Serve(ml); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	log.Info("serving", attrs...)
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting_down", "streams", srv.Streams())
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		if hs != nil {
+			_ = hs.Shutdown(sctx)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if sock != "none" {
+		_ = os.Remove(sock)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// changelogEvents turns changelog events into logs and metrics. They run
+// with the changelog's lock held: no call back into the log.
+func changelogEvents(log *slog.Logger, met *metrics) changelog.EventListener {
+	return changelog.EventListener{
+		UserRegistered: func(u changelog.User) {
+			log.Info("changelog_user_registered", "user", u.DisplayName(), "index", uint64(u.Index), "mask", u.Mask.String())
+		},
+		UserDeregistered: func(u changelog.User) {
+			log.Info("changelog_user_deregistered", "user", u.DisplayName(), "index", uint64(u.Index))
+		},
+		UserEvicted: func(u changelog.User, reason string, unprocessed uint64) {
+			met.evicted.WithLabelValues(reason).Inc()
+		},
+		Purged: func(from, to changelog.Index) {
+			log.Debug("changelog_purged", "from", uint64(from), "to", uint64(to))
+			met.purged.Add(float64(to - from + 1))
+		},
+		Appended: func(recs []*changelog.Record) {
+			for _, r := range recs {
+				met.appended.WithLabelValues(r.Type.String()).Inc()
+			}
+		},
+		WriteError: func(err error) {
+			log.Error("changelog_write_error", "err", err)
+		},
+	}
+}
+
+// mutating lists the RPCs whose latency is the commit latency.
+func mutating(method string) bool {
+	i := strings.LastIndexByte(method, '/')
+	switch method[i+1:] {
+	case "Mkdir", "Create", "Mknod", "Link", "Symlink", "Unlink", "Rmdir", "Rename",
+		"Open", "Close", "Setattr", "Setxattr", "Removexattr", "Register", "Deregister", "Clear":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,299 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/fidlog/fidlog/api/client"
+	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
+	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// shortTemp returns a directory with a short path (unix socket limit).
+func shortTemp(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "mdtd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var servingRE = regexp.MustCompile(`msg=serving device=(\S+) tcp=(\S+) socket=(\S+)(?: metrics=(\S+))?`)
+
+func TestRunExitCodes(t *testing.T) {
+	dir := shortTemp(t)
+	notSock := filepath.Join(dir, "file")
+	os.WriteFile(notSock, nil, 0o600)
+	base := []string{"--data", filepath.Join(dir, "d"), "--listen", "127.0.0.1:0"}
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"--help"}, exitOK, ""},
+		{[]string{"--bogus"}, exitUsage, "unknown flag"},
+		{[]string{"extra"}, exitUsage, "unknown command"},
+		{[]string{"--index", "x"}, exitUsage, "invalid argument"},
+		{append(base, "--fsname", "muchtoolongname"), exitError, "muchtoolongname"},
+		{append(base, "--socket", "/tmp/"+strings.Repeat("s", 110)), exitError, "107-byte limit"},
+		{append(base, "--socket", notSock), exitError, "not a socket"},
+		{append(base, "--log-level", "loud"), exitError, "loud"},
+		{append(base, "--log-format", "xml"), exitError, "xml"},
+		{append(base, "--tls-cert", "c.pem"), exitError, "go together"},
+		{append(base, "--listen", "", "--socket", "none"), exitError, "nothing to serve"},
+	} {
+		var out, errb bytes.Buffer
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // anything that starts stops at once
+		if code := runContext(ctx, tc.args, &out, &errb); code != tc.code || !strings.Contains(errb.String(), tc.msg) {
+			t.Errorf("mdtd %q = %d, stderr %q; want %d and %q", tc.args, code, errb.String(), tc.code, tc.msg)
+		}
+	}
+}
+
+// start runs mdtd in-process until the returned stop is called.
+func start(t *testing.T, args ...string) (logs *syncBuffer, m []string, stop func() int) {
+	t.Helper()
+	logs = &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- runContext(ctx, args, io.Discard, logs) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for m == nil {
+		m = servingRE.FindStringSubmatch(logs.String())
+		select {
+		case code := <-done:
+			cancel()
+			t.Fatalf("mdtd exited %d: %s", code, logs)
+		default:
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("no serving line: %s", logs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var once sync.Once
+	code := -1
+	stop = func() int {
+		once.Do(func() { cancel(); code = <-done })
+		return code
+	}
+	t.Cleanup(func() { stop() })
+	return logs, m, stop
+}
+
+func TestRunInProcess(t *testing.T) {
+	dir := shortTemp(t)
+	data := filepath.Join(dir, "data")
+	os.MkdirAll(data, 0o700)
+	// A stale socket left by a crash is replaced.
+	sock := filepath.Join(data, "mdtd.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+
+	logs, m, stop := start(t, "--data", data, "--listen", "127.0.0.1:0", "--fsname", "testfs", "--index", "1", "--heartbeat", "50ms")
+	if m[1] != "testfs-MDT0001" || m[3] != sock {
+		t.Fatalf("serving line %q", m[0])
+	}
+	fi, err := os.Stat(sock)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode: %v %v", fi, err)
+	}
+	// A second server on the same socket is refused.
+	var errb bytes.Buffer
+	if code := runContext(context.Background(), []string{"--data", filepath.Join(dir, "other"), "--listen", "", "--socket", sock}, io.Discard, &errb); code != exitError || !strings.Contains(errb.String(), "in use") {
+		t.Fatalf("second server: %d %s", code, errb.String())
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, target := range []string{m[2], "unix:" + m[3]} {
+		c, err := client.Dial(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Healthy(ctx); err != nil {
+			t.Fatalf("%s: %v", target, err)
+		}
+	}
+	c, _ := client.Dial("unix:" + m[3])
+	defer c.Close()
+	if _, err := c.Register(ctx, "testfs-MDT0001", "watch", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: "d"}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Changelog.Read(ctx, &changelogv1.ReadRequest{Device: "testfs-MDT0001", Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := st.Recv(); err != nil || len(msg.GetRecords()) != 1 {
+		t.Fatalf("first message %v %v", msg, err)
+	}
+	if code := stop(); code != exitOK {
+		t.Fatalf("exit %d: %s", code, logs)
+	}
+	for {
+		if _, err := st.Recv(); err != nil {
+			if status.Code(err) != codes.Unavailable {
+				t.Fatalf("follow stream ended with %v", err)
+			}
+			break
+		}
+	}
+	for _, want := range []string{"changelog_user_registered", "changelog_on", "shutting_down", "stopped"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("logs lack %s:\n%s", want, logs)
+		}
+	}
+	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket left behind: %v", err)
+	}
+}
+
+// TestBinarySIGTERM builds mdtd, runs it with an ephemeral port and
+// metrics, and stops it with SIGTERM while a follow stream is open.
+func TestBinarySIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := shortTemp(t)
+	bin := filepath.Join(dir, "mdtd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--log-format", "text")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var m []string
+	timeout := time.After(20 * time.Second)
+	for m == nil {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("mdtd exited before serving")
+			}
+			m = servingRE.FindStringSubmatch(l)
+		case <-timeout:
+			t.Fatal("no serving line")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := client.Dial(m[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Healthy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Register(ctx, m[1], "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: "f"}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Changelog.Read(ctx, &changelogv1.ReadRequest{Device: m[1], Follow: true, Raw: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + m[4] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"mdt_changelog_current_index 1", "mdt_changelog_durable_index 1", "mdt_changelog_first_index 1",
+		`mdt_changelog_user_lag{user="cl1"} 1`, `mdt_changelog_records_appended_total{type="CREAT"} 1`,
+		"mdt_changelog_streams 1", "mdt_commit_latency_seconds_count", "mdt_fsyncs_total"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("follow stream ended with %v", err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		for range lines {
+		}
+		errc <- cmd.Wait()
+	}()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("mdtd exit: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("mdtd did not exit after SIGTERM")
+	}
+}
