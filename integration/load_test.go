@@ -41,7 +41,7 @@ func TestLoad(t *testing.T) {
 	s := StartServer(t, shortTempDir(t))
 	c := Dial(t, s, 0, 0)
 	ctx := context.Background()
-	const writers, followers, capRecords = 64, 8, 5000
+	const writers, followers, capRecords = 64, 8, 8000
 
 	users := make([]string, followers)
 	for i := range followers {
@@ -114,7 +114,7 @@ func TestLoad(t *testing.T) {
 					}
 				}
 				if slow {
-					time.Sleep(50 * time.Millisecond)
+					time.Sleep(10 * time.Millisecond)
 				}
 			}
 		})
