@@ -84,7 +84,7 @@ type ChangelogServiceClient interface {
 	// including end_record (lfs changelog_clear), then purges the records that
 	// every consumer has cleared. Clear is monotonic and idempotent: clearing
 	// to the consumer's current point only refreshes its idle timer, clearing
-	// below it changes nothing and succeeds. Errors: OUT_OF_RANGE when
+	// below it changes nothing and succeeds. Errors: INVALID_ARGUMENT when
 	// end_record is above the current index (EINVAL, nothing changes),
 	// NOT_FOUND for an unknown consumer (ENOENT), INVALID_ARGUMENT for a
 	// malformed user text (EINVAL).
@@ -240,7 +240,7 @@ type ChangelogServiceServer interface {
 	// including end_record (lfs changelog_clear), then purges the records that
 	// every consumer has cleared. Clear is monotonic and idempotent: clearing
 	// to the consumer's current point only refreshes its idle timer, clearing
-	// below it changes nothing and succeeds. Errors: OUT_OF_RANGE when
+	// below it changes nothing and succeeds. Errors: INVALID_ARGUMENT when
 	// end_record is above the current index (EINVAL, nothing changes),
 	// NOT_FOUND for an unknown consumer (ENOENT), INVALID_ARGUMENT for a
 	// malformed user text (EINVAL).
