@@ -248,9 +248,8 @@ func changelogLines(out string) []string {
 		if l == "" {
 			continue
 		}
-		f := strings.SplitN(l, " ", 5)
-		if len(f) == 5 {
-			l = f[0] + " " + f[1] + " T D " + f[4]
+		if m := lineRe.FindStringSubmatch(l); m != nil {
+			l = m[1] + " " + m[2] + " T D " + m[3]
 		}
 		lines = append(lines, l)
 	}
@@ -258,3 +257,7 @@ func changelogLines(out string) []string {
 }
 
 const device = "lustre-MDT0000"
+
+// lineRe splits an lfs changelog line around its time and date fields; the
+// type label is "%02d%-5s" and may end in spaces ("10OPEN  ").
+var lineRe = regexp.MustCompile(`^(\d+) (\d\d\S+ *) \S+ \S+ (.*)$`)
