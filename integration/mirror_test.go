@@ -84,7 +84,7 @@ func serverNamespace(t *testing.T, c *Conn) mirror {
 // exactly the server's namespace — so no change committed without its
 // record and no record without its change, across crashes.
 func TestMirrorOracle(t *testing.T) {
-	ops := envIntDefault("FIDLOG_MIRROR_OPS", 3000)
+	ops := envIntDefault("FIDLOG_MIRROR_OPS", 10000)
 	s := StartServer(t, shortTempDir(t))
 	c := Dial(t, s, 0, 0)
 	ctx := context.Background()
