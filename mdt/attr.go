@@ -38,9 +38,14 @@ func (m *MDT) Setattr(ctx context.Context, c Cred, p string, s SetattrArgs) (Att
 	if err != nil {
 		return Attr{}, pathErr("setattr", p, err)
 	}
-	m.mu.Lock()
-	a, pend, err := m.setattrLocked(cl, p, s)
-	m.mu.Unlock()
+	var (
+		a    Attr
+		pend *changelog.Pending
+	)
+	err = m.update(func(ls *lockSet) (err error) {
+		a, pend, err = m.setattrLocked(cl, ls, p, s)
+		return err
+	})
 	if err == nil {
 		err = wait(pend)
 	}
@@ -50,12 +55,19 @@ func (m *MDT) Setattr(ctx context.Context, c Cred, p string, s SetattrArgs) (Att
 	return a, nil
 }
 
-func (m *MDT) setattrLocked(cl *caller, p string, s SetattrArgs) (Attr, *changelog.Pending, error) {
-	r, err := m.resolveExisting(&cl.id, p)
+func (m *MDT) setattrLocked(cl *caller, ls *lockSet, p string, s SetattrArgs) (Attr, *changelog.Pending, error) {
+	r, err := m.resolveExistingLocked(&cl.id, p, ls)
 	if err != nil {
 		return Attr{}, nil, err
 	}
 	obj, id := r.obj, &cl.id
+	if obj.Type == TypeDir && (s.Mode != nil || s.UID != nil || s.GID != nil) {
+		// Path walks check search permission on directories without
+		// their stripes: changing it runs alone.
+		if err := ls.exclusiveNeeded(); err != nil {
+			return Attr{}, nil, err
+		}
+	}
 	owner := id.UID == 0 || id.UID == obj.UID
 	if s.Mode != nil && !owner {
 		return Attr{}, nil, ErrNotPermitted

@@ -16,9 +16,12 @@
 //   - Durable before acknowledged: an operation returns success only after
 //     Pending.Wait (group-committed WAL sync). A failed Wait is returned
 //     as ErrIO (the changelog then refuses writes until reopened).
-//   - Commit order = state order: an operation holds MDT.mu (write) from the
-//     first read of the state it depends on until Apply has assigned its
-//     record indices, so records appear in the changelog in the order their
+//   - Commit order = state order: an operation holds the locks of every
+//     object it reads and then changes (the stripes of its parent
+//     directories, its object and any replaced entry's object, under MDT.mu
+//     held for reading; or MDT.mu held for writing) from the first read of
+//     that state until Apply has assigned its record indices (two-phase
+//     locking), so records appear in the changelog in the order their
 //     changes were made and every record describes the state it was
 //     derived from.
 //   - Records carry the mapped identity (uid:gid after nodemap squashing),
@@ -57,16 +60,47 @@
 //     operation (guaranteed auditing; Lustre ignores OPEN/CLOSE failures).
 //     A NOPEN that cannot be stored is logged; the open fails with EACCES
 //     either way.
-//   - Mutating operations and open/close take one namespace lock; reads
-//     (Stat, Readdir, Getxattr without a record, Fid2Path) share it.
+//   - Mutating operations and open/close lock the objects they change
+//     (striped per-object locks) under a shared namespace lock; directory
+//     renames and mode/owner changes of directories take the namespace
+//     lock alone. Reads (Stat, Readdir, Getxattr without a record,
+//     Fid2Path) share it and take no object lock.
 //
 // # Lock order
 //
-//	MDT.mu (namespace, RWMutex)
-//	  -> fid.Allocator.mu (held across the rare synced sequence save,
-//	     once per 131072 FIDs: the one fsync under MDT.mu, by design)
-//	  -> MDT.omu (open/audit state; brief, never across I/O)
-//	  -> changelog.Log's locks (inside Apply)
+//	MDT.mu (namespace shape, RWMutex)
+//	  -> MDT.stripes (per-object mutexes, only with MDT.mu held for reading)
+//	    -> fid.Allocator.mu (held across the rare synced sequence save,
+//	       once per 131072 FIDs: the one fsync under these locks, by design)
+//	    -> MDT.omu (open/audit state; brief, never across I/O)
+//	    -> changelog.Log's locks (inside Apply)
+//
+// MDT.mu is held for writing only by operations that change what path
+// walks rely on without object locks: directory renames (ancestry) and
+// mode/uid/gid changes of directories (search permission). Everything
+// else that changes the namespace, and open/close, holds it for reading
+// plus object stripes (1024 mutexes indexed by a hash of the FID; see
+// update in locks.go): the stripe of an object is taken before its state
+// is read (the parent directory before its inode and entries, the entry's
+// object before its inode, links and open count), and all are released
+// after Apply, before Pending.Wait. Stripes are acquired in ascending
+// index order only: a stripe above every held one is waited for, one
+// below is only tried (TryLock); if that fails, the operation releases
+// everything and runs again with all the stripes it asked for taken up
+// front in order. After a few such passes (or when it needs the
+// namespace alone) it runs under MDT.mu held for writing, where no stripe
+// is needed. Ancestors above the locked parent are read without stripes:
+// under the shared lock they cannot move or change permissions, and one
+// removed meanwhile (it must have become empty) is seen as ENOENT, as is
+// a parent removed between its lookup and its lock (nlink 0).
+//
+// What the stripes protect: a directory's entries, nlink and times (its
+// stripe: so rmdir's emptiness check excludes creates in it), an
+// object's inode, link records, xattrs, its open-handle counts and
+// orphan state (its stripe: opens, closes, unlinks and renames over it are
+// ordered), and the time-record dedup (setattr holds the stripes of the
+// parent and the object, so a record of a just-created object is noted
+// before any setattr of it can look).
 //
 // nodemapState.mu only serialises nodemap changes (clone, synced write,
 // publish) and is never taken with MDT.mu; requests read the published

@@ -219,11 +219,18 @@ type MDT struct {
 	closed     atomic.Bool
 	fail       storeFailure
 
-	// mu serialises namespace mutations: it is held (write) from the
-	// first read of the state an operation depends on until its batch is
-	// applied (log.Apply), and released before the WAL sync. Readers hold
-	// it for reading.
+	// mu is the namespace shape lock. Mutations hold it for reading plus
+	// the stripes of the objects they change, from the first read of the
+	// state they depend on until their batch is applied (log.Apply), and
+	// release both before the WAL sync; operations that change what path
+	// walks rely on (directory renames, permission changes of
+	// directories) hold it for writing. Readers hold it for reading.
 	mu sync.RWMutex
+
+	// stripes are the per-object locks: an operation holding mu for
+	// reading holds the stripe of every object it reads and then changes
+	// (see update in locks.go).
+	stripes [lockStripes]stripe
 
 	// omu guards the open-file and audit state.
 	omu struct {
@@ -235,6 +242,9 @@ type MDT struct {
 		// perFID counts open handles per object (keeps unlinked
 		// objects as orphans until the last close).
 		perFID map[fid.FID]int
+		// reserved counts opens under way: each holds a slot below
+		// MaxOpenHandles until it has its handle or failed.
+		reserved int
 		// denied holds when a denied open of a key was last recorded
 		// (changelog_deniednext is applied at each denial).
 		denied *lru.Cache[openKey, time.Time]

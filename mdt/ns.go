@@ -2,6 +2,7 @@ package mdt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -182,17 +183,23 @@ func (m *MDT) mknode(ctx context.Context, c Cred, p string, typ FileType, mode u
 	if len(comps) == 0 {
 		return Attr{}, false, ErrExists
 	}
-	m.mu.Lock()
-	pend, a, created, err := m.mknodeLocked(cl, comps, typ, mode, rdev, target, existingOK)
-	m.mu.Unlock()
+	var (
+		pend    *changelog.Pending
+		a       Attr
+		created bool
+	)
+	err = m.update(func(ls *lockSet) (err error) {
+		pend, a, created, err = m.mknodeLocked(cl, ls, comps, typ, mode, rdev, target, existingOK)
+		return err
+	})
 	if err != nil {
 		return Attr{}, false, err
 	}
 	return a, created, wait(pend)
 }
 
-func (m *MDT) mknodeLocked(cl *caller, comps []string, typ FileType, mode uint32, rdev uint64, target string, existingOK bool) (*changelog.Pending, Attr, bool, error) {
-	parent, err := m.walk(&cl.id, comps[:len(comps)-1])
+func (m *MDT) mknodeLocked(cl *caller, ls *lockSet, comps []string, typ FileType, mode uint32, rdev uint64, target string, existingOK bool) (*changelog.Pending, Attr, bool, error) {
+	parent, err := m.walkLocked(&cl.id, comps[:len(comps)-1], ls)
 	if err != nil {
 		return nil, Attr{}, false, err
 	}
@@ -275,18 +282,25 @@ func (m *MDT) Link(ctx context.Context, c Cred, oldPath, newPath string) (Attr, 
 	if len(comps) == 0 {
 		return Attr{}, pathErr("link", newPath, ErrExists)
 	}
-	m.mu.Lock()
-	pend, a, err := m.linkLocked(cl, oldPath, comps)
-	m.mu.Unlock()
+	var (
+		pend *changelog.Pending
+		a    Attr
+	)
+	err = m.update(func(ls *lockSet) (err error) {
+		pend, a, err = m.linkLocked(cl, ls, oldPath, comps)
+		return err
+	})
 	if err == nil {
 		err = wait(pend)
 	}
 	return a, pathErr("link", newPath, err)
 }
 
-func (m *MDT) linkLocked(cl *caller, oldPath string, comps []string) (*changelog.Pending, Attr, error) {
-	src, err := m.resolveExisting(&cl.id, oldPath)
-	if err != nil {
+func (m *MDT) linkLocked(cl *caller, ls *lockSet, oldPath string, comps []string) (*changelog.Pending, Attr, error) {
+	src, err := m.resolveExistingLocked(&cl.id, oldPath, ls)
+	if errors.Is(err, errRelock) {
+		return nil, Attr{}, err
+	} else if err != nil {
 		return nil, Attr{}, &PathError{Op: "link", Path: oldPath, Err: err}
 	}
 	if src.obj.Type == TypeDir {
@@ -295,7 +309,7 @@ func (m *MDT) linkLocked(cl *caller, oldPath string, comps []string) (*changelog
 	if src.obj.Nlink == 0 {
 		return nil, Attr{}, ErrNotFound
 	}
-	parent, err := m.walk(&cl.id, comps[:len(comps)-1])
+	parent, err := m.walkLocked(&cl.id, comps[:len(comps)-1], ls)
 	if err != nil {
 		return nil, Attr{}, err
 	}
@@ -342,17 +356,19 @@ func (m *MDT) remove(ctx context.Context, c Cred, p string, dir bool) error {
 	if err != nil {
 		return err
 	}
-	m.mu.Lock()
-	pend, err := m.removeLocked(cl, p, dir)
-	m.mu.Unlock()
+	var pend *changelog.Pending
+	err = m.update(func(ls *lockSet) (err error) {
+		pend, err = m.removeLocked(cl, ls, p, dir)
+		return err
+	})
 	if err != nil {
 		return err
 	}
 	return wait(pend)
 }
 
-func (m *MDT) removeLocked(cl *caller, p string, dir bool) (*changelog.Pending, error) {
-	r, err := m.resolveExisting(&cl.id, p)
+func (m *MDT) removeLocked(cl *caller, ls *lockSet, p string, dir bool) (*changelog.Pending, error) {
+	r, err := m.resolveExistingLocked(&cl.id, p, ls)
 	if err != nil {
 		return nil, err
 	}
@@ -427,19 +443,28 @@ func (m *MDT) Rename(ctx context.Context, c Cred, src, dst string) error {
 	if err != nil {
 		return pathErr("rename", src, err)
 	}
-	m.mu.Lock()
-	pend, err := m.renameLocked(cl, src, dst)
-	m.mu.Unlock()
+	var pend *changelog.Pending
+	err = m.update(func(ls *lockSet) (err error) {
+		pend, err = m.renameLocked(cl, ls, src, dst)
+		return err
+	})
 	if err == nil {
 		err = wait(pend)
 	}
 	return pathErr("rename", src, err)
 }
 
-func (m *MDT) renameLocked(cl *caller, src, dst string) (*changelog.Pending, error) {
-	s, err := m.resolveExisting(&cl.id, src)
+func (m *MDT) renameLocked(cl *caller, ls *lockSet, src, dst string) (*changelog.Pending, error) {
+	s, err := m.resolveExistingLocked(&cl.id, src, ls)
 	if err != nil {
 		return nil, err
+	}
+	if s.obj.Type == TypeDir {
+		// Moving a directory changes the ancestry that path walks
+		// rely on: it runs alone.
+		if err := ls.exclusiveNeeded(); err != nil {
+			return nil, err
+		}
 	}
 	dcomps, err := splitPath(dst)
 	if err != nil {
@@ -448,8 +473,10 @@ func (m *MDT) renameLocked(cl *caller, src, dst string) (*changelog.Pending, err
 	if s.parent == nil || len(dcomps) == 0 {
 		return nil, ErrBusy
 	}
-	dparent, err := m.walk(&cl.id, dcomps[:len(dcomps)-1])
-	if err != nil {
+	dparent, err := m.walkLocked(&cl.id, dcomps[:len(dcomps)-1], ls)
+	if errors.Is(err, errRelock) {
+		return nil, err
+	} else if err != nil {
 		return nil, &PathError{Op: "rename", Path: dst, Err: err}
 	}
 	dname := dcomps[len(dcomps)-1]
@@ -459,6 +486,9 @@ func (m *MDT) renameLocked(cl *caller, src, dst string) (*changelog.Pending, err
 	} else if ok {
 		if f == s.obj.FID {
 			return nil, nil // same object: nothing to do
+		}
+		if !ls.need(f) {
+			return nil, ls.relock()
 		}
 		if victim, err = m.getInode(f); err != nil {
 			return nil, err

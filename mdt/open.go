@@ -67,9 +67,31 @@ func (m *MDT) Open(ctx context.Context, c Cred, p string, flags uint32, mode uin
 	if err != nil {
 		return 0, Attr{}, pathErr("open", p, err)
 	}
-	m.mu.Lock()
-	h, a, pend, err := m.openLocked(cl, p, flags, mode)
-	m.mu.Unlock()
+	// Reserve a handle slot first, so that concurrent opens cannot pass
+	// the cap.
+	m.omu.Lock()
+	full := len(m.omu.handles)+m.omu.reserved >= m.opts.MaxOpenHandles
+	if !full {
+		m.omu.reserved++
+	}
+	m.omu.Unlock()
+	if full {
+		return 0, Attr{}, pathErr("open", p, ErrTooManyOpen)
+	}
+	var (
+		h    uint64
+		a    Attr
+		pend *changelog.Pending
+	)
+	err = m.update(func(ls *lockSet) (err error) {
+		h, a, pend, err = m.openLocked(cl, ls, p, flags, mode)
+		return err
+	})
+	if err != nil {
+		m.omu.Lock()
+		m.omu.reserved-- // a successful open turned it into its handle
+		m.omu.Unlock()
+	}
 	if werr := wait(pend); werr != nil && err == nil {
 		// Not durable: the open did not happen.
 		m.dropHandle(h)
@@ -81,14 +103,8 @@ func (m *MDT) Open(ctx context.Context, c Cred, p string, flags uint32, mode uin
 	return h, a, nil
 }
 
-func (m *MDT) openLocked(cl *caller, p string, flags, mode uint32) (uint64, Attr, *changelog.Pending, error) {
-	m.omu.Lock()
-	full := len(m.omu.handles) >= m.opts.MaxOpenHandles
-	m.omu.Unlock()
-	if full {
-		return 0, Attr{}, nil, ErrTooManyOpen
-	}
-	r, err := m.resolve(&cl.id, p)
+func (m *MDT) openLocked(cl *caller, ls *lockSet, p string, flags, mode uint32) (uint64, Attr, *changelog.Pending, error) {
+	r, err := m.resolveLocked(&cl.id, p, ls)
 	if err != nil {
 		return 0, Attr{}, nil, err
 	}
@@ -113,7 +129,7 @@ func (m *MDT) openLocked(cl *caller, p string, flags, mode uint32) (uint64, Attr
 			return 0, Attr{}, nil, ErrExists
 		}
 		if obj.Type == TypeLnk {
-			tr, err := m.followLink(&cl.id, r.parent, obj)
+			tr, err := m.followLink(&cl.id, r.parent, obj, ls)
 			if err != nil {
 				return 0, Attr{}, nil, err
 			}
@@ -162,6 +178,7 @@ func (m *MDT) openLocked(cl *caller, p string, flags, mode uint32) (uint64, Attr
 		return 0, Attr{}, nil, err
 	}
 	m.omu.Lock()
+	m.omu.reserved--
 	m.omu.next++
 	h := m.omu.next
 	m.omu.handles[h] = &handle{key: key, flags: flags, counted: counted}
@@ -252,18 +269,31 @@ func (m *MDT) CloseFile(ctx context.Context, c Cred, h uint64) error {
 	if err != nil {
 		return pathErr("close", name, err)
 	}
-	m.mu.Lock()
-	pend, err := m.closeLocked(cl, h)
-	m.mu.Unlock()
+	var pend *changelog.Pending
+	err = m.update(func(ls *lockSet) (err error) {
+		pend, err = m.closeLocked(cl, ls, h)
+		return err
+	})
 	if err == nil {
 		err = wait(pend)
 	}
 	return pathErr("close", name, err)
 }
 
-func (m *MDT) closeLocked(cl *caller, h uint64) (*changelog.Pending, error) {
+func (m *MDT) closeLocked(cl *caller, ls *lockSet, h uint64) (*changelog.Pending, error) {
 	m.omu.Lock()
 	hd, ok := m.omu.handles[h]
+	m.omu.Unlock()
+	if !ok {
+		return nil, ErrBadHandle
+	}
+	// The object's stripe orders this close with opens, unlinks and
+	// other closes of it; the handle is looked up again under it.
+	if !ls.need(hd.key.fid) {
+		return nil, ls.relock()
+	}
+	m.omu.Lock()
+	hd, ok = m.omu.handles[h]
 	var last, lastHandle bool
 	if ok {
 		last = hd.counted && m.omu.openers[hd.key] == 1

@@ -157,6 +157,97 @@ func (m *MDT) walk(id *Identity, comps []string) (*inode, error) {
 	return dir, nil
 }
 
+// walkLocked is walk for an operation that changes the last directory or
+// its entries: that directory's stripe is taken (ls.need) before its inode
+// is read. The directories above it are read without stripes; under the
+// shared namespace lock they cannot move (directory renames and permission
+// changes of directories run alone), only be removed once empty, which
+// the walk then sees as ENOENT. A last directory removed after it was
+// looked up has nlink 0 (or is gone): ENOENT as well.
+func (m *MDT) walkLocked(id *Identity, comps []string, ls *lockSet) (*inode, error) {
+	f := fid.Root
+	for _, c := range comps {
+		// Root may search every directory: its inode is not needed (a
+		// directory removed meanwhile has no entries left, so the
+		// lookup below fails with ENOENT as the read would).
+		if id.UID != 0 {
+			dir, err := m.getInode(f)
+			if err != nil {
+				return nil, err
+			}
+			if !permitted(id, dir, mayExec) {
+				return nil, ErrPermission
+			}
+		}
+		g, t, ok, err := m.lookup(f, c)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, ErrNotFound
+		}
+		if t != TypeDir {
+			return nil, ErrNotDir
+		}
+		f = g
+	}
+	if !ls.need(f) {
+		return nil, ls.relock()
+	}
+	dir, err := m.getInode(f)
+	if err != nil {
+		return nil, err
+	}
+	if dir.Nlink == 0 {
+		return nil, ErrNotFound
+	}
+	if !permitted(id, dir, mayExec) {
+		return nil, ErrPermission
+	}
+	return dir, nil
+}
+
+// resolveLocked is resolve for an operation that changes the parent or
+// the object: both stripes are taken before they are read. With the
+// parent's stripe held its entry cannot change, so the object found is
+// the one named by p for the rest of the pass.
+func (m *MDT) resolveLocked(id *Identity, p string, ls *lockSet) (resolved, error) {
+	comps, err := splitPath(p)
+	if err != nil {
+		return resolved{}, err
+	}
+	if len(comps) == 0 {
+		if !ls.need(fid.Root) {
+			return resolved{}, ls.relock()
+		}
+		root, err := m.getInode(fid.Root)
+		return resolved{obj: root}, err
+	}
+	parent, err := m.walkLocked(id, comps[:len(comps)-1], ls)
+	if err != nil {
+		return resolved{}, err
+	}
+	r := resolved{parent: parent, name: comps[len(comps)-1]}
+	f, _, ok, err := m.lookup(parent.FID, r.name)
+	if err != nil || !ok {
+		return r, err
+	}
+	if !ls.need(f) {
+		return resolved{}, ls.relock()
+	}
+	r.obj, err = m.getInode(f)
+	return r, err
+}
+
+// resolveExistingLocked is resolveLocked that requires the object to exist.
+func (m *MDT) resolveExistingLocked(id *Identity, p string, ls *lockSet) (resolved, error) {
+	r, err := m.resolveLocked(id, p, ls)
+	if err == nil && r.obj == nil {
+		err = ErrNotFound
+	}
+	return r, err
+}
+
 // resolved is a path resolved without following a final symlink.
 type resolved struct {
 	parent *inode // nil for the root
@@ -199,8 +290,9 @@ func (m *MDT) resolveExisting(id *Identity, p string) (resolved, error) {
 
 // followLink resolves the target of symlink ln (in directory dir) one
 // level: a relative target from dir, an absolute one from the root. A
-// target that is itself a symlink gives ELOOP.
-func (m *MDT) followLink(id *Identity, dir *inode, ln *inode) (resolved, error) {
+// target that is itself a symlink gives ELOOP. The target's parent and
+// object are locked as by resolveLocked.
+func (m *MDT) followLink(id *Identity, dir *inode, ln *inode, ls *lockSet) (resolved, error) {
 	t := ln.Target
 	var comps []string
 	var err error
@@ -224,7 +316,7 @@ func (m *MDT) followLink(id *Identity, dir *inode, ln *inode) (resolved, error) 
 			return resolved{}, err
 		}
 	}
-	r, err := m.resolve(id, strings.Join(comps, "/"))
+	r, err := m.resolveLocked(id, strings.Join(comps, "/"), ls)
 	if err != nil {
 		return r, err
 	}

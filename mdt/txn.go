@@ -69,7 +69,7 @@ func newRecord(cl *caller, t changelog.Type, tfid, pfid fid.FID, name string) *c
 }
 
 // txn is one operation's batch: namespace mutations and the records due.
-// It is built and applied with m.mu held.
+// It is built and applied with the operation's locks held (see update).
 type txn struct {
 	m    *MDT
 	cl   *caller
@@ -120,9 +120,9 @@ func (t *txn) removeLink(parent fid.FID, name string, ino *inode) error {
 	return nil
 }
 
-// apply commits the batch with its records (NoSync), with m.mu held, and
-// notes which objects had a record for the time-record dedup. On error
-// nothing was committed.
+// apply commits the batch with its records (NoSync), with the operation's
+// locks held, and notes which objects had a record for the time-record
+// dedup. On error nothing was committed.
 func (t *txn) apply() (p *changelog.Pending, err error) {
 	defer recoverFatal(&err)
 	p, err = t.m.log.Apply(t.b, t.recs)

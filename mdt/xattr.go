@@ -141,17 +141,19 @@ func (m *MDT) changeXattr(ctx context.Context, c Cred, p, name string, value []b
 	if len(value) > MaxXattrValue {
 		return fmt.Errorf("%w: xattr value of %d bytes", ErrTooBig, len(value))
 	}
-	m.mu.Lock()
-	pend, err := m.changeXattrLocked(cl, p, name, class, value, flags, remove)
-	m.mu.Unlock()
+	var pend *changelog.Pending
+	err = m.update(func(ls *lockSet) (err error) {
+		pend, err = m.changeXattrLocked(cl, ls, p, name, class, value, flags, remove)
+		return err
+	})
 	if err != nil {
 		return err
 	}
 	return wait(pend)
 }
 
-func (m *MDT) changeXattrLocked(cl *caller, p, name string, class xattrClass, value []byte, flags int, remove bool) (*changelog.Pending, error) {
-	r, err := m.resolveExisting(&cl.id, p)
+func (m *MDT) changeXattrLocked(cl *caller, ls *lockSet, p, name string, class xattrClass, value []byte, flags int, remove bool) (*changelog.Pending, error) {
+	r, err := m.resolveExistingLocked(&cl.id, p, ls)
 	if err != nil {
 		return nil, err
 	}
@@ -211,33 +213,32 @@ func (m *MDT) getxattr(ctx context.Context, c Cred, p, name string) ([]byte, err
 	if !audit {
 		m.mu.RLock()
 		defer m.mu.RUnlock()
-	} else {
-		m.mu.Lock()
-	}
-	r, err := m.resolveExisting(&cl.id, p)
-	if err == nil {
-		err = xattrAccess(&cl.id, r.obj, class, false)
-	}
-	var v []byte
-	if err == nil {
-		var ok bool
-		if v, ok, err = m.getXattr(r.obj.FID, name); err == nil && !ok {
-			err = fmt.Errorf("%w: xattr '%s'", ErrNoData, name)
+		r, err := m.resolveExisting(&cl.id, p)
+		if err != nil {
+			return nil, err
 		}
+		return m.readXattr(&cl.id, r.obj, class, name)
 	}
-	if !audit {
-		return v, err
-	}
-	var pend *changelog.Pending
-	if err == nil {
+	var (
+		v    []byte
+		pend *changelog.Pending
+	)
+	err = m.update(func(ls *lockSet) error {
+		r, err := m.resolveExistingLocked(&cl.id, p, ls)
+		if err != nil {
+			return err
+		}
+		if v, err = m.readXattr(&cl.id, r.obj, class, name); err != nil {
+			return err
+		}
 		t := m.newTxn(cl)
+		defer t.close()
 		if rec := t.record(changelog.CLGetxattr, r.obj.FID, fid.Zero, ""); rec != nil {
 			rec.XattrName = name
 		}
 		pend, err = t.apply()
-		t.close()
-	}
-	m.mu.Unlock()
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -245,6 +246,18 @@ func (m *MDT) getxattr(ctx context.Context, c Cred, p, name string) ([]byte, err
 		return nil, err
 	}
 	return v, nil
+}
+
+// readXattr returns xattr name of obj if id may read it.
+func (m *MDT) readXattr(id *Identity, obj *inode, class xattrClass, name string) ([]byte, error) {
+	if err := xattrAccess(id, obj, class, false); err != nil {
+		return nil, err
+	}
+	v, ok, err := m.getXattr(obj.FID, name)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: xattr '%s'", ErrNoData, name)
+	}
+	return v, err
 }
 
 // Listxattr lists the xattr names of the object at p; trusted.* names are
