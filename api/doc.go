@@ -40,7 +40,7 @@
 //     never wait for a stream: a slow consumer only slows itself. At most
 //     two built messages wait per stream.
 //   - A follow stream waits with changelog.Log.WaitDurable (woken by
-//     commits, no polling), lingers up to Options.FollowLinger (1 ms) for
+//     commits, no polling), may linger up to Options.FollowLinger (off by default) for
 //     a fuller batch, sends a heartbeat after HeartbeatInterval of
 //     silence, ends with FAILED_PRECONDITION/USER_EVICTED when its consumer
 //     is evicted, with CANCELLED when the client goes away and with
