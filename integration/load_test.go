@@ -114,7 +114,9 @@ func TestLoad(t *testing.T) {
 					}
 				}
 				if slow {
-					time.Sleep(10 * time.Millisecond)
+					// Slow per record (as a real consumer is): 50 µs a
+					// record, a fraction of the write rate's headroom.
+					time.Sleep(time.Duration(len(resp.GetRawRecords())) * 50 * time.Microsecond)
 				}
 			}
 		})
