@@ -74,15 +74,11 @@ func (n *namespaceService) Mkdir(ctx context.Context, r *mdtv1.MkdirRequest) (*m
 }
 
 func (n *namespaceService) Create(ctx context.Context, r *mdtv1.CreateRequest) (*mdtv1.CreateResponse, error) {
-	// mdt.Create does not say whether it created the file; a file that
-	// did not exist just before and exists now was created by us or a
-	// racing client, which is as close as the API allows.
-	_, statErr := n.s.m.Stat(ctx, cred(ctx), r.GetPath())
-	a, err := n.s.m.Create(ctx, cred(ctx), r.GetPath(), r.GetMode()&07777, r.GetExclusive())
+	a, created, err := n.s.m.CreateFile(ctx, cred(ctx), r.GetPath(), r.GetMode()&07777, r.GetExclusive())
 	if err != nil {
 		return nil, err
 	}
-	return &mdtv1.CreateResponse{Attr: attrToPB(a), Created: r.GetExclusive() || mdt.Errno(statErr) == syscall.ENOENT}, nil
+	return &mdtv1.CreateResponse{Attr: attrToPB(a), Created: created}, nil
 }
 
 func (n *namespaceService) Mknod(ctx context.Context, r *mdtv1.MknodRequest) (*mdtv1.MknodResponse, error) {

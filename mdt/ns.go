@@ -117,8 +117,15 @@ func (m *MDT) Mkdir(ctx context.Context, c Cred, p string, mode uint32) (Attr, e
 // Create creates regular file p. If it exists, excl gives EEXIST; without
 // excl an existing non-directory is returned unchanged (no record).
 func (m *MDT) Create(ctx context.Context, c Cred, p string, mode uint32, excl bool) (Attr, error) {
-	a, _, err := m.mknode(ctx, c, p, TypeReg, mode, 0, "", !excl, 0)
-	return a, pathErr("create", p, err)
+	a, _, err := m.CreateFile(ctx, c, p, mode, excl)
+	return a, err
+}
+
+// CreateFile is Create that also reports whether this call created the
+// file (false when a non-exclusive create found it already there).
+func (m *MDT) CreateFile(ctx context.Context, c Cred, p string, mode uint32, excl bool) (Attr, bool, error) {
+	a, created, err := m.mknode(ctx, c, p, TypeReg, mode, 0, "", !excl, 0)
+	return a, created, pathErr("create", p, err)
 }
 
 // Mknod creates a special file (or a regular file for TypeReg). Device
