@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -48,6 +49,10 @@ func newRegisterCmd(a *app, name string) *cobra.Command {
 		}
 		if err := a.needDevice(cmd, op); err != nil {
 			return err
+		}
+		if cmd.Flags().Changed("mask") && strings.TrimSpace(mask) == "" {
+			fmt.Fprintf(a.stderr, "error: %s: invalid changelog mask '%s': Invalid argument\n", op, mask)
+			return cli.Exit(cli.EINVAL)
 		}
 		conn, err := a.dial()
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/status"
 
 	"github.com/fidlog/fidlog/cmd/internal/cli"
 	"github.com/fidlog/fidlog/nodemap"
@@ -35,6 +36,12 @@ func (a *app) failed(conn *cli.Conn, op string, err error) error {
 		return err
 	}
 	n := cli.Errno(err)
+	// Lustre prints the kernel's error line and then perror's; the
+	// server's message, which names the bad value, stands in for the
+	// former (there is no ioctl code to show).
+	if st, ok := status.FromError(err); ok && st.Message() != "" {
+		fmt.Fprintf(a.stderr, "error: %s: %s\n", op, st.Message())
+	}
 	fmt.Fprintf(a.stderr, "%s: %s\n", op, cli.Strerror(n))
 	return cli.Exit(n)
 }
@@ -137,6 +144,8 @@ func (a *app) nodemapDelCmd(name, op string) *cobra.Command {
 		_, err = conn.Nodemap().Del(a.ctx(cmd), &nodemapv1.DelRequest{Name: n})
 		if err != nil && cli.Errno(conn.Err(err)) == cli.ENOENT {
 			fmt.Fprintf(a.stderr, "error: nodemap '%s' does not exist\n", n)
+			fmt.Fprintf(a.stderr, "%s: %s\n", op, cli.Strerror(cli.ENOENT))
+			return cli.Exit(cli.ENOENT)
 		}
 		if err != nil {
 			return a.failed(conn, op, err)
