@@ -172,3 +172,39 @@ func TestCapacity(t *testing.T) {
 		t.Fatalf("index after recovery = %d, want %d (no gap)", r.Index, cur+1)
 	}
 }
+
+// After a large purge the space is actually given back (the reclaimer
+// compacts the purged span), not just hidden behind a range tombstone.
+func TestPurgeReclaimsSpace(t *testing.T) {
+	e := newEnv(t)
+	u := e.register("", "")
+	for i := 0; i < 40000; i += 1000 {
+		recs := make([]*Record, 1000)
+		for j := range recs {
+			recs[j] = &Record{Type: CLCreate, Name: fmt.Sprintf("file-%08d", i+j), JobID: "j"}
+		}
+		b := e.db.NewBatch()
+		if _, err := e.log.Commit(b, recs); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+	}
+	if err := e.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	before := e.db.Metrics().Total().TablesSize
+	if _, err := e.log.Clear(u.DisplayName(), 0); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		after := e.db.Metrics().Total().TablesSize
+		if after <= before/10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("live sstable bytes %d after purge, %d before: space not reclaimed", after, before)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -686,6 +686,12 @@ const reclaimDelay = 1500 * time.Millisecond
 // namespace) and would keep the purged records' bytes indefinitely; a
 // compaction of the purged span rewrites just those.
 func (l *Log) reclaimLoop() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-l.stop
+		cancel()
+	}()
 	for {
 		select {
 		case <-l.stop:
@@ -704,7 +710,10 @@ func (l *Log) reclaimLoop() {
 		if to <= from {
 			continue
 		}
-		if err := l.db.Compact(context.Background(), l.keys.record(from), l.keys.record(to+1), false); err != nil {
+		if err := l.db.Compact(ctx, l.keys.record(from), l.keys.record(to+1), false); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
 			l.opts.Logger.Warn("changelog_reclaim_failed", "device", l.opts.Device, "err", err)
 			continue
 		}
