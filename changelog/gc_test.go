@@ -208,3 +208,30 @@ func TestPurgeReclaimsSpace(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// When making room evicts every user, changelogs are off: the operation
+// goes through but records nothing and the index does not move, whatever
+// the server mask says.
+func TestCapacityEvictsLastUser(t *testing.T) {
+	e := newEnv(t)
+	e.register("", "")
+	if _, err := e.log.SetMask("ALL"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.log.UpdateSettings(func(s *Settings) error { return s.SetParam("changelog_max_records", "3") }); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		e.op(CLCreate, fmt.Sprint(i))
+	}
+	r := e.op(CLCreate, "evicts")
+	if st := e.log.State(); st.On || st.Current != 3 || r.Index != 0 {
+		t.Fatalf("after evicting the last user: state %+v, record index %d", st, r.Index)
+	}
+	if !e.hasKey("ns/evicts") {
+		t.Fatal("the operation itself must commit")
+	}
+	if got := e.indices(); len(got) != 0 {
+		t.Fatalf("records left: %v", got)
+	}
+}

@@ -354,6 +354,11 @@ func (l *Log) Apply(b *pebble.Batch, recs []*Record) (*Pending, error) {
 		if err := l.makeRoomLocked(uint64(keep)); err != nil {
 			return nil, err
 		}
+		if len(l.mu.users) == 0 {
+			// Making room evicted every user: changelogs are off now,
+			// so nothing is recorded and the index does not move.
+			keep = 0
+		}
 	}
 	p := &Pending{l: l}
 	idx := l.mu.current
