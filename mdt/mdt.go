@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	lru "github.com/hashicorp/golang-lru/v2"
 
@@ -264,6 +265,12 @@ func Open(dir string, opts *Options) (*MDT, error) {
 		FlushDelayDeleteRange: time.Second,
 		MemTableSize:          32 << 20,
 		Logger:                pebbleLogger{o.Logger, &m.fail},
+	}
+	// Bloom filters on every level: a create's "does the name exist?"
+	// check is a negative point lookup, which without filters seeks the
+	// index block of every level.
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	if o.PebbleOptions != nil {
 		o.PebbleOptions(po)
