@@ -54,7 +54,7 @@ type mdtConfig struct {
 func openMDT(dir string, cfg mdtConfig) (*mdtEnv, error) {
 	e := &mdtEnv{dir: dir}
 	m, err := mdt.Open(dir, &mdt.Options{
-		FS:                countingFS{vfs.Default, &e.syncs},
+		FS:                countingFS(vfs.Default, &e.syncs),
 		Logger:            discard,
 		ChangelogDefaults: cfg.settings,
 		ChangelogEvents: changelog.EventListener{
@@ -223,7 +223,7 @@ func (quietLogger) Fatalf(format string, args ...any) {
 func openRaw(dir string, shape *batchShape) (*rawEnv, error) {
 	e := &rawEnv{dir: dir, shape: shape}
 	o := shape.opts.Clone()
-	o.FS = countingFS{vfs.Default, &e.syncs}
+	o.FS = countingFS(vfs.Default, &e.syncs)
 	o.Logger = quietLogger{}
 	o.EventListener = nil
 	db, err := pebble.Open(dir, o)

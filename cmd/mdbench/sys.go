@@ -14,45 +14,14 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/fidlog/fidlog/cmd/internal/syncfs"
 )
 
-// countingFS counts Sync and SyncData calls on the files Pebble creates
-// (WAL, sstables, manifest): the fsyncs a commit path pays for.
-type countingFS struct {
-	vfs.FS
-	syncs *atomic.Int64
-}
-
-type countingFile struct {
-	vfs.File
-	syncs *atomic.Int64
-}
-
-func (f countingFile) Sync() error     { f.syncs.Add(1); return f.File.Sync() }
-func (f countingFile) SyncData() error { f.syncs.Add(1); return f.File.SyncData() }
-
-func (c countingFS) Create(name string, cat vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := c.FS.Create(name, cat)
-	if err != nil {
-		return nil, err
-	}
-	return countingFile{f, c.syncs}, nil
-}
-
-func (c countingFS) ReuseForWrite(old, new string, cat vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := c.FS.ReuseForWrite(old, new, cat)
-	if err != nil {
-		return nil, err
-	}
-	return countingFile{f, c.syncs}, nil
-}
-
-func (c countingFS) OpenReadWrite(name string, cat vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
-	f, err := c.FS.OpenReadWrite(name, cat, opts...)
-	if err != nil {
-		return nil, err
-	}
-	return countingFile{f, c.syncs}, nil
+// countingFS counts the syncs of the files Pebble opens (WAL, sstables,
+// manifest): the fsyncs a commit path pays for.
+func countingFS(fs vfs.FS, syncs *atomic.Int64) vfs.FS {
+	return syncfs.New(fs, func(time.Duration) { syncs.Add(1) })
 }
 
 // machine describes where the table was measured.

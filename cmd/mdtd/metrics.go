@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/fidlog/fidlog/cmd/internal/syncfs"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -97,61 +99,9 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 
 // fs wraps the disk so that every sync of a store file is counted and
 // timed.
-func (m *metrics) fs() vfs.FS { return &syncFS{FS: vfs.Default, m: m} }
-
-type syncFS struct {
-	vfs.FS
-	m *metrics
-}
-
-func (fs *syncFS) wrap(f vfs.File, err error) (vfs.File, error) {
-	if err != nil || f == nil {
-		return f, err
-	}
-	return &syncFile{File: f, m: fs.m}, nil
-}
-
-func (fs *syncFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
-	return fs.wrap(fs.FS.Create(name, c))
-}
-
-func (fs *syncFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
-	return fs.wrap(fs.FS.Open(name, opts...))
-}
-
-func (fs *syncFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
-	return fs.wrap(fs.FS.OpenReadWrite(name, c, opts...))
-}
-
-func (fs *syncFS) OpenDir(name string) (vfs.File, error) { return fs.wrap(fs.FS.OpenDir(name)) }
-
-func (fs *syncFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
-	return fs.wrap(fs.FS.ReuseForWrite(oldname, newname, c))
-}
-
-func (fs *syncFS) Unwrap() vfs.FS { return fs.FS }
-
-type syncFile struct {
-	vfs.File
-	m *metrics
-}
-
-func (f *syncFile) observe(start time.Time) {
-	f.m.syncs.Inc()
-	f.m.syncLat.Observe(time.Since(start).Seconds())
-}
-
-func (f *syncFile) Sync() error {
-	defer f.observe(time.Now())
-	return f.File.Sync()
-}
-
-func (f *syncFile) SyncData() error {
-	defer f.observe(time.Now())
-	return f.File.SyncData()
-}
-
-func (f *syncFile) SyncTo(length int64) (bool, error) {
-	defer f.observe(time.Now())
-	return f.File.SyncTo(length)
+func (m *metrics) fs() vfs.FS {
+	return syncfs.New(vfs.Default, func(d time.Duration) {
+		m.syncs.Inc()
+		m.syncLat.Observe(d.Seconds())
+	})
 }
