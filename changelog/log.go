@@ -681,9 +681,9 @@ func (l *Log) purgeLocked(b *pebble.Batch) error {
 // the purged span.
 const reclaimThreshold = 4096
 
-// reclaimDelay lets the range tombstone reach an sstable first
-// (FlushDelayDeleteRange) so the compaction can drop whole files.
-const reclaimDelay = 1500 * time.Millisecond
+// reclaimDelay coalesces a burst of purges into one compaction (Compact
+// flushes the memtable holding the range tombstone itself).
+const reclaimDelay = 100 * time.Millisecond
 
 // reclaimLoop gives disk space back after large purges. Pebble drops
 // sstables that a range deletion covers entirely, but the files at the
