@@ -23,8 +23,10 @@
 //   - Purge to the lowest point: after every clear and deregistration,
 //     records with index <= min(user points) are deleted with one
 //     DeleteRange over [old floor+1, new floor+1) in the same batch as the
-//     user update; ranges never overlap. No users means changelogs are off:
-//     nothing is recorded and the index does not move.
+//     user update; ranges never overlap. A reclaimer compacts the purged span
+//     shortly after a large purge so the sstables at its edges, which also
+//     hold other keys, give the space back. No users means changelogs are
+//     off: nothing is recorded and the index does not move.
 //   - Clear is monotonic and idempotent; clearing past the current index is
 //     an error and changes nothing.
 //   - Bounded: idle users are evicted by GC (Lustre's idle rules) and, at
