@@ -11,29 +11,21 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/fidlog/fidlog/api/client"
 	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
 	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
 	paramsv1 "github.com/fidlog/fidlog/proto/lustre/params/v1"
 )
 
-// errnoOf extracts the errno the server put in the error's ErrorInfo.
+// errnoOf is the errno the server put in the error (-1 for none).
 func errnoOf(err error) int {
-	st, ok := status.FromError(err)
-	if !ok {
+	if err == nil {
 		return -1
 	}
-	for _, d := range st.Details() {
-		if ei, ok := d.(*errdetails.ErrorInfo); ok {
-			if n, err := strconv.Atoi(ei.GetMetadata()["errno"]); err == nil {
-				return n
-			}
-		}
-	}
-	return -1
+	return int(client.ErrnoOf(err))
 }
 
 func setParam(t *testing.T, c *Conn, name, value string) {

@@ -7,8 +7,9 @@ import (
 	"syscall"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/fidlog/fidlog/api/client"
 )
 
 // Errno values the commands use by name.
@@ -27,31 +28,10 @@ const (
 	ECONNREFUSED = int(syscall.ECONNREFUSED)
 )
 
-// ReasonUserEvicted is the ErrorInfo reason of a changelog consumer removed
-// by garbage collection (proto/README.md).
-const ReasonUserEvicted = "USER_EVICTED"
-
 // ErrorInfo returns the google.rpc.ErrorInfo detail of a gRPC error, or nil.
 func ErrorInfo(err error) *errdetails.ErrorInfo {
-	st, ok := status.FromError(err)
-	if !ok {
-		return nil
-	}
-	for _, d := range st.Details() {
-		if ei, ok := d.(*errdetails.ErrorInfo); ok {
-			return ei
-		}
-	}
-	return nil
-}
-
-// Reason returns the ErrorInfo reason of err ("ENOENT", "USER_EVICTED", ...),
-// or "" when err carries none.
-func Reason(err error) string {
-	if ei := ErrorInfo(err); ei != nil {
-		return ei.GetReason()
-	}
-	return ""
+	ei, _ := client.ErrorInfo(err)
+	return ei
 }
 
 // Message returns the server's message of a gRPC error (or err's text).
@@ -64,11 +44,15 @@ func Message(err error) string {
 
 // IsEvicted reports whether err tells a changelog consumer that garbage
 // collection removed it.
-func IsEvicted(err error) bool { return Reason(err) == ReasonUserEvicted }
+func IsEvicted(err error) bool {
+	_, ok := client.IsEvicted(err)
+	return ok
+}
 
-// Errno returns the errno a failed call stands for: the ErrorInfo metadata
-// "errno" when the server sent one, else a mapping of the gRPC code, else
-// EIO. A connection failure gives ECONNREFUSED or ENOTCONN; nil gives 0.
+// Errno returns the errno a failed call stands for: a connection failure
+// gives its own (ECONNREFUSED or ENOTCONN, see Conn.Err); otherwise the
+// consumer client's decoding applies (the ErrorInfo "errno", else the gRPC
+// code's). nil gives 0.
 func Errno(err error) int {
 	if err == nil {
 		return 0
@@ -81,59 +65,7 @@ func Errno(err error) int {
 	if errors.As(err, &en) {
 		return int(en)
 	}
-	if ei := ErrorInfo(err); ei != nil {
-		if n, perr := strconv.Atoi(ei.GetMetadata()["errno"]); perr == nil && n > 0 {
-			return n
-		}
-		if n, ok := errnoByName[ei.GetReason()]; ok {
-			return n
-		}
-	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return EIO
-	}
-	return codeErrno(st.Code())
-}
-
-var errnoByName = map[string]int{
-	"EPERM": 1, "ENOENT": 2, "EIO": 5, "E2BIG": 7, "EBADF": 9, "EAGAIN": 11,
-	"EACCES": 13, "EBUSY": 16, "EEXIST": 17, "EXDEV": 18, "ENODEV": 19,
-	"ENOTDIR": 20, "EISDIR": 21, "EINVAL": 22, "ENFILE": 23, "ENOSPC": 28,
-	"ERANGE": 34, "ENAMETOOLONG": 36, "ENOTEMPTY": 39, "ELOOP": 40,
-	"ENODATA": 61, "EOVERFLOW": 75, "EOPNOTSUPP": 95, "ESHUTDOWN": 108,
-	"ETIMEDOUT": 110, "ECANCELED": 125,
-}
-
-func codeErrno(c codes.Code) int {
-	switch c {
-	case codes.OK:
-		return 0
-	case codes.NotFound:
-		return ENOENT
-	case codes.AlreadyExists:
-		return EEXIST
-	case codes.PermissionDenied, codes.Unauthenticated:
-		return EACCES
-	case codes.InvalidArgument, codes.FailedPrecondition:
-		return EINVAL
-	case codes.OutOfRange:
-		return ERANGE
-	case codes.ResourceExhausted:
-		return ENOSPC
-	case codes.Unavailable:
-		return ENOTCONN
-	case codes.DeadlineExceeded:
-		return int(syscall.ETIMEDOUT)
-	case codes.Canceled:
-		return int(syscall.ECANCELED)
-	case codes.Unimplemented:
-		return int(syscall.EOPNOTSUPP)
-	case codes.Aborted:
-		return int(syscall.EAGAIN)
-	default:
-		return EIO
-	}
+	return int(client.ErrnoOf(err))
 }
 
 // Strerror returns the C library's message for errno n, as Lustre's
