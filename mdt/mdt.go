@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -477,21 +478,37 @@ func recoverFatal(errp *error) {
 	}
 }
 
-// pebbleLogger sends Pebble's messages to slog.
+// pebbleLogger sends Pebble's messages to slog as events "pebble" (and
+// "pebble_fatal") with Pebble's text in the attribute text and its
+// compaction or flush job number, if it names one, in job: slog's own msg
+// key is not repeated.
 type pebbleLogger struct {
 	l    *slog.Logger
 	fail *storeFailure
 }
 
+// pebbleAttrs splits Pebble's "[JOB 12] flushed ..." into job and text.
+func pebbleAttrs(format string, args []any) []any {
+	text := fmt.Sprintf(format, args...)
+	if rest, ok := strings.CutPrefix(text, "[JOB "); ok {
+		if n, tail, ok := strings.Cut(rest, "] "); ok {
+			if job, err := strconv.Atoi(n); err == nil {
+				return []any{"job", job, "text", tail}
+			}
+		}
+	}
+	return []any{"text", text}
+}
+
 func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Debug("pebble", "msg", fmt.Sprintf(format, args...))
+	p.l.Debug("pebble", pebbleAttrs(format, args)...)
 }
 func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error("pebble", "msg", fmt.Sprintf(format, args...))
+	p.l.Error("pebble", pebbleAttrs(format, args)...)
 }
 func (p pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	p.l.Error("pebble_fatal", "msg", msg)
+	p.l.Error("pebble_fatal", "text", msg)
 	p.fail.set(fmt.Errorf("%w: storage failure: %s", ErrIO, msg))
 	panic(pebbleFatal{msg})
 }

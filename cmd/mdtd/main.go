@@ -191,8 +191,18 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 	if cfg.listen == "" && cfg.socket == "none" {
 		return errors.New("nothing to serve on: --listen is empty and --socket is none")
 	}
-	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
+	dd, err := prepareDataDir(cfg.data)
+	if err != nil {
 		return err
+	}
+	served := false
+	defer func() {
+		if err != nil && !served {
+			dd.undo() // a failed start leaves no half-made data directory
+		}
+	}()
+	if h := lockHolder(cfg.data); h != nil {
+		return h
 	}
 	sock := cfg.socket
 	if sock == "" {
@@ -206,6 +216,12 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 		ChangelogEvents: changelogEvents(log, met),
 	})
 	if err != nil {
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
+			if h := lockHolder(cfg.data); h != nil {
+				return h
+			}
+			return &HeldError{Dir: cfg.data}
+		}
 		return fmt.Errorf("opening MDT in %s: %w", cfg.data, err)
 	}
 	defer func() {
@@ -276,6 +292,7 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 			return nil
 		})
 	}
+	served = true
 	log.Info("serving", attrs...)
 	g.Go(func() error {
 		<-gctx.Done()
