@@ -11,9 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"net"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -36,14 +35,6 @@ import (
 	paramsv1 "github.com/fidlog/fidlog/proto/lustre/params/v1"
 )
 
-// EnvServer names the environment variable Dial reads when its target is
-// empty.
-const EnvServer = "MDT_SERVER"
-
-// DefaultTarget is the server Dial uses when neither a target nor
-// MDT_SERVER is given: mdtd's default TCP address.
-const DefaultTarget = "127.0.0.1:7988"
-
 // Metadata keys of the caller's identity (proto/README.md).
 const (
 	mdUID    = "lustre-uid"
@@ -57,42 +48,53 @@ const (
 const MaxRecvMsgSize = 16 << 20
 
 type options struct {
-	uid, gid   uint32
-	groups     []uint32
-	jobid      string
+	id         Identity
+	hasIDs     bool
 	tls        *tls.Config
+	tlsFiles   TLSFiles
+	hasTLS     bool
 	dialOpts   []grpc.DialOption
 	keepalive  time.Duration
-	hasIDs     bool
-	hasGroups  bool
-	hasJobID   bool
 	noKeepPing bool
 }
 
 // Option configures Dial.
 type Option func(*options)
 
-// WithUID sets the uid sent with every request (lustre-uid; default 0).
-func WithUID(uid uint32) Option { return func(o *options) { o.uid, o.hasIDs = uid, true } }
+// WithIdentity sets the identity sent with every request. Without it (and
+// without WithUID/WithGID) a client sends this process's real uid and gid.
+func WithIdentity(id Identity) Option { return func(o *options) { o.id, o.hasIDs = id, true } }
 
-// WithGID sets the primary gid sent with every request (lustre-gid;
-// default 0).
-func WithGID(gid uint32) Option { return func(o *options) { o.gid, o.hasIDs = gid, true } }
+// WithUID sets the uid sent with every request (lustre-uid).
+func WithUID(uid uint32) Option { return func(o *options) { o.id.UID, o.hasIDs = uid, true } }
+
+// WithGID sets the primary gid sent with every request (lustre-gid).
+func WithGID(gid uint32) Option { return func(o *options) { o.id.GID, o.hasIDs = gid, true } }
 
 // WithGroups sets the supplementary groups sent with every request.
 func WithGroups(groups ...uint32) Option {
-	return func(o *options) { o.groups, o.hasGroups = groups, true }
+	return func(o *options) { o.id.Groups = groups }
 }
 
 // WithJobID sets the job id recorded in changelog records (at most 31
 // bytes).
 func WithJobID(jobid string) Option {
-	return func(o *options) { o.jobid, o.hasJobID = jobid, jobid != "" }
+	return func(o *options) { o.id.JobID = jobid }
 }
 
-// WithTLS secures a TCP connection; without it the connection is
-// plaintext. Ignored for unix: targets.
-func WithTLS(c *tls.Config) Option { return func(o *options) { o.tls = c } }
+// WithTLS secures a TCP connection with c; without it (and without
+// WithTLSFiles or MDT_TLS_* in the environment) the connection is
+// plaintext. Ignored for unix: targets, where the kernel tells the server
+// who the caller is.
+func WithTLS(c *tls.Config) Option { return func(o *options) { o.tls, o.hasTLS = c, true } }
+
+// WithTLSFiles secures a TCP connection with the PEM files f; fields left
+// empty are taken from MDT_TLS_CA, MDT_TLS_CERT and MDT_TLS_KEY. If no
+// file is named at all the connection is plaintext. Ignored for unix:
+// targets.
+func WithTLSFiles(f TLSFiles) Option {
+	return func(o *options) { o.tlsFiles, o.hasTLS = f.orEnv(), true }
+}
 
 // WithDialOptions adds gRPC dial options.
 func WithDialOptions(opts ...grpc.DialOption) Option {
@@ -107,9 +109,12 @@ func WithKeepalive(d time.Duration) Option {
 }
 
 // Client is a connection to one mdtd server. Its service stubs may be used
-// directly; every call carries the identity given to Dial.
+// directly; every call carries the identity given to Dial unless its
+// context carries another (Identity.Context).
 type Client struct {
-	conn *grpc.ClientConn
+	conn   *grpc.ClientConn
+	target string
+	dial   *dialState
 
 	Changelog changelogv1.ChangelogServiceClient
 	Namespace mdtv1.NamespaceServiceClient
@@ -118,44 +123,59 @@ type Client struct {
 	Health    healthgrpc.HealthClient
 }
 
-// Dial connects to target: "host:port" or "unix:PATH" (an empty target
-// means $MDT_SERVER, else DefaultTarget). The connection is made lazily;
-// the first call reports a server that cannot be reached (UNAVAILABLE).
+// Dial prepares a connection to target: "host:port" or "unix:PATH" (an
+// empty target means $MDT_SERVER, else DefaultTarget: see ResolveTarget).
+// TCP connections use TLS when WithTLS or WithTLSFiles (or MDT_TLS_CA,
+// MDT_TLS_CERT, MDT_TLS_KEY) say so. The connection is made lazily: the
+// first call reports a server that cannot be reached (UNAVAILABLE, which
+// Client.Err turns into a *ConnError).
 func Dial(target string, opts ...Option) (*Client, error) {
 	o := options{keepalive: 30 * time.Second}
 	for _, f := range opts {
 		f(&o)
 	}
-	if target == "" {
-		target = os.Getenv(EnvServer)
+	target = ResolveTarget(target)
+	network, addr := splitTarget(target)
+	if addr == "" {
+		return nil, &ConnError{Target: target, Errno: syscall.EINVAL, Err: errors.New("empty address")}
 	}
-	if target == "" {
-		target = DefaultTarget
+	if len(o.id.JobID) > changelog.MaxJobID {
+		return nil, fmt.Errorf("client: job id '%s' is longer than %d bytes", o.id.JobID, changelog.MaxJobID)
 	}
-	if len(o.jobid) > changelog.MaxJobID {
-		return nil, fmt.Errorf("client: job id '%s' is longer than %d bytes", o.jobid, changelog.MaxJobID)
+	if !o.hasIDs {
+		p := ProcessIdentity()
+		o.id.UID, o.id.GID = p.UID, p.GID
 	}
-	md := metadata.MD{}
-	if o.hasIDs {
-		md.Set(mdUID, strconv.FormatUint(uint64(o.uid), 10))
-		md.Set(mdGID, strconv.FormatUint(uint64(o.gid), 10))
-	}
-	if o.hasGroups && len(o.groups) > 0 {
-		gs := make([]string, len(o.groups))
-		for i, g := range o.groups {
-			gs[i] = strconv.FormatUint(uint64(g), 10)
-		}
-		md.Set(mdGroups, strings.Join(gs, ","))
-	}
-	if o.hasJobID {
-		md.Set(mdJobID, o.jobid)
-	}
+	md := o.id.md()
 	creds := insecure.NewCredentials()
-	if o.tls != nil && !strings.HasPrefix(target, "unix:") {
-		creds = credentials.NewTLS(o.tls)
+	if network == "tcp" {
+		tc := o.tls
+		if tc == nil {
+			files := o.tlsFiles
+			if !o.hasTLS {
+				files = TLSFilesFromEnv()
+			}
+			if !files.IsZero() {
+				var err error
+				if tc, err = files.Config(); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if tc != nil {
+			creds = credentials.NewTLS(tc)
+		}
+	}
+	ds := &dialState{}
+	dialer := func(ctx context.Context, _ string) (net.Conn, error) {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, network, addr)
+		ds.set(err)
+		return nc, err
 	}
 	dopts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
+		grpc.WithContextDialer(dialer),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxRecvMsgSize)),
 		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, inv grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 			return inv(withMD(ctx, md), method, req, reply, cc, opts...)
@@ -164,16 +184,21 @@ func Dial(target string, opts ...Option) (*Client, error) {
 			return st(withMD(ctx, md), desc, cc, method, opts...)
 		}),
 	}
+	if network == "unix" {
+		dopts = append(dopts, grpc.WithAuthority("localhost"))
+	}
 	if !o.noKeepPing {
 		dopts = append(dopts, grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: o.keepalive, Timeout: 10 * time.Second, PermitWithoutStream: true}))
 	}
 	dopts = append(dopts, o.dialOpts...)
-	conn, err := grpc.NewClient(target, dopts...)
+	conn, err := grpc.NewClient("passthrough:///"+addr, dopts...)
 	if err != nil {
-		return nil, fmt.Errorf("client: %s: %w", target, err)
+		return nil, &ConnError{Target: target, Errno: syscall.ENOTCONN, Err: err}
 	}
 	return &Client{
 		conn:      conn,
+		target:    target,
+		dial:      ds,
 		Changelog: changelogv1.NewChangelogServiceClient(conn),
 		Namespace: mdtv1.NewNamespaceServiceClient(conn),
 		Params:    paramsv1.NewParamsServiceClient(conn),
@@ -182,13 +207,23 @@ func Dial(target string, opts ...Option) (*Client, error) {
 	}, nil
 }
 
+// withMD adds the keys of md that ctx's outgoing metadata does not set.
 func withMD(ctx context.Context, md metadata.MD) context.Context {
-	if len(md) == 0 {
-		return ctx
+	out, ok := metadata.FromOutgoingContext(ctx)
+	if !ok {
+		return metadata.NewOutgoingContext(ctx, md)
 	}
-	out, _ := metadata.FromOutgoingContext(ctx)
-	return metadata.NewOutgoingContext(ctx, metadata.Join(md, out))
+	merged := out.Copy()
+	for k, v := range md {
+		if _, set := merged[k]; !set {
+			merged[k] = v
+		}
+	}
+	return metadata.NewOutgoingContext(ctx, merged)
 }
+
+// Target is the server this client talks to, as resolved by Dial.
+func (c *Client) Target() string { return c.target }
 
 // Conn returns the underlying connection.
 func (c *Client) Conn() *grpc.ClientConn { return c.conn }

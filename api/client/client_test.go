@@ -4,12 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/spf13/pflag"
 
 	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -55,12 +61,63 @@ func TestDialTarget(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := c.Conn().Target(); got != tc.want {
+		if got := c.Target(); got != tc.want {
 			t.Errorf("Dial(%q) target %q, want %q", tc.target, got, tc.want)
 		}
 		c.Close()
 	}
 	if _, err := Dial("x:1", WithJobID(string(make([]byte, 32)))); err == nil {
 		t.Error("a 32-byte job id was accepted")
+	}
+}
+
+func TestIdentityContext(t *testing.T) {
+	dial := Identity{UID: 7, GID: 8, Groups: []uint32{9, 10}, JobID: "dial.7"}.md()
+	// A per-call identity replaces the dial-level one key by key, groups
+	// included (a call without groups must not inherit the dialer's).
+	ctx := withMD(Identity{UID: 1000, GID: 1000}.Context(context.Background()), dial)
+	md, _ := metadata.FromOutgoingContext(ctx)
+	for k, want := range map[string]string{mdUID: "1000", mdGID: "1000", mdGroups: "", mdJobID: "dial.7"} {
+		if got := md.Get(k); len(got) != 1 || got[0] != want {
+			t.Errorf("%s = %q, want [%q]", k, got, want)
+		}
+	}
+	md, _ = metadata.FromOutgoingContext(withMD(context.Background(), dial))
+	if got := md.Get(mdGroups); len(got) != 1 || got[0] != "9,10" {
+		t.Errorf("groups %q", got)
+	}
+}
+
+func TestTLSFiles(t *testing.T) {
+	if _, err := (TLSFiles{Cert: "c.pem"}).Config(); err == nil || !strings.Contains(err.Error(), "go together") {
+		t.Errorf("cert without key: %v", err)
+	}
+	if _, err := (TLSFiles{CA: "/nonexistent/ca.pem"}).Config(); err == nil || !strings.Contains(err.Error(), "/nonexistent/ca.pem") {
+		t.Errorf("missing CA: %v", err)
+	}
+	bad := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(bad, []byte("not pem"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (TLSFiles{CA: bad}).Config(); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("bad CA: %v", err)
+	}
+	t.Setenv(EnvTLSCA, bad)
+	if _, err := Dial("127.0.0.1:1"); err == nil {
+		t.Error("Dial ignored MDT_TLS_CA")
+	}
+	c, err := Dial("unix:/nonexistent.sock") // TLS does not apply to the socket
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	var f Flags
+	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+	f.Register(fs)
+	if err := fs.Parse([]string{"--server", "unix:/x.sock", "--tls-ca", "a", "--tls-cert", "b", "--tls-key", "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if f.Target() != "unix:/x.sock" || f.TLS != (TLSFiles{"a", "b", "c"}) {
+		t.Errorf("flags %+v", f)
 	}
 }

@@ -15,7 +15,7 @@ import (
 // the server does not serve the device it prints so and returns ENODEV,
 // otherwise it returns 0.
 func (a *app) deviceErr(cmd *cobra.Command, conn *cli.Conn, op string) int {
-	_, err := conn.Changelog().GetState(a.ctx(cmd), &changelogv1.GetStateRequest{Device: a.device})
+	_, err := conn.Changelog.GetState(a.ctx(cmd), &changelogv1.GetStateRequest{Device: a.device})
 	if err == nil || cli.Errno(err) != cli.ENOENT {
 		return 0
 	}
@@ -59,7 +59,7 @@ func newRegisterCmd(a *app, name string) *cobra.Command {
 			return err
 		}
 		defer conn.Close()
-		resp, err := conn.Changelog().Register(a.ctx(cmd), &changelogv1.RegisterRequest{Device: a.device, Mask: mask, Name: user})
+		resp, err := conn.Changelog.Register(a.ctx(cmd), &changelogv1.RegisterRequest{Device: a.device, Mask: mask, Name: user})
 		if err = conn.Err(err); cli.IsConn(err) {
 			return err
 		}
@@ -121,7 +121,7 @@ func newDeregisterCmd(a *app, name string) *cobra.Command {
 			return err
 		}
 		defer conn.Close()
-		resp, err := conn.Changelog().Deregister(a.ctx(cmd), req)
+		resp, err := conn.Changelog.Deregister(a.ctx(cmd), req)
 		if err = conn.Err(err); cli.IsConn(err) {
 			return err
 		}

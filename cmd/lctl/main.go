@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fidlog/fidlog/api/client"
 	"github.com/fidlog/fidlog/cmd/internal/cli"
 )
 
@@ -25,14 +26,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 // app is the state shared by lctl's commands.
 type app struct {
 	stdout, stderr io.Writer
-	server         string
+	flags          client.Flags
 	device         string
 }
 
-func (a *app) dial() (*cli.Conn, error) { return cli.Dial(cli.ResolveServer(a.server)) }
+// dial connects with the shared connection flags; requests carry this
+// process's real uid and gid.
+func (a *app) dial() (*cli.Conn, error) { return a.flags.Dial() }
 
 func (a *app) ctx(cmd *cobra.Command) context.Context {
-	return cli.CallerIdentity().Context(cmd.Context())
+	return cmd.Context()
 }
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -47,7 +50,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	root.SetOut(stdout)
-	cli.AddServerFlag(root, &a.server)
+	a.flags.Register(root.PersistentFlags())
 	root.PersistentFlags().StringVar(&a.device, "device", "", "the MDT a changelog command acts on, e.g. lustre-MDT0000")
 	root.AddCommand(
 		newRegisterCmd(a, "changelog_register"),

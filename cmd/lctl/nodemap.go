@@ -65,7 +65,7 @@ func (a *app) nodemapActivateCmd(name string) *cobra.Command {
 				return err
 			}
 			defer conn.Close()
-			if _, err := conn.Nodemap().Activate(a.ctx(cmd), &nodemapv1.ActivateRequest{Active: on}); err != nil {
+			if _, err := conn.Nodemap.Activate(a.ctx(cmd), &nodemapv1.ActivateRequest{Active: on}); err != nil {
 				return a.failed(conn, "nodemap_activate", err)
 			}
 			return nil
@@ -107,7 +107,7 @@ func (a *app) nodemapAddCmd(name, op string) *cobra.Command {
 			return err
 		}
 		defer conn.Close()
-		_, err = conn.Nodemap().Add(a.ctx(cmd), &nodemapv1.AddRequest{Name: n})
+		_, err = conn.Nodemap.Add(a.ctx(cmd), &nodemapv1.AddRequest{Name: n})
 		if err != nil && cli.Errno(conn.Err(err)) == cli.EEXIST {
 			// Lustre's lctl checks for the name itself and reports EINVAL.
 			fmt.Fprintf(a.stderr, "error: nodemap '%s' already exists\n", n)
@@ -141,7 +141,7 @@ func (a *app) nodemapDelCmd(name, op string) *cobra.Command {
 			return err
 		}
 		defer conn.Close()
-		_, err = conn.Nodemap().Del(a.ctx(cmd), &nodemapv1.DelRequest{Name: n})
+		_, err = conn.Nodemap.Del(a.ctx(cmd), &nodemapv1.DelRequest{Name: n})
 		if err != nil && cli.Errno(conn.Err(err)) == cli.ENOENT {
 			fmt.Fprintf(a.stderr, "error: nodemap '%s' does not exist\n", n)
 			fmt.Fprintf(a.stderr, "%s: %s\n", op, cli.Strerror(cli.ENOENT))
@@ -185,9 +185,9 @@ func (a *app) nodemapRangeCmd(name, op string, add bool) *cobra.Command {
 		}
 		defer conn.Close()
 		if add {
-			_, err = conn.Nodemap().AddRange(a.ctx(cmd), &nodemapv1.AddRangeRequest{Name: nm, Range: rng})
+			_, err = conn.Nodemap.AddRange(a.ctx(cmd), &nodemapv1.AddRangeRequest{Name: nm, Range: rng})
 		} else {
-			_, err = conn.Nodemap().DelRange(a.ctx(cmd), &nodemapv1.DelRangeRequest{Name: nm, Range: rng})
+			_, err = conn.Nodemap.DelRange(a.ctx(cmd), &nodemapv1.DelRangeRequest{Name: nm, Range: rng})
 		}
 		if err == nil {
 			return nil
@@ -255,7 +255,7 @@ func (a *app) nodemapModifyCmd(name string) *cobra.Command {
 			return err
 		}
 		defer conn.Close()
-		_, err = conn.Nodemap().Modify(a.ctx(cmd), &nodemapv1.ModifyRequest{Name: nm, Property: prop, Value: value})
+		_, err = conn.Nodemap.Modify(a.ctx(cmd), &nodemapv1.ModifyRequest{Name: nm, Property: prop, Value: value})
 		if err == nil {
 			return nil
 		}
@@ -291,7 +291,7 @@ func (a *app) nodemapTestNidCmd(name string) *cobra.Command {
 			return err
 		}
 		defer conn.Close()
-		resp, err := conn.Nodemap().TestNid(a.ctx(cmd), &nodemapv1.TestNidRequest{Nid: nid})
+		resp, err := conn.Nodemap.TestNid(a.ctx(cmd), &nodemapv1.TestNidRequest{Nid: nid})
 		if err != nil {
 			if err = conn.Err(err); cli.IsConn(err) {
 				return err

@@ -35,7 +35,7 @@ func newGetParamCmd(a *app) *cobra.Command {
 		defer conn.Close()
 		first := 0
 		for _, pat := range args {
-			resp, err := conn.Params().GetParams(a.ctx(cmd), &paramsv1.GetParamsRequest{Patterns: []string{paramPath(pat)}})
+			resp, err := conn.Params.GetParams(a.ctx(cmd), &paramsv1.GetParamsRequest{Patterns: []string{paramPath(pat)}})
 			if err = conn.Err(err); cli.IsConn(err) {
 				return err
 			}
@@ -104,7 +104,7 @@ func newSetParamCmd(a *app) *cobra.Command {
 				fail(cli.EINVAL)
 				continue
 			}
-			resp, err := conn.Params().SetParam(a.ctx(cmd), &paramsv1.SetParamRequest{Name: paramPath(name), Value: value})
+			resp, err := conn.Params.SetParam(a.ctx(cmd), &paramsv1.SetParamRequest{Name: paramPath(name), Value: value})
 			if err = conn.Err(err); cli.IsConn(err) {
 				return err
 			}

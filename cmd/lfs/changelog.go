@@ -78,7 +78,7 @@ func (a *app) readChangelog(cmd *cobra.Command, req *changelogv1.ReadRequest, as
 	}
 	defer conn.Close()
 	ctx := cmd.Context()
-	stream, err := conn.Changelog().Read(cli.CallerIdentity().Context(ctx), req)
+	stream, err := conn.Changelog.Read(ctx, req)
 	started := false
 	w := bufio.NewWriterSize(a.stdout, 64<<10)
 	defer w.Flush()

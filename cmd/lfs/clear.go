@@ -44,7 +44,7 @@ func newChangelogClearCmd(a *app) *cobra.Command {
 			}
 			defer conn.Close()
 			req := &changelogv1.ClearRequest{Device: device, User: user, EndRecord: uint64(end)}
-			_, err = conn.Changelog().Clear(cli.CallerIdentity().Context(cmd.Context()), req)
+			_, err = conn.Changelog.Clear(cmd.Context(), req)
 			if err = conn.Err(err); cli.IsConn(err) {
 				return err
 			}

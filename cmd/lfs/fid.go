@@ -44,7 +44,7 @@ func newFid2PathCmd(a *app) *cobra.Command {
 			return err
 		}
 		defer conn.Close()
-		ctx := cli.CallerIdentity().Context(cmd.Context())
+		ctx := cmd.Context()
 		end := "\n"
 		if print0 {
 			end = "\x00"
@@ -68,7 +68,7 @@ func newFid2PathCmd(a *app) *cobra.Command {
 				l := uint32(link)
 				req.Link = &l
 			}
-			resp, err := conn.Namespace().Fid2Path(ctx, req)
+			resp, err := conn.Namespace.Fid2Path(ctx, req)
 			if err = conn.Err(err); cli.IsConn(err) {
 				return err
 			}
@@ -131,8 +131,8 @@ func newPath2FidCmd(a *app) *cobra.Command {
 			return err
 		}
 		defer conn.Close()
-		ctx := cli.CallerIdentity().Context(cmd.Context())
-		ns := conn.Namespace()
+		ctx := cmd.Context()
+		ns := conn.Namespace
 		first := 0
 		for _, p := range args {
 			resp, err := ns.Path2Fid(ctx, &mdtv1.Path2FidRequest{Path: p})
@@ -171,7 +171,7 @@ func newPath2FidCmd(a *app) *cobra.Command {
 // parentsOf renders "[parentfid]/name" for every hard link of f,
 // tab-separated (lfs path2fid --parents).
 func (a *app) parentsOf(cmd *cobra.Command, ns mdtv1.NamespaceServiceClient, f fid.FID) (string, error) {
-	ctx := cli.CallerIdentity().Context(cmd.Context())
+	ctx := cmd.Context()
 	resp, err := ns.Fid2Path(ctx, &mdtv1.Fid2PathRequest{Fid: fidToPB(f)})
 	if err != nil {
 		return "", err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fidlog/fidlog/api/client"
 	"github.com/fidlog/fidlog/cmd/internal/cli"
 )
 
@@ -23,10 +24,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 // app is the state shared by lfs's commands.
 type app struct {
 	stdout, stderr io.Writer
-	server         string
+	flags          client.Flags
 }
 
-func (a *app) dial() (*cli.Conn, error) { return cli.Dial(cli.ResolveServer(a.server)) }
+// dial connects with the shared connection flags; requests carry this
+// process's real uid and gid.
+func (a *app) dial() (*cli.Conn, error) { return a.flags.Dial() }
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	a := &app{stdout: stdout, stderr: stderr}
@@ -40,7 +43,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	root.SetOut(stdout)
-	cli.AddServerFlag(root, &a.server)
+	a.flags.Register(root.PersistentFlags())
 	root.AddCommand(newChangelogCmd(a), newChangelogClearCmd(a), newFid2PathCmd(a), newPath2FidCmd(a))
 	return root
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fidlog/fidlog/api/client"
 	"github.com/fidlog/fidlog/cmd/internal/cli"
 	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
 )
@@ -36,7 +37,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 // app is the state shared by mdc's verbs.
 type app struct {
 	stdout, stderr io.Writer
-	server         string
+	flags          client.Flags
 	uid, gid       uint32
 	groups, jobid  string
 
@@ -59,7 +60,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return a.connect(cmd) },
 	}
 	root.SetOut(stdout)
-	cli.AddServerFlag(root, &a.server)
+	a.flags.Register(root.PersistentFlags())
 	pf := root.PersistentFlags()
 	pf.Uint32Var(&a.uid, "uid", uint32(os.Getuid()), "user id sent with each request")
 	pf.Uint32Var(&a.gid, "gid", uint32(os.Getgid()), "group id sent with each request")
@@ -82,14 +83,13 @@ func (a *app) connect(cmd *cobra.Command) error {
 	if !cmd.Flags().Changed("jobid") {
 		jobid = cmd.Name() + "." + strconv.FormatUint(uint64(a.uid), 10)
 	}
-	conn, err := cli.Dial(cli.ResolveServer(a.server))
+	conn, err := a.flags.Dial(client.WithIdentity(client.Identity{UID: a.uid, GID: a.gid, Groups: groups, JobID: jobid}))
 	if err != nil {
 		return err
 	}
 	a.conn = conn
-	a.ns = conn.Namespace()
-	id := cli.Identity{UID: a.uid, GID: a.gid, Groups: groups, JobID: jobid}
-	a.ctx = id.Context(cmd.Context())
+	a.ns = conn.Namespace
+	a.ctx = cmd.Context()
 	return nil
 }
 

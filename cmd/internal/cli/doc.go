@@ -1,8 +1,8 @@
 // Package cli holds what the Lustre-compatible commands (lfs, lctl) and the
-// metadata client (mdc) share: choosing and dialing the server, sending the
-// caller's identity, turning a gRPC error into the errno Lustre would report,
-// and running a cobra command tree so that every failure ends in an exit
-// status.
+// metadata client (mdc) share: turning a gRPC error into the errno Lustre
+// would report, and running a cobra command tree so that every failure ends
+// in an exit status. Choosing and dialing the server, TLS and the caller's
+// identity are the Go client's (api/client: client.Flags, client.Dial).
 //
 // Exit status convention: an operation that fails exits with the errno the
 // server reported (ENOENT 2, EACCES 13, EEXIST 17, EINVAL 22, ...); a usage

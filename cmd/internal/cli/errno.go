@@ -59,7 +59,7 @@ func Errno(err error) int {
 	}
 	var ce *ConnError
 	if errors.As(err, &ce) {
-		return ce.Errno
+		return int(ce.Errno)
 	}
 	var en syscall.Errno
 	if errors.As(err, &en) {

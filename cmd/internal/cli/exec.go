@@ -108,7 +108,7 @@ func ExecuteContext(ctx context.Context, root *cobra.Command, args []string, std
 	var ce *ConnError
 	if errors.As(err, &ce) {
 		fmt.Fprintf(stderr, "%s: %v\n", root.Name(), ce)
-		return ce.Errno
+		return int(ce.Errno)
 	}
 	if ctx.Err() != nil {
 		return 0
