@@ -73,6 +73,10 @@ type Options struct {
 	// OnRPC, if set, is called after each unary RPC with its full method
 	// name, duration and resulting status error (nil on success).
 	OnRPC func(method string, d time.Duration, err error)
+	// ServerOptions are given to every gRPC server before the Server's
+	// own: their interceptors are the outermost (metrics see every call,
+	// also those refused by authorization).
+	ServerOptions []grpc.ServerOption
 }
 
 // EnsureDefaults fills unset options and returns o (a new Options if o is
@@ -181,6 +185,7 @@ func (s *Server) newGRPC(creds credentials.TransportCredentials) *grpc.Server {
 		// Stop waits for handlers, so no handler outlives the Server.
 		grpc.WaitForHandlers(true),
 	}
+	opts = append(append([]grpc.ServerOption(nil), s.opts.ServerOptions...), opts...)
 	if creds != nil {
 		opts = append(opts, grpc.Creds(creds))
 	}
@@ -193,6 +198,11 @@ func (s *Server) newGRPC(creds credentials.TransportCredentials) *grpc.Server {
 	reflection.Register(gs)
 	return gs
 }
+
+// GetServiceInfo describes the services and methods the Server serves
+// (it is a reflection.ServiceInfoProvider: metrics can be initialised per
+// method before the first call).
+func (s *Server) GetServiceInfo() map[string]grpc.ServiceInfo { return s.plain.GetServiceInfo() }
 
 // Serve accepts connections on lis until the Server stops; it returns nil
 // after Shutdown or Stop. A unix socket listener is served in plaintext

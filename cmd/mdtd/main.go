@@ -229,7 +229,7 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 			err = cerr
 		}
 	}()
-	srv, err := api.New(m, api.Options{Logger: log, HeartbeatInterval: cfg.heartbeat, TLS: tlsCfg, OnRPC: met.onRPC})
+	srv, err := api.New(m, api.Options{Logger: log, HeartbeatInterval: cfg.heartbeat, TLS: tlsCfg, OnRPC: met.onRPC, ServerOptions: met.serverOptions()})
 	if err != nil {
 		return err
 	}

@@ -3,15 +3,24 @@ package main
 import (
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
-
-	"github.com/fidlog/fidlog/cmd/internal/syncfs"
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/grpc"
 
 	"github.com/fidlog/fidlog/api"
+	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/cmd/internal/syncfs"
 	"github.com/fidlog/fidlog/mdt"
 )
+
+// evictReasons are the reasons the changelog gives UserEvicted: "idle"
+// (changelog_max_idle_time/_indexes or their product) and "capacity"
+// (changelog_max_records).
+var evictReasons = []string{"idle", "capacity"}
 
 // metrics are mdtd's Prometheus metrics, in a private registry.
 type metrics struct {
@@ -22,6 +31,10 @@ type metrics struct {
 	commit   prometheus.Histogram
 	syncs    prometheus.Counter
 	syncLat  prometheus.Histogram
+	// grpc are the standard per-method gRPC server metrics
+	// (grpc_server_started_total, grpc_server_handled_total{grpc_code},
+	// grpc_server_handling_seconds).
+	grpc *grpcprom.ServerMetrics
 }
 
 func newMetrics() *metrics {
@@ -48,10 +61,28 @@ func newMetrics() *metrics {
 			Name: "mdt_fsync_duration_seconds", Help: "Duration of store fsync calls.",
 			Buckets: prometheus.ExponentialBuckets(10e-6, 2, 20),
 		}),
+		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
+			grpcprom.WithHistogramBuckets(prometheus.ExponentialBuckets(50e-6, 4, 12)))),
 	}
-	m.reg.MustRegister(m.appended, m.evicted, m.purged, m.commit, m.syncs, m.syncLat,
+	// Every counter exists from the start, at 0: a dashboard's rate() and
+	// alerts see "no evictions" rather than "no data".
+	for t := range changelog.NumTypes {
+		m.appended.WithLabelValues(changelog.Type(t).String())
+	}
+	for _, r := range evictReasons {
+		m.evicted.WithLabelValues(r)
+	}
+	m.reg.MustRegister(m.appended, m.evicted, m.purged, m.commit, m.syncs, m.syncLat, m.grpc,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// serverOptions are the interceptors that feed the gRPC metrics.
+func (m *metrics) serverOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor()),
+	}
 }
 
 // register adds the metrics that read the MDT and the server.
@@ -67,7 +98,11 @@ func (m *metrics) register(md *mdt.MDT, srv *api.Server) {
 		gauge("mdt_changelog_streams", "Open changelog Read streams.", func() float64 { return float64(srv.Streams()) }),
 		gauge("mdt_changelog_users", "Registered changelog users.", func() float64 { return float64(l.State().Users) }),
 		&lagCollector{md: md},
+		&pebbleCollector{db: md.DB()},
 	)
+	// Every method of every service, with every code, exists from the
+	// start.
+	m.grpc.InitializeMetrics(srv)
 }
 
 // onRPC observes the commit latency of successful mutating RPCs.
@@ -104,4 +139,77 @@ func (m *metrics) fs() vfs.FS {
 		m.syncs.Inc()
 		m.syncLat.Observe(d.Seconds())
 	})
+}
+
+// pebbleCollector reports the store's health from pebble.DB.Metrics at
+// scrape time.
+type pebbleCollector struct{ db *pebble.DB }
+
+var (
+	pebbleDebtDesc = prometheus.NewDesc("mdt_pebble_compaction_debt_bytes",
+		"Estimated bytes compactions must rewrite for the LSM to reach a stable shape.", nil, nil)
+	pebbleCompactingDesc = prometheus.NewDesc("mdt_pebble_compactions_in_progress",
+		"Compactions running now.", nil, nil)
+	pebbleL0FilesDesc = prometheus.NewDesc("mdt_pebble_l0_files",
+		"Sstables in level 0 (read amplification grows with them).", nil, nil)
+	pebbleL0SublevelsDesc = prometheus.NewDesc("mdt_pebble_l0_sublevels",
+		"Sublevels of level 0; Pebble throttles writes as they grow.", nil, nil)
+	pebbleDiskDesc = prometheus.NewDesc("mdt_pebble_disk_usage_bytes",
+		"Disk space used by the store: live and obsolete sstables, WAL, manifest.", nil, nil)
+	pebbleMemtableDesc = prometheus.NewDesc("mdt_pebble_memtable_bytes",
+		"Bytes allocated to memtables.", nil, nil)
+	pebbleWALFsyncDesc = prometheus.NewDesc("mdt_pebble_wal_fsync_duration_seconds",
+		"Latency of WAL fsyncs as Pebble's log writer measures them.", nil, nil)
+)
+
+// walFsyncBounds are the bucket bounds (seconds) the WAL fsync histogram
+// is reported with: each takes the count of Pebble's largest bucket at or
+// below it.
+var walFsyncBounds = []float64{100e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5, 10}
+
+func (c *pebbleCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{pebbleDebtDesc, pebbleCompactingDesc, pebbleL0FilesDesc,
+		pebbleL0SublevelsDesc, pebbleDiskDesc, pebbleMemtableDesc, pebbleWALFsyncDesc} {
+		ch <- d
+	}
+}
+
+func (c *pebbleCollector) Collect(ch chan<- prometheus.Metric) {
+	pm := c.db.Metrics()
+	gauge := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
+	}
+	gauge(pebbleDebtDesc, float64(pm.Compact.EstimatedDebt))
+	gauge(pebbleCompactingDesc, float64(pm.Compact.NumInProgress))
+	gauge(pebbleL0FilesDesc, float64(pm.Levels[0].TablesCount))
+	gauge(pebbleL0SublevelsDesc, float64(pm.Levels[0].Sublevels))
+	gauge(pebbleDiskDesc, float64(pm.DiskSpaceUsage()))
+	gauge(pebbleMemtableDesc, float64(pm.MemTable.Size))
+	if h := pm.LogWriter.FsyncLatency; h != nil {
+		if hm, ok := walFsyncHistogram(h); ok {
+			ch <- hm
+		}
+	}
+}
+
+// walFsyncHistogram converts Pebble's WAL fsync histogram (nanosecond
+// buckets, about a hundred of them) to seconds on walFsyncBounds.
+func walFsyncHistogram(h prometheus.Histogram) (prometheus.Metric, bool) {
+	var d dto.Metric
+	if err := h.Write(&d); err != nil || d.Histogram == nil {
+		return nil, false
+	}
+	src := d.Histogram.GetBucket()
+	buckets := make(map[float64]uint64, len(walFsyncBounds))
+	for _, b := range walFsyncBounds {
+		var n uint64
+		for _, sb := range src {
+			if sb.GetUpperBound()/1e9 <= b {
+				n = sb.GetCumulativeCount()
+			}
+		}
+		buckets[b] = n
+	}
+	return prometheus.MustNewConstHistogram(pebbleWALFsyncDesc, d.Histogram.GetSampleCount(),
+		d.Histogram.GetSampleSum()/1e9, buckets), true
 }

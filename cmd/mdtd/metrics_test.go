@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fidlog/fidlog/api/client"
+	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
+)
+
+// scrape returns the metrics page of addr.
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
+}
+
+// metricValue returns the value of the series line that starts with
+// series (name and labels exactly as exposed).
+func metricValue(t *testing.T, page, series string) float64 {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`)
+	m := re.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no series %s", series)
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestMetricsDashboards checks the series a Grafana board needs: gRPC
+// server metrics per method and code, Pebble's health, and changelog
+// counters that exist (at 0) before anything happened.
+func TestMetricsDashboards(t *testing.T) {
+	dir := shortTemp(t)
+	_, m, _ := start(t, "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0")
+	page := scrape(t, m[4])
+	for _, s := range []string{
+		`mdt_changelog_users_evicted_total{reason="idle"}`,
+		`mdt_changelog_users_evicted_total{reason="capacity"}`,
+		`mdt_changelog_records_appended_total{type="CREAT"}`,
+		`mdt_changelog_records_appended_total{type="GXATR"}`,
+		`mdt_changelog_records_purged_total`,
+		`grpc_server_started_total{grpc_method="Create",grpc_service="lustre.mdt.v1.NamespaceService",grpc_type="unary"}`,
+		`grpc_server_handled_total{grpc_code="PermissionDenied",grpc_method="Clear",grpc_service="lustre.changelog.v1.ChangelogService",grpc_type="unary"}`,
+		`grpc_server_started_total{grpc_method="Read",grpc_service="lustre.changelog.v1.ChangelogService",grpc_type="server_stream"}`,
+	} {
+		if v := metricValue(t, page, s); v != 0 {
+			t.Errorf("%s = %v at start, want 0", s, v)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := client.Dial("unix:" + m[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 3 {
+		if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: "f" + strconv.Itoa(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: "f0"}); err == nil {
+		t.Fatal("mkdir over a file succeeded")
+	}
+	page = scrape(t, m[4])
+	create := `grpc_method="Create",grpc_service="lustre.mdt.v1.NamespaceService",grpc_type="unary"`
+	for series, want := range map[string]float64{
+		`grpc_server_started_total{` + create + `}`:                3,
+		`grpc_server_handled_total{grpc_code="OK",` + create + `}`: 3,
+		`grpc_server_handling_seconds_count{` + create + `}`:       3,
+		`grpc_server_handled_total{grpc_code="AlreadyExists",grpc_method="Mkdir",grpc_service="lustre.mdt.v1.NamespaceService",grpc_type="unary"}`: 1,
+	} {
+		if v := metricValue(t, page, series); v != want {
+			t.Errorf("%s = %v, want %v", series, v, want)
+		}
+	}
+	if !strings.Contains(page, `grpc_server_handling_seconds_bucket{`+create+`,le="0.0002"}`) {
+		t.Error("no latency histogram buckets for Create")
+	}
+	if v := metricValue(t, page, "mdt_pebble_wal_fsync_duration_seconds_count"); v < 3 {
+		t.Errorf("WAL fsyncs counted: %v, want >= 3 (one per create)", v)
+	}
+	if v := metricValue(t, page, `mdt_pebble_wal_fsync_duration_seconds_bucket{le="+Inf"}`); v < 3 {
+		t.Errorf("WAL fsync +Inf bucket %v", v)
+	}
+	if v := metricValue(t, page, "mdt_pebble_disk_usage_bytes"); v <= 0 {
+		t.Errorf("disk usage %v", v)
+	}
+	for _, s := range []string{"mdt_pebble_compaction_debt_bytes", "mdt_pebble_l0_files", "mdt_pebble_l0_sublevels", "mdt_pebble_compactions_in_progress"} {
+		metricValue(t, page, s)
+	}
+}
