@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/fid"
 	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
 )
@@ -74,7 +75,7 @@ func BenchmarkStream(b *testing.B) {
 		start = time.Now()
 		next = 1
 		var buf []byte
-		_, err = l.Scan(ctx, changelog.ReadOptions{}, func(en changelog.Entry) error {
+		_, err = l.Scan(ctx, store.ReadOptions{}, func(en store.Entry) error {
 			if en.Index != next {
 				return fmt.Errorf("got %d, want %d", en.Index, next)
 			}

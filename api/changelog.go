@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
 )
 
@@ -32,7 +33,7 @@ func (c *changelogService) Register(ctx context.Context, r *changelogv1.Register
 	if err := c.begin(ctx, r.GetDevice(), "changelog_register"); err != nil {
 		return nil, err
 	}
-	u, err := c.s.m.Log().Register(changelog.RegisterOptions{Name: r.GetName(), Mask: r.GetMask(), HasMask: r.GetMask() != ""})
+	u, err := c.s.m.Log().Register(store.RegisterOptions{Name: r.GetName(), Mask: r.GetMask(), HasMask: r.GetMask() != ""})
 	if err != nil {
 		return nil, err
 	}
@@ -284,7 +285,7 @@ func (c *changelogService) produce(ctx context.Context, p readPlan, out chan<- *
 // linger gives a follow stream woken by a commit up to Options.FollowLinger
 // to let more commits arrive, unless a full batch is already durable, so
 // that a busy log is sent in batches rather than a message per commit.
-func (c *changelogService) linger(ctx context.Context, l *changelog.Log, p readPlan, next, durable changelog.Index) {
+func (c *changelogService) linger(ctx context.Context, l *store.Log, p readPlan, next, durable changelog.Index) {
 	d := c.s.opts.FollowLinger
 	full := next + changelog.Index(p.batch) - 1 // last index of a full batch
 	if d <= 0 || durable >= full || (p.end != 0 && durable >= p.end) {
@@ -298,7 +299,7 @@ func (c *changelogService) linger(ctx context.Context, l *changelog.Log, p readP
 // batch reads one message's worth of records starting at next: at most
 // p.batch records and about BatchBytes of encoded records. It returns the
 // message and the index to continue from.
-func (c *changelogService) batch(ctx context.Context, l *changelog.Log, p readPlan, next, stop changelog.Index, rec *changelog.Record) (*changelogv1.ReadResponse, changelog.Index, error) {
+func (c *changelogService) batch(ctx context.Context, l *store.Log, p readPlan, next, stop changelog.Index, rec *changelog.Record) (*changelogv1.ReadResponse, changelog.Index, error) {
 	st := l.State()
 	msg := &changelogv1.ReadResponse{DurableIndex: uint64(st.Durable), FirstIndex: uint64(st.First)}
 	// Scan no further than the durable index this message reports.
@@ -320,7 +321,7 @@ func (c *changelogService) batch(ctx context.Context, l *changelog.Log, p readPl
 		msg.Records = make([]*changelogv1.Record, 0, min(p.batch, 4096))
 	}
 	count := 0
-	n, err := l.Scan(ctx, changelog.ReadOptions{Start: next, End: end, Mask: p.mask}, func(e changelog.Entry) error {
+	n, err := l.Scan(ctx, store.ReadOptions{Start: next, End: end, Mask: p.mask}, func(e store.Entry) error {
 		if p.raw {
 			if len(arena)+len(e.Raw) > cap(arena) {
 				// Keep earlier records where they are; start a new arena.
@@ -341,7 +342,7 @@ func (c *changelogService) batch(ctx context.Context, l *changelog.Log, p readPl
 		count++
 		size += len(e.Raw)
 		if count >= p.batch || size >= limit {
-			return changelog.ErrStop
+			return store.ErrStop
 		}
 		return nil
 	})

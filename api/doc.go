@@ -35,11 +35,11 @@
 //     max_batch_records (default Options.BatchRecords) and about
 //     Options.BatchBytes of stored records; never one message per record
 //     unless only one record is available.
-//   - Records are read from Pebble (changelog.Log.Scan) by the stream's own
+//   - Records are read from Pebble (store.Log.Scan) by the stream's own
 //     goroutine; no iterator is open while a message is sent and writers
 //     never wait for a stream: a slow consumer only slows itself. At most
 //     two built messages wait per stream.
-//   - A follow stream waits with changelog.Log.WaitDurable (woken by
+//   - A follow stream waits with store.Log.WaitDurable (woken by
 //     commits, no polling), may linger up to Options.FollowLinger (off by default) for
 //     a fuller batch, sends a heartbeat after HeartbeatInterval of
 //     silence, ends with FAILED_PRECONDITION/USER_EVICTED when its consumer

@@ -134,7 +134,9 @@ func PeekType(b []byte) (Type, bool) {
 	return Type(b[offType]), true
 }
 
-func setIndex(b []byte, idx Index) { binary.BigEndian.PutUint64(b[offIndex:], uint64(idx)) }
+// SetIndex patches the index of an encoded record in place (the sequencer
+// assigns indices after encoding, under its lock).
+func SetIndex(b []byte, idx Index) { binary.BigEndian.PutUint64(b[offIndex:], uint64(idx)) }
 
 // Decode parses an encoded record. It never panics; malformed input gives an
 // error wrapping ErrCorrupt.

@@ -1,55 +1,21 @@
-// Package changelog is the MDT changelog: record types and masks, records
-// and their text and JSON forms, and the log itself on Pebble.
+// Package changelog is the changelog's record format: record types and
+// masks (Lustre's names and mask syntax), the Record and its text line and
+// JSON (NDJSON) renderings, the versioned binary codec, user names and IDs,
+// and the errors of the changelog contract.
+//
+// It imports no storage: a consumer that reads records (the Go client, lfs,
+// lctl, mdc) links this package and fid only. The log itself, on Pebble,
+// is package changelog/store, which the MDT uses.
 //
 // # Invariants
 //
-//   - Atomic: records are added to the caller's batch and commit with it
-//     (Apply), so a namespace change and its records are one Pebble batch.
-//     If the records cannot be stored (cap reached, write error) the batch
-//     does not commit.
-//   - Contiguous indices in commit order: indices are assigned under the
-//     log's lock in the same critical section that commits the batch to the
-//     WAL (NoSync), so WAL order is index order and no index is skipped.
-//   - Durable before acknowledged: Pending.Wait syncs the WAL (one
-//     LogData(nil, Sync) covers every batch applied before it; concurrent
-//     waiters share fsyncs) and only then returns. No lock is held across
-//     the fsync.
-//   - Durable watermark: Pebble shows a batch before its WAL sync, so readers
-//     (Scan, WaitDurable) never go past Durable(), which is published only
-//     after a covering sync.
-//   - The index never goes back: the current index is persisted with every
-//     user change and purge, so it survives a purge of every record and a
-//     restart. User IDs are never reused (the last ID is persisted).
-//   - Purge to the lowest point: after every clear and deregistration,
-//     records with index <= min(user points) are deleted with one
-//     DeleteRange over [old floor+1, new floor+1) in the same batch as the
-//     user update; ranges never overlap. A reclaimer compacts the purged span
-//     shortly after a large purge so the sstables at its edges, which also
-//     hold other keys, give the space back. No users means changelogs are
-//     off: nothing is recorded and the index does not move.
-//   - Clear is monotonic and idempotent; clearing past the current index is
-//     an error and changes nothing.
-//   - Bounded: idle users are evicted by GC (Lustre's idle rules) and, at
-//     the retained-records cap, the most lagging user is evicted; an evicted
-//     user is told so by name (EvictedError). With nothing evictable, Apply
-//     fails with ErrNoSpace.
+//   - The codec is versioned: Decode rejects versions and lengths it does
+//     not know instead of guessing; every string field is bounded.
+//   - Encode then Decode gives back the same record (a rapid property and
+//     a fuzz target cover it).
+//   - The text line is Lustre's `lfs changelog` line, times in UTC; the
+//     JSON form is a view struct with stable field names.
+//   - MARK is always in a mask (MinMask), as in Lustre.
 //
-// # Lustre quirks and what this package does instead
-//
-//   - MARK records are never written (Lustre's writer has returned early
-//     since 2012 because MARK is always in the mask).
-//   - At start all users are read (Lustre reads only the last user record).
-//   - Registration validates before assigning an ID (no gaps), and IDs are
-//     never reused across restarts (Lustre re-seeds from the highest
-//     remaining user).
-//   - A clear below the user's point succeeds as a no-op (Lustre HEAD
-//     returns ENOENT, older releases EINVAL; the user is kept in all).
-//   - Maskless users stay maskless whether or not they have a name.
-//
-// # Locking
-//
-// Log.mu guards the sequencer state (current index, users, settings); it is
-// held while a batch is committed with NoSync and never across a sync.
-// Log.dmu guards the durable watermark and the follower wake-up channel; it
-// is never held while taking mu. Event callbacks run with mu held.
+// Nothing in this package holds state or locks.
 package changelog

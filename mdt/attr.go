@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/fid"
 )
 
@@ -40,7 +41,7 @@ func (m *MDT) Setattr(ctx context.Context, c Cred, p string, s SetattrArgs) (Att
 	}
 	var (
 		a    Attr
-		pend *changelog.Pending
+		pend *store.Pending
 	)
 	err = m.update(func(ls *lockSet) (err error) {
 		a, pend, err = m.setattrLocked(cl, ls, p, s)
@@ -55,7 +56,7 @@ func (m *MDT) Setattr(ctx context.Context, c Cred, p string, s SetattrArgs) (Att
 	return a, nil
 }
 
-func (m *MDT) setattrLocked(cl *caller, ls *lockSet, p string, s SetattrArgs) (Attr, *changelog.Pending, error) {
+func (m *MDT) setattrLocked(cl *caller, ls *lockSet, p string, s SetattrArgs) (Attr, *store.Pending, error) {
 	r, err := m.resolveExistingLocked(&cl.id, p, ls)
 	if err != nil {
 		return Attr{}, nil, err

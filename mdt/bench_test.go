@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 )
 
 // BenchmarkCreate measures durable creates per second through the MDT
@@ -37,7 +38,7 @@ func benchCreate(b *testing.B, conc int, on bool) {
 		if _, err := m.SetParam("mdd.*.changelog_mask", "+hsm"); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := m.Log().Register(changelog.RegisterOptions{}); err != nil {
+		if _, err := m.Log().Register(store.RegisterOptions{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/fid"
 )
 
@@ -206,7 +207,7 @@ func Test160l(t *testing.T) {
 // Test160oq: masks of users and of the server.
 func Test160oq(t *testing.T) {
 	e := newEnv(t)
-	_, err := e.m.log.Register(changelog.RegisterOptions{Name: "test_160o", Mask: "unlnk+close+open", HasMask: true})
+	_, err := e.m.log.Register(store.RegisterOptions{Name: "test_160o", Mask: "unlnk+close+open", HasMask: true})
 	ok(t, err)
 	e.setParam("mdd.*.changelog_mask", "MARK+HSM")
 	start := e.current() + 1
@@ -217,7 +218,7 @@ func Test160oq(t *testing.T) {
 		t.Fatalf("touch gave %v", ts)
 	}
 	cm := e.param("mdd.*.changelog_current_mask")
-	_, err = e.m.log.Register(changelog.RegisterOptions{})
+	_, err = e.m.log.Register(store.RegisterOptions{})
 	ok(t, err)
 	if got := e.param("mdd.*.changelog_current_mask"); got != cm {
 		t.Fatalf("maskless user changed current mask: %q -> %q", cm, got)
@@ -265,8 +266,8 @@ func Test160u(t *testing.T) {
 // Test160w: reading with a user's mask intersected with a requested mask.
 func Test160w(t *testing.T) {
 	e := newEnv(t)
-	u1 := must[changelog.User](t)(e.m.log.Register(changelog.RegisterOptions{Name: "u1", Mask: "creat+unlnk", HasMask: true}))
-	u2 := must[changelog.User](t)(e.m.log.Register(changelog.RegisterOptions{Name: "u2", Mask: "mkdir+rmdir", HasMask: true}))
+	u1 := must[changelog.User](t)(e.m.log.Register(store.RegisterOptions{Name: "u1", Mask: "creat+unlnk", HasMask: true}))
+	u2 := must[changelog.User](t)(e.m.log.Register(store.RegisterOptions{Name: "u2", Mask: "mkdir+rmdir", HasMask: true}))
 	e.touch(root, "f1")
 	e.touch(root, "f2")
 	_, err := e.m.Mkdir(ctx, root, "d1", 0755)
@@ -283,7 +284,7 @@ func Test160w(t *testing.T) {
 			mask &= m
 		}
 		var out []string
-		_, err := e.m.log.Scan(ctx, changelog.ReadOptions{Start: u.Index + 1, Mask: mask}, func(en changelog.Entry) error {
+		_, err := e.m.log.Scan(ctx, store.ReadOptions{Start: u.Index + 1, Mask: mask}, func(en store.Entry) error {
 			out = append(out, en.Type.String())
 			return nil
 		})

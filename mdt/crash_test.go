@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/fid"
 )
 
@@ -32,7 +33,7 @@ func crashOnce(t *testing.T, seed uint64) {
 	ok(t, err)
 	_, err = m.SetParam("mdd.*.changelog_mask", "ALL")
 	ok(t, err)
-	_, err = m.log.Register(changelog.RegisterOptions{})
+	_, err = m.log.Register(store.RegisterOptions{})
 	ok(t, err)
 	_, err = m.Mkdir(ctx, root, "d", 0755)
 	ok(t, err)
@@ -85,7 +86,7 @@ func crashOnce(t *testing.T, seed uint64) {
 	m2, err := Open("db", &o)
 	ok(t, err)
 	defer m2.Close()
-	recs, _, err := m2.log.Read(ctx, changelog.ReadOptions{})
+	recs, _, err := m2.log.Read(ctx, store.ReadOptions{})
 	ok(t, err)
 	byFID := map[fid.FID]*changelog.Record{}
 	for i, r := range recs {

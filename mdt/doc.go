@@ -1,5 +1,5 @@
 // Package mdt is the metadata server of one MDT: a POSIX-like namespace
-// keyed by FID, its changelog (package changelog) and the audit rules
+// keyed by FID, its changelog (package changelog/store, records in package changelog) and the audit rules
 // (OPEN/CLOSE dedup, denied opens, GXATR, time-record dedup), nodemap
 // identity mapping and the lctl parameter tree, all in one Pebble DB whose
 // key schema is in keys.go.
@@ -8,7 +8,7 @@
 //
 //   - One transaction per operation: an operation's namespace mutations and
 //     the records it owes go into one Pebble batch committed by
-//     changelog.Log.Apply. If the records cannot be stored (retained-records
+//     store.Log.Apply. If the records cannot be stored (retained-records
 //     cap: ErrNoSpace; write error: ErrIO) Apply commits nothing and the
 //     operation fails with the namespace unchanged. In-memory state (open
 //     handles, opener counts, rate limits, time dedup) changes only after
@@ -73,7 +73,7 @@
 //	    -> fid.Allocator.mu (held across the rare synced sequence save,
 //	       once per 131072 FIDs: the one fsync under these locks, by design)
 //	    -> MDT.omu (open/audit state; brief, never across I/O)
-//	    -> changelog.Log's locks (inside Apply)
+//	    -> store.Log's locks (inside Apply)
 //
 // MDT.mu is held for writing only by operations that change what path
 // walks rely on without object locks: directory renames (ancestry) and

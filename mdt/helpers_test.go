@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/fid"
 )
 
@@ -119,7 +120,7 @@ func (e *env) register(mask string) changelog.User {
 	if e.m.log.Settings().Mask == changelog.MinMask {
 		e.setParam("mdd.*.changelog_mask", "+hsm")
 	}
-	u, err := e.m.log.Register(changelog.RegisterOptions{Mask: mask, HasMask: mask != ""})
+	u, err := e.m.log.Register(store.RegisterOptions{Mask: mask, HasMask: mask != ""})
 	if err != nil {
 		e.t.Fatalf("Register: %v", err)
 	}
@@ -145,7 +146,7 @@ func (e *env) param(name string) string {
 // records returns all durable records from start.
 func (e *env) records(start changelog.Index) []*changelog.Record {
 	e.t.Helper()
-	recs, _, err := e.m.log.Read(ctx, changelog.ReadOptions{Start: start})
+	recs, _, err := e.m.log.Read(ctx, store.ReadOptions{Start: start})
 	if err != nil {
 		e.t.Fatalf("Read: %v", err)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	lru "github.com/hashicorp/golang-lru/v2"
 
-	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/fid"
 )
 
@@ -34,9 +34,9 @@ type Options struct {
 	// limits; default time.Now.
 	Clock func() time.Time
 	// ChangelogEvents are passed to the changelog.
-	ChangelogEvents changelog.EventListener
+	ChangelogEvents store.EventListener
 	// ChangelogDefaults are the changelog settings of a new MDT.
-	ChangelogDefaults *changelog.Settings
+	ChangelogDefaults *store.Settings
 	// PebbleOptions, if set, may adjust the Pebble options before Open
 	// (tests, benchmarks).
 	PebbleOptions func(*pebble.Options)
@@ -208,7 +208,7 @@ type MDT struct {
 	opts  Options
 	dev   string
 	db    *pebble.DB
-	log   *changelog.Log
+	log   *store.Log
 	alloc *fid.Allocator
 	nm    *nodemapState
 
@@ -291,7 +291,7 @@ func Open(dir string, opts *Options) (*MDT, error) {
 	if err := m.initStore(); err != nil {
 		return fail(err)
 	}
-	m.log, err = changelog.Open(db, &changelog.Options{
+	m.log, err = store.Open(db, &store.Options{
 		KeyPrefix: changelogPrefix,
 		Device:    m.dev,
 		Clock:     o.Clock,
@@ -387,7 +387,7 @@ func (m *MDT) Device() string { return m.dev }
 func (m *MDT) FSName() string { return m.opts.FSName }
 
 // Log returns the changelog.
-func (m *MDT) Log() *changelog.Log { return m.log }
+func (m *MDT) Log() *store.Log { return m.log }
 
 // DB returns the Pebble DB (metrics, benchmarks). Do not write to it.
 func (m *MDT) DB() *pebble.DB { return m.db }

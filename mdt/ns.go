@@ -8,6 +8,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/fid"
 )
 
@@ -191,7 +192,7 @@ func (m *MDT) mknode(ctx context.Context, c Cred, p string, typ FileType, mode u
 		return Attr{}, false, ErrExists
 	}
 	var (
-		pend    *changelog.Pending
+		pend    *store.Pending
 		a       Attr
 		created bool
 	)
@@ -205,7 +206,7 @@ func (m *MDT) mknode(ctx context.Context, c Cred, p string, typ FileType, mode u
 	return a, created, wait(pend)
 }
 
-func (m *MDT) mknodeLocked(cl *caller, ls *lockSet, comps []string, typ FileType, mode uint32, rdev uint64, target string, existingOK bool) (*changelog.Pending, Attr, bool, error) {
+func (m *MDT) mknodeLocked(cl *caller, ls *lockSet, comps []string, typ FileType, mode uint32, rdev uint64, target string, existingOK bool) (*store.Pending, Attr, bool, error) {
 	parent, err := m.walkLocked(&cl.id, comps[:len(comps)-1], ls)
 	if err != nil {
 		return nil, Attr{}, false, err
@@ -290,7 +291,7 @@ func (m *MDT) Link(ctx context.Context, c Cred, oldPath, newPath string) (Attr, 
 		return Attr{}, pathErr("link", newPath, ErrExists)
 	}
 	var (
-		pend *changelog.Pending
+		pend *store.Pending
 		a    Attr
 	)
 	err = m.update(func(ls *lockSet) (err error) {
@@ -303,7 +304,7 @@ func (m *MDT) Link(ctx context.Context, c Cred, oldPath, newPath string) (Attr, 
 	return a, pathErr("link", newPath, err)
 }
 
-func (m *MDT) linkLocked(cl *caller, ls *lockSet, oldPath string, comps []string) (*changelog.Pending, Attr, error) {
+func (m *MDT) linkLocked(cl *caller, ls *lockSet, oldPath string, comps []string) (*store.Pending, Attr, error) {
 	src, err := m.resolveExistingLocked(&cl.id, oldPath, ls)
 	if errors.Is(err, errRelock) {
 		return nil, Attr{}, err
@@ -363,7 +364,7 @@ func (m *MDT) remove(ctx context.Context, c Cred, p string, dir bool) error {
 	if err != nil {
 		return err
 	}
-	var pend *changelog.Pending
+	var pend *store.Pending
 	err = m.update(func(ls *lockSet) (err error) {
 		pend, err = m.removeLocked(cl, ls, p, dir)
 		return err
@@ -374,7 +375,7 @@ func (m *MDT) remove(ctx context.Context, c Cred, p string, dir bool) error {
 	return wait(pend)
 }
 
-func (m *MDT) removeLocked(cl *caller, ls *lockSet, p string, dir bool) (*changelog.Pending, error) {
+func (m *MDT) removeLocked(cl *caller, ls *lockSet, p string, dir bool) (*store.Pending, error) {
 	r, err := m.resolveExistingLocked(&cl.id, p, ls)
 	if err != nil {
 		return nil, err
@@ -450,7 +451,7 @@ func (m *MDT) Rename(ctx context.Context, c Cred, src, dst string) error {
 	if err != nil {
 		return pathErr("rename", src, err)
 	}
-	var pend *changelog.Pending
+	var pend *store.Pending
 	err = m.update(func(ls *lockSet) (err error) {
 		pend, err = m.renameLocked(cl, ls, src, dst)
 		return err
@@ -461,7 +462,7 @@ func (m *MDT) Rename(ctx context.Context, c Cred, src, dst string) error {
 	return pathErr("rename", src, err)
 }
 
-func (m *MDT) renameLocked(cl *caller, ls *lockSet, src, dst string) (*changelog.Pending, error) {
+func (m *MDT) renameLocked(cl *caller, ls *lockSet, src, dst string) (*store.Pending, error) {
 	s, err := m.resolveExistingLocked(&cl.id, src, ls)
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/fid"
 )
 
@@ -45,7 +46,7 @@ func isWriteOpen(flags uint32) bool {
 	return flags&(changelog.OpenWrite|changelog.OpenTrunc|changelog.OpenAppend) != 0
 }
 
-// Open opens the object at p with changelog.Open* flags and returns a
+// Open opens the object at p with store.Open* flags and returns a
 // handle for CloseFile. Without any of READ/WRITE/EXEC the open is
 // read-only (READ is added). CREATE creates a missing regular file with
 // mode (CREAT and OPEN in one batch); with EXCL an existing entry is
@@ -81,7 +82,7 @@ func (m *MDT) Open(ctx context.Context, c Cred, p string, flags uint32, mode uin
 	var (
 		h    uint64
 		a    Attr
-		pend *changelog.Pending
+		pend *store.Pending
 	)
 	err = m.update(func(ls *lockSet) (err error) {
 		h, a, pend, err = m.openLocked(cl, ls, p, flags, mode)
@@ -103,7 +104,7 @@ func (m *MDT) Open(ctx context.Context, c Cred, p string, flags uint32, mode uin
 	return h, a, nil
 }
 
-func (m *MDT) openLocked(cl *caller, ls *lockSet, p string, flags, mode uint32) (uint64, Attr, *changelog.Pending, error) {
+func (m *MDT) openLocked(cl *caller, ls *lockSet, p string, flags, mode uint32) (uint64, Attr, *store.Pending, error) {
 	r, err := m.resolveLocked(&cl.id, p, ls)
 	if err != nil {
 		return 0, Attr{}, nil, err
@@ -192,7 +193,7 @@ func (m *MDT) openLocked(cl *caller, ls *lockSet, p string, flags, mode uint32) 
 
 // deniedLocked records NOPEN for a denied open if due (rate limit per key
 // and changelog_deniednext) and returns the pending batch, if any.
-func (m *MDT) deniedLocked(cl *caller, f fid.FID, flags uint32) *changelog.Pending {
+func (m *MDT) deniedLocked(cl *caller, f fid.FID, flags uint32) *store.Pending {
 	if !m.wants(cl, changelog.CLDeniedOpen) {
 		return nil
 	}
@@ -269,7 +270,7 @@ func (m *MDT) CloseFile(ctx context.Context, c Cred, h uint64) error {
 	if err != nil {
 		return pathErr("close", name, err)
 	}
-	var pend *changelog.Pending
+	var pend *store.Pending
 	err = m.update(func(ls *lockSet) (err error) {
 		pend, err = m.closeLocked(cl, ls, h)
 		return err
@@ -280,7 +281,7 @@ func (m *MDT) CloseFile(ctx context.Context, c Cred, h uint64) error {
 	return pathErr("close", name, err)
 }
 
-func (m *MDT) closeLocked(cl *caller, ls *lockSet, h uint64) (*changelog.Pending, error) {
+func (m *MDT) closeLocked(cl *caller, ls *lockSet, h uint64) (*store.Pending, error) {
 	m.omu.Lock()
 	hd, ok := m.omu.handles[h]
 	m.omu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 )
 
 // Param is one parameter and its value as lctl get_param prints it.
@@ -78,7 +79,7 @@ func (m *MDT) params() []paramDef {
 			},
 		},
 	)
-	for _, short := range changelog.ParamNames {
+	for _, short := range store.ParamNames {
 		if short == "changelog_mask" {
 			continue
 		}
@@ -94,7 +95,7 @@ func (m *MDT) params() []paramDef {
 				return s.SetParam(short, v)
 			},
 			set: func(v string) error {
-				return m.log.UpdateSettings(func(s *changelog.Settings) error { return s.SetParam(short, v) })
+				return m.log.UpdateSettings(func(s *store.Settings) error { return s.SetParam(short, v) })
 			},
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/fid"
 )
 
@@ -123,7 +124,7 @@ func (t *txn) removeLink(parent fid.FID, name string, ino *inode) error {
 // apply commits the batch with its records (NoSync), with the operation's
 // locks held, and notes which objects had a record for the time-record
 // dedup. On error nothing was committed.
-func (t *txn) apply() (p *changelog.Pending, err error) {
+func (t *txn) apply() (p *store.Pending, err error) {
 	defer recoverFatal(&err)
 	p, err = t.m.log.Apply(t.b, t.recs)
 	if err != nil {
@@ -154,7 +155,7 @@ func (m *MDT) noteRecords(recs []*changelog.Record) {
 }
 
 // wait makes an applied batch durable.
-func wait(p *changelog.Pending) (err error) {
+func wait(p *store.Pending) (err error) {
 	if p == nil {
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/fid"
 )
 
@@ -141,7 +142,7 @@ func (m *MDT) changeXattr(ctx context.Context, c Cred, p, name string, value []b
 	if len(value) > MaxXattrValue {
 		return fmt.Errorf("%w: xattr value of %d bytes", ErrTooBig, len(value))
 	}
-	var pend *changelog.Pending
+	var pend *store.Pending
 	err = m.update(func(ls *lockSet) (err error) {
 		pend, err = m.changeXattrLocked(cl, ls, p, name, class, value, flags, remove)
 		return err
@@ -152,7 +153,7 @@ func (m *MDT) changeXattr(ctx context.Context, c Cred, p, name string, value []b
 	return wait(pend)
 }
 
-func (m *MDT) changeXattrLocked(cl *caller, ls *lockSet, p, name string, class xattrClass, value []byte, flags int, remove bool) (*changelog.Pending, error) {
+func (m *MDT) changeXattrLocked(cl *caller, ls *lockSet, p, name string, class xattrClass, value []byte, flags int, remove bool) (*store.Pending, error) {
 	r, err := m.resolveExistingLocked(&cl.id, p, ls)
 	if err != nil {
 		return nil, err
@@ -221,7 +222,7 @@ func (m *MDT) getxattr(ctx context.Context, c Cred, p, name string) ([]byte, err
 	}
 	var (
 		v    []byte
-		pend *changelog.Pending
+		pend *store.Pending
 	)
 	err = m.update(func(ls *lockSet) error {
 		r, err := m.resolveExistingLocked(&cl.id, p, ls)

@@ -5,7 +5,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/cmd/internal/clitest"
 	"github.com/fidlog/fidlog/mdt"
 )
@@ -18,7 +18,7 @@ func setup(t *testing.T) *clitest.Server {
 	t.Helper()
 	s := clitest.StartServer(t)
 	m := s.MDT()
-	if _, err := m.Log().Register(changelog.RegisterOptions{}); err != nil {
+	if _, err := m.Log().Register(store.RegisterOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, c := context.Background(), mdt.Cred{JobID: "test.0"}

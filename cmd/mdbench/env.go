@@ -15,6 +15,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/mdt"
 )
 
@@ -48,7 +49,7 @@ type mdtEnv struct {
 
 type mdtConfig struct {
 	changelogOn bool
-	settings    *changelog.Settings
+	settings    *store.Settings
 }
 
 func openMDT(dir string, cfg mdtConfig) (*mdtEnv, error) {
@@ -57,7 +58,7 @@ func openMDT(dir string, cfg mdtConfig) (*mdtEnv, error) {
 		FS:                countingFS(vfs.Default, &e.syncs),
 		Logger:            discard,
 		ChangelogDefaults: cfg.settings,
-		ChangelogEvents: changelog.EventListener{
+		ChangelogEvents: store.EventListener{
 			UserEvicted: func(changelog.User, string, uint64) { e.evicted.Add(1) },
 		},
 	})
@@ -66,7 +67,7 @@ func openMDT(dir string, cfg mdtConfig) (*mdtEnv, error) {
 	}
 	e.m = m
 	if cfg.changelogOn && len(m.Log().Users()) == 0 {
-		if _, err := m.Log().Register(changelog.RegisterOptions{Name: "reader"}); err != nil {
+		if _, err := m.Log().Register(store.RegisterOptions{Name: "reader"}); err != nil {
 			m.Close()
 			return nil, err
 		}
@@ -137,7 +138,7 @@ func captureShape(dir string) (*batchShape, error) {
 	defer os.RemoveAll(dir)
 	defer m.Close()
 	ctx := context.Background()
-	if _, err := m.Log().Register(changelog.RegisterOptions{}); err != nil {
+	if _, err := m.Log().Register(store.RegisterOptions{}); err != nil {
 		return nil, err
 	}
 	if _, err := m.Mkdir(ctx, rootCred, clientDir(0), 0o755); err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fidlog/fidlog/api/client"
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/fid"
 	"github.com/fidlog/fidlog/mdt"
 	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
@@ -39,7 +40,7 @@ func benchRecord(i uint64) *changelog.Record {
 func fillLog(m *mdt.MDT, n int) (time.Duration, error) {
 	start := time.Now()
 	l := m.Log()
-	var p *changelog.Pending
+	var p *store.Pending
 	for i := 0; i < n; i += 1000 {
 		recs := make([]*changelog.Record, 0, 1000)
 		for j := i; j < min(i+1000, n); j++ {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/fidlog/fidlog/api"
 	"github.com/fidlog/fidlog/api/client"
-	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
 )
 
@@ -284,7 +284,7 @@ func (b *bench) t6(ctx context.Context) []row {
 	var maxRetained uint64
 	phase := func(stalled bool) phaseFn {
 		return func(ctx context.Context, _ int) (*phaseResult, error) {
-			set := changelog.DefaultSettings()
+			set := store.DefaultSettings()
 			set.MaxRecords = limit
 			e, err := openMDT(b.tempDir("t6"), mdtConfig{settings: &set})
 			if err != nil {
@@ -295,11 +295,11 @@ func (b *bench) t6(ctx context.Context) []row {
 				return nil, err
 			}
 			l := e.m.Log()
-			keeper, err := l.Register(changelog.RegisterOptions{Name: "keeper"})
+			keeper, err := l.Register(store.RegisterOptions{Name: "keeper"})
 			if err != nil {
 				return nil, err
 			}
-			other, err := l.Register(changelog.RegisterOptions{Name: "other"})
+			other, err := l.Register(store.RegisterOptions{Name: "other"})
 			if err != nil {
 				return nil, err
 			}
@@ -326,7 +326,7 @@ func (b *bench) t6(ctx context.Context) []row {
 					for i, name := range names {
 						if i == 1 && stalled {
 							if _, err := l.User(name); err != nil {
-								u, err := l.Register(changelog.RegisterOptions{Name: "stalled"})
+								u, err := l.Register(store.RegisterOptions{Name: "stalled"})
 								if err != nil {
 									cerr.Store(&err)
 									return

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/cmd/internal/clitest"
 )
 
@@ -14,7 +14,7 @@ func runBuf(args []string, stdout, stderr *bytes.Buffer) int { return run(args, 
 
 func TestVerbs(t *testing.T) {
 	s := clitest.StartServer(t)
-	if _, err := s.MDT().Log().Register(changelog.RegisterOptions{Mask: "ALL", HasMask: true}); err != nil {
+	if _, err := s.MDT().Log().Register(store.RegisterOptions{Mask: "ALL", HasMask: true}); err != nil {
 		t.Fatal(err)
 	}
 	id := []string{"--uid", "0", "--gid", "0"}
@@ -53,7 +53,7 @@ func TestVerbs(t *testing.T) {
 	}
 	s.Run(t, runBuf, steps)
 
-	recs, _, err := s.MDT().Log().Read(context.Background(), changelog.ReadOptions{})
+	recs, _, err := s.MDT().Log().Read(context.Background(), store.ReadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,7 @@ import (
 
 	"github.com/fidlog/fidlog/api"
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/mdt"
 )
 
@@ -317,8 +318,8 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 
 // changelogEvents turns changelog events into logs and metrics. They run
 // with the changelog's lock held: no call back into the log.
-func changelogEvents(log *slog.Logger, met *metrics) changelog.EventListener {
-	return changelog.EventListener{
+func changelogEvents(log *slog.Logger, met *metrics) store.EventListener {
+	return store.EventListener{
 		UserRegistered: func(u changelog.User) {
 			log.Info("changelog_user_registered", "user", u.DisplayName(), "index", uint64(u.Index), "mask", u.Mask.String())
 		},

@@ -1,4 +1,4 @@
-package changelog
+package store
 
 // Benchmarks measure the log against raw Pebble doing the same work, in
 // the same run, interleaved A/B, and report ratios (medians of reps).
@@ -27,6 +27,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/fidlog/fidlog/changelog"
 	"github.com/fidlog/fidlog/fid"
 )
 
@@ -98,9 +99,9 @@ func nsKV(i uint64) ([]byte, []byte) {
 	return k, make([]byte, 100)
 }
 
-func benchRecord(i uint64) *Record {
-	return &Record{Type: CLCreate, TFID: fid.FID{Seq: fid.SeqNormal, Oid: uint32(i)}, PFID: fid.Root,
-		Name: fmt.Sprintf("%0*d", benchNameLen, i), JobID: "touch.0", ExtraFlags: ExtraUIDGID | ExtraNID | ExtraNIDBE, NID: "192.168.1.10@tcp"}
+func benchRecord(i uint64) *changelog.Record {
+	return &changelog.Record{Type: changelog.CLCreate, TFID: fid.FID{Seq: fid.SeqNormal, Oid: uint32(i)}, PFID: fid.Root,
+		Name: fmt.Sprintf("%0*d", benchNameLen, i), JobID: "touch.0", ExtraFlags: changelog.ExtraUIDGID | changelog.ExtraNID | changelog.ExtraNIDBE, NID: "192.168.1.10@tcp"}
 }
 
 // runConc runs op from conc goroutines for d and returns ops/s.
@@ -163,11 +164,11 @@ func BenchmarkAppend(b *testing.B) {
 						defer bt.Close()
 						_ = bt.Set(k, v, nil)
 						r := benchRecord(i)
-						r.Index = Index(idx.Add(1))
+						r.Index = changelog.Index(idx.Add(1))
 						var rk [9]byte
 						rk[0] = 'r'
 						binary.BigEndian.PutUint64(rk[1:], uint64(r.Index))
-						_ = bt.Set(rk[:], Encode(r), nil)
+						_ = bt.Set(rk[:], changelog.Encode(r), nil)
 						return bt.Commit(pebble.Sync)
 					})
 					db.Close()
@@ -191,7 +192,7 @@ func BenchmarkAppend(b *testing.B) {
 						bt := db.NewBatch()
 						defer bt.Close()
 						_ = bt.Set(k, v, nil)
-						_, err := l.Commit(bt, []*Record{benchRecord(i)})
+						_, err := l.Commit(bt, []*changelog.Record{benchRecord(i)})
 						return err
 					})
 					opsPerSync.add(float64(n) / float64(max(syncs.Load(), 1)))
@@ -218,7 +219,7 @@ func fillLog(b *testing.B, l *Log, db *pebble.DB, n int) time.Duration {
 	start := time.Now()
 	var p *Pending
 	for i := 0; i < n; i += 1000 {
-		recs := make([]*Record, 0, 1000)
+		recs := make([]*changelog.Record, 0, 1000)
 		for j := i; j < min(i+1000, n); j++ {
 			recs = append(recs, benchRecord(uint64(j)))
 		}

@@ -1,4 +1,4 @@
-package changelog
+package store
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fidlog/fidlog/changelog"
 )
 
 // sanity 160g: with changelog_max_idle_indexes=2 the lagging user goes and
@@ -18,7 +20,7 @@ func TestGCIdleIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 4 {
-		e.op(CLCreate, fmt.Sprint(i))
+		e.op(changelog.CLCreate, fmt.Sprint(i))
 	}
 	if _, err := e.log.Clear("cl1", 3); err != nil { // 1 behind: fine
 		t.Fatal(err)
@@ -36,15 +38,15 @@ func TestGCIdleIndexes(t *testing.T) {
 	}
 	// The evicted user is told so, by name, on clear and on lookup.
 	_, err = e.log.Clear("cl2", 0)
-	var ev *EvictedError
-	if !errors.As(err, &ev) || !errors.Is(err, ErrEvicted) || ev.User != "cl2" || !strings.Contains(err.Error(), "cl2") {
+	var ev *changelog.EvictedError
+	if !errors.As(err, &ev) || !errors.Is(err, changelog.ErrEvicted) || ev.User != "cl2" || !strings.Contains(err.Error(), "cl2") {
 		t.Fatalf("clear by evicted user: %v", err)
 	}
-	if _, err := e.log.UserMask("2"); !errors.Is(err, ErrEvicted) {
+	if _, err := e.log.UserMask("2"); !errors.Is(err, changelog.ErrEvicted) {
 		t.Fatalf("lookup of evicted user: %v", err)
 	}
 	e.restart()
-	if _, err := e.log.Clear("cl2", 0); !errors.Is(err, ErrEvicted) {
+	if _, err := e.log.Clear("cl2", 0); !errors.Is(err, changelog.ErrEvicted) {
 		t.Fatalf("eviction not remembered across restart: %v", err)
 	}
 }
@@ -57,12 +59,12 @@ func TestGCIdleTime(t *testing.T) {
 	if err := e.log.UpdateSettings(func(s *Settings) error { return s.SetParam("changelog_max_idle_time", "10") }); err != nil {
 		t.Fatal(err)
 	}
-	e.op(CLCreate, "a")
+	e.op(changelog.CLCreate, "a")
 	e.clock.Advance(11 * time.Second)
 	if _, err := e.log.Clear("keeper", 0); err != nil {
 		t.Fatal(err)
 	}
-	e.op(CLCreate, "b")
+	e.op(changelog.CLCreate, "b")
 	if n, _ := e.log.RunGC(); n != 1 {
 		t.Fatalf("evicted %d", n)
 	}
@@ -76,15 +78,15 @@ func TestGCIdleTime(t *testing.T) {
 func TestIdleProductRule(t *testing.T) {
 	s := DefaultSettings()
 	now := time.Unix(1e9, 0)
-	u := &User{Index: 1, Time: now.Add(-10 * 24 * time.Hour)}
+	u := &changelog.User{Index: 1, Time: now.Add(-10 * 24 * time.Hour)}
 	if !tooIdle(&s, 1+5e8, u, now) {
 		t.Fatal("10 days × 5e8 indexes must be too idle")
 	}
-	if tooIdle(&s, 1+5e8, &User{Index: 1, Time: now.Add(-time.Hour)}, now) {
+	if tooIdle(&s, 1+5e8, &changelog.User{Index: 1, Time: now.Add(-time.Hour)}, now) {
 		t.Fatal("1 hour × 5e8 indexes must not be too idle")
 	}
 	// Caught-up users are never too idle.
-	if tooIdle(&s, 1, &User{Index: 1, Time: now.Add(-100 * 24 * time.Hour)}, now) {
+	if tooIdle(&s, 1, &changelog.User{Index: 1, Time: now.Add(-100 * 24 * time.Hour)}, now) {
 		t.Fatal("caught-up user evicted")
 	}
 }
@@ -102,13 +104,13 @@ func TestGCTriggeredByWrites(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	e.op(CLCreate, "a") // first write after start checks: 1 behind is fine
-	e.op(CLCreate, "b") // 2 behind, but within min_gc_interval: no check
+	e.op(changelog.CLCreate, "a") // first write after start checks: 1 behind is fine
+	e.op(changelog.CLCreate, "b") // 2 behind, but within min_gc_interval: no check
 	if len(e.log.Users()) != 2 {
 		t.Fatal("GC ran before min_gc_interval passed")
 	}
 	e.clock.Advance(2 * time.Second)
-	e.op(CLCreate, "c")
+	e.op(changelog.CLCreate, "c")
 	deadline := time.Now().Add(5 * time.Second)
 	for len(e.log.Users()) != 0 {
 		if time.Now().After(deadline) {
@@ -131,17 +133,17 @@ func TestCapacity(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 5 {
-		e.op(CLCreate, fmt.Sprint(i))
+		e.op(changelog.CLCreate, fmt.Sprint(i))
 	}
 	if _, err := e.log.Clear("cl2", 2); err != nil {
 		t.Fatal(err)
 	}
 	// cl1 (index 0) lags most and is evicted to make room.
-	e.op(CLCreate, "5")
+	e.op(changelog.CLCreate, "5")
 	if u := e.log.Users(); len(u) != 1 || u[0].ID != 2 {
 		t.Fatalf("users %+v", u)
 	}
-	if _, err := e.log.Clear("cl1", 0); !errors.Is(err, ErrEvicted) || !strings.Contains(err.Error(), "capacity") {
+	if _, err := e.log.Clear("cl1", 0); !errors.Is(err, changelog.ErrEvicted) || !strings.Contains(err.Error(), "capacity") {
 		t.Fatalf("evicted user: %v", err)
 	}
 	if got := e.indices(); got[0] != 3 || len(got) != 4 {
@@ -152,13 +154,13 @@ func TestCapacity(t *testing.T) {
 	if err := e.log.UpdateSettings(func(s *Settings) error { return s.SetParam("changelog_free_space_gc", "0") }); err != nil {
 		t.Fatal(err)
 	}
-	e.op(CLCreate, "6") // 5 retained
+	e.op(changelog.CLCreate, "6") // 5 retained
 	cur := e.log.State().Current
 	b := e.db.NewBatch()
 	_ = b.Set([]byte("ns/full"), []byte("x"), nil)
-	_, err := e.log.Apply(b, []*Record{{Type: CLCreate, Name: "full"}})
+	_, err := e.log.Apply(b, []*changelog.Record{{Type: changelog.CLCreate, Name: "full"}})
 	b.Close()
-	if !errors.Is(err, ErrNoSpace) {
+	if !errors.Is(err, changelog.ErrNoSpace) {
 		t.Fatalf("append at cap: %v", err)
 	}
 	if e.hasKey("ns/full") || e.log.State().Current != cur {
@@ -168,7 +170,7 @@ func TestCapacity(t *testing.T) {
 	if _, err := e.log.Clear("cl2", 0); err != nil {
 		t.Fatal(err)
 	}
-	if r := e.op(CLCreate, "full"); r.Index != cur+1 {
+	if r := e.op(changelog.CLCreate, "full"); r.Index != cur+1 {
 		t.Fatalf("index after recovery = %d, want %d (no gap)", r.Index, cur+1)
 	}
 }
@@ -179,9 +181,9 @@ func TestPurgeReclaimsSpace(t *testing.T) {
 	e := newEnv(t)
 	u := e.register("", "")
 	for i := 0; i < 40000; i += 1000 {
-		recs := make([]*Record, 1000)
+		recs := make([]*changelog.Record, 1000)
 		for j := range recs {
-			recs[j] = &Record{Type: CLCreate, Name: fmt.Sprintf("file-%08d", i+j), JobID: "j"}
+			recs[j] = &changelog.Record{Type: changelog.CLCreate, Name: fmt.Sprintf("file-%08d", i+j), JobID: "j"}
 		}
 		b := e.db.NewBatch()
 		if _, err := e.log.Commit(b, recs); err != nil {
@@ -222,9 +224,9 @@ func TestCapacityEvictsLastUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		e.op(CLCreate, fmt.Sprint(i))
+		e.op(changelog.CLCreate, fmt.Sprint(i))
 	}
-	r := e.op(CLCreate, "evicts")
+	r := e.op(changelog.CLCreate, "evicts")
 	if st := e.log.State(); st.On || st.Current != 3 || r.Index != 0 {
 		t.Fatalf("after evicting the last user: state %+v, record index %d", st, r.Index)
 	}

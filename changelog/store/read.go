@@ -1,19 +1,21 @@
-package changelog
+package store
 
 import (
 	"context"
 	"errors"
+
+	"github.com/fidlog/fidlog/changelog"
 )
 
 // ReadOptions select records to read.
 type ReadOptions struct {
 	// Start is the first index wanted; records below the first retained
 	// one are gone, so reading starts at max(Start, first retained).
-	Start Index
+	Start changelog.Index
 	// End is the last index wanted; 0 means up to the durable watermark.
-	End Index
+	End changelog.Index
 	// Mask keeps only these types; 0 keeps all.
-	Mask Mask
+	Mask changelog.Mask
 	// Limit stops after this many delivered records; 0 means no limit.
 	Limit int
 }
@@ -21,13 +23,13 @@ type ReadOptions struct {
 // Entry is one stored record as read: its index, type and encoding. Raw is
 // valid only during the callback; copy it to keep it.
 type Entry struct {
-	Index Index
-	Type  Type
+	Index changelog.Index
+	Type  changelog.Type
 	Raw   []byte
 }
 
 // Decode decodes the entry's record.
-func (e Entry) Decode() (*Record, error) { return Decode(e.Raw) }
+func (e Entry) Decode() (*changelog.Record, error) { return changelog.Decode(e.Raw) }
 
 // errStop ends a scan early without error.
 var errStop = errors.New("stop")
@@ -40,13 +42,13 @@ var ErrStop = errStop
 // to continue from: one past the last record examined. Records above the
 // durable watermark are never returned, even though Pebble may already
 // show them.
-func (l *Log) Scan(ctx context.Context, o ReadOptions, fn func(Entry) error) (Index, error) {
+func (l *Log) Scan(ctx context.Context, o ReadOptions, fn func(Entry) error) (changelog.Index, error) {
 	l.mu.Lock()
 	first := l.mu.purged + 1
 	closed := l.mu.closed
 	l.mu.Unlock()
 	if closed {
-		return o.Start, ErrClosed
+		return o.Start, changelog.ErrClosed
 	}
 	start := max(o.Start, first)
 	end := l.Durable()
@@ -74,9 +76,9 @@ func (l *Log) Scan(ctx context.Context, o ReadOptions, fn func(Entry) error) (In
 		v := it.Value()
 		idx := l.keys.recordIndex(it.Key())
 		next = idx + 1
-		t, ok := PeekType(v)
+		t, ok := changelog.PeekType(v)
 		if !ok {
-			return idx, errors.Join(ErrCorrupt, errors.New("undecodable record"))
+			return idx, errors.Join(changelog.ErrCorrupt, errors.New("undecodable record"))
 		}
 		if o.Mask != 0 && !o.Mask.Has(t) {
 			continue
@@ -99,8 +101,8 @@ func (l *Log) Scan(ctx context.Context, o ReadOptions, fn func(Entry) error) (In
 }
 
 // Read returns decoded durable records per o.
-func (l *Log) Read(ctx context.Context, o ReadOptions) ([]*Record, Index, error) {
-	var out []*Record
+func (l *Log) Read(ctx context.Context, o ReadOptions) ([]*changelog.Record, changelog.Index, error) {
+	var out []*changelog.Record
 	next, err := l.Scan(ctx, o, func(e Entry) error {
 		r, err := e.Decode()
 		if err != nil {

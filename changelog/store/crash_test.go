@@ -1,4 +1,4 @@
-package changelog
+package store
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/fidlog/fidlog/changelog"
 )
 
 // TestCrash crashes the filesystem (pebble's crashable MemFS, keeping a
@@ -26,7 +27,7 @@ func TestCrash(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	fs := vfs.NewCrashableMem()
-	var prevCurrent Index
+	var prevCurrent changelog.Index
 	opts := func(fs vfs.FS) *pebble.Options {
 		return &pebble.Options{FS: fs, Logger: quietLogger{}, FlushDelayDeleteRange: time.Second, MemTableSize: 256 << 10}
 	}
@@ -52,7 +53,7 @@ func TestCrash(t *testing.T) {
 		userBefore := l.Users()[0]
 
 		var mu sync.Mutex
-		acked := map[Index]string{}
+		acked := map[changelog.Index]string{}
 		var stop atomic.Bool
 		var wg sync.WaitGroup
 		for w := range 32 {
@@ -61,8 +62,8 @@ func TestCrash(t *testing.T) {
 					name := fmt.Sprintf("it%d-w%d-%d", it, w, i)
 					b := db.NewBatch()
 					_ = b.Set([]byte("ns/"+name), []byte(name), nil)
-					r := &Record{Type: CLCreate, Name: name}
-					_, err := l.Commit(b, []*Record{r})
+					r := &changelog.Record{Type: changelog.CLCreate, Name: name}
+					_, err := l.Commit(b, []*changelog.Record{r})
 					b.Close()
 					if err != nil {
 						return
@@ -76,7 +77,7 @@ func TestCrash(t *testing.T) {
 		time.Sleep(time.Duration(5+rng.IntN(20)) * time.Millisecond)
 		// Only acknowledgements that happened before the crash must survive.
 		mu.Lock()
-		mustHave := make(map[Index]string, len(acked))
+		mustHave := make(map[changelog.Index]string, len(acked))
 		for k, v := range acked {
 			mustHave[k] = v
 		}
@@ -100,7 +101,7 @@ func TestCrash(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := map[Index]string{}
+		got := map[changelog.Index]string{}
 		for i, r := range recs {
 			if i > 0 && r.Index != recs[i-1].Index+1 {
 				t.Fatalf("iteration %d: index gap %d -> %d", it, recs[i-1].Index, r.Index)
@@ -118,7 +119,7 @@ func TestCrash(t *testing.T) {
 			}
 		}
 		st = l.State()
-		var maxAcked Index
+		var maxAcked changelog.Index
 		for idx := range mustHave {
 			maxAcked = max(maxAcked, idx)
 		}

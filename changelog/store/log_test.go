@@ -1,4 +1,4 @@
-package changelog
+package store
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/fidlog/fidlog/changelog"
 	"github.com/fidlog/fidlog/fid"
 )
 
@@ -80,21 +81,21 @@ func (e *testEnv) restart() {
 }
 
 // op commits a namespace-like key and one record of type t.
-func (e *testEnv) op(t Type, name string) *Record {
+func (e *testEnv) op(t changelog.Type, name string) *changelog.Record {
 	e.t.Helper()
-	r := &Record{Type: t, TFID: fid.FID{Seq: fid.SeqNormal, Oid: 1}, PFID: fid.Root, Name: name}
+	r := &changelog.Record{Type: t, TFID: fid.FID{Seq: fid.SeqNormal, Oid: 1}, PFID: fid.Root, Name: name}
 	b := e.db.NewBatch()
 	defer b.Close()
 	if err := b.Set([]byte("ns/"+name), []byte("x"), nil); err != nil {
 		e.t.Fatal(err)
 	}
-	if _, err := e.log.Commit(b, []*Record{r}); err != nil {
+	if _, err := e.log.Commit(b, []*changelog.Record{r}); err != nil {
 		e.t.Fatalf("commit %s %s: %v", t, name, err)
 	}
 	return r
 }
 
-func (e *testEnv) register(name, mask string) User {
+func (e *testEnv) register(name, mask string) changelog.User {
 	e.t.Helper()
 	u, err := e.log.Register(RegisterOptions{Name: name, Mask: mask, HasMask: mask != ""})
 	if err != nil {
@@ -103,9 +104,9 @@ func (e *testEnv) register(name, mask string) User {
 	return u
 }
 
-func (e *testEnv) indices() []Index {
+func (e *testEnv) indices() []changelog.Index {
 	e.t.Helper()
-	var out []Index
+	var out []changelog.Index
 	if _, err := e.log.Scan(context.Background(), ReadOptions{}, func(en Entry) error {
 		out = append(out, en.Index)
 		return nil
@@ -126,7 +127,7 @@ func (e *testEnv) hasKey(k string) bool {
 
 func TestNoUsersMeansOff(t *testing.T) {
 	e := newEnv(t)
-	r := e.op(CLCreate, "a")
+	r := e.op(changelog.CLCreate, "a")
 	if r.Index != 0 || e.log.State().Current != 0 || len(e.indices()) != 0 {
 		t.Fatalf("recorded with no users: index %d state %+v", r.Index, e.log.State())
 	}
@@ -134,14 +135,14 @@ func TestNoUsersMeansOff(t *testing.T) {
 		t.Fatal("the namespace change must commit even with changelogs off")
 	}
 	e.register("", "")
-	if r := e.op(CLCreate, "b"); r.Index != 1 {
+	if r := e.op(changelog.CLCreate, "b"); r.Index != 1 {
 		t.Fatalf("first record index = %d, want 1", r.Index)
 	}
 	if _, err := e.log.Deregister("cl1", false); err != nil {
 		t.Fatal(err)
 	}
 	// sanity 160a: after deregistering the only user the index does not move.
-	e.op(CLCreate, "c")
+	e.op(changelog.CLCreate, "c")
 	if st := e.log.State(); st.Current != 1 || st.On || len(e.indices()) != 0 {
 		t.Fatalf("after deregister: %+v, records %v", st, e.indices())
 	}
@@ -153,7 +154,7 @@ func TestNoUsersMeansOff(t *testing.T) {
 	if u.ID != 2 || u.Index != 1 {
 		t.Fatalf("new user %+v: want cl2 at index 1 (ids never reused)", u)
 	}
-	if r := e.op(CLCreate, "d"); r.Index != 2 {
+	if r := e.op(changelog.CLCreate, "d"); r.Index != 2 {
 		t.Fatalf("index after restart = %d, want 2", r.Index)
 	}
 }
@@ -161,18 +162,18 @@ func TestNoUsersMeansOff(t *testing.T) {
 func TestRegisterRules(t *testing.T) {
 	e := newEnv(t)
 	u := e.register("test_160o", "unlnk+close+open")
-	if u.DisplayName() != "cl1-test_160o" || u.Mask != MaskOf(CLMark, CLUnlink, CLOpen, CLClose) {
+	if u.DisplayName() != "cl1-test_160o" || u.Mask != changelog.MaskOf(changelog.CLMark, changelog.CLUnlink, changelog.CLOpen, changelog.CLClose) {
 		t.Fatalf("user %+v %s", u, u.DisplayName())
 	}
 	for _, tc := range []struct {
 		name, mask string
 		err        error
 	}{
-		{"Tt3_-#", "", ErrBadUser},
-		{"test_160o", "", ErrUserExists},
-		{"test_160toolongname", "", ErrNameTooLong},
-		{"9abc", "", ErrBadUser},
-		{"ok", "CREATE", ErrBadMask},
+		{"Tt3_-#", "", changelog.ErrBadUser},
+		{"test_160o", "", changelog.ErrUserExists},
+		{"test_160toolongname", "", changelog.ErrNameTooLong},
+		{"9abc", "", changelog.ErrBadUser},
+		{"ok", "CREATE", changelog.ErrBadMask},
 	} {
 		_, err := e.log.Register(RegisterOptions{Name: tc.name, Mask: tc.mask, HasMask: tc.mask != ""})
 		if !errors.Is(err, tc.err) {
@@ -195,7 +196,7 @@ func TestRegisterRules(t *testing.T) {
 func TestUsersText(t *testing.T) {
 	e := newEnv(t)
 	e.register("", "MARK,UNLNK,OPEN,CLOSE")
-	e.op(CLUnlink, "a")
+	e.op(changelog.CLUnlink, "a")
 	e.clock.Advance(2 * time.Second)
 	e.register("watcher", "")
 	e.clock.Advance(3600 * time.Second)
@@ -220,7 +221,7 @@ func TestEffectiveMask(t *testing.T) {
 	e := newEnv(t)
 	// Server mask MINMASK: a maskless user brings DEFMASK (sanity 160q).
 	e.register("", "")
-	if got := e.log.State().Effective; got != DefMask {
+	if got := e.log.State().Effective; got != changelog.DefMask {
 		t.Fatalf("effective %s, want DEFMASK", got)
 	}
 	if _, err := e.log.Deregister("1", false); err != nil {
@@ -231,7 +232,7 @@ func TestEffectiveMask(t *testing.T) {
 	if _, err := e.log.SetMask("MARK+HSM"); err != nil {
 		t.Fatal(err)
 	}
-	want := MaskOf(CLMark, CLHSM, CLUnlink, CLClose, CLOpen)
+	want := changelog.MaskOf(changelog.CLMark, changelog.CLHSM, changelog.CLUnlink, changelog.CLClose, changelog.CLOpen)
 	if got := e.log.State().Effective; got != want {
 		t.Fatalf("effective %s, want %s", got, want)
 	}
@@ -244,25 +245,25 @@ func TestEffectiveMask(t *testing.T) {
 	if _, err := e.log.SetMask("MARK"); err != nil {
 		t.Fatal(err)
 	}
-	if !e.log.State().Effective.Has(CLHardlink) {
+	if !e.log.State().Effective.Has(changelog.CLHardlink) {
 		t.Fatal("HLINK missing with server mask MARK and a maskless user")
 	}
 	if _, err := e.log.SetMask("CLOSE,UNLNK"); err != nil {
 		t.Fatal(err)
 	}
-	if e.log.State().Effective.Has(CLHardlink) {
+	if e.log.State().Effective.Has(changelog.CLHardlink) {
 		t.Fatal("HLINK must disappear with server mask CLOSE,UNLNK")
 	}
 	// A relative mask from MINMASK starts from DEFMASK (test-framework's +hsm).
 	if _, err := e.log.SetMask("MARK"); err != nil {
 		t.Fatal(err)
 	}
-	if m, err := e.log.SetMask("+hsm"); err != nil || m != DefMask {
+	if m, err := e.log.SetMask("+hsm"); err != nil || m != changelog.DefMask {
 		t.Fatalf("+hsm from MINMASK = %s, %v; want DEFMASK", m, err)
 	}
 	// A bad mask changes nothing.
 	before := e.log.Settings().Mask
-	if _, err := e.log.SetMask("+bogus"); !errors.Is(err, ErrBadMask) {
+	if _, err := e.log.SetMask("+bogus"); !errors.Is(err, changelog.ErrBadMask) {
 		t.Fatalf("bad mask: %v", err)
 	}
 	if e.log.Settings().Mask != before {
@@ -279,13 +280,13 @@ func TestEffectiveMask(t *testing.T) {
 func TestMaskFiltersRecords(t *testing.T) {
 	e := newEnv(t)
 	e.register("", "")
-	if r := e.op(CLOpen, "a"); r.Index != 0 {
+	if r := e.op(changelog.CLOpen, "a"); r.Index != 0 {
 		t.Fatal("OPEN is not in DEFMASK and must not be recorded")
 	}
-	if r := e.op(CLCreate, "b"); r.Index != 1 {
+	if r := e.op(changelog.CLCreate, "b"); r.Index != 1 {
 		t.Fatalf("CREAT index %d", r.Index)
 	}
-	if e.log.Enabled(CLOpen) || !e.log.Enabled(CLCreate) {
+	if e.log.Enabled(changelog.CLOpen) || !e.log.Enabled(changelog.CLCreate) {
 		t.Fatal("Enabled disagrees with the effective mask")
 	}
 }
@@ -295,7 +296,7 @@ func TestClearAndPurge(t *testing.T) {
 	e.register("", "")
 	e.register("", "")
 	for i := range 10 {
-		e.op(CLCreate, fmt.Sprint("f", i))
+		e.op(changelog.CLCreate, fmt.Sprint("f", i))
 	}
 	// Clear cl1 to 3: cl2 still needs everything.
 	if _, err := e.log.Clear("cl1", 3); err != nil {
@@ -323,18 +324,18 @@ func TestClearAndPurge(t *testing.T) {
 	}
 	// Beyond the current index: an error naming the value; nothing changes.
 	_, err := e.log.Clear("cl1", 1000000000)
-	var re *RangeError
-	if !errors.As(err, &re) || !errors.Is(err, ErrOutOfRange) || !strings.Contains(err.Error(), "1000000000") {
+	var re *changelog.RangeError
+	if !errors.As(err, &re) || !errors.Is(err, changelog.ErrOutOfRange) || !strings.Contains(err.Error(), "1000000000") {
 		t.Fatalf("clear beyond current: %v", err)
 	}
 	// Unknown user.
-	if _, err := e.log.Clear("cl77", 0); !errors.Is(err, ErrUnknownUser) || !strings.Contains(err.Error(), "cl77") {
+	if _, err := e.log.Clear("cl77", 0); !errors.Is(err, changelog.ErrUnknownUser) || !strings.Contains(err.Error(), "cl77") {
 		t.Fatalf("unknown user: %v", err)
 	}
-	if _, err := e.log.Deregister("cl77", false); !errors.Is(err, ErrUnknownUser) {
+	if _, err := e.log.Deregister("cl77", false); !errors.Is(err, changelog.ErrUnknownUser) {
 		t.Fatalf("deregister unknown: %v", err)
 	}
-	if _, err := e.log.Deregister("bogus!", false); !errors.Is(err, ErrBadUser) {
+	if _, err := e.log.Deregister("bogus!", false); !errors.Is(err, changelog.ErrBadUser) {
 		t.Fatalf("deregister bad ref: %v", err)
 	}
 	// Clear with 0 means current; deregistering cl2 then purges everything.
@@ -362,7 +363,7 @@ func TestDeregisterByName(t *testing.T) {
 	e := newEnv(t)
 	e.register("u1", "creat+unlnk")
 	e.register("u2", "mkdir+rmdir")
-	if _, err := e.log.Deregister("u1", false); !errors.Is(err, ErrBadUser) {
+	if _, err := e.log.Deregister("u1", false); !errors.Is(err, changelog.ErrBadUser) {
 		t.Fatalf("name without byName: %v", err)
 	}
 	if u, err := e.log.Deregister("u1", true); err != nil || u.ID != 1 {
@@ -381,12 +382,12 @@ func TestConcurrentContiguous(t *testing.T) {
 	const writers, per = 32, 50
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	acked := map[Index]string{}
+	acked := map[changelog.Index]string{}
 	for w := range writers {
 		wg.Go(func() {
 			for i := range per {
 				name := fmt.Sprintf("w%d-%d", w, i)
-				r := e.op(CLCreate, name)
+				r := e.op(changelog.CLCreate, name)
 				mu.Lock()
 				acked[r.Index] = name
 				mu.Unlock()
@@ -405,7 +406,7 @@ func TestConcurrentContiguous(t *testing.T) {
 		t.Fatalf("%d records, want %d", len(recs), writers*per)
 	}
 	for i, r := range recs {
-		if r.Index != Index(i+1) {
+		if r.Index != changelog.Index(i+1) {
 			t.Fatalf("record %d has index %d: gap or reorder", i, r.Index)
 		}
 		if acked[r.Index] != r.Name {
@@ -419,10 +420,10 @@ func TestConcurrentContiguous(t *testing.T) {
 func TestDurableWatermark(t *testing.T) {
 	e := newEnv(t)
 	e.register("", "")
-	e.op(CLCreate, "a")
+	e.op(changelog.CLCreate, "a")
 	b := e.db.NewBatch()
 	defer b.Close()
-	p, err := e.log.Apply(b, []*Record{{Type: CLCreate, Name: "b"}})
+	p, err := e.log.Apply(b, []*changelog.Record{{Type: changelog.CLCreate, Name: "b"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +444,7 @@ func TestDurableWatermark(t *testing.T) {
 	if _, err := e.log.WaitDurable(ctx, 1); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("follower woke before the sync: %v", err)
 	}
-	done := make(chan Index)
+	done := make(chan changelog.Index)
 	go func() {
 		d, _ := e.log.WaitDurable(context.Background(), 1)
 		done <- d
@@ -463,11 +464,11 @@ func TestScanOptions(t *testing.T) {
 	e := newEnv(t)
 	e.register("u1", "creat+unlnk")
 	e.register("u2", "mkdir+rmdir")
-	for _, typ := range []Type{CLCreate, CLCreate, CLMkdir, CLMkdir, CLUnlink, CLRmdir} {
+	for _, typ := range []changelog.Type{changelog.CLCreate, changelog.CLCreate, changelog.CLMkdir, changelog.CLMkdir, changelog.CLUnlink, changelog.CLRmdir} {
 		e.op(typ, "x")
 	}
-	count := func(o ReadOptions) []Index {
-		var out []Index
+	count := func(o ReadOptions) []changelog.Index {
+		var out []changelog.Index
 		if _, err := e.log.Scan(context.Background(), o, func(en Entry) error { out = append(out, en.Index); return nil }); err != nil {
 			t.Fatal(err)
 		}
@@ -477,7 +478,7 @@ func TestScanOptions(t *testing.T) {
 	if got := count(ReadOptions{Mask: m1}); len(got) != 3 {
 		t.Fatalf("u1 mask: %v", got)
 	}
-	req, _ := ParseMask("creat+rmdir", DefMask)
+	req, _ := changelog.ParseMask("creat+rmdir", changelog.DefMask)
 	if got := count(ReadOptions{Mask: m1 & req}); len(got) != 2 {
 		t.Fatalf("u1 ∩ creat+rmdir: %v", got)
 	}
@@ -491,7 +492,7 @@ func TestScanOptions(t *testing.T) {
 	if next != 7 {
 		t.Fatalf("next after full scan = %d", next)
 	}
-	if _, err := e.log.UserMask("nobody"); !errors.Is(err, ErrUnknownUser) {
+	if _, err := e.log.UserMask("nobody"); !errors.Is(err, changelog.ErrUnknownUser) {
 		t.Fatalf("unknown user mask: %v", err)
 	}
 }
@@ -501,7 +502,7 @@ func TestFollowManyWaiters(t *testing.T) {
 	e.register("", "")
 	const followers = 48
 	var wg sync.WaitGroup
-	got := make([]Index, followers)
+	got := make([]changelog.Index, followers)
 	for i := range followers {
 		wg.Go(func() {
 			d, err := e.log.WaitDurable(context.Background(), 0)
@@ -512,7 +513,7 @@ func TestFollowManyWaiters(t *testing.T) {
 		})
 	}
 	time.Sleep(10 * time.Millisecond) // let them block; correctness does not depend on it
-	e.op(CLCreate, "a")
+	e.op(changelog.CLCreate, "a")
 	wg.Wait()
 	for i, d := range got {
 		if d < 1 {
@@ -525,7 +526,7 @@ func TestOrphansDroppedOnOpen(t *testing.T) {
 	e := newEnv(t)
 	e.register("", "")
 	for i := range 5 {
-		e.op(CLCreate, fmt.Sprint(i))
+		e.op(changelog.CLCreate, fmt.Sprint(i))
 	}
 	// Simulate an interrupted purge: move the user's point without purging.
 	b := e.db.NewBatch()
@@ -570,7 +571,7 @@ func TestSettingsParams(t *testing.T) {
 	} {
 		before := e.log.Settings()
 		err := e.log.UpdateSettings(func(s *Settings) error { return s.SetParam(tc.name, tc.value) })
-		if !errors.Is(err, ErrBadParam) || !strings.Contains(err.Error(), tc.value) {
+		if !errors.Is(err, changelog.ErrBadParam) || !strings.Contains(err.Error(), tc.value) {
 			t.Errorf("%s=%s: %v", tc.name, tc.value, err)
 		}
 		if e.log.Settings() != before {

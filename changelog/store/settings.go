@@ -1,10 +1,12 @@
-package changelog
+package store
 
 import (
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fidlog/fidlog/changelog"
 )
 
 // Lustre's defaults for the changelog parameters (mdd_device.c, mdd_internal.h).
@@ -22,7 +24,7 @@ const (
 // Settings are the persistent changelog parameters of one MDT.
 type Settings struct {
 	// Mask is the server mask (changelog_mask). Default MinMask.
-	Mask Mask `json:"mask"`
+	Mask changelog.Mask `json:"mask"`
 	// GC enables idle-user garbage collection (changelog_gc).
 	GC bool `json:"gc"`
 	// FreeSpaceGC lets a full log evict the most lagging user instead of
@@ -42,7 +44,7 @@ type Settings struct {
 // DefaultSettings returns Lustre's defaults.
 func DefaultSettings() Settings {
 	return Settings{
-		Mask:           MinMask,
+		Mask:           changelog.MinMask,
 		GC:             true,
 		FreeSpaceGC:    true,
 		MaxIdleTime:    DefaultMaxIdleTime,
@@ -77,7 +79,7 @@ func FormatBool(b bool) string {
 // Mask is not handled here (it needs the relative starting point).
 func (s *Settings) SetParam(name, value string) error {
 	v := strings.TrimSpace(value)
-	bad := func(reason string) error { return &ParamError{Name: name, Value: value, Reason: reason} }
+	bad := func(reason string) error { return &changelog.ParamError{Name: name, Value: value, Reason: reason} }
 	switch name {
 	case "changelog_gc", "changelog_free_space_gc":
 		b, ok := ParseBool(v)
@@ -145,4 +147,88 @@ var ParamNames = []string{
 	"changelog_mask", "changelog_gc", "changelog_free_space_gc",
 	"changelog_max_idle_time", "changelog_max_idle_indexes",
 	"changelog_min_gc_interval", "changelog_max_records",
+}
+
+// Settings returns the current settings.
+func (l *Log) Settings() Settings {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mu.settings
+}
+
+// UpdateSettings applies fn to a copy of the settings and, if fn succeeds,
+// persists the result durably and recalculates the effective mask. If fn
+// fails nothing changes.
+func (l *Log) UpdateSettings(fn func(s *Settings) error) error {
+	seq, err := l.updateSettings(fn)
+	if err != nil {
+		return err
+	}
+	return l.syncTo(seq)
+}
+
+func (l *Log) updateSettings(fn func(s *Settings) error) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usableLocked(); err != nil {
+		return 0, err
+	}
+	s := l.mu.settings
+	if err := fn(&s); err != nil {
+		return 0, err
+	}
+	b := l.db.NewBatch()
+	defer b.Close()
+	if err := l.putJSON(b, l.keys.meta("settings"), s); err != nil {
+		return 0, err
+	}
+	seq, err := l.commitLocked(b)
+	if err != nil {
+		return 0, err
+	}
+	l.mu.settings = s
+	l.recalcMaskLocked()
+	return seq, nil
+}
+
+// SetMask sets the server mask (changelog_mask) from Lustre's mask syntax.
+// A relative string starts from the current server mask, or from DefMask
+// when the server mask is exactly MinMask. A bad string changes nothing.
+func (l *Log) SetMask(text string) (changelog.Mask, error) {
+	var out changelog.Mask
+	err := l.UpdateSettings(func(s *Settings) error {
+		rel := s.Mask
+		if rel == changelog.MinMask {
+			rel = changelog.DefMask
+		}
+		m, err := changelog.ParseMask(text, rel)
+		if err != nil {
+			return err
+		}
+		s.Mask, out = m, m
+		return nil
+	})
+	return out, err
+}
+
+// recalcMaskLocked recomputes the effective mask (mdd_changelog_recalc_mask):
+// the server mask, plus each user's stored mask, plus DefMask for each
+// maskless user while the server mask is MinMask.
+func (l *Log) recalcMaskLocked() {
+	srv := l.mu.settings.Mask
+	eff := srv
+	for _, u := range l.mu.users {
+		switch {
+		case u.Mask != 0:
+			eff |= u.Mask
+		case srv == changelog.MinMask:
+			eff |= changelog.DefMask
+		}
+	}
+	l.mu.effective = eff
+	g := uint64(eff)
+	if len(l.mu.users) > 0 {
+		g |= 1 << 32
+	}
+	l.gate.Store(g)
 }

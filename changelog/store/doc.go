@@ -1,0 +1,67 @@
+// Package store is the MDT changelog on Pebble: a sequencer that assigns
+// contiguous indices in commit order, a durable watermark for readers and
+// followers, registered users, purge and space reclaim, idle and capacity
+// GC, and the persistent changelog settings. Records and their format are
+// package changelog.
+//
+// Files: log.go (open, load, state), sequencer.go (Apply, Pending),
+// watermark.go (sync, durable watermark, followers), users.go (register,
+// clear, deregister), purge.go (purge, reclaim), gc.go (eviction),
+// read.go (Scan, Read), settings.go, keys.go (key schema under the prefix).
+//
+// # Invariants
+//
+//   - Atomic: records are added to the caller's batch and commit with it
+//     (Apply), so a namespace change and its records are one Pebble batch.
+//     If the records cannot be stored (cap reached, write error) the batch
+//     does not commit.
+//   - Contiguous indices in commit order: indices are assigned under the
+//     log's lock in the same critical section that commits the batch to the
+//     WAL (NoSync), so WAL order is index order and no index is skipped.
+//   - Durable before acknowledged: Pending.Wait syncs the WAL (one
+//     LogData(nil, Sync) covers every batch applied before it; concurrent
+//     waiters share fsyncs) and only then returns. No lock is held across
+//     the fsync.
+//   - Durable watermark: Pebble shows a batch before its WAL sync, so readers
+//     (Scan, WaitDurable) never go past Durable(), which is published only
+//     after a covering sync.
+//   - The index never goes back: the current index is persisted with every
+//     user change and purge, so it survives a purge of every record and a
+//     restart. User IDs are never reused (the last ID is persisted).
+//   - Purge to the lowest point: after every clear and deregistration,
+//     records with index <= min(user points) are deleted with one
+//     DeleteRange over [old floor+1, new floor+1) in the same batch as the
+//     user update; ranges never overlap. A reclaimer compacts the purged span
+//     shortly after a large purge so the sstables at its edges, which also
+//     hold other keys, give the space back. No users means changelogs are
+//     off: nothing is recorded and the index does not move.
+//   - Clear is monotonic and idempotent; clearing past the current index is
+//     an error and changes nothing.
+//   - Bounded: idle users are evicted by GC (Lustre's idle rules) and, at
+//     the retained-records cap, the most lagging user is evicted; an evicted
+//     user is told so by name (changelog.EvictedError). With nothing
+//     evictable, Apply fails with changelog.ErrNoSpace.
+//
+// # Lustre quirks and what this package does instead
+//
+//   - MARK records are never written (Lustre's writer has returned early
+//     since 2012 because MARK is always in the mask).
+//   - At start all users are read (Lustre reads only the last user record).
+//   - Registration validates before assigning an ID (no gaps), and IDs are
+//     never reused across restarts (Lustre re-seeds from the highest
+//     remaining user).
+//   - A clear below the user's point succeeds as a no-op (Lustre HEAD
+//     returns ENOENT, older releases EINVAL; the user is kept in all).
+//   - Maskless users stay maskless whether or not they have a name.
+//
+// # Goroutines and locking
+//
+// The Log owns two goroutines, the GC loop and the reclaimer; Close stops
+// both and waits for them.
+//
+// Log.mu guards the sequencer state (current index, users, settings); it is
+// held while a batch is committed with NoSync and never across a sync.
+// Log.dmu guards the durable watermark and the follower wake-up channel; it
+// is never held while taking mu (lock order: mu, then dmu). Event callbacks
+// run with mu held.
+package store

@@ -1,0 +1,145 @@
+package store
+
+import (
+	"time"
+
+	"github.com/fidlog/fidlog/changelog"
+)
+
+// tooIdle is Lustre's mdd_changelog_is_too_idle.
+func tooIdle(s *Settings, cur changelog.Index, u *changelog.User, now time.Time) bool {
+	if u.Index >= cur {
+		return false
+	}
+	idx := uint64(cur - u.Index)
+	secs := max(int64(now.Sub(u.Time)/time.Second), 0)
+	if idx > s.MaxIdleIndexes || time.Duration(secs)*time.Second > s.MaxIdleTime {
+		return true
+	}
+	// idle_time × idle_indexes > 86400 × 2^32, without overflow.
+	return secs > 0 && idx > idleProductLimit/uint64(secs)
+}
+
+// victimLocked picks the user GC would evict: among users behind the
+// current index (caught-up users are never evicted) that are too idle, or
+// any of them when anyIdle, the one with the smallest index.
+func (l *Log) victimLocked(any bool) *changelog.User {
+	now := l.opts.Clock()
+	var v *changelog.User
+	for _, u := range l.mu.users {
+		if u.Index >= l.mu.current {
+			continue
+		}
+		if !any && !tooIdle(&l.mu.settings, l.mu.current, u, now) {
+			continue
+		}
+		if v == nil || u.Index < v.Index {
+			v = u
+		}
+	}
+	return v
+}
+
+// evictLocked force-deregisters u and remembers why.
+func (l *Log) evictLocked(u *changelog.User, reason string) (uint64, error) {
+	unprocessed := uint64(l.mu.current - u.Index)
+	now := l.opts.Clock()
+	ev := &changelog.EvictedError{User: u.DisplayName(), Reason: reason, At: now.Unix(), Index: u.Index, Unprocessed: unprocessed}
+	seq, err := l.removeUserLocked(u, ev)
+	if err != nil {
+		return 0, err
+	}
+	l.opts.Logger.Warn("changelog_user_evicted", "device", l.opts.Device, "user", u.DisplayName(),
+		"reason", reason, "idle_seconds", int64(now.Sub(u.Time)/time.Second), "unprocessed", unprocessed)
+	if f := l.opts.Events.UserEvicted; f != nil {
+		f(*u, reason, unprocessed)
+	}
+	return seq, nil
+}
+
+// makeRoomLocked ensures n more records fit under MaxRecords, evicting the
+// most lagging users when space GC is on. Eviction batches commit before
+// the caller's batch and are synced with it.
+func (l *Log) makeRoomLocked(n uint64) error {
+	s := &l.mu.settings
+	for {
+		retained := uint64(l.mu.current - l.mu.purged)
+		if retained+n <= s.MaxRecords {
+			return nil
+		}
+		var v *changelog.User
+		if s.GC && s.FreeSpaceGC {
+			v = l.victimLocked(true)
+		}
+		if v == nil {
+			return &changelog.NoSpaceError{Retained: retained, Cap: s.MaxRecords}
+		}
+		if _, err := l.evictLocked(v, "capacity"); err != nil {
+			return err
+		}
+	}
+}
+
+// maybeKickGCLocked runs Lustre's GC trigger after records are written: at
+// most once per MinGCInterval (the first write after start always checks),
+// wake the GC goroutine if the most idle user is too idle.
+func (l *Log) maybeKickGCLocked() {
+	s := &l.mu.settings
+	if !s.GC {
+		return
+	}
+	now := l.opts.Clock()
+	if !l.mu.lastGCChk.IsZero() && now.Sub(l.mu.lastGCChk) <= s.MinGCInterval {
+		return
+	}
+	l.mu.lastGCChk = now
+	if l.victimLocked(false) != nil {
+		select {
+		case l.gcKick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// RunGC evicts every too-idle user now, as the GC thread does, and returns
+// how many were evicted.
+func (l *Log) RunGC() (int, error) {
+	n := 0
+	for {
+		seq, err := l.gcOnce()
+		if err != nil || seq == 0 {
+			return n, err
+		}
+		if err := l.syncTo(seq); err != nil {
+			return n, err
+		}
+		n++
+	}
+}
+
+// gcOnce evicts the most idle too-idle user, if any; seq 0 means none.
+func (l *Log) gcOnce() (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usableLocked(); err != nil || !l.mu.settings.GC {
+		return 0, err
+	}
+	v := l.victimLocked(false)
+	if v == nil {
+		return 0, nil
+	}
+	return l.evictLocked(v, "idle")
+}
+
+func (l *Log) gcLoop() {
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-l.gcKick:
+			if _, err := l.RunGC(); err != nil {
+				l.opts.Logger.Error("changelog_gc_failed", "device", l.opts.Device, "err", err)
+			}
+		}
+	}
+}

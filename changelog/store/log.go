@@ -1,0 +1,368 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/fidlog/fidlog/changelog"
+)
+
+// Options configure a Log. The zero value is usable after EnsureDefaults.
+type Options struct {
+	// KeyPrefix is prepended to every key the log owns in the shared DB.
+	// Default "c".
+	KeyPrefix []byte
+	// Device is the MDT name used in messages ("lustre-MDT0000").
+	Device string
+	// Clock returns the wall time; default time.Now.
+	Clock func() time.Time
+	// Logger receives the log's own messages; default slog.Default().
+	Logger *slog.Logger
+	// Events are optional callbacks (metrics, logs). They run with the
+	// log's lock held and must not call back into the Log.
+	Events EventListener
+	// Defaults are the settings of a log that has none stored yet;
+	// default DefaultSettings().
+	Defaults *Settings
+	// MaxEvicted bounds the remembered evictions (default 1024).
+	MaxEvicted int
+}
+
+// EventListener holds optional callbacks for things worth logging or
+// counting. Any field may be nil.
+type EventListener struct {
+	ChangelogOn      func()
+	ChangelogOff     func()
+	UserRegistered   func(u changelog.User)
+	UserDeregistered func(u changelog.User)
+	UserEvicted      func(u changelog.User, reason string, unprocessed uint64)
+	Purged           func(from, to changelog.Index)
+	Appended         func(recs []*changelog.Record)
+	WriteError       func(err error)
+}
+
+// EnsureDefaults fills unset options.
+func (o *Options) EnsureDefaults() *Options {
+	if o == nil {
+		o = &Options{}
+	}
+	if len(o.KeyPrefix) == 0 {
+		o.KeyPrefix = []byte("c")
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Defaults == nil {
+		d := DefaultSettings()
+		o.Defaults = &d
+	}
+	if o.MaxEvicted <= 0 {
+		o.MaxEvicted = 1024
+	}
+	if o.Device == "" {
+		o.Device = "lustre-MDT0000"
+	}
+	return o
+}
+
+// State is a snapshot of the log's positions and masks.
+type State struct {
+	// Current is the index of the last record assigned (current_index).
+	Current changelog.Index
+	// Durable is the highest index known synced; readers stop there.
+	Durable changelog.Index
+	// First is the lowest retained index (Purged+1); First > Current means
+	// the log is empty.
+	First changelog.Index
+	// On is true while at least one user is registered.
+	On bool
+	// Effective is the mask records are filtered by (changelog_current_mask).
+	Effective changelog.Mask
+	// Users is the number of registered users.
+	Users int
+}
+
+type persistState struct {
+	Current    changelog.Index `json:"current"`
+	Purged     changelog.Index `json:"purged"`
+	LastUserID uint32          `json:"last_user_id"`
+}
+
+// Log is a changelog on Pebble: a sequencer that assigns contiguous indices
+// in commit order, a durable watermark, registered users, purge and GC.
+type Log struct {
+	db   *pebble.DB
+	opts Options
+	keys keyspace
+
+	mu struct {
+		sync.Mutex
+		current    changelog.Index
+		purged     changelog.Index
+		lastUserID uint32
+		users      []*changelog.User // by ID
+		evicted    map[uint32]*changelog.EvictedError
+		settings   Settings
+		effective  changelog.Mask
+		failed     error
+		seq        uint64 // batches applied
+		lastGCChk  time.Time
+		closed     bool
+	}
+
+	gate     atomic.Uint64 // bit 32: on; low bits: effective mask
+	epoch    atomic.Uint64 // time-record dedup restart point
+	applied  atomic.Uint64 // highest seq whose batch is applied
+	appliedI atomic.Uint64 // highest index whose batch is applied
+	syncSeq  atomic.Uint64 // highest seq known synced
+
+	dmu struct {
+		sync.Mutex
+		durable changelog.Index
+		ch      chan struct{} // closed and replaced when durable advances
+	}
+
+	gcKick      chan struct{}
+	compactKick chan struct{}
+	// compactFrom is the purge floor already compacted (reclaimer only).
+	compactFrom atomic.Uint64
+	stop        chan struct{}
+	wg          sync.WaitGroup
+}
+
+// Open opens the changelog kept in db under opts.KeyPrefix. db stays owned
+// by the caller and must outlive the Log. Open drops orphan records below
+// the lowest user point (all records when no user is registered).
+func Open(db *pebble.DB, opts *Options) (*Log, error) {
+	o := *opts.EnsureDefaults()
+	l := &Log{db: db, opts: o, keys: keyspace{prefix: o.KeyPrefix}, gcKick: make(chan struct{}, 1),
+		compactKick: make(chan struct{}, 1), stop: make(chan struct{})}
+	l.dmu.ch = make(chan struct{})
+	if err := l.load(); err != nil {
+		return nil, err
+	}
+	l.compactFrom.Store(uint64(l.mu.purged))
+	l.wg.Add(2)
+	go func() { defer l.wg.Done(); l.gcLoop() }()
+	go func() { defer l.wg.Done(); l.reclaimLoop() }()
+	return l, nil
+}
+
+func (l *Log) load() error {
+	st := persistState{}
+	if ok, err := l.getJSON(l.keys.meta("state"), &st); err != nil {
+		return err
+	} else if !ok {
+		st = persistState{}
+	}
+	set := *l.opts.Defaults
+	if _, err := l.getJSON(l.keys.meta("settings"), &set); err != nil {
+		return err
+	}
+	l.mu.settings = set
+	l.mu.lastUserID = st.LastUserID
+	l.mu.evicted = map[uint32]*changelog.EvictedError{}
+
+	// Users.
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: l.keys.userPrefix(), UpperBound: l.keys.userEnd()})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		u := new(changelog.User)
+		if err := json.Unmarshal(it.Value(), u); err != nil {
+			it.Close()
+			return fmt.Errorf("%w: user record %x: %v", changelog.ErrCorrupt, it.Key(), err)
+		}
+		l.mu.users = append(l.mu.users, u)
+		l.mu.lastUserID = max(l.mu.lastUserID, u.ID)
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	// Evictions.
+	it, err = l.db.NewIter(&pebble.IterOptions{LowerBound: l.keys.evictPrefix(), UpperBound: l.keys.evictEnd()})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		e := new(changelog.EvictedError)
+		if err := json.Unmarshal(it.Value(), e); err == nil {
+			l.mu.evicted[binary.BigEndian.Uint32(it.Key()[len(it.Key())-4:])] = e
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+
+	// Current index: the last record, or the persisted value (which
+	// survives purging everything), or a user's point.
+	cur := st.Current
+	first, last, any, err := l.recordBounds()
+	if err != nil {
+		return err
+	}
+	if any {
+		cur = max(cur, last)
+	}
+	for _, u := range l.mu.users {
+		cur = max(cur, u.Index)
+	}
+	l.mu.current = cur
+	floor := cur
+	for _, u := range l.mu.users {
+		floor = min(floor, u.Index)
+	}
+	if any && first <= floor {
+		// Orphans left by an interrupted purge, or records of a log
+		// whose users are all gone.
+		b := l.db.NewBatch()
+		_ = b.DeleteRange(l.keys.record(0), l.keys.record(floor+1), nil)
+		if err := l.putState(b, persistState{Current: cur, Purged: floor, LastUserID: l.mu.lastUserID}); err != nil {
+			b.Close()
+			return err
+		}
+		if err := b.Commit(pebble.Sync); err != nil {
+			return fmt.Errorf("%w: dropping orphan records: %v", changelog.ErrIO, err)
+		}
+		l.opts.Logger.Info("changelog_orphans_dropped", "device", l.opts.Device, "first", uint64(first), "to", uint64(floor))
+	}
+	l.mu.purged = floor
+	l.recalcMaskLocked()
+	l.dmu.durable = cur
+	l.appliedI.Store(uint64(cur))
+	return nil
+}
+
+// recordBounds returns the first and last stored record indices.
+func (l *Log) recordBounds() (first, last changelog.Index, any bool, err error) {
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: l.keys.record(0), UpperBound: l.keys.recordEnd()})
+	if err != nil {
+		return 0, 0, false, err
+	}
+	defer it.Close()
+	if !it.First() {
+		return 0, 0, false, it.Error()
+	}
+	first = l.keys.recordIndex(it.Key())
+	it.Last()
+	last = l.keys.recordIndex(it.Key())
+	return first, last, true, it.Error()
+}
+
+// Close stops the GC goroutine and wakes followers. It does not close the DB.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.mu.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.mu.closed = true
+	l.mu.Unlock()
+	close(l.stop)
+	l.wg.Wait()
+	return nil
+}
+
+// Device returns the MDT name.
+func (l *Log) Device() string { return l.opts.Device }
+
+// Enabled reports whether a record of type t would be recorded now:
+// changelogs are on and t is in the effective mask. It takes no lock.
+func (l *Log) Enabled(t changelog.Type) bool {
+	g := l.gate.Load()
+	return g&(1<<32) != 0 && changelog.Mask(g).Has(t)
+}
+
+// EffectiveMask returns the effective mask, or 0 while changelogs are off.
+func (l *Log) EffectiveMask() changelog.Mask {
+	g := l.gate.Load()
+	if g&(1<<32) == 0 {
+		return 0
+	}
+	return changelog.Mask(g)
+}
+
+// Epoch returns the time-record dedup restart point: it changes whenever
+// changelogs turn on or off and whenever a clear purges records. MTIME,
+// CTIME and ATIME are not recorded for an object that already had a record
+// in the current epoch.
+func (l *Log) Epoch() uint64 { return l.epoch.Load() }
+
+func (l *Log) usableLocked() error {
+	if l.mu.closed {
+		return changelog.ErrClosed
+	}
+	return l.mu.failed
+}
+
+func (l *Log) writeErrorLocked(err error) {
+	if f := l.opts.Events.WriteError; f != nil {
+		f(err)
+	}
+}
+
+// State returns a snapshot of positions and masks.
+func (l *Log) State() State {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stateLocked()
+}
+
+func (l *Log) stateLocked() State {
+	return State{
+		Current:   l.mu.current,
+		Durable:   l.Durable(),
+		First:     l.mu.purged + 1,
+		On:        len(l.mu.users) > 0,
+		Effective: l.mu.effective,
+		Users:     len(l.mu.users),
+	}
+}
+
+// Size estimates the bytes used by retained records and users
+// (changelog_size).
+func (l *Log) Size() (uint64, error) {
+	return l.db.EstimateDiskUsage(l.keys.prefix, l.keys.prefixEnd())
+}
+
+func (l *Log) putState(b *pebble.Batch, st persistState) error {
+	return l.putJSON(b, l.keys.meta("state"), st)
+}
+
+func (l *Log) putStateLocked(b *pebble.Batch) error {
+	return l.putState(b, persistState{Current: l.mu.current, Purged: l.mu.purged, LastUserID: l.mu.lastUserID})
+}
+
+func (l *Log) putJSON(b *pebble.Batch, key []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Set(key, data, nil)
+}
+
+func (l *Log) getJSON(key []byte, v any) (bool, error) {
+	val, closer, err := l.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer closer.Close()
+	if err := json.Unmarshal(val, v); err != nil {
+		return false, fmt.Errorf("%w: %s: %v", changelog.ErrCorrupt, key, err)
+	}
+	return true, nil
+}

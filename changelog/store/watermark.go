@@ -1,0 +1,76 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/fidlog/fidlog/changelog"
+)
+
+// syncTo makes every batch up to seq durable and publishes the durable
+// watermark. The WAL is written in commit order, which is index order, so
+// one sync covers every batch applied before it was issued.
+func (l *Log) syncTo(seq uint64) error {
+	if l.syncSeq.Load() >= seq {
+		return nil
+	}
+	// Everything applied so far is covered by the sync below.
+	s := l.applied.Load()
+	idx := changelog.Index(l.appliedI.Load())
+	if err := l.db.LogData(nil, pebble.Sync); err != nil {
+		l.mu.Lock()
+		if l.mu.failed == nil {
+			l.mu.failed = fmt.Errorf("%w: wal sync: %v", changelog.ErrIO, err)
+		}
+		l.writeErrorLocked(err)
+		l.mu.Unlock()
+		return fmt.Errorf("%w: wal sync: %v", changelog.ErrIO, err)
+	}
+	for {
+		old := l.syncSeq.Load()
+		if old >= s || l.syncSeq.CompareAndSwap(old, s) {
+			break
+		}
+	}
+	l.publishDurable(idx)
+	return nil
+}
+
+func (l *Log) publishDurable(idx changelog.Index) {
+	l.dmu.Lock()
+	if idx > l.dmu.durable {
+		l.dmu.durable = idx
+		close(l.dmu.ch)
+		l.dmu.ch = make(chan struct{})
+	}
+	l.dmu.Unlock()
+}
+
+// Durable returns the durable watermark: every record up to it is synced.
+func (l *Log) Durable() changelog.Index {
+	l.dmu.Lock()
+	defer l.dmu.Unlock()
+	return l.dmu.durable
+}
+
+// WaitDurable blocks until the durable watermark passes after, the context
+// ends, or the log closes. It returns the watermark. Followers are woken by
+// commits; there is no polling.
+func (l *Log) WaitDurable(ctx context.Context, after changelog.Index) (changelog.Index, error) {
+	for {
+		l.dmu.Lock()
+		d, ch := l.dmu.durable, l.dmu.ch
+		l.dmu.Unlock()
+		if d > after {
+			return d, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return d, ctx.Err()
+		case <-l.stop:
+			return d, changelog.ErrClosed
+		}
+	}
+}
