@@ -19,6 +19,9 @@ var (
 	ErrNameTooLong = errors.New("changelog: user name too long")
 	// ErrOutOfRange: an end record is beyond the current index (EINVAL).
 	ErrOutOfRange = errors.New("changelog: record out of range")
+	// ErrBehind: a clear to an index below the user's cleared point
+	// (ENOENT, as Lustre's mdd_changelog_clear). Nothing changed.
+	ErrBehind = errors.New("changelog: clear below the user's point")
 	// ErrNoSpace: the retained-records cap is reached and no consumer can be
 	// evicted (ENOSPC). The caller's batch was not committed.
 	ErrNoSpace = errors.New("changelog: no space for changelog records")
@@ -88,6 +91,19 @@ func (e *RangeError) Error() string {
 
 // Unwrap returns ErrOutOfRange.
 func (e *RangeError) Unwrap() error { return ErrOutOfRange }
+
+// BehindError reports a clear to an index below the user's cleared point.
+type BehindError struct {
+	User       string // display name
+	End, Index Index  // the requested end and the user's point
+}
+
+func (e *BehindError) Error() string {
+	return fmt.Sprintf("changelog user %s has cleared up to %d: cannot clear back to %d", e.User, e.Index, e.End)
+}
+
+// Unwrap returns ErrBehind.
+func (e *BehindError) Unwrap() error { return ErrBehind }
 
 // EvictedError tells a consumer, by name, that garbage collection removed it.
 type EvictedError struct {

@@ -186,6 +186,29 @@ func Test160l(t *testing.T) {
 	if ts := e.types(0); !slices.Equal(ts, []string{"MTIME"}) {
 		t.Fatalf("after clear: %v", ts)
 	}
+	// Lustre resets the dedup point (mc_starttime) on every successful
+	// clear, also one that purges nothing because another user lags, and
+	// one to the user's own point (mdd_changelog_clear ->
+	// mdd_changelog_llog_cancel).
+	e.register("")
+	_, err = e.m.Setattr(ctx, root, "d/f", SetattrArgs{Mtime: &mt})
+	ok(t, err)
+	start = e.current() + 1
+	_, err = e.m.Setattr(ctx, root, "d/f", SetattrArgs{Mtime: &mt})
+	ok(t, err)
+	if ts := e.types(start); len(ts) != 0 {
+		t.Fatalf("second MTIME in one epoch: %v", ts)
+	}
+	cl1, _ := e.m.log.User("cl1")
+	_, err = e.m.log.Clear("cl1", cl1.Index) // to its own point: purges nothing
+	ok(t, err)
+	_, err = e.m.Setattr(ctx, root, "d/f", SetattrArgs{Mtime: &mt})
+	ok(t, err)
+	if ts := e.types(start); !slices.Equal(ts, []string{"MTIME"}) {
+		t.Fatalf("after a clear that purged nothing: %v", ts)
+	}
+	_, err = e.m.log.Deregister("cl2", false)
+	ok(t, err)
 	// A fresh file's CREAT suppresses its MTIME in the same epoch.
 	e.setParam("mdd.*.changelog_mask", "+CREAT")
 	e.touch(root, "d/g")
@@ -318,8 +341,15 @@ func Test160x(t *testing.T) {
 	}
 	_, err := e.m.log.Clear("cl1", 200)
 	ok(t, err)
+	// Backwards: ENOENT as Lustre's mdd_changelog_clear (no user record
+	// updated), and nothing changes.
 	_, err = e.m.log.Clear("cl1", 100)
-	ok(t, err)
+	if Errno(err) != 2 {
+		t.Fatalf("backwards clear: %v (errno %d), want ENOENT", err, Errno(err))
+	}
+	if u, _ := e.m.log.User("cl1"); u.Index != 200 {
+		t.Fatalf("backwards clear moved cl1 to %d", u.Index)
+	}
 	if n := len(e.m.log.Users()); n != 3 {
 		t.Fatalf("%d users left", n)
 	}
@@ -484,10 +514,23 @@ func TestHSM604(t *testing.T) {
 	if ts := e.types(start); !slices.Equal(ts, []string{"OPEN", "CLOSE"}) {
 		t.Fatalf("open after denial: %v", ts)
 	}
-	// deniednext=0 records every denial; the value persists.
-	e.setParam("mdd.lustre-MDT0000.changelog_deniednext", "0")
+	// As mdd_open measures it: the window is fixed when a denial is
+	// recorded (now + the deniednext of that moment). Lowering the
+	// parameter does not shorten a window already running.
 	_, err = e.m.Setattr(ctx, root, "f", SetattrArgs{Mode: ptr[uint32](0600)})
 	ok(t, err)
+	e.clock.Advance(20 * time.Second)
+	start = e.current() + 1
+	deny() // recorded: the last recorded one was 20 s ago; next in 20 s
+	e.setParam("mdd.lustre-MDT0000.changelog_deniednext", "0")
+	e.clock.Advance(19 * time.Second)
+	deny() // still inside the 20 s window set when recorded
+	if ts := e.types(start); !slices.Equal(ts, []string{"NOPEN"}) {
+		t.Fatalf("denial inside a window recorded under deniednext=20: %v", ts)
+	}
+	e.clock.Advance(time.Second)
+	// At the window's end (not only after it) the next denial is recorded,
+	// and with deniednext=0 every denial after it too; the value persists.
 	start = e.current() + 1
 	deny()
 	deny()

@@ -144,6 +144,7 @@ func Errno(err error) syscall.Errno {
 		{ErrTooBig, syscall.E2BIG},
 		{changelog.ErrUnknownUser, syscall.ENOENT},
 		{changelog.ErrEvicted, syscall.ENOENT},
+		{changelog.ErrBehind, syscall.ENOENT},
 		{changelog.ErrUserExists, syscall.EEXIST},
 		{changelog.ErrNameTooLong, syscall.ENAMETOOLONG},
 		{changelog.ErrBadUser, syscall.EINVAL},

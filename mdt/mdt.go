@@ -247,8 +247,9 @@ type MDT struct {
 		// reserved counts opens under way: each holds a slot below
 		// MaxOpenHandles until it has its handle or failed.
 		reserved int
-		// denied holds when a denied open of a key was last recorded
-		// (changelog_deniednext is applied at each denial).
+		// denied holds, per key, the earliest time the next denied open
+		// is recorded: the last recorded denial plus the
+		// changelog_deniednext of that moment (mdd's mou_deniednext).
 		denied *lru.Cache[openKey, time.Time]
 	}
 }

@@ -198,12 +198,14 @@ func (m *MDT) deniedLocked(cl *caller, f fid.FID, flags uint32) *store.Pending {
 		return nil
 	}
 	key := openKey{fid: f, uid: cl.id.UID, gid: cl.id.GID, mode: changelog.ModeString(flags)}
+	// As mdd_open: a recorded denial sets the key's "next allowed" time
+	// to now + changelog_deniednext (the value at that moment); a denial
+	// before that time is not recorded and does not move it.
 	now := m.opts.Clock()
-	dn := time.Duration(m.deniedNext.Load()) * time.Second
 	m.omu.Lock()
-	last, seen := m.omu.denied.Get(key)
+	next, seen := m.omu.denied.Get(key)
 	m.omu.Unlock()
-	if seen && dn > 0 && now.Before(last.Add(dn)) {
+	if seen && now.Before(next) {
 		return nil
 	}
 	t := m.newTxn(cl)
@@ -220,8 +222,9 @@ func (m *MDT) deniedLocked(cl *caller, f fid.FID, flags uint32) *store.Pending {
 		m.opts.Logger.Warn("nopen_not_recorded", "device", m.dev, "fid", f.String(), "err", err)
 		return nil
 	}
+	dn := time.Duration(m.deniedNext.Load()) * time.Second
 	m.omu.Lock()
-	m.omu.denied.Add(key, now)
+	m.omu.denied.Add(key, now.Add(dn))
 	m.omu.Unlock()
 	return pend
 }

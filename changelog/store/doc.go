@@ -36,7 +36,12 @@
 //     hold other keys, give the space back. No users means changelogs are
 //     off: nothing is recorded and the index does not move.
 //   - Clear is monotonic and idempotent; clearing past the current index is
-//     an error and changes nothing.
+//     an error and changes nothing. Clearing below the user's point changes
+//     nothing and loses nobody; as in Lustre's mdd_changelog_clear it is
+//     ENOENT (changelog.BehindError), while clearing to the user's own point
+//     succeeds.
+//   - Every successful clear and every deregistration starts a new
+//     time-record dedup epoch (Lustre's mc_starttime), purge or not.
 //   - Bounded: idle users are evicted by GC (Lustre's idle rules) and, at
 //     the retained-records cap, the most lagging user is evicted; an evicted
 //     user is told so by name (changelog.EvictedError). With nothing
@@ -50,9 +55,6 @@
 //   - Registration validates before assigning an ID (no gaps), and IDs are
 //     never reused across restarts (Lustre re-seeds from the highest
 //     remaining user).
-//   - A clear below the user's point succeeds as a no-op (Lustre HEAD
-//     returns ENOENT, older releases EINVAL; the user is kept in all).
-//   - Maskless users stay maskless whether or not they have a name.
 //
 // # Goroutines and locking
 //

@@ -199,11 +199,16 @@ func TestUsersText(t *testing.T) {
 	e.op(changelog.CLUnlink, "a")
 	e.clock.Advance(2 * time.Second)
 	e.register("watcher", "")
+	e.register("", "")
 	e.clock.Advance(3600 * time.Second)
+	// A named maskless user registered under MINMASK stores DEFMASK and
+	// shows it; an unnamed one shows none (mdd_changelog_user_register,
+	// mdd_chlg_usermask; sanity 160q).
 	want := "current_index: 1\n" +
 		"ID                            index (idle) mask\n" +
 		"cl1                               0 (3602) mask=MARK,UNLNK,OPEN,CLOSE\n" +
-		"cl2-watcher                       1 (3600)\n"
+		"cl2-watcher                       1 (3600) mask=MARK,CREAT,MKDIR,HLINK,SLINK,MKNOD,UNLNK,RMDIR,RENME,RNMTO,CLOSE,LYOUT,TRUNC,SATTR,XATTR,HSM,MTIME,CTIME,MIGRT,FLRW,RESYNC\n" +
+		"cl3                               1 (3600)\n"
 	if got := e.log.UsersText(); got != want {
 		t.Fatalf("UsersText:\n%s\nwant:\n%s", got, want)
 	}
@@ -315,12 +320,18 @@ func TestClearAndPurge(t *testing.T) {
 	if st := e.log.State(); st.First != 4 {
 		t.Fatalf("first %d", st.First)
 	}
-	// Clearing backwards is a no-op that loses nobody (sanity 160x).
-	if u, err := e.log.Clear("cl2", 2); err != nil || u.Index != 5 {
-		t.Fatalf("backwards clear: %+v %v", u, err)
+	// Clearing backwards changes nothing and loses nobody (sanity 160x);
+	// like Lustre's mdd_changelog_clear it reports ENOENT (ErrBehind).
+	var be *changelog.BehindError
+	if _, err := e.log.Clear("cl2", 2); !errors.As(err, &be) || !errors.Is(err, changelog.ErrBehind) || be.Index != 5 || be.End != 2 {
+		t.Fatalf("backwards clear: %v", err)
 	}
-	if len(e.log.Users()) != 2 {
-		t.Fatal("backwards clear lost a user")
+	if u, _ := e.log.User("cl2"); u.Index != 5 || len(e.log.Users()) != 2 {
+		t.Fatalf("backwards clear changed a user: %+v", e.log.Users())
+	}
+	// Clearing to the user's own point succeeds (idempotent).
+	if u, err := e.log.Clear("cl2", 5); err != nil || u.Index != 5 {
+		t.Fatalf("clear to own point: %+v %v", u, err)
 	}
 	// Beyond the current index: an error naming the value; nothing changes.
 	_, err := e.log.Clear("cl1", 1000000000)

@@ -22,7 +22,10 @@ type RegisterOptions struct {
 // Register adds a user whose point is the current index. IDs are assigned
 // only after the name and mask are valid, so a failed registration leaves
 // no gap (Lustre consumes an ID first). Registering the first user turns
-// changelogs on.
+// changelogs on. As in Lustre, a user registered with a name and no mask
+// while the server mask is MinMask stores DefMask (and changelog_users
+// shows it); an unnamed one, or one registered under another server mask,
+// stays maskless.
 func (l *Log) Register(opts RegisterOptions) (changelog.User, error) {
 	if opts.Name != "" {
 		if err := changelog.ValidateUserName(opts.Name); err != nil {
@@ -59,6 +62,13 @@ func (l *Log) register(opts RegisterOptions, mask changelog.Mask) (changelog.Use
 	}
 	if l.mu.lastUserID == ^uint32(0) {
 		return changelog.User{}, 0, changelog.ErrTooManyUsers
+	}
+	if !opts.HasMask && opts.Name != "" && l.mu.settings.Mask == changelog.MinMask {
+		// mdd_changelog_user_register: a maskless user registered while
+		// the server mask is MINMASK gets DEFMASK, and a named one keeps
+		// it (its v2 record stores the mask; an unnamed one's v1 record
+		// has no mask field, so it stays maskless).
+		mask = changelog.DefMask
 	}
 	u := &changelog.User{ID: l.mu.lastUserID + 1, Name: opts.Name, Mask: mask, Index: l.mu.current, Time: l.opts.Clock()}
 	b := l.db.NewBatch()
@@ -241,6 +251,7 @@ func (l *Log) removeUserLocked(u *changelog.User, ev *changelog.EvictedError) (u
 		return 0, err
 	}
 	l.recalcMaskLocked()
+	l.epoch.Add(1) // Lustre's deregistration cancels records: a new dedup epoch
 	if f := l.opts.Events.UserDeregistered; f != nil && ev == nil {
 		f(*u)
 	}
@@ -259,9 +270,13 @@ func (l *Log) removeUserLocked(u *changelog.User, ev *changelog.EvictedError) (u
 //
 // end beyond the current index is an error (*RangeError) and changes
 // nothing; an unknown user is *UserError(ErrUnknownUser); a user removed by
-// GC is *EvictedError. end below the user's point is a successful no-op:
-// the point never goes back and the user is never lost (Lustre 2.17.57
-// returns ENOENT here, which looks unintended; older releases EINVAL).
+// GC is *EvictedError. end below the user's point is *BehindError
+// (ErrBehind, ENOENT as in Lustre's mdd_changelog_clear, where no user
+// record was updated) and changes nothing: the point never goes back and
+// the user is never lost. end equal to the user's point succeeds and only
+// refreshes the user's idle time. Every successful clear starts a new
+// time-record dedup epoch (Lustre resets mc_starttime on each one), even
+// when nothing is purged.
 func (l *Log) Clear(ref string, end changelog.Index) (changelog.User, error) {
 	u, seq, err := l.clear(ref, end)
 	if err != nil || seq == 0 {
@@ -287,7 +302,7 @@ func (l *Log) clear(ref string, end changelog.Index) (changelog.User, uint64, er
 		return changelog.User{}, 0, &changelog.RangeError{End: end, Current: l.mu.current}
 	}
 	if end < u.Index {
-		return *u, 0, nil
+		return changelog.User{}, 0, &changelog.BehindError{User: u.DisplayName(), End: end, Index: u.Index}
 	}
 	nu := *u
 	nu.Index, nu.Time = end, l.opts.Clock()
@@ -310,6 +325,7 @@ func (l *Log) clear(ref string, end changelog.Index) (changelog.User, uint64, er
 		*u, l.mu.purged = old, oldPurged
 		return changelog.User{}, 0, err
 	}
+	l.epoch.Add(1)
 	return nu, seq, nil
 }
 

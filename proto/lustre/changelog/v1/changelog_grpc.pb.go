@@ -83,10 +83,11 @@ type ChangelogServiceClient interface {
 	// Clear tells the MDT that a consumer has processed every record up to and
 	// including end_record (lfs changelog_clear), then purges the records that
 	// every consumer has cleared. Clear is monotonic and idempotent: clearing
-	// to the consumer's current point only refreshes its idle timer, clearing
-	// below it changes nothing and succeeds. Errors: INVALID_ARGUMENT when
-	// end_record is above the current index (EINVAL, nothing changes),
-	// NOT_FOUND for an unknown consumer (ENOENT), INVALID_ARGUMENT for a
+	// to the consumer's current point only refreshes its idle timer; clearing
+	// below it changes nothing and, as Lustre's mdd_changelog_clear, is
+	// NOT_FOUND (ENOENT). Errors: INVALID_ARGUMENT when end_record is above
+	// the current index (EINVAL, nothing changes), NOT_FOUND for an unknown
+	// consumer or a clear below its point (ENOENT), INVALID_ARGUMENT for a
 	// malformed user text (EINVAL).
 	Clear(ctx context.Context, in *ClearRequest, opts ...grpc.CallOption) (*ClearResponse, error)
 	// ListUsers lists the registered consumers with their positions (the
@@ -239,10 +240,11 @@ type ChangelogServiceServer interface {
 	// Clear tells the MDT that a consumer has processed every record up to and
 	// including end_record (lfs changelog_clear), then purges the records that
 	// every consumer has cleared. Clear is monotonic and idempotent: clearing
-	// to the consumer's current point only refreshes its idle timer, clearing
-	// below it changes nothing and succeeds. Errors: INVALID_ARGUMENT when
-	// end_record is above the current index (EINVAL, nothing changes),
-	// NOT_FOUND for an unknown consumer (ENOENT), INVALID_ARGUMENT for a
+	// to the consumer's current point only refreshes its idle timer; clearing
+	// below it changes nothing and, as Lustre's mdd_changelog_clear, is
+	// NOT_FOUND (ENOENT). Errors: INVALID_ARGUMENT when end_record is above
+	// the current index (EINVAL, nothing changes), NOT_FOUND for an unknown
+	// consumer or a clear below its point (ENOENT), INVALID_ARGUMENT for a
 	// malformed user text (EINVAL).
 	Clear(context.Context, *ClearRequest) (*ClearResponse, error)
 	// ListUsers lists the registered consumers with their positions (the
