@@ -274,6 +274,9 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(met.reg, promhttp.HandlerOpts{Registry: met.reg}))
+		status := newStatusPage(m, time.Now)
+		defer status.Close()
+		mux.Handle("/", status)
 		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		attrs = append(attrs, "metrics", ml.Addr().String())
 	}
