@@ -192,3 +192,36 @@ func TestFollowReconnects(t *testing.T) {
 		t.Fatalf("cleared to %d on exit, want 6", n)
 	}
 }
+
+// TestFollowNoClear: with NoClear, Follow hands every record but never
+// clears, not even when it returns; the caller's Clear is the only one.
+func TestFollowNoClear(t *testing.T) {
+	e := newEnv(t, func(o *api.Options) { o.HeartbeatInterval = 20 * time.Millisecond })
+	c := e.local()
+	ctx := ctxT(t)
+	register(t, c, "exporter", "")
+	touch(t, c, "", "a", 10) // 1..10
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu   sync.Mutex
+		last changelog.Index
+	)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Follow(fctx, device, "exporter", func(recs []*changelog.Record) error {
+			mu.Lock()
+			defer mu.Unlock()
+			last = recs[len(recs)-1].Index
+			return nil
+		}, client.FollowOptions{ClearRecords: 1, ClearInterval: time.Millisecond, NoClear: true})
+	}()
+	waitFor(t, "10 records", func() bool { mu.Lock(); defer mu.Unlock(); return last == 10 })
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Follow returned %v", err)
+	}
+	if n := userIndex(t, c, 1); n != 0 {
+		t.Fatalf("cleared to %d with NoClear, want 0", n)
+	}
+}

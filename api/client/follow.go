@@ -33,6 +33,11 @@ type FollowOptions struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Logger receives reconnect messages; default slog.Default().
 	Logger *slog.Logger
+	// NoClear: Follow never clears, not even when it returns; the caller
+	// clears with Client.Clear once what it handled is durable elsewhere
+	// (an exporter clears only what its destinations acknowledged). Each
+	// record is still handed once per Follow call.
+	NoClear bool
 }
 
 func (o *FollowOptions) ensureDefaults() {
@@ -208,6 +213,9 @@ func (f *follower) resolveUser(ctx context.Context) error {
 
 // maybeClear clears when enough records or time have accumulated.
 func (f *follower) maybeClear(ctx context.Context) error {
+	if f.o.NoClear {
+		return nil
+	}
 	if f.processed <= f.cleared {
 		f.lastClear = time.Now()
 		return nil
@@ -229,7 +237,7 @@ func (f *follower) clear(ctx context.Context) error {
 
 // flush clears what was handled but not yet cleared, even after ctx ended.
 func (f *follower) flush(ctx context.Context) {
-	if f.processed <= f.cleared || f.user == "" {
+	if f.o.NoClear || f.processed <= f.cleared || f.user == "" {
 		return
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -1,0 +1,376 @@
+package main
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/fid"
+)
+
+// event is one record on its way to the sinks: the record, the MDT it came
+// from and the paths the exporter resolved for it ("" when unknown).
+type event struct {
+	dev   string // "lustre-MDT0000"
+	rec   *changelog.Record
+	path  string // full path of the target ("/d/f")
+	spath string // full path of a rename's source
+}
+
+// fsName returns the file system part of a device name ("lustre").
+func fsName(dev string) string {
+	if i := strings.LastIndexByte(dev, '-'); i > 0 {
+		return dev[:i]
+	}
+	return dev
+}
+
+// targetName returns the target part of a device name ("MDT0000").
+func targetName(dev string) string {
+	if i := strings.LastIndexByte(dev, '-'); i >= 0 {
+		return dev[i+1:]
+	}
+	return dev
+}
+
+// format renders events as one line each (without the newline) and reads
+// back which record a line holds.
+type format struct {
+	name string
+	ext  string // file name extension, with the dot
+	// appendLine appends e's line, without a newline, to b.
+	appendLine func(b []byte, e *event) []byte
+	// parse returns the device and index a line written by appendLine
+	// holds.
+	parse func(line []byte) (dev string, idx changelog.Index, err error)
+}
+
+// formats are the known formats by name.
+var formats = map[string]*format{
+	"ndjson":     {name: "ndjson", ext: ".ndjson", appendLine: appendNDJSON, parse: parseJSONLine},
+	"scale-json": {name: "scale-json", ext: ".json", appendLine: appendScaleJSON, parse: parseScaleLine},
+	"csv":        {name: "csv", ext: ".csv", appendLine: appendCSV, parse: parseCSVLine},
+	"lustre":     {name: "lustre", ext: ".log", appendLine: appendLustre, parse: parseLustreLine},
+}
+
+// formatNames lists the formats for messages.
+const formatNames = "ndjson, scale-json, csv, lustre"
+
+// errBadLine: a line a format cannot read back.
+var errBadLine = errors.New("export: line not written by this format")
+
+// ndjsonRecord is the ndjson format: one object per record.
+type ndjsonRecord struct {
+	SchemaVersion string  `json:"schemaVersion"`
+	Time          string  `json:"time"`
+	Device        string  `json:"device"`
+	Index         uint64  `json:"index"`
+	Type          string  `json:"type"`
+	Flags         string  `json:"flags"`
+	Target        string  `json:"target"`
+	Parent        string  `json:"parent,omitempty"`
+	Name          string  `json:"name,omitempty"`
+	Path          string  `json:"path,omitempty"`
+	Source        string  `json:"source,omitempty"`
+	SrcParent     string  `json:"source_parent,omitempty"`
+	SrcName       string  `json:"source_name,omitempty"`
+	SrcPath       string  `json:"source_path,omitempty"`
+	UID           *uint64 `json:"uid,omitempty"`
+	GID           *uint64 `json:"gid,omitempty"`
+	NID           string  `json:"nid,omitempty"`
+	JobID         string  `json:"jobid,omitempty"`
+	Mode          string  `json:"mode,omitempty"`
+	OpenFlags     string  `json:"open_flags,omitempty"`
+	Xattr         string  `json:"xattr,omitempty"`
+}
+
+// ndjsonSchema is the schemaVersion of every ndjson line.
+const ndjsonSchema = "1.0"
+
+func appendNDJSON(b []byte, e *event) []byte {
+	r := e.rec
+	j := ndjsonRecord{
+		SchemaVersion: ndjsonSchema,
+		Time:          r.Time.UTC().Format(time.RFC3339Nano),
+		Device:        e.dev,
+		Index:         uint64(r.Index),
+		Type:          r.Type.String(),
+		Flags:         "0x" + strconv.FormatUint(uint64(r.Flags&changelog.FlagMask), 16),
+		Target:        r.TFID.String(),
+		Name:          r.Name,
+		Path:          e.path,
+		JobID:         r.JobID,
+	}
+	if !r.PFID.IsZero() {
+		j.Parent = r.PFID.String()
+	}
+	if !r.SFID.IsZero() {
+		j.Source, j.SrcParent, j.SrcName, j.SrcPath = r.SFID.String(), r.SPFID.String(), r.SName, e.spath
+	}
+	if r.ExtraFlags&changelog.ExtraUIDGID != 0 {
+		uid, gid := r.UID, r.GID
+		j.UID, j.GID = &uid, &gid
+	}
+	if r.ExtraFlags&changelog.ExtraNID != 0 {
+		j.NID = r.NID
+	}
+	if r.ExtraFlags&changelog.ExtraOpen != 0 {
+		j.Mode = changelog.ModeString(r.OpenFlags)
+		j.OpenFlags = "0x" + strconv.FormatUint(uint64(r.OpenFlags), 16)
+	}
+	if r.ExtraFlags&changelog.ExtraXattr != 0 {
+		j.Xattr = r.XattrName
+	}
+	out, err := json.Marshal(&j)
+	if err != nil { // only strings and numbers: cannot fail
+		panic(err)
+	}
+	return append(b, out...)
+}
+
+func parseJSONLine(line []byte) (string, changelog.Index, error) {
+	var v struct {
+		Device string `json:"device"`
+		Index  uint64 `json:"index"`
+	}
+	if err := json.Unmarshal(line, &v); err != nil || v.Device == "" || v.Index == 0 {
+		return "", 0, errBadLine
+	}
+	return v.Device, changelog.Index(v.Index), nil
+}
+
+// objectFID is the object a record is about: its target, or a rename's
+// source when the rename overwrote nothing (Lustre leaves t= zero then).
+func objectFID(r *changelog.Record) fid.FID {
+	if r.TFID.IsZero() && !r.SFID.IsZero() {
+		return r.SFID
+	}
+	return r.TFID
+}
+
+// scaleRecord is the scale-json format: the attribute names of IBM Spectrum
+// Scale's file audit logging, plus recordIndex and recordType (fidlog's).
+type scaleRecord struct {
+	LWEJSON       string  `json:"LWE_JSON"`
+	Path          string  `json:"path"`
+	OldPath       string  `json:"oldPath,omitempty"`
+	ClusterName   string  `json:"clusterName"`
+	NodeName      string  `json:"nodeName"`
+	NFSClientIP   *string `json:"nfsClientIp"`
+	FSName        string  `json:"fsName"`
+	Event         string  `json:"event"`
+	Inode         string  `json:"inode"`
+	OpenFlags     string  `json:"openFlags"`
+	EventTime     string  `json:"eventTime"`
+	ClientUserID  string  `json:"clientUserId"`
+	ClientGroupID string  `json:"clientGroupId"`
+	ProcessID     string  `json:"processId"`
+	Xattrs        *string `json:"xattrs"`
+	SubEvent      string  `json:"subEvent"`
+	RecordIndex   uint64  `json:"recordIndex"`
+	RecordType    string  `json:"recordType"`
+}
+
+// scaleLWE is the LWE_JSON version written.
+const scaleLWE = "0.0.2"
+
+// scaleEvent maps a record type to a Spectrum Scale event name; types it
+// has no event for keep their Lustre name.
+func scaleEvent(t changelog.Type) string {
+	switch t {
+	case changelog.CLCreate, changelog.CLMkdir, changelog.CLSoftlink, changelog.CLMknod, changelog.CLHardlink:
+		return "CREATE"
+	case changelog.CLUnlink:
+		return "UNLINK"
+	case changelog.CLRmdir:
+		return "RMDIR"
+	case changelog.CLRename:
+		return "RENAME"
+	case changelog.CLOpen, changelog.CLDeniedOpen:
+		return "OPEN"
+	case changelog.CLClose:
+		return "CLOSE"
+	case changelog.CLXattr, changelog.CLGetxattr:
+		return "XATTRCHANGE"
+	case changelog.CLSetattr, changelog.CLTrunc, changelog.CLMtime, changelog.CLCtime, changelog.CLAtime, changelog.CLLayout:
+		return "GPFSATTRCHANGE"
+	}
+	return t.String()
+}
+
+func appendScaleJSON(b []byte, e *event) []byte {
+	r := e.rec
+	s := scaleRecord{
+		LWEJSON:     scaleLWE,
+		Path:        e.path,
+		ClusterName: fsName(e.dev),
+		NodeName:    e.dev,
+		FSName:      fsName(e.dev),
+		Event:       scaleEvent(r.Type),
+		Inode:       objectFID(r).String(),
+		OpenFlags:   strconv.FormatUint(uint64(r.OpenFlags), 10),
+		EventTime:   r.Time.UTC().Format("2006-01-02_15:04:05.000000000-0700"),
+		ProcessID:   r.JobID,
+		SubEvent:    "NONE",
+		RecordIndex: uint64(r.Index),
+		RecordType:  r.Type.String(),
+	}
+	if s.Path == "" && r.Name != "" {
+		s.Path = r.Name
+	}
+	if !r.SFID.IsZero() {
+		s.OldPath = e.spath
+		if s.OldPath == "" {
+			s.OldPath = r.SName
+		}
+	}
+	if r.ExtraFlags&changelog.ExtraNID != 0 && r.NID != "" {
+		nid := r.NID
+		s.NFSClientIP = &nid
+	}
+	if r.ExtraFlags&changelog.ExtraUIDGID != 0 {
+		s.ClientUserID = strconv.FormatUint(r.UID, 10)
+		s.ClientGroupID = strconv.FormatUint(r.GID, 10)
+	}
+	if r.ExtraFlags&changelog.ExtraXattr != 0 && r.XattrName != "" {
+		x := r.XattrName
+		s.Xattrs = &x
+	}
+	out, err := json.Marshal(&s)
+	if err != nil {
+		panic(err)
+	}
+	return append(b, out...)
+}
+
+func parseScaleLine(line []byte) (string, changelog.Index, error) {
+	var v struct {
+		NodeName    string `json:"nodeName"`
+		RecordIndex uint64 `json:"recordIndex"`
+	}
+	if err := json.Unmarshal(line, &v); err != nil || v.NodeName == "" || v.RecordIndex == 0 {
+		return "", 0, errBadLine
+	}
+	return v.NodeName, changelog.Index(v.RecordIndex), nil
+}
+
+// appendCSV renders Qumulo's audit field order:
+//
+//	client_ip,"user_id",protocol,operation,status,file_id,"path","secondary_path"
+//
+// followed by fidlog's time,device,index. Quoted fields double their quotes;
+// control characters in names are escaped as \xNN so a line stays a line.
+func appendCSV(b []byte, e *event) []byte {
+	r := e.rec
+	if r.ExtraFlags&changelog.ExtraNID != 0 {
+		b = appendCSVField(b, r.NID, false)
+	}
+	b = append(b, ',')
+	user := ""
+	if r.ExtraFlags&changelog.ExtraUIDGID != 0 {
+		user = strconv.FormatUint(r.UID, 10)
+	}
+	b = appendCSVField(b, user, true)
+	b = append(b, ",lustre,"...)
+	b = append(b, r.Type.String()...)
+	b = append(b, ",ok,"...)
+	b = append(b, objectFID(r).String()...)
+	b = append(b, ',')
+	path, spath := e.path, e.spath
+	if path == "" {
+		path = r.Name
+	}
+	if spath == "" {
+		spath = r.SName
+	}
+	b = appendCSVField(b, path, true)
+	b = append(b, ',')
+	b = appendCSVField(b, spath, true)
+	b = append(b, ',')
+	b = r.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, ',')
+	b = appendCSVField(b, e.dev, false)
+	b = append(b, ',')
+	b = strconv.AppendUint(b, uint64(r.Index), 10)
+	return b
+}
+
+func appendCSVField(b []byte, s string, quote bool) []byte {
+	if !quote && strings.ContainsAny(s, ",\"\r\n") {
+		quote = true
+	}
+	if quote {
+		b = append(b, '"')
+	}
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '"':
+			b = append(b, '"', '"')
+		case c < 0x20 || c == 0x7f:
+			b = fmt.Appendf(b, "\\x%02x", c)
+		case c < utf8.RuneSelf:
+			b = append(b, c)
+		default:
+			_, n := utf8.DecodeRuneInString(s[i:])
+			b = append(b, s[i:i+n]...)
+			i += n
+			continue
+		}
+		i++
+	}
+	if quote {
+		b = append(b, '"')
+	}
+	return b
+}
+
+func parseCSVLine(line []byte) (string, changelog.Index, error) {
+	rd := csv.NewReader(bytes.NewReader(line))
+	rd.FieldsPerRecord = 11
+	rec, err := rd.Read()
+	if err != nil {
+		return "", 0, errBadLine
+	}
+	idx, err := strconv.ParseUint(rec[10], 10, 64)
+	if err != nil || rec[9] == "" || idx == 0 {
+		return "", 0, errBadLine
+	}
+	return rec[9], changelog.Index(idx), nil
+}
+
+// appendLustre renders the device, a space and the lfs changelog line,
+// with control characters in names escaped as \xNN.
+func appendLustre(b []byte, e *event) []byte {
+	b = append(b, e.dev...)
+	b = append(b, ' ')
+	start := len(b)
+	b = e.rec.AppendLine(b)
+	for i := start; i < len(b); i++ {
+		if c := b[i]; c < 0x20 || c == 0x7f {
+			esc := fmt.Appendf(nil, "\\x%02x", c)
+			b = append(b[:i], append(esc, b[i+1:]...)...)
+			i += len(esc) - 1
+		}
+	}
+	return b
+}
+
+func parseLustreLine(line []byte) (string, changelog.Index, error) {
+	f := bytes.Fields(line)
+	if len(f) < 3 {
+		return "", 0, errBadLine
+	}
+	idx, err := strconv.ParseUint(string(f[1]), 10, 64)
+	if err != nil || idx == 0 {
+		return "", 0, errBadLine
+	}
+	return string(f[0]), changelog.Index(idx), nil
+}

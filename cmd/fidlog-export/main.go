@@ -1,0 +1,338 @@
+// Command fidlog-export is a long-running changelog consumer that sends
+// audit records to the places operators already read them: rotated files,
+// syslog and NATS JetStream.
+//
+//	fidlog-export --mdt TARGET [--mdt TARGET...] --sink URL [--sink URL...]
+//	              [--user fidlog-export] [--batch 1000] [--interval 1s]
+//	              [--paths=true] [--metrics ADDR] [--tls-ca FILE --tls-cert FILE --tls-key FILE]
+//
+// For each MDT (unix:PATH or host:port) it uses one changelog user,
+// registered on first start, follows the changelog from that user's cleared
+// point, renders every record in each sink's format, delivers it to every
+// sink and clears the changelog only up to the highest index every sink
+// has committed. See the README's "Exporting the audit trail" section.
+//
+// Exit codes: 0 after SIGINT or SIGTERM (pending records delivered and
+// cleared), 1 on a runtime failure, 2 on a bad flag, target or sink URL
+// (nothing was started), 3 when an MDT's changelog GC evicted the user
+// (the message says how many records were lost).
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/fidlog/fidlog/api/client"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitError   = 1
+	exitUsage   = 2
+	exitEvicted = 3
+)
+
+// Environment variables for the TLS flags.
+const (
+	envTLSCA   = "MDT_TLS_CA"
+	envTLSCert = "MDT_TLS_CERT"
+	envTLSKey  = "MDT_TLS_KEY"
+)
+
+// config is the command line.
+type config struct {
+	mdts        []string
+	user        string
+	sinks       []string
+	batch       int
+	interval    time.Duration
+	paths       bool
+	metrics     string
+	tlsCA       string
+	tlsCert     string
+	tlsKey      string
+	minBackoff  time.Duration
+	maxBackoff  time.Duration
+	lagInterval time.Duration
+	logLevel    string
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return runContext(ctx, args, stdout, stderr)
+}
+
+func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *config) {
+	cfg := &config{}
+	cmd := &cobra.Command{
+		Use:           "fidlog-export --mdt TARGET --sink URL [flags]",
+		Short:         "Export changelog records to files, syslog and NATS JetStream, exactly once",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	f := cmd.Flags()
+	f.StringArrayVar(&cfg.mdts, "mdt", nil, "MDT server to follow: unix:PATH or host:port (repeat for several MDTs)")
+	f.StringArrayVar(&cfg.sinks, "sink", nil, "destination URL: file:///DIR?format=ndjson&rotate=1h&size=256M&gzip=true, syslog+udp|tcp|tls://HOST:PORT?format=csv, nats://HOST:PORT?stream=FIDLOG (repeat for several)")
+	f.StringVar(&cfg.user, "user", "fidlog-export", "name of the changelog user on each MDT (registered on first start)")
+	f.IntVar(&cfg.batch, "batch", 1000, "deliver and clear at least every this many records")
+	f.DurationVar(&cfg.interval, "interval", time.Second, "deliver and clear at least this often")
+	f.BoolVar(&cfg.paths, "paths", true, "resolve each record's full path with fid2path")
+	f.StringVar(&cfg.metrics, "metrics", "", "serve Prometheus metrics on this address (host:port)")
+	f.StringVar(&cfg.tlsCA, "tls-ca", os.Getenv(envTLSCA), "CA certificate of TCP MDT servers (env "+envTLSCA+")")
+	f.StringVar(&cfg.tlsCert, "tls-cert", os.Getenv(envTLSCert), "client certificate for mutual TLS (env "+envTLSCert+")")
+	f.StringVar(&cfg.tlsKey, "tls-key", os.Getenv(envTLSKey), "client key for mutual TLS (env "+envTLSKey+")")
+	f.DurationVar(&cfg.minBackoff, "min-backoff", 100*time.Millisecond, "first retry delay of a failing sink")
+	f.DurationVar(&cfg.maxBackoff, "max-backoff", 10*time.Second, "longest retry delay of a failing sink")
+	f.DurationVar(&cfg.lagInterval, "lag-interval", 5*time.Second, "how often the lag metrics are sampled")
+	f.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd, cfg
+}
+
+func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd, cfg := newRootCmd(stdout, stderr)
+	cmd.SetArgs(args)
+	code := exitOK
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		code = export(ctx, cfg, stderr)
+		return nil
+	}
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(stderr, "fidlog-export: %v\n", err)
+		fmt.Fprintln(stderr, "Run 'fidlog-export --help' for usage.")
+		return exitUsage
+	}
+	return code
+}
+
+// validate checks the flags and builds the sinks, reporting the first bad
+// value.
+func (cfg *config) validate(env sinkEnv) ([]sink, error) {
+	if len(cfg.mdts) == 0 {
+		return nil, configErrorf("no --mdt given")
+	}
+	seen := map[string]bool{}
+	for _, t := range cfg.mdts {
+		if err := checkTarget(t); err != nil {
+			return nil, err
+		}
+		if seen[t] {
+			return nil, configErrorf("--mdt '%s' given twice", t)
+		}
+		seen[t] = true
+	}
+	if len(cfg.sinks) == 0 {
+		return nil, configErrorf("no --sink given")
+	}
+	if cfg.user == "" || strings.ContainsAny(cfg.user, " \t\n") {
+		return nil, configErrorf("invalid --user '%s'", cfg.user)
+	}
+	if cfg.batch <= 0 {
+		return nil, configErrorf("invalid --batch %d: must be positive", cfg.batch)
+	}
+	if cfg.interval <= 0 || cfg.minBackoff <= 0 || cfg.maxBackoff < cfg.minBackoff || cfg.lagInterval <= 0 {
+		return nil, configErrorf("invalid --interval, --min-backoff, --max-backoff or --lag-interval: must be positive, max >= min")
+	}
+	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
+		return nil, configErrorf("--tls-cert and --tls-key go together")
+	}
+	var sinks []sink
+	for _, raw := range cfg.sinks {
+		s, err := parseSink(raw, env)
+		if err != nil {
+			return nil, err
+		}
+		sinks = append(sinks, s)
+	}
+	return sinks, nil
+}
+
+// checkTarget accepts unix:PATH and host:port.
+func checkTarget(t string) error {
+	if p, ok := strings.CutPrefix(t, "unix:"); ok {
+		if p == "" {
+			return configErrorf("invalid --mdt '%s': unix: needs a socket path", t)
+		}
+		return nil
+	}
+	host, port, err := net.SplitHostPort(t)
+	if err != nil || host == "" || port == "" {
+		return configErrorf("invalid --mdt '%s': expect unix:PATH or host:port", t)
+	}
+	return nil
+}
+
+func (cfg *config) tlsConfig() (*tls.Config, error) {
+	if cfg.tlsCA == "" && cfg.tlsCert == "" {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.tlsCA != "" {
+		pem, err := os.ReadFile(cfg.tlsCA)
+		if err != nil {
+			return nil, configErrorf("invalid --tls-ca '%s': %v", cfg.tlsCA, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, configErrorf("invalid --tls-ca '%s': no PEM certificate in it", cfg.tlsCA)
+		}
+		c.RootCAs = pool
+	}
+	if cfg.tlsCert != "" {
+		kp, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+		if err != nil {
+			return nil, configErrorf("invalid --tls-cert/--tls-key: %v", err)
+		}
+		c.Certificates = []tls.Certificate{kp}
+	}
+	return c, nil
+}
+
+// export runs the exporter and returns the exit code.
+func export(ctx context.Context, cfg *config, stderr io.Writer) int {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
+		fmt.Fprintf(stderr, "fidlog-export: invalid --log-level '%s'\n", cfg.logLevel)
+		return exitUsage
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	fail := func(err error) int {
+		var ce *configError
+		if errors.As(err, &ce) {
+			fmt.Fprintf(stderr, "fidlog-export: %v\n", err)
+			return exitUsage
+		}
+		var ev *errEvicted
+		if errors.As(err, &ev) {
+			log.Error("evicted", "device", ev.dev, "user", ev.user, "lost_records", uint64(max(ev.last, ev.delivered)-ev.delivered))
+			fmt.Fprintf(stderr, "fidlog-export: %v\n", err)
+			return exitEvicted
+		}
+		fmt.Fprintf(stderr, "fidlog-export: %v\n", err)
+		return exitError
+	}
+	sinks, err := cfg.validate(sinkEnv{logger: log})
+	if err != nil {
+		return fail(err)
+	}
+	tc, err := cfg.tlsConfig()
+	if err != nil {
+		return fail(err)
+	}
+	met := newMetrics()
+	if cfg.metrics != "" {
+		ln, err := net.Listen("tcp", cfg.metrics)
+		if err != nil {
+			return fail(configErrorf("invalid --metrics '%s': %v", cfg.metrics, err))
+		}
+		srv := &http.Server{Handler: promhttp.HandlerFor(met.reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+		log.Info("metrics", "addr", ln.Addr().String())
+	}
+	var sources []*source
+	defer func() {
+		for _, s := range sources {
+			s.c.Close()
+		}
+	}()
+	devs := map[string]string{}
+	for _, t := range cfg.mdts {
+		var opts []client.Option
+		if tc != nil {
+			opts = append(opts, client.WithTLS(tc))
+		}
+		c, err := client.Dial(t, opts...)
+		if err != nil {
+			return fail(configErrorf("invalid --mdt '%s': %v", t, err))
+		}
+		src := &source{target: t, c: c}
+		sources = append(sources, src)
+		if err := retry(ctx, log, cfg, t, src.discover); err != nil {
+			return fail(fmt.Errorf("%s: %w", t, err))
+		}
+		if other, ok := devs[src.dev]; ok {
+			return fail(configErrorf("--mdt '%s' and '%s' both serve %s", other, t, src.dev))
+		}
+		devs[src.dev] = t
+		var registered bool
+		err = retry(ctx, log, cfg, t, func(ctx context.Context) error {
+			var err error
+			registered, err = src.ensureUser(ctx, cfg.user)
+			return err
+		})
+		if err != nil {
+			return fail(fmt.Errorf("%s: changelog user '%s': %w", src.dev, cfg.user, err))
+		}
+		if cfg.paths {
+			src.paths = newResolver(c)
+		}
+		log.Info("mdt", "target", t, "device", src.dev, "user", src.user, "registered", registered, "cleared", uint64(src.start))
+	}
+	x := newExporter(cfg, log, met, sources, sinks)
+	defer func() {
+		for _, st := range x.sinks {
+			if err := st.s.close(); err != nil {
+				log.Warn("sink_close_failed", "sink", st.s.label(), "err", err)
+			}
+		}
+	}()
+	if err := x.openSinks(ctx); err != nil {
+		return fail(err)
+	}
+	labels := make([]string, len(sinks))
+	for i, s := range sinks {
+		labels[i] = s.label() + " (" + s.format().name + ")"
+	}
+	log.Info("exporting", "mdts", len(sources), "sinks", strings.Join(labels, ", "))
+	err = x.run(ctx)
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		log.Info("stopped")
+		return exitOK
+	}
+	return fail(err)
+}
+
+// retry calls f until it succeeds, ctx ends, or it fails with something
+// other than an unreachable server.
+func retry(ctx context.Context, log *slog.Logger, cfg *config, target string, f func(context.Context) error) error {
+	backoff := cfg.minBackoff
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := f(cctx)
+		cancel()
+		if err == nil || client.ErrnoOf(err) != syscall.ECONNREFUSED || ctx.Err() != nil {
+			return err
+		}
+		log.Warn("mdt_unreachable", "target", target, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, cfg.maxBackoff)
+	}
+}

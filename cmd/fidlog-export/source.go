@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/fidlog/fidlog/api/client"
+	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/fid"
+)
+
+// source is one MDT the exporter follows with its own changelog user.
+type source struct {
+	target string
+	c      *client.Client
+	dev    string // "lustre-MDT0000"
+	user   string // "cl<ID>-<name>", as Clear wants it
+	start  changelog.Index
+	paths  *resolver // nil: paths are not resolved
+}
+
+// discover asks the server which device it serves, from the name of its
+// mdd.<device>.changelog_users parameter.
+func (s *source) discover(ctx context.Context) error {
+	ps, err := s.c.GetParams(ctx, "mdd.*.changelog_users")
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		name := strings.TrimSuffix(strings.TrimPrefix(p.GetName(), "mdd."), ".changelog_users")
+		if name != "" && name != p.GetName() {
+			s.dev = name
+			return nil
+		}
+	}
+	return fmt.Errorf("server '%s' reports no MDT device", s.target)
+}
+
+// ensureUser finds the changelog user named name, registering it if it
+// does not exist yet, and returns its cleared index.
+func (s *source) ensureUser(ctx context.Context, name string) (registered bool, err error) {
+	r, err := s.c.Users(ctx, s.dev)
+	if err != nil {
+		return false, err
+	}
+	for _, u := range r.GetUsers() {
+		if u.GetName() == name {
+			s.user, s.start = u.GetDisplayName(), changelog.Index(u.GetIndex())
+			return false, nil
+		}
+	}
+	reg, err := s.c.Register(ctx, s.dev, name, "")
+	if err != nil {
+		return false, err
+	}
+	s.user, s.start = reg.GetDisplayName(), changelog.Index(reg.GetIndex())
+	return true, nil
+}
+
+// resolver turns FIDs into full paths with fid2path, caching them. Paths
+// are those at export time: a record exported late names where its object
+// is now. Renames and rmdirs drop the cache (a directory's descendants
+// move with it); unlinks drop their object.
+type resolver struct {
+	c     *client.Client
+	cache *lru.Cache[fid.FID, string]
+}
+
+func newResolver(c *client.Client) *resolver {
+	cache, err := lru.New[fid.FID, string](1 << 16)
+	if err != nil {
+		panic(err) // only for a size <= 0
+	}
+	return &resolver{c: c, cache: cache}
+}
+
+// path returns the full path of f ("/" for the root), or "" if the server
+// cannot resolve it (removed, or not reachable).
+func (r *resolver) path(ctx context.Context, f fid.FID) string {
+	if f.IsZero() {
+		return ""
+	}
+	if p, ok := r.cache.Get(f); ok {
+		return p
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ps, err := r.c.Fid2Path(ctx, f, 0)
+	if err != nil || len(ps) == 0 {
+		return ""
+	}
+	p := "/" + ps[0]
+	r.cache.Add(f, p)
+	return p
+}
+
+func join(dir, name string) string {
+	if dir == "" || name == "" {
+		return ""
+	}
+	if dir == "/" {
+		return "/" + name
+	}
+	return dir + "/" + name
+}
+
+// resolve fills e's paths.
+func (r *resolver) resolve(ctx context.Context, e *event) {
+	rec := e.rec
+	switch {
+	case !rec.PFID.IsZero() && rec.Name != "":
+		e.path = join(r.path(ctx, rec.PFID), rec.Name)
+	default:
+		e.path = r.path(ctx, rec.TFID)
+	}
+	if !rec.SFID.IsZero() {
+		e.spath = join(r.path(ctx, rec.SPFID), rec.SName)
+	}
+	switch rec.Type {
+	case changelog.CLRename, changelog.CLRmdir, changelog.CLMigrate:
+		r.cache.Purge()
+	case changelog.CLUnlink:
+		r.cache.Remove(rec.TFID)
+	}
+}
