@@ -1,7 +1,7 @@
 // Command mdbench measures the MDT and its changelog.
 //
 //	mdbench load  --server TARGET --clients N --duration D --mix MIX --dir PREFIX
-//	mdbench table [--quick|--full] [--json FILE] [--cpuprofile DIR]
+//	mdbench table [--quick|--full] [--json FILE] [--cpuprofile DIR|--profile DIR]
 //
 // load is an mdtest/mdsrate-style load generator against a running mdtd.
 // table measures, in one process and one run, the service against a

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -18,7 +21,26 @@ type phaseResult struct {
 	firstErr error
 	elapsed  time.Duration
 	syncs    int64
+	cpu      time.Duration // process CPU time (user+system) in the window
 	lat      hist
+}
+
+// cpuPerOp is the process CPU time per operation of the window, in µs:
+// the whole process (clients, server, Pebble's background work).
+func (p *phaseResult) cpuPerOp() float64 {
+	if p.ops == 0 {
+		return 0
+	}
+	return float64(p.cpu) / 1e3 / float64(p.ops)
+}
+
+// processCPU returns the CPU time the process used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func (p *phaseResult) rate() float64 {
@@ -95,11 +117,11 @@ func runPhase(ctx context.Context, conc int, warm, dur time.Duration, syncs *ato
 	if onMeasure != nil {
 		stopProf = onMeasure()
 	}
-	t0 := time.Now()
+	t0, cpu0 := time.Now(), processCPU()
 	state.Store(measuring)
 	sleepCtx(ctx, dur)
 	state.Store(stopping)
-	res := &phaseResult{elapsed: time.Since(t0)}
+	res := &phaseResult{elapsed: time.Since(t0), cpu: processCPU() - cpu0}
 	if syncs != nil {
 		res.syncs = syncs.Load() - s0
 	}
@@ -128,17 +150,20 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-// profiler writes at most one CPU profile per name into dir.
+// profiler writes at most one set of profiles per name into dir: a CPU
+// profile, and with all set also the blocking and mutex contention
+// profiles and an execution trace of the measured window.
 type profiler struct {
 	dir  string
+	all  bool
 	mu   sync.Mutex
 	done map[string]bool
 	errs []error
 }
 
-// begin returns a function that starts a profile named name (a no-op
+// begin returns a function that starts the profiles named name (a no-op
 // without a directory, or if that name was already profiled) and returns
-// its stop function.
+// their stop function.
 func (p *profiler) begin(name string) func() func() {
 	if p == nil || p.dir == "" {
 		return nil
@@ -167,9 +192,55 @@ func (p *profiler) begin(name string) func() func() {
 			p.errs = append(p.errs, fmt.Errorf("cpu profile %s: %w", name, err))
 			return func() {}
 		}
+		var tf *os.File
+		if p.all {
+			// Every blocking event and every contended lock is
+			// sampled: profiling runs only.
+			runtime.SetBlockProfileRate(1)
+			runtime.SetMutexProfileFraction(1)
+			if tf, err = os.Create(filepath.Join(p.dir, name+".trace")); err == nil {
+				if err = trace.Start(tf); err != nil {
+					tf.Close()
+					tf = nil
+				}
+			}
+			if err != nil {
+				p.errs = append(p.errs, fmt.Errorf("trace %s: %w", name, err))
+			}
+		}
 		return func() {
 			pprof.StopCPUProfile()
 			f.Close()
+			if !p.all {
+				return
+			}
+			if tf != nil {
+				trace.Stop()
+				tf.Close()
+			}
+			for _, kind := range []string{"block", "mutex"} {
+				if err := writeProfile(filepath.Join(p.dir, name+"."+kind+".pprof"), kind); err != nil {
+					p.mu.Lock()
+					p.errs = append(p.errs, err)
+					p.mu.Unlock()
+				}
+			}
+			runtime.SetBlockProfileRate(0)
+			runtime.SetMutexProfileFraction(0)
 		}
 	}
+}
+
+// writeProfile writes the named runtime profile to path. The block and
+// mutex profiles are cumulative: the first set also holds the warm-up.
+func writeProfile(path, kind string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup(kind).WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("%s profile: %w", kind, err)
+	}
+	return f.Close()
 }

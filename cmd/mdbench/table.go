@@ -28,6 +28,7 @@ type tableConfig struct {
 	streams    int           // T7 follow streams
 	tmpdir     string
 	cpuprofile string
+	profile    string // CPU, block and mutex profiles and traces
 	jsonPath   string
 	only       []string // measures to run (all if empty)
 	failOnMiss bool
@@ -68,7 +69,7 @@ func newTableCmd(stdout, stderr io.Writer) *cobra.Command {
 		capRecords           uint64
 	)
 	cmd := &cobra.Command{
-		Use:   "table [--quick|--full] [--json FILE] [--cpuprofile DIR]",
+		Use:   "table [--quick|--full] [--json FILE] [--cpuprofile DIR|--profile DIR]",
 		Short: "Measure the whole table (service vs baseline, same run) and print it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -139,6 +140,7 @@ func newTableCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.BoolVar(&full, "full", false, "record size: 10M records, 3 s phases, 5 repetitions")
 	f.StringVar(&cfg.jsonPath, "json", "", "also write the rows as a JSON array to `FILE`")
 	f.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write CPU profiles of the service phases into `DIR`")
+	f.StringVar(&cfg.profile, "profile", "", "write CPU, block and mutex profiles and an execution trace of the service phases into `DIR`")
 	f.StringVar(&cfg.tmpdir, "tmpdir", "", "directory for the temporary databases (default $TMPDIR); must be a real disk")
 	f.BoolVarP(&verbose, "verbose", "v", false, "report progress on stderr")
 	f.BoolVar(&cfg.failOnMiss, "fail-on-miss", false, "exit with status 3 if a target is missed")
@@ -222,6 +224,9 @@ func runTable(ctx context.Context, cfg *tableConfig, stdout io.Writer) error {
 	cfg.start = start
 	mach := describeMachine(work)
 	prof := &profiler{dir: cfg.cpuprofile}
+	if cfg.profile != "" {
+		prof = &profiler{dir: cfg.profile, all: true}
+	}
 
 	var rows []row
 	add := func(rs ...row) { rows = append(rows, rs...) }
@@ -238,6 +243,7 @@ func runTable(ctx context.Context, cfg *tableConfig, stdout io.Writer) error {
 	}{
 		{"T1", b.t1},
 		{"T1b", b.t1b},
+		{"CPU", func(context.Context) []row { return b.layerRows() }},
 		{"T2", b.t2},
 		{"T6", b.t6},
 		{"T3", b.logMeasures}, // T3, T7, T5, T4 share the big log
@@ -245,6 +251,10 @@ func runTable(ctx context.Context, cfg *tableConfig, stdout io.Writer) error {
 	for _, s := range steps {
 		if ctx.Err() != nil {
 			break
+		}
+		if s.name == "CPU" {
+			add(s.fn(ctx)...)
+			continue
 		}
 		if s.name == "T3" {
 			if !cfg.wants("T3") && !cfg.wants("T4") && !cfg.wants("T5") && !cfg.wants("T7") {
