@@ -169,8 +169,8 @@ func DecodeInto(r *Record, b []byte) error {
 	if ns := int64(binary.LittleEndian.Uint64(b[12:])); ns != 0 {
 		r.Time = time.Unix(0, ns)
 	}
-	r.TFID, _ = fid.FromKey(b[20:36])
-	r.PFID, _ = fid.FromKey(b[36:52])
+	r.TFID = fid.FromKeyArray([fid.KeySize]byte(b[20:36]))
+	r.PFID = fid.FromKeyArray([fid.KeySize]byte(b[36:52]))
 	r.ExtraFlags = binary.LittleEndian.Uint64(b[52:])
 	pres := b[60]
 	if pres&^hasAll != 0 {
@@ -231,7 +231,7 @@ func (d *decoder) fid() fid.FID {
 		d.fail("short FID")
 		return fid.FID{}
 	}
-	f, _ := fid.FromKey(d.b[:fid.KeySize])
+	f := fid.FromKeyArray([fid.KeySize]byte(d.b[:fid.KeySize]))
 	d.b = d.b[fid.KeySize:]
 	return f
 }

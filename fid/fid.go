@@ -93,9 +93,16 @@ func FromKey(b []byte) (FID, error) {
 	if len(b) != KeySize {
 		return FID{}, fmt.Errorf("fid: key has %d bytes, want %d", len(b), KeySize)
 	}
+	return FromKeyArray([KeySize]byte(b)), nil
+}
+
+// FromKeyArray decodes the key form held in an array, which cannot fail;
+// decoders that have checked a value's length use it as
+// FromKeyArray([KeySize]byte(v[off:off+KeySize])).
+func FromKeyArray(k [KeySize]byte) FID {
 	return FID{
-		Seq: binary.BigEndian.Uint64(b[0:8]),
-		Oid: binary.BigEndian.Uint32(b[8:12]),
-		Ver: binary.BigEndian.Uint32(b[12:16]),
-	}, nil
+		Seq: binary.BigEndian.Uint64(k[0:8]),
+		Oid: binary.BigEndian.Uint32(k[8:12]),
+		Ver: binary.BigEndian.Uint32(k[12:16]),
+	}
 }

@@ -39,6 +39,12 @@
 //     shrink at each last close; denied-open rate limits and the
 //     time-record dedup map are LRU-bounded (evicting an entry can only
 //     add a record, never lose one that is due).
+//   - No error vanishes: a storage error is returned (ErrIO) and the batch
+//     is not committed; state that breaks a namespace invariant (an entry
+//     without its link record, an undecodable orphan key) is ErrCorrupt
+//     (EIO) and the operation changes nothing; batch writes pebble cannot
+//     fail (Set/Delete/Close of an unindexed batch) panic if they ever do
+//     (mustBatch). CI runs errcheck -blank over this package.
 //
 // # Path rules
 //

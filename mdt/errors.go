@@ -36,6 +36,10 @@ var (
 	ErrRange        = errors.New("mdt: result out of range")               // ERANGE
 	ErrTooBig       = errors.New("mdt: argument list too long")            // E2BIG
 	ErrClosed       = errors.New("mdt: closed")                            // ESHUTDOWN
+	// ErrCorrupt: stored namespace state breaks an invariant (an entry
+	// without its link record, an undecodable key); the operation changes
+	// nothing.
+	ErrCorrupt = errors.New("mdt: namespace inconsistent") // EIO
 )
 
 // PathError records the operation and the path (or FID, handle, xattr
@@ -123,6 +127,7 @@ func Errno(err error) syscall.Errno {
 		{ErrIO, syscall.EIO},
 		{changelog.ErrIO, syscall.EIO},
 		{changelog.ErrCorrupt, syscall.EIO},
+		{ErrCorrupt, syscall.EIO},
 		{ErrNotFound, syscall.ENOENT},
 		{ErrNoParam, syscall.ENOENT},
 		{ErrExists, syscall.EEXIST},

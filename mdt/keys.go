@@ -127,7 +127,7 @@ func decodeDirent(v []byte) (fid.FID, FileType, error) {
 	if len(v) != fid.KeySize+1 {
 		return fid.FID{}, 0, fmt.Errorf("%w: directory entry of %d bytes", ErrIO, len(v))
 	}
-	f, _ := fid.FromKey(v[:fid.KeySize])
+	f := fid.FromKeyArray([fid.KeySize]byte(v[:fid.KeySize]))
 	return f, FileType(v[fid.KeySize]), nil
 }
 
@@ -142,7 +142,7 @@ func decodeLink(v []byte) (fid.FID, string, error) {
 	if len(v) < fid.KeySize {
 		return fid.FID{}, "", fmt.Errorf("%w: link of %d bytes", ErrIO, len(v))
 	}
-	f, _ := fid.FromKey(v[:fid.KeySize])
+	f := fid.FromKeyArray([fid.KeySize]byte(v[:fid.KeySize]))
 	return f, string(v[fid.KeySize:]), nil
 }
 

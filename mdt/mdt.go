@@ -284,10 +284,9 @@ func Open(dir string, opts *Options) (*MDT, error) {
 	m.db = db
 	fail := func(err error) (*MDT, error) {
 		if m.log != nil {
-			_ = m.log.Close()
+			err = errors.Join(err, m.log.Close())
 		}
-		_ = db.Close()
-		return nil, err
+		return nil, errors.Join(err, db.Close())
 	}
 	if err := m.initStore(); err != nil {
 		return fail(err)
@@ -309,8 +308,13 @@ func Open(dir string, opts *Options) (*MDT, error) {
 	if m.nm, err = loadNodemap(db, &m.fail); err != nil {
 		return fail(err)
 	}
-	m.timeSeen, _ = lru.New[fid.FID, uint64](o.MaxAuditEntries)
-	m.omu.denied, _ = lru.New[openKey, time.Time](o.MaxAuditEntries)
+	// lru.New fails only for a size <= 0, which EnsureDefaults rules out.
+	if m.timeSeen, err = lru.New[fid.FID, uint64](o.MaxAuditEntries); err != nil {
+		return fail(err)
+	}
+	if m.omu.denied, err = lru.New[openKey, time.Time](o.MaxAuditEntries); err != nil {
+		return fail(err)
+	}
 	m.omu.handles = make(map[uint64]*handle)
 	m.omu.openers = make(map[openKey]int)
 	m.omu.perFID = make(map[fid.FID]int)
@@ -321,12 +325,12 @@ func Open(dir string, opts *Options) (*MDT, error) {
 // by open-unlinked objects, and loads MDT parameters.
 func (m *MDT) initStore() error {
 	b := m.db.NewBatch()
-	defer b.Close()
+	defer func() { mustBatch(b.Close()) }()
 	dirty := false
 	if _, err := m.getInode(fid.Root); errors.Is(err, ErrNotFound) {
 		now := m.opts.Clock().UnixNano()
 		root := &inode{FID: fid.Root, Type: TypeDir, Mode: 0755, Nlink: 2, Atime: now, Mtime: now, Ctime: now}
-		_ = b.Set(inodeKey(fid.Root), encodeInode(root), nil)
+		mustBatch(b.Set(inodeKey(fid.Root), encodeInode(root), nil))
 		dirty = true
 	} else if err != nil {
 		return err
@@ -339,9 +343,11 @@ func (m *MDT) initStore() error {
 	for it.First(); it.Valid(); it.Next() {
 		f, err := fid.FromKey(it.Key()[1:])
 		if err != nil {
-			continue
+			return errors.Join(fmt.Errorf("%w: orphan key %x: %w", ErrCorrupt, it.Key(), err), it.Close())
 		}
-		m.deleteObject(b, f)
+		if err := m.deleteObject(b, f); err != nil {
+			return errors.Join(err, it.Close())
+		}
 		dirty = true
 	}
 	if err := it.Close(); err != nil {
@@ -403,16 +409,30 @@ func (m *MDT) checkOpen() error {
 func (m *MDT) now() int64 { return m.opts.Clock().UnixNano() }
 
 // getMeta reads an MDT metadata value.
-func (m *MDT) getMeta(name string) ([]byte, bool, error) {
-	v, closer, err := m.db.Get(metaKey(name))
+func (m *MDT) getMeta(name string) (v []byte, ok bool, err error) {
+	ok, err = get(m.db, metaKey(name), func(b []byte) error {
+		v = append([]byte(nil), b...)
+		return nil
+	})
+	return v, ok, err
+}
+
+// get reads key and passes its value, valid only during fn, to fn. ok is
+// false if the key is absent. A read error, fn's error or the error of
+// releasing the value is returned (read errors as ErrIO).
+func get(db *pebble.DB, key []byte, fn func(v []byte) error) (ok bool, err error) {
+	v, closer, err := db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
+		return false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("%w: %w", ErrIO, err)
+		return false, fmt.Errorf("%w: %w", ErrIO, err)
 	}
-	defer closer.Close()
-	return append([]byte(nil), v...), true, nil
+	err = fn(v)
+	if cerr := closer.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("%w: %w", ErrIO, cerr)
+	}
+	return true, err
 }
 
 // setMeta writes an MDT metadata value durably.
@@ -427,19 +447,15 @@ func (m *MDT) setMeta(name string, v []byte) (err error) {
 // seqStore keeps the FID allocator's sequence in the MDT's DB.
 type seqStore struct{ db *pebble.DB }
 
-func (s seqStore) LoadSeq() (uint64, bool, error) {
-	v, closer, err := s.db.Get(metaKey(metaSeq))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, err
-	}
-	defer closer.Close()
-	if len(v) != 8 {
-		return 0, false, fmt.Errorf("%w: stored FID sequence of %d bytes", ErrIO, len(v))
-	}
-	return binary.BigEndian.Uint64(v), true, nil
+func (s seqStore) LoadSeq() (seq uint64, ok bool, err error) {
+	ok, err = get(s.db, metaKey(metaSeq), func(v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("%w: stored FID sequence of %d bytes", ErrIO, len(v))
+		}
+		seq = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	return seq, ok, err
 }
 
 func (s seqStore) SaveSeq(seq uint64) (err error) {

@@ -1,7 +1,6 @@
 package mdt
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -30,17 +29,13 @@ type nodemapState struct {
 func loadNodemap(db *pebble.DB, fail *storeFailure) (*nodemapState, error) {
 	s := &nodemapState{db: db, fail: fail}
 	cfg := nodemap.New()
-	v, closer, err := db.Get(nodemapConfigKey)
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-	case err != nil:
-		return nil, fmt.Errorf("%w: %w", ErrIO, err)
-	default:
-		err := cfg.UnmarshalBinary(v)
-		closer.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%w: stored nodemap configuration: %w", ErrIO, err)
+	if _, err := get(db, nodemapConfigKey, func(v []byte) error {
+		if err := cfg.UnmarshalBinary(v); err != nil {
+			return fmt.Errorf("%w: stored nodemap configuration: %w", ErrIO, err)
 		}
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	s.cfg.Store(cfg)
 	return s, nil

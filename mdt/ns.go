@@ -83,8 +83,7 @@ func (m *MDT) readdir(dir fid.FID) ([]DirEntry, error) {
 	for it.First(); it.Valid(); it.Next() {
 		f, t, err := decodeDirent(it.Value())
 		if err != nil {
-			it.Close()
-			return nil, err
+			return nil, errors.Join(err, it.Close())
 		}
 		out = append(out, DirEntry{Name: direntName(it.Key()), FID: f, Type: t})
 	}
@@ -407,7 +406,10 @@ func (m *MDT) removeLocked(cl *caller, ls *lockSet, p string, dir bool) (*store.
 	}
 	t := m.newTxn(cl)
 	defer t.close()
-	last := t.unlinkEntry(r.parent, r.name, obj)
+	last, err := t.unlinkEntry(r.parent, r.name, obj)
+	if err != nil {
+		return nil, err
+	}
 	r.parent.Mtime, r.parent.Ctime = t.now, t.now
 	t.putInode(r.parent)
 	typ := changelog.CLUnlink
@@ -422,9 +424,11 @@ func (m *MDT) removeLocked(cl *caller, ls *lockSet, p string, dir bool) (*store.
 
 // unlinkEntry removes parent/name of obj (parent's nlink is adjusted for
 // directories, the caller writes the parent) and reports whether obj lost
-// its last link.
-func (t *txn) unlinkEntry(parent *inode, name string, obj *inode) bool {
-	_ = t.removeLink(parent.FID, name, obj)
+// its last link. On error the batch must not be committed.
+func (t *txn) unlinkEntry(parent *inode, name string, obj *inode) (bool, error) {
+	if err := t.removeLink(parent.FID, name, obj); err != nil {
+		return false, err
+	}
 	if obj.Type == TypeDir {
 		parent.Nlink--
 		obj.Nlink = 0
@@ -433,11 +437,10 @@ func (t *txn) unlinkEntry(parent *inode, name string, obj *inode) bool {
 	}
 	obj.Ctime = t.now
 	if obj.Nlink == 0 {
-		t.dropLastLink(obj)
-		return true
+		return true, t.dropLastLink(obj)
 	}
 	t.putInode(obj)
-	return false
+	return false, nil
 }
 
 // Rename moves src to dst, replacing dst if it exists under POSIX rules:
@@ -553,9 +556,14 @@ func (m *MDT) renameLocked(cl *caller, ls *lockSet, src, dst string) (*store.Pen
 	}
 	last := false
 	if victim != nil {
-		last = t.unlinkEntry(dp, dname, victim)
+		var err error
+		if last, err = t.unlinkEntry(dp, dname, victim); err != nil {
+			return nil, err
+		}
 	}
-	_ = t.removeLink(sp.FID, s.name, obj)
+	if err := t.removeLink(sp.FID, s.name, obj); err != nil {
+		return nil, err
+	}
 	t.addLink(dp.FID, dname, obj)
 	obj.Ctime = t.now
 	t.putInode(obj)

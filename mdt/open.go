@@ -2,6 +2,7 @@ package mdt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -323,8 +324,16 @@ func (m *MDT) closeLocked(cl *caller, ls *lockSet, h uint64) (*store.Pending, er
 		}
 	}
 	if lastHandle {
-		if ino, err := m.getInode(hd.key.fid); err == nil && ino.Nlink == 0 {
-			m.deleteObject(t.b, ino.FID)
+		ino, err := m.getInode(hd.key.fid)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			// Already gone: nothing to drop.
+		case err != nil:
+			return nil, err
+		case ino.Nlink == 0:
+			if err := m.deleteObject(t.b, ino.FID); err != nil {
+				return nil, err
+			}
 		}
 	}
 	pend, err := t.apply()

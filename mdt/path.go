@@ -1,11 +1,8 @@
 package mdt
 
 import (
-	"errors"
 	"fmt"
 	"strings"
-
-	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/fidlog/fidlog/changelog"
 	"github.com/fidlog/fidlog/fid"
@@ -99,30 +96,24 @@ func mayDelete(id *Identity, dir, victim *inode) error {
 }
 
 // getInode reads an object; ErrNotFound if it does not exist.
-func (m *MDT) getInode(f fid.FID) (*inode, error) {
-	v, closer, err := m.db.Get(inodeKey(f))
-	if errors.Is(err, pebble.ErrNotFound) {
+func (m *MDT) getInode(f fid.FID) (ino *inode, err error) {
+	ok, err := get(m.db, inodeKey(f), func(v []byte) error {
+		ino, err = decodeInode(f, v)
+		return err
+	})
+	if err == nil && !ok {
 		return nil, ErrNotFound
 	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrIO, err)
-	}
-	defer closer.Close()
-	return decodeInode(f, v)
+	return ino, err
 }
 
 // lookup finds name in directory dir; ok is false if there is no entry.
 func (m *MDT) lookup(dir fid.FID, name string) (f fid.FID, t FileType, ok bool, err error) {
-	v, closer, err := m.db.Get(direntKey(dir, name))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return fid.FID{}, 0, false, nil
-	}
-	if err != nil {
-		return fid.FID{}, 0, false, fmt.Errorf("%w: %w", ErrIO, err)
-	}
-	defer closer.Close()
-	f, t, err = decodeDirent(v)
-	return f, t, err == nil, err
+	ok, err = get(m.db, direntKey(dir, name), func(v []byte) error {
+		f, t, err = decodeDirent(v)
+		return err
+	})
+	return f, t, ok && err == nil, err
 }
 
 // walk resolves the directories of comps and returns the last one, having

@@ -2,6 +2,7 @@ package mdt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -83,7 +84,24 @@ func (m *MDT) newTxn(cl *caller) *txn {
 	return &txn{m: m, cl: cl, b: m.db.NewBatch(), now: m.now()}
 }
 
-func (t *txn) close() { _ = t.b.Close() }
+// close releases the batch, committed or not.
+func (t *txn) close() { mustBatch(t.b.Close()) }
+
+// mustBatch panics if a write to a batch failed. Set, Delete and Close on a
+// batch from DB.NewBatch cannot fail: pebble reports errors there only from
+// the key index of an indexed batch (the MDT never indexes its batches) and
+// from closing a batch twice (each batch has one owner that closes it once).
+// An error means that invariant broke, and the namespace and changelog
+// could disagree if the operation went on.
+func mustBatch(err error) {
+	if err != nil {
+		panic(fmt.Sprintf("mdt: write to an unindexed pebble batch failed: %v", err))
+	}
+}
+
+// set and del add a write to the batch (see mustBatch).
+func (t *txn) set(k, v []byte) { mustBatch(t.b.Set(k, v, nil)) }
+func (t *txn) del(k []byte)    { mustBatch(t.b.Delete(k, nil)) }
 
 // record adds a record of type typ if it is wanted and returns it (nil if
 // not wanted).
@@ -96,29 +114,31 @@ func (t *txn) record(typ changelog.Type, tfid, pfid fid.FID, name string) *chang
 	return r
 }
 
-func (t *txn) putInode(ino *inode) { _ = t.b.Set(inodeKey(ino.FID), encodeInode(ino), nil) }
+func (t *txn) putInode(ino *inode) { t.set(inodeKey(ino.FID), encodeInode(ino)) }
 
 // addLink adds directory entry parent/name -> ino and ino's link record.
 func (t *txn) addLink(parent fid.FID, name string, ino *inode) {
-	_ = t.b.Set(direntKey(parent, name), encodeDirent(ino.FID, ino.Type), nil)
-	_ = t.b.Set(linkKey(ino.FID, ino.NextLink), encodeLink(parent, name), nil)
+	t.set(direntKey(parent, name), encodeDirent(ino.FID, ino.Type))
+	t.set(linkKey(ino.FID, ino.NextLink), encodeLink(parent, name))
 	ino.NextLink++
 }
 
-// removeLink removes directory entry parent/name of ino and its link.
+// removeLink removes directory entry parent/name of ino and its link. The
+// caller found the entry, so the link must exist (every entry has exactly
+// one link record); a missing link is ErrCorrupt and nothing is removed.
 func (t *txn) removeLink(parent fid.FID, name string, ino *inode) error {
-	_ = t.b.Delete(direntKey(parent, name), nil)
 	links, err := t.m.links(ino.FID)
 	if err != nil {
 		return err
 	}
 	for _, l := range links {
 		if l.parent == parent && l.name == name {
-			_ = t.b.Delete(linkKey(ino.FID, l.seq), nil)
+			t.del(direntKey(parent, name))
+			t.del(linkKey(ino.FID, l.seq))
 			return nil
 		}
 	}
-	return nil
+	return fmt.Errorf("%w: %v has no link record for entry %v/%s", ErrCorrupt, ino.FID, parent, name)
 }
 
 // apply commits the batch with its records (NoSync), with the operation's
@@ -183,8 +203,7 @@ func (m *MDT) links(f fid.FID) ([]linkEnt, error) {
 	for it.First(); it.Valid(); it.Next() {
 		p, name, err := decodeLink(it.Value())
 		if err != nil {
-			it.Close()
-			return nil, err
+			return nil, errors.Join(err, it.Close())
 		}
 		out = append(out, linkEnt{seq: linkSeqOf(it.Key()), parent: p, name: name})
 	}
@@ -196,31 +215,36 @@ func (m *MDT) links(f fid.FID) ([]linkEnt, error) {
 
 // deleteObject adds to b the removal of f's inode, remaining links,
 // xattrs and orphan mark. Point deletes only (no range tombstones on the
-// namespace).
-func (m *MDT) deleteObject(b *pebble.Batch, f fid.FID) {
-	_ = b.Delete(inodeKey(f), nil)
-	_ = b.Delete(orphanKey(f), nil)
+// namespace). If the links or xattrs cannot be listed it returns ErrIO and
+// the caller must not commit b (a half-deleted object would keep keys no
+// inode owns).
+func (m *MDT) deleteObject(b *pebble.Batch, f fid.FID) error {
+	mustBatch(b.Delete(inodeKey(f), nil))
+	mustBatch(b.Delete(orphanKey(f), nil))
 	for _, rng := range [][2][]byte{pair(linkRange(f)), pair(xattrRange(f))} {
 		it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: rng[0], UpperBound: rng[1]})
 		if err != nil {
-			continue
+			return fmt.Errorf("%w: deleting %v: %w", ErrIO, f, err)
 		}
 		for it.First(); it.Valid(); it.Next() {
-			_ = b.Delete(append([]byte(nil), it.Key()...), nil)
+			mustBatch(b.Delete(append([]byte(nil), it.Key()...), nil))
 		}
-		_ = it.Close()
+		if err := it.Close(); err != nil {
+			return fmt.Errorf("%w: deleting %v: %w", ErrIO, f, err)
+		}
 	}
+	return nil
 }
 
 func pair(a, b []byte) [2][]byte { return [2][]byte{a, b} }
 
 // dropLastLink handles an object whose nlink reached 0: removed now, or
 // kept as an orphan while handles are open.
-func (t *txn) dropLastLink(ino *inode) {
+func (t *txn) dropLastLink(ino *inode) error {
 	if t.m.openCount(ino.FID) > 0 {
 		t.putInode(ino)
-		_ = t.b.Set(orphanKey(ino.FID), nil, nil)
-		return
+		t.set(orphanKey(ino.FID), nil)
+		return nil
 	}
-	t.m.deleteObject(t.b, ino.FID)
+	return t.m.deleteObject(t.b, ino.FID)
 }

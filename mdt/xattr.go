@@ -2,7 +2,6 @@ package mdt
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -101,16 +100,12 @@ func xattrAccess(id *Identity, obj *inode, c xattrClass, write bool) error {
 	return nil
 }
 
-func (m *MDT) getXattr(f fid.FID, name string) ([]byte, bool, error) {
-	v, closer, err := m.db.Get(xattrKey(f, name))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("%w: %w", ErrIO, err)
-	}
-	defer closer.Close()
-	return append([]byte{}, v...), true, nil
+func (m *MDT) getXattr(f fid.FID, name string) (v []byte, ok bool, err error) {
+	ok, err = get(m.db, xattrKey(f, name), func(b []byte) error {
+		v = append([]byte{}, b...)
+		return nil
+	})
+	return v, ok, err
 }
 
 // Setxattr sets xattr name of the object at p (not following a final
@@ -174,9 +169,9 @@ func (m *MDT) changeXattrLocked(cl *caller, ls *lockSet, p, name string, class x
 	t := m.newTxn(cl)
 	defer t.close()
 	if remove {
-		_ = t.b.Delete(xattrKey(r.obj.FID, name), nil)
+		t.del(xattrKey(r.obj.FID, name))
 	} else {
-		_ = t.b.Set(xattrKey(r.obj.FID, name), value, nil)
+		t.set(xattrKey(r.obj.FID, name), value)
 	}
 	r.obj.Ctime = t.now
 	t.putInode(r.obj)
@@ -282,7 +277,7 @@ func (m *MDT) Listxattr(ctx context.Context, c Cred, p string) ([]string, error)
 	out := []string{}
 	for it.First(); it.Valid(); it.Next() {
 		n := xattrName(it.Key())
-		if c, _ := classifyXattr(n); c == xcTrusted && cl.id.UID != 0 {
+		if c, err := classifyXattr(n); err == nil && c == xcTrusted && cl.id.UID != 0 {
 			continue
 		}
 		out = append(out, n)

@@ -181,8 +181,7 @@ func (l *Log) load() error {
 	for it.First(); it.Valid(); it.Next() {
 		u := new(changelog.User)
 		if err := json.Unmarshal(it.Value(), u); err != nil {
-			it.Close()
-			return fmt.Errorf("%w: user record %x: %v", changelog.ErrCorrupt, it.Key(), err)
+			return errors.Join(fmt.Errorf("%w: user record %x: %v", changelog.ErrCorrupt, it.Key(), err), it.Close())
 		}
 		l.mu.users = append(l.mu.users, u)
 		l.mu.lastUserID = max(l.mu.lastUserID, u.ID)
@@ -197,9 +196,10 @@ func (l *Log) load() error {
 	}
 	for it.First(); it.Valid(); it.Next() {
 		e := new(changelog.EvictedError)
-		if err := json.Unmarshal(it.Value(), e); err == nil {
-			l.mu.evicted[binary.BigEndian.Uint32(it.Key()[len(it.Key())-4:])] = e
+		if err := json.Unmarshal(it.Value(), e); err != nil {
+			return errors.Join(fmt.Errorf("%w: eviction record %x: %v", changelog.ErrCorrupt, it.Key(), err), it.Close())
 		}
+		l.mu.evicted[binary.BigEndian.Uint32(it.Key()[len(it.Key())-4:])] = e
 	}
 	if err := it.Close(); err != nil {
 		return err
@@ -227,9 +227,9 @@ func (l *Log) load() error {
 		// Orphans left by an interrupted purge, or records of a log
 		// whose users are all gone.
 		b := l.db.NewBatch()
-		_ = b.DeleteRange(l.keys.record(0), l.keys.record(floor+1), nil)
+		defer closeBatch(b)
+		mustBatch(b.DeleteRange(l.keys.record(0), l.keys.record(floor+1), nil))
 		if err := l.putState(b, persistState{Current: cur, Purged: floor, LastUserID: l.mu.lastUserID}); err != nil {
-			b.Close()
 			return err
 		}
 		if err := b.Commit(pebble.Sync); err != nil {
@@ -250,14 +250,16 @@ func (l *Log) recordBounds() (first, last changelog.Index, any bool, err error) 
 	if err != nil {
 		return 0, 0, false, err
 	}
-	defer it.Close()
-	if !it.First() {
-		return 0, 0, false, it.Error()
+	if it.First() {
+		first = l.keys.recordIndex(it.Key())
+		if it.Last() {
+			last, any = l.keys.recordIndex(it.Key()), true
+		}
 	}
-	first = l.keys.recordIndex(it.Key())
-	it.Last()
-	last = l.keys.recordIndex(it.Key())
-	return first, last, true, it.Error()
+	if err := it.Close(); err != nil {
+		return 0, 0, false, err
+	}
+	return first, last, any, nil
 }
 
 // Close stops the GC goroutine and wakes followers. It does not close the DB.
@@ -360,9 +362,26 @@ func (l *Log) getJSON(key []byte, v any) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	defer closer.Close()
-	if err := json.Unmarshal(val, v); err != nil {
+	err = json.Unmarshal(val, v)
+	if cerr := closer.Close(); cerr != nil {
+		return false, cerr
+	}
+	if err != nil {
 		return false, fmt.Errorf("%w: %s: %v", changelog.ErrCorrupt, key, err)
 	}
 	return true, nil
 }
+
+// mustBatch panics if a write to, or the close of, a batch from
+// DB.NewBatch failed. Pebble rules both out: it reports errors there only
+// from the key index of an indexed batch (the log never indexes its
+// batches) and from closing a batch twice (each batch is closed once, by
+// its owner). An error means that invariant broke.
+func mustBatch(err error) {
+	if err != nil {
+		panic(fmt.Sprintf("changelog: write to an unindexed pebble batch failed: %v", err))
+	}
+}
+
+// closeBatch closes b (see mustBatch).
+func closeBatch(b *pebble.Batch) { mustBatch(b.Close()) }

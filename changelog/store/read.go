@@ -42,7 +42,7 @@ var ErrStop = errStop
 // to continue from: one past the last record examined. Records above the
 // durable watermark are never returned, even though Pebble may already
 // show them.
-func (l *Log) Scan(ctx context.Context, o ReadOptions, fn func(Entry) error) (changelog.Index, error) {
+func (l *Log) Scan(ctx context.Context, o ReadOptions, fn func(Entry) error) (next changelog.Index, err error) {
 	l.mu.Lock()
 	first := l.mu.purged + 1
 	closed := l.mu.closed
@@ -62,10 +62,14 @@ func (l *Log) Scan(ctx context.Context, o ReadOptions, fn func(Entry) error) (ch
 	if err != nil {
 		return start, err
 	}
-	defer it.Close()
+	defer func() {
+		if cerr := it.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
 	lo, hi := l.keys.record(start), l.keys.record(end+1)
 	it.SetBounds(lo, hi)
-	next := start
+	next = start
 	n := 0
 	for valid := it.SeekGE(lo); valid; valid = it.Next() {
 		if n%256 == 0 {

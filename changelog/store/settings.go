@@ -178,7 +178,7 @@ func (l *Log) updateSettings(fn func(s *Settings) error) (uint64, error) {
 		return 0, err
 	}
 	b := l.db.NewBatch()
-	defer b.Close()
+	defer closeBatch(b)
 	if err := l.putJSON(b, l.keys.meta("settings"), s); err != nil {
 		return 0, err
 	}

@@ -72,7 +72,7 @@ func (l *Log) register(opts RegisterOptions, mask changelog.Mask) (changelog.Use
 	}
 	u := &changelog.User{ID: l.mu.lastUserID + 1, Name: opts.Name, Mask: mask, Index: l.mu.current, Time: l.opts.Clock()}
 	b := l.db.NewBatch()
-	defer b.Close()
+	defer closeBatch(b)
 	l.mu.lastUserID++
 	err := l.putJSON(b, l.keys.user(u.ID), u)
 	if err == nil {
@@ -212,7 +212,7 @@ func (l *Log) deregister(ref string, byName bool) (changelog.User, uint64, error
 // purges, in one batch.
 func (l *Log) removeUserLocked(u *changelog.User, ev *changelog.EvictedError) (uint64, error) {
 	b := l.db.NewBatch()
-	defer b.Close()
+	defer closeBatch(b)
 	if err := b.Delete(l.keys.user(u.ID), nil); err != nil {
 		return 0, err
 	}
@@ -239,7 +239,7 @@ func (l *Log) removeUserLocked(u *changelog.User, ev *changelog.EvictedError) (u
 				oldest = min(oldest, k)
 			}
 			delete(l.mu.evicted, oldest)
-			_ = b.Delete(l.keys.evict(oldest), nil)
+			mustBatch(b.Delete(l.keys.evict(oldest), nil))
 		}
 	}
 	if err := l.putStateLocked(b); err != nil {
@@ -307,7 +307,7 @@ func (l *Log) clear(ref string, end changelog.Index) (changelog.User, uint64, er
 	nu := *u
 	nu.Index, nu.Time = end, l.opts.Clock()
 	b := l.db.NewBatch()
-	defer b.Close()
+	defer closeBatch(b)
 	if err := l.putJSON(b, l.keys.user(u.ID), &nu); err != nil {
 		return changelog.User{}, 0, err
 	}

@@ -155,7 +155,7 @@ func listenUnix(path string) (net.Listener, error) {
 			return nil, fmt.Errorf("socket path '%s' exists and is not a socket", path)
 		}
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
+			_ = c.Close() // a probe: nothing was sent
 			return nil, fmt.Errorf("socket '%s' is in use by another server", path)
 		}
 		if err := os.Remove(path); err != nil {
@@ -167,8 +167,7 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, err
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return nil, err
+		return nil, errors.Join(err, l.Close())
 	}
 	return l, nil
 }
@@ -239,7 +238,7 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 	var lis []net.Listener
 	closeAll := func() {
 		for _, l := range lis {
-			l.Close()
+			_ = l.Close() // after Stop or a failed start; the server owns no state in them
 		}
 	}
 	attrs := []any{"device", m.Device()}
