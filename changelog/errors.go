@@ -28,8 +28,12 @@ var (
 	// ErrEvicted: the user was deregistered by garbage collection (an
 	// explicit "you were evicted", never a generic not-found).
 	ErrEvicted = errors.New("changelog: changelog user was evicted")
-	// ErrBadParam: a changelog setting has an invalid value (EINVAL/ERANGE).
+	// ErrBadParam: a changelog setting has an invalid value (EINVAL, or
+	// ERANGE when it also matches ErrParamRange).
 	ErrBadParam = errors.New("changelog: invalid parameter value")
+	// ErrParamRange: a changelog setting is a number outside the range the
+	// parameter accepts (ERANGE, as Lustre's mdd_lproc.c stores).
+	ErrParamRange = errors.New("changelog: parameter value out of range")
 	// ErrClosed: the log is closed.
 	ErrClosed = errors.New("changelog: closed")
 	// ErrIO: the store failed a write or sync; the log refuses further
@@ -133,10 +137,12 @@ func (e *NoSpaceError) Error() string {
 // Unwrap returns ErrNoSpace.
 func (e *NoSpaceError) Unwrap() error { return ErrNoSpace }
 
-// ParamError reports a bad setting value.
+// ParamError reports a bad setting value. Range marks a well-formed number
+// outside the accepted range (ERANGE) rather than bad syntax (EINVAL).
 type ParamError struct {
 	Name, Value string
 	Reason      string
+	Range       bool
 }
 
 func (e *ParamError) Error() string {
@@ -146,5 +152,10 @@ func (e *ParamError) Error() string {
 	return fmt.Sprintf("invalid value '%s' for %s", e.Value, e.Name)
 }
 
-// Unwrap returns ErrBadParam.
-func (e *ParamError) Unwrap() error { return ErrBadParam }
+// Unwrap returns ErrBadParam, and ErrParamRange for a range error.
+func (e *ParamError) Unwrap() []error {
+	if e.Range {
+		return []error{ErrParamRange, ErrBadParam}
+	}
+	return []error{ErrBadParam}
+}

@@ -33,7 +33,8 @@ const (
 // At most one record: TRUNC, SATTR, MTIME, CTIME, ATIME candidates, ANDed
 // with the effective mask, lowest type wins; MTIME/CTIME/ATIME are skipped
 // for an object that already had a record in the current epoch. Flags are
-// the attribute-valid bits, p= the parent in p.
+// the attribute-valid bits; p= is the parent in p, and only for a regular
+// file whose mtime changes (mdt_reint_setattr).
 func (m *MDT) Setattr(ctx context.Context, c Cred, p string, s SetattrArgs) (Attr, error) {
 	cl, err := m.begin(ctx, c)
 	if err != nil {
@@ -176,8 +177,10 @@ func (t *txn) setattr(parent *inode, obj *inode, s SetattrArgs) bool {
 			return true
 		}
 	}
+	// As mdt_reint_setattr: the parent FID goes with the record only for
+	// a regular file whose mtime is set (a chmod's SATTR has no p=).
 	var pfid fid.FID
-	if parent != nil {
+	if parent != nil && obj.Type == TypeReg && valid&validMtime != 0 {
 		pfid = parent.FID
 	}
 	if rec := t.record(typ, obj.FID, pfid, ""); rec != nil {

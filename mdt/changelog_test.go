@@ -225,6 +225,11 @@ func Test160l(t *testing.T) {
 	if len(recs) != 1 || recs[0].Type != changelog.CLSetattr || recs[0].Flags != 0x14 {
 		t.Fatalf("chmod gave %q", e.lines(start))
 	}
+	// mdt_reint_setattr fills the parent only for a regular file with
+	// LA_MTIME: a chmod's SATTR has no p=.
+	if !recs[0].PFID.IsZero() || strings.Contains(e.lines(start)[0], " p=") {
+		t.Fatalf("chmod SATTR carries p=: %q", e.lines(start))
+	}
 }
 
 // Test160oq: masks of users and of the server.

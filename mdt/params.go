@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -25,9 +26,34 @@ type paramDef struct {
 	set   func(v string) error
 }
 
-// params returns the parameter tree in a stable order: mdd.<dev>.* then
-// nodemap.*.
+// debugfsParams are the mdd parameters Lustre keeps in debugfs (seq files)
+// rather than sysfs (attributes); lctl lists them after the sysfs ones.
+var debugfsParams = map[string]bool{
+	"changelog_mask": true, "changelog_current_mask": true, "changelog_users": true,
+}
+
+// params returns the parameter tree in lctl get_param's order: mdd.<dev>.*
+// then nodemap.*. Within mdd, as lctl's glob over /sys/fs/lustre then
+// /sys/kernel/debug/lustre lists them: the sysfs attributes in name order,
+// then the debugfs files (changelog_current_mask, changelog_mask,
+// changelog_users) in name order.
 func (m *MDT) params() []paramDef {
+	defs := m.mddParams()
+	slices.SortStableFunc(defs, func(a, b paramDef) int {
+		da, db := debugfsParams[strings.TrimPrefix(a.name, "mdd."+m.dev+".")], debugfsParams[strings.TrimPrefix(b.name, "mdd."+m.dev+".")]
+		if da != db {
+			if da {
+				return 1
+			}
+			return -1
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	return append(defs, m.nodemapParams()...)
+}
+
+// mddParams returns the mdd.<dev>.* parameters, unordered.
+func (m *MDT) mddParams() []paramDef {
 	pre := "mdd." + m.dev + "."
 	var defs []paramDef
 	defs = append(defs,
@@ -99,25 +125,14 @@ func (m *MDT) params() []paramDef {
 			},
 		})
 	}
-	return append(defs, m.nodemapParams()...)
+	return defs
 }
 
-// parseDeniedNext parses changelog_deniednext: an unsigned int in any C
-// base (decimal, 0x hex, leading-0 octal).
+// parseDeniedNext parses changelog_deniednext as mdd_lproc.c does: an
+// unsigned int in any C base (kstrtouint(buf, 0)); too big is ERANGE.
 func parseDeniedNext(v string) (uint32, error) {
-	s := strings.TrimSpace(v)
-	bad := &changelog.ParamError{Name: "changelog_deniednext", Value: v, Reason: "expect an unsigned number of seconds"}
-	if s == "" || strings.ContainsAny(s, "_+-oObB") {
-		return 0, bad
-	}
-	if len(s) > 1 && s[0] == '0' && s[1] != 'x' && s[1] != 'X' {
-		s = "0o" + s[1:]
-	}
-	n, err := strconv.ParseUint(s, 0, 32)
-	if err != nil {
-		return 0, bad
-	}
-	return uint32(n), nil
+	n, err := store.ParseUint("changelog_deniednext", v, 0, 32)
+	return uint32(n), err
 }
 
 // matchParam reports whether name matches pattern, component by component
@@ -206,8 +221,14 @@ func (m *MDT) SetParam(name, value string) ([]Param, error) {
 }
 
 // invalidParam makes a validation error also match ErrInvalid unless it
-// already carries a more specific class.
+// already carries a more specific class (ERANGE for a number out of range).
 func invalidParam(err error) error {
+	if errors.Is(err, changelog.ErrParamRange) {
+		if !errors.Is(err, ErrRange) {
+			return fmt.Errorf("%w: %w", ErrRange, err)
+		}
+		return err
+	}
 	if errors.Is(err, changelog.ErrBadParam) || errors.Is(err, changelog.ErrBadMask) {
 		if !errors.Is(err, ErrInvalid) {
 			return fmt.Errorf("%w: %w", ErrInvalid, err)

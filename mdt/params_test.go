@@ -20,11 +20,29 @@ func TestParams(t *testing.T) {
 	for _, p := range all {
 		names = append(names, strings.TrimPrefix(p.Name, dev))
 	}
-	for _, want := range []string{"changelog_mask", "changelog_current_mask", "changelog_users", "changelog_deniednext",
-		"changelog_gc", "changelog_free_space_gc", "changelog_max_idle_time", "changelog_max_idle_indexes",
-		"changelog_min_gc_interval", "changelog_max_records", "changelog_size"} {
-		if !strings.Contains(strings.Join(names, " ")+" ", want+" ") {
-			t.Errorf("%s missing from %v", want, names)
+	// lctl get_param's order (lustre_param.c globs /sys/fs/lustre, then
+	// /sys/kernel/debug/lustre, each sorted): mdd_lproc.c's sysfs
+	// attributes by name, then its debugfs files by name. fidlog's own
+	// changelog_max_records sorts among the attributes.
+	wantOrder := []string{
+		"changelog_deniednext", "changelog_free_space_gc", "changelog_gc",
+		"changelog_max_idle_indexes", "changelog_max_idle_time", "changelog_max_records",
+		"changelog_min_free_cat_entries", "changelog_min_gc_interval", "changelog_size",
+		"enable_shard_pfid",
+		"changelog_current_mask", "changelog_mask", "changelog_users",
+	}
+	var lustreNames []string
+	for _, n := range names {
+		if !strings.Contains(n, "dedup") {
+			lustreNames = append(lustreNames, n)
+		}
+	}
+	if strings.Join(lustreNames, " ") != strings.Join(wantOrder, " ") {
+		t.Errorf("get_param mdd.*.* order:\n got %v\nwant %v", lustreNames, wantOrder)
+	}
+	for name, want := range map[string]string{dev + "changelog_min_free_cat_entries": "2", dev + "enable_shard_pfid": "0"} {
+		if got := e.param(name); got != want {
+			t.Errorf("default %s = %q, want %q", name, got, want)
 		}
 	}
 	if got := must[[]Param](t)(e.m.GetParams("mdd.lustre-MDT0000.changelog_*gc")); len(got) != 2 {
@@ -42,8 +60,22 @@ func TestParams(t *testing.T) {
 	}{
 		{"mdd.*.changelog_mask", "+BOGUS", syscall.EINVAL, changelog.ErrBadMask},
 		{"mdd.*.changelog_gc", "maybe", syscall.EINVAL, changelog.ErrBadParam},
-		{"mdd.*.changelog_max_idle_time", "0", syscall.EINVAL, changelog.ErrBadParam},
+		// mdd_lproc.c: kstrtoll/kstrtouint syntax errors are EINVAL, values
+		// below the minimum or too big for the type ERANGE.
+		{"mdd.*.changelog_max_idle_time", "0", syscall.ERANGE, changelog.ErrParamRange},
+		{"mdd.*.changelog_max_idle_time", "-5", syscall.ERANGE, changelog.ErrParamRange},
+		{"mdd.*.changelog_max_idle_time", "2147483648", syscall.ERANGE, changelog.ErrParamRange},
+		{"mdd.*.changelog_max_idle_time", "0x10", syscall.EINVAL, changelog.ErrBadParam},
+		{"mdd.*.changelog_min_gc_interval", "0", syscall.ERANGE, changelog.ErrParamRange},
+		{"mdd.*.changelog_min_gc_interval", "soon", syscall.EINVAL, changelog.ErrBadParam},
+		{"mdd.*.changelog_min_free_cat_entries", "0", syscall.ERANGE, changelog.ErrParamRange},
+		{"mdd.*.changelog_min_free_cat_entries", "-1", syscall.EINVAL, changelog.ErrBadParam},
+		{"mdd.*.changelog_min_free_cat_entries", "4294967296", syscall.ERANGE, changelog.ErrParamRange},
+		{"mdd.*.enable_shard_pfid", "256", syscall.ERANGE, changelog.ErrParamRange},
+		{"mdd.*.enable_shard_pfid", "yes", syscall.EINVAL, changelog.ErrBadParam},
 		{"mdd.*.changelog_deniednext", "-1", syscall.EINVAL, changelog.ErrBadParam},
+		{"mdd.*.changelog_deniednext", "0x100000000", syscall.ERANGE, changelog.ErrParamRange},
+		{"mdd.*.changelog_max_idle_indexes", "18446744073709551616", syscall.ERANGE, changelog.ErrParamRange},
 		{"mdd.*.changelog_users", "1", syscall.EACCES, ErrReadOnly},
 		{"mdd.*.changelog_current_mask", "ALL", syscall.EACCES, ErrReadOnly},
 		{"mdd.*.changelog_size", "1", syscall.EACCES, ErrReadOnly},
@@ -86,18 +118,22 @@ func TestParams(t *testing.T) {
 	e.setParam(dev+"changelog_max_records", "0x100")
 	e.setParam(dev+"changelog_gc", "off")
 	e.setParam(dev+"changelog_deniednext", "010")
+	e.setParam(dev+"changelog_min_free_cat_entries", "3")
+	e.setParam(dev+"enable_shard_pfid", "7") // kstrtou8, stored as a boolean
 	e.setParam("nodemap.default.audit_mode", "0")
 	e.setParam("nodemap.default.admin_nodemap", "1")
 	e.reopen()
 	for name, want := range map[string]string{
-		dev + "changelog_mask":            changelog.DefMask.ParamString(),
-		dev + "changelog_max_records":     "256",
-		dev + "changelog_gc":              "0",
-		dev + "changelog_deniednext":      "8",
-		"nodemap.default.audit_mode":      "0",
-		"nodemap.default.admin_nodemap":   "1",
-		dev + "changelog_max_idle_time":   "2592000",
-		dev + "changelog_min_gc_interval": "3600",
+		dev + "changelog_mask":                 changelog.DefMask.ParamString(),
+		dev + "changelog_max_records":          "256",
+		dev + "changelog_gc":                   "0",
+		dev + "changelog_deniednext":           "8",
+		dev + "changelog_min_free_cat_entries": "3",
+		dev + "enable_shard_pfid":              "1",
+		"nodemap.default.audit_mode":           "0",
+		"nodemap.default.admin_nodemap":        "1",
+		dev + "changelog_max_idle_time":        "2592000",
+		dev + "changelog_min_gc_interval":      "3600",
 	} {
 		if got := e.param(name); got != want {
 			t.Errorf("%s = %q, want %q", name, got, want)

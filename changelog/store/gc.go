@@ -80,9 +80,30 @@ func (l *Log) makeRoomLocked(n uint64) error {
 	}
 }
 
+// lowOnEntriesLocked reports Lustre's emergency condition for space GC:
+// the room left under MaxRecords is at most MinFreeCatEntries catalog
+// entries (mdd_changelog_store: "changelog has only N free catalog
+// entries").
+func (l *Log) lowOnEntriesLocked() bool {
+	s := &l.mu.settings
+	// A cap smaller than the reserve (fidlog's own small caps) leaves the
+	// rule out: the cap itself is enforced by makeRoomLocked.
+	if !s.FreeSpaceGC || s.MaxRecords/RecordsPerCatalogEntry <= uint64(s.MinFreeCatEntries) {
+		return false
+	}
+	retained := uint64(l.mu.current - l.mu.purged)
+	free := uint64(0)
+	if retained < s.MaxRecords {
+		free = (s.MaxRecords - retained) / RecordsPerCatalogEntry
+	}
+	return free <= uint64(s.MinFreeCatEntries)
+}
+
 // maybeKickGCLocked runs Lustre's GC trigger after records are written: at
 // most once per MinGCInterval (the first write after start always checks),
-// wake the GC goroutine if the most idle user is too idle.
+// wake the GC goroutine if the most idle user is too idle, or, with space
+// GC on, if the free catalog entries are down to MinFreeCatEntries (then
+// the most lagging user goes, idle or not, one per trigger as in Lustre).
 func (l *Log) maybeKickGCLocked() {
 	s := &l.mu.settings
 	if !s.GC {
@@ -93,7 +114,12 @@ func (l *Log) maybeKickGCLocked() {
 		return
 	}
 	l.mu.lastGCChk = now
-	if l.victimLocked(false) != nil {
+	if !l.mu.emergency && l.lowOnEntriesLocked() && l.victimLocked(true) != nil {
+		l.opts.Logger.Warn("changelog_low_on_catalog_entries", "device", l.opts.Device,
+			"min_free_cat_entries", s.MinFreeCatEntries)
+		l.mu.emergency = true
+	}
+	if l.mu.emergency || l.victimLocked(false) != nil {
 		select {
 		case l.gcKick <- struct{}{}:
 		default:
@@ -123,6 +149,13 @@ func (l *Log) gcOnce() (uint64, error) {
 	defer l.mu.Unlock()
 	if err := l.usableLocked(); err != nil || !l.mu.settings.GC {
 		return 0, err
+	}
+	if l.mu.emergency {
+		// At most one user is removed for space per emergency.
+		l.mu.emergency = false
+		if v := l.victimLocked(true); v != nil {
+			return l.evictLocked(v, "capacity")
+		}
 	}
 	v := l.victimLocked(false)
 	if v == nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/fid"
 )
 
 // sanity 160g: with changelog_max_idle_indexes=2 the lagging user goes and
@@ -235,5 +236,69 @@ func TestCapacityEvictsLastUser(t *testing.T) {
 	}
 	if got := e.indices(); len(got) != 0 {
 		t.Fatalf("records left: %v", got)
+	}
+}
+
+// sanity 160f (catalog almost full): with changelog_min_free_cat_entries=3
+// and only 3 free catalog entries left under the cap, GC evicts the most
+// lagging user, idle or not, and only that one (one per emergency, as
+// mdd_chlg_garbage_collect leaves emergency mode after one eviction).
+func TestGCMinFreeCatEntries(t *testing.T) {
+	e := newEnv(t)
+	for _, kv := range [][2]string{
+		{"changelog_max_records", fmt.Sprint(5 * RecordsPerCatalogEntry)},
+		{"changelog_min_free_cat_entries", "3"},
+		{"changelog_min_gc_interval", "2"},
+	} {
+		if err := e.log.UpdateSettings(func(s *Settings) error { return s.SetParam(kv[0], kv[1]) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.register("", "")
+	e.register("", "")
+	e.register("", "")
+	recs := make([]*changelog.Record, RecordsPerCatalogEntry)
+	fill := func() {
+		for i := range recs {
+			recs[i] = &changelog.Record{Type: changelog.CLCreate, TFID: fid.FID{Seq: fid.SeqNormal, Oid: 1}, PFID: fid.Root, Name: "f"}
+		}
+		b := e.db.NewBatch()
+		defer b.Close()
+		p, err := e.log.Apply(b, recs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fill() // 4 free entries: no emergency
+	if _, err := e.log.Clear("cl1", 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.log.Clear("cl3", 10); err != nil {
+		t.Fatal(err)
+	}
+	fill() // 3 free entries, but the GC check ran less than 2 s ago
+	if n := len(e.log.Users()); n != 3 {
+		t.Fatalf("GC ran before the check interval: %d users", n)
+	}
+	e.clock.Advance(3 * time.Second)
+	e.op(changelog.CLCreate, "x") // the GC check of this write sees 3 free entries
+	deadline := time.Now().Add(10 * time.Second)
+	for len(e.log.Users()) == 3 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	users := e.log.Users()
+	if len(users) != 2 || users[0].ID != 1 || users[1].ID != 3 {
+		t.Fatalf("users after the emergency GC: %+v, want cl1 and cl3", users)
+	}
+	if _, err := e.log.Clear("cl2", 0); !errors.Is(err, changelog.ErrEvicted) || !strings.Contains(err.Error(), "capacity") {
+		t.Fatalf("evicted user: %v", err)
+	}
+	// One eviction per emergency: cl1 (index 2) lags too, but stays until
+	// the next check finds the entries still short.
+	if got := e.indices(); got[0] != 3 {
+		t.Fatalf("first record %d, want 3 (cl1's index + 1)", got[0])
 	}
 }

@@ -117,7 +117,10 @@ type Log struct {
 		failed     error
 		seq        uint64 // batches applied
 		lastGCChk  time.Time
-		closed     bool
+		// emergency: the next GC run evicts the most lagging user for
+		// lack of catalog entries (changelog_min_free_cat_entries).
+		emergency bool
+		closed    bool
 	}
 
 	gate     atomic.Uint64 // bit 32: on; low bits: effective mask

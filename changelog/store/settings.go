@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -19,6 +20,12 @@ const (
 	DefaultMaxRecords = 64768 * 64768
 	// idleProductLimit is Lustre's idle_time × idle_indexes bound: 86400 × 2^32.
 	idleProductLimit = 86400 << 32
+	// DefaultMinFreeCatEntries is changelog_min_free_cat_entries' default.
+	DefaultMinFreeCatEntries = 2
+	// RecordsPerCatalogEntry is how many records one Lustre catalog entry
+	// (a plain llog) holds: changelog_max_records is counted in entries of
+	// this size for changelog_min_free_cat_entries.
+	RecordsPerCatalogEntry = 64768
 )
 
 // Settings are the persistent changelog parameters of one MDT.
@@ -39,6 +46,15 @@ type Settings struct {
 	MinGCInterval time.Duration `json:"min_gc_interval"`
 	// MaxRecords caps retained records (changelog_max_records); 0 = no cap.
 	MaxRecords uint64 `json:"max_records"`
+	// MinFreeCatEntries (changelog_min_free_cat_entries): with space GC on,
+	// GC evicts the most lagging user once the free room under MaxRecords
+	// is at most this many catalog entries of RecordsPerCatalogEntry.
+	MinFreeCatEntries uint32 `json:"min_free_cat_entries"`
+	// EnableShardPFID (enable_shard_pfid) is Lustre's switch between the
+	// master and the shard FID of a striped directory in p=. fidlog has no
+	// striped directories, so p= is the one parent either way; the value
+	// is kept for scripts that set it.
+	EnableShardPFID bool `json:"enable_shard_pfid"`
 }
 
 // DefaultSettings returns Lustre's defaults.
@@ -51,7 +67,62 @@ func DefaultSettings() Settings {
 		MaxIdleIndexes: DefaultMaxIdleIndexes,
 		MinGCInterval:  DefaultMinGCInterval,
 		MaxRecords:     DefaultMaxRecords,
+
+		MinFreeCatEntries: DefaultMinFreeCatEntries,
 	}
+}
+
+// ParseUint parses a parameter value as the kernel's kstrtou8/16/32/64 do
+// for sysfs: an optional '+', then digits in base (0: a C prefix, 0x for
+// hex or a leading 0 for octal, else decimal), nothing else. Surrounding
+// blanks are ignored. Bad syntax is a *changelog.ParamError (EINVAL); a
+// number that does not fit in bits is one with Range set (ERANGE).
+func ParseUint(name, value string, base, bits int) (uint64, error) {
+	v := strings.TrimSpace(value)
+	v = strings.TrimPrefix(v, "+")
+	if base == 0 {
+		switch {
+		case len(v) > 2 && (v[:2] == "0x" || v[:2] == "0X"):
+			base, v = 16, v[2:]
+		case len(v) > 1 && v[0] == '0':
+			base, v = 8, v[1:]
+		default:
+			base = 10
+		}
+	}
+	if v == "" || v[0] == '+' || v[0] == '-' {
+		return 0, &changelog.ParamError{Name: name, Value: value, Reason: "expect an unsigned number"}
+	}
+	n, err := strconv.ParseUint(v, base, bits)
+	if errors.Is(err, strconv.ErrRange) {
+		return 0, &changelog.ParamError{Name: name, Value: value, Reason: fmt.Sprintf("does not fit in %d bits", bits), Range: true}
+	}
+	if err != nil {
+		return 0, &changelog.ParamError{Name: name, Value: value, Reason: "expect an unsigned number"}
+	}
+	return n, nil
+}
+
+// ParseInt parses a parameter value as the kernel's kstrtoll(value, 10)
+// does: an optional sign, then decimal digits. Errors as ParseUint.
+func ParseInt(name, value string) (int64, error) {
+	v := strings.TrimSpace(value)
+	neg := strings.HasPrefix(v, "-")
+	u, err := ParseUint(name, strings.TrimPrefix(v, "-"), 10, 64)
+	if err != nil {
+		var pe *changelog.ParamError
+		if errors.As(err, &pe) {
+			pe.Value = value
+		}
+		return 0, err
+	}
+	switch {
+	case neg && u <= 1<<63:
+		return -int64(u), nil
+	case !neg && u <= 1<<63-1:
+		return int64(u), nil
+	}
+	return 0, &changelog.ParamError{Name: name, Value: value, Reason: "does not fit in 64 bits", Range: true}
 }
 
 // ParseBool parses a kernel-style boolean: 1/0, y/n, yes/no, on/off,
@@ -80,6 +151,12 @@ func FormatBool(b bool) string {
 func (s *Settings) SetParam(name, value string) error {
 	v := strings.TrimSpace(value)
 	bad := func(reason string) error { return &changelog.ParamError{Name: name, Value: value, Reason: reason} }
+	outOfRange := func(reason string) error {
+		return &changelog.ParamError{Name: name, Value: value, Reason: reason, Range: true}
+	}
+	// The parsing and range checks are mdd_lproc.c's stores: kstrtoll or
+	// kstrtouint in base 10, kstrtoul in any base, then ERANGE below the
+	// minimum.
 	switch name {
 	case "changelog_gc", "changelog_free_space_gc":
 		b, ok := ParseBool(v)
@@ -92,27 +169,50 @@ func (s *Settings) SetParam(name, value string) error {
 			s.FreeSpaceGC = b
 		}
 	case "changelog_max_idle_time":
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil || n < 1 || n > 2147483647 {
-			return bad("expect seconds in 1..2147483647")
+		n, err := ParseInt(name, value)
+		if err != nil {
+			return err
+		}
+		if n < 1 || n > 2147483647 {
+			return outOfRange("expect seconds in 1..2147483647")
 		}
 		s.MaxIdleTime = time.Duration(n) * time.Second
 	case "changelog_max_idle_indexes":
-		n, err := strconv.ParseUint(v, 0, 64)
+		n, err := ParseUint(name, value, 0, 64)
 		if err != nil {
-			return bad("expect an unsigned number")
+			return err
 		}
 		s.MaxIdleIndexes = n
 	case "changelog_min_gc_interval":
-		n, err := strconv.ParseUint(v, 10, 32)
-		if err != nil || n < 1 {
-			return bad("expect seconds >= 1")
+		n, err := ParseInt(name, value)
+		if err != nil {
+			return err
+		}
+		if n < 1 || n > 1<<31-1 {
+			// Lustre takes any positive time64_t; fidlog bounds it by
+			// what a time.Duration holds (68 years).
+			return outOfRange("expect seconds in 1..2147483647")
 		}
 		s.MinGCInterval = time.Duration(n) * time.Second
-	case "changelog_max_records":
-		n, err := strconv.ParseUint(v, 0, 64)
+	case "changelog_min_free_cat_entries":
+		n, err := ParseUint(name, value, 10, 32)
 		if err != nil {
-			return bad("expect a record count (0 = no cap)")
+			return err
+		}
+		if n < 1 {
+			return outOfRange("expect a number of catalog entries >= 1")
+		}
+		s.MinFreeCatEntries = uint32(n)
+	case "enable_shard_pfid":
+		n, err := ParseUint(name, value, 10, 8)
+		if err != nil {
+			return err
+		}
+		s.EnableShardPFID = n != 0
+	case "changelog_max_records":
+		n, err := ParseUint(name, value, 0, 64)
+		if err != nil {
+			return err
 		}
 		s.MaxRecords = n
 	default:
@@ -138,6 +238,10 @@ func (s *Settings) Param(name string) (string, bool) {
 		return fmt.Sprint(int64(s.MinGCInterval / time.Second)), true
 	case "changelog_max_records":
 		return fmt.Sprint(s.MaxRecords), true
+	case "changelog_min_free_cat_entries":
+		return fmt.Sprint(s.MinFreeCatEntries), true
+	case "enable_shard_pfid":
+		return FormatBool(s.EnableShardPFID), true
 	}
 	return "", false
 }
@@ -147,6 +251,7 @@ var ParamNames = []string{
 	"changelog_mask", "changelog_gc", "changelog_free_space_gc",
 	"changelog_max_idle_time", "changelog_max_idle_indexes",
 	"changelog_min_gc_interval", "changelog_max_records",
+	"changelog_min_free_cat_entries", "enable_shard_pfid",
 }
 
 // Settings returns the current settings.
