@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fidlog/fidlog/changelog"
+	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
 )
 
 // killLoops is how many times the kill -9 tests kill the exporter under
@@ -49,14 +50,17 @@ func killUnderLoad(t *testing.T, s *mdtServer, user string, args []string) chang
 	return want
 }
 
-// TestKill9FileSink: the exporter killed with SIGKILL under load leaves
-// every record in the files exactly once, in index order, with no
-// half-written line, across rotations and gzip of closed files.
-func TestKill9FileSink(t *testing.T) {
+// TestKill9FileAndJetStream: the exporter killed with SIGKILL under load
+// leaves every record exactly once, in index order, in the files (no
+// half-written line, across rotations and gzip of closed files) and in the
+// JetStream stream as a downstream consumer reads it.
+func TestKill9FileAndJetStream(t *testing.T) {
 	s := startMDT(t)
+	ns := startNATS(t)
 	out := filepath.Join(shortTempDir(t), "audit")
 	args := []string{"--mdt", s.target(), "--user", "audit", "--interval", "50ms", "--batch", "300",
-		"--sink", "file://" + out + "?format=ndjson&size=32K&gzip=true"}
+		"--sink", "file://" + out + "?format=ndjson&size=32K&gzip=true",
+		"--sink", "nats://" + ns.hostPort() + "?stream=AUDIT&format=lustre"}
 	want := killUnderLoad(t, s, "audit", args)
 	lines := dirLines(t, out, ".ndjson")
 	checkExactlyOnce(t, formats["ndjson"], lines, map[string]changelog.Index{s.device: want})
@@ -73,5 +77,53 @@ func TestKill9FileSink(t *testing.T) {
 	if gz == 0 {
 		t.Errorf("no gzipped closed file among %d files", len(ents))
 	}
-	t.Logf("%d records in %d files (%d gzipped)", len(lines), len(ents), gz)
+	t.Logf("files: %d records in %d files (%d gzipped)", len(lines), len(ents), gz)
+	msgs := ns.streamLines(t, "AUDIT", formats["lustre"])
+	checkExactlyOnce(t, formats["lustre"], msgs, map[string]changelog.Index{s.device: want})
+	t.Logf("jetstream: %d messages", len(msgs))
+}
+
+// TestJetStreamOutage: while the NATS server is down the exporter retries
+// with backoff, counts the failures and clears nothing; when it is back
+// every record arrives once.
+func TestJetStreamOutage(t *testing.T) {
+	s := startMDT(t)
+	ns := startNATS(t)
+	c := s.client(t)
+	sink := "nats://" + ns.hostPort() + "?stream=AUDIT&timeout=1s"
+	x := startProc(t, "fidlog-export", "--mdt", s.target(), "--user", "audit", "--interval", "50ms",
+		"--max-backoff", "300ms", "--lag-interval", "100ms", "--metrics", "127.0.0.1:0", "--sink", sink)
+	addr := metricsAddr(t, x)
+	label := `{sink="nats://` + ns.hostPort() + `"}`
+	if _, err := c.Namespace.Mkdir(ctxT(t), &mdtv1.MkdirRequest{Path: "/d", Mode: 0o755}); err != nil {
+		t.Fatal(err)
+	}
+	createFiles(t, c, "/d", "a", 50)
+	cur := currentIndex(t, s, c)
+	waitFor(t, 30*time.Second, "the first records cleared", func() bool { return userIndex(t, s, c, "audit") == cur })
+	ns.stop()
+	createFiles(t, c, "/d", "b", 50)
+	waitFor(t, 30*time.Second, "failures counted", func() bool { return metric(t, addr, "fidlog_export_sink_failures_total"+label) >= 2 })
+	if got := userIndex(t, s, c, "audit"); got != cur {
+		t.Fatalf("cleared to %d while the sink was down, want %d", got, cur)
+	}
+	waitFor(t, 30*time.Second, "lag reported", func() bool {
+		return metric(t, addr, `fidlog_export_lag_records{device="`+s.device+`"}`) == 50
+	})
+	ns.start()
+	want := currentIndex(t, s, c)
+	waitFor(t, 60*time.Second, "catching up", func() bool { return userIndex(t, s, c, "audit") == want })
+	if got := metric(t, addr, `fidlog_export_cleared_index{device="`+s.device+`"}`); got != float64(want) {
+		t.Errorf("cleared index metric %v, want %d", got, want)
+	}
+	if got := metric(t, addr, "fidlog_export_records_delivered_total"+label); got < float64(want) {
+		t.Errorf("delivered %v, want >= %d", got, want)
+	}
+	if code := x.Stop(); code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, x.Output())
+	}
+	if !strings.Contains(x.Output(), "msg=sink_failed") {
+		t.Errorf("no sink_failed log:\n%s", x.Output())
+	}
+	checkExactlyOnce(t, formats["ndjson"], ns.streamLines(t, "AUDIT", formats["ndjson"]), map[string]changelog.Index{s.device: want})
 }

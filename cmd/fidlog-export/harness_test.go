@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/fidlog/fidlog/api/client"
 	"github.com/fidlog/fidlog/changelog"
@@ -351,4 +357,155 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// natsServer is a real NATS server with JetStream on a temp dir, embedded
+// from its Go module; restart keeps its port and store.
+type natsServer struct {
+	t    testing.TB
+	dir  string
+	port int
+	srv  *server.Server
+}
+
+func startNATS(t testing.TB) *natsServer {
+	t.Helper()
+	n := &natsServer{t: t, dir: t.TempDir(), port: -1}
+	n.start()
+	n.port = n.srv.Addr().(*net.TCPAddr).Port
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *natsServer) start() {
+	n.t.Helper()
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: n.port, JetStream: true, StoreDir: n.dir, NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(20 * time.Second) {
+		n.t.Fatal("nats-server not ready within 20s")
+	}
+	n.srv = srv
+}
+
+func (n *natsServer) stop() {
+	if n.srv != nil {
+		n.srv.Shutdown()
+		n.srv.WaitForShutdown()
+		n.srv = nil
+	}
+}
+
+// url is the sink URL's host part.
+func (n *natsServer) hostPort() string { return fmt.Sprintf("127.0.0.1:%d", n.port) }
+
+// streamLines reads every message of stream with an ordered consumer (a
+// downstream JetStream consumer) and checks each subject against its line.
+func (n *natsServer) streamLines(t testing.TB, stream string, f *format) []string {
+	t.Helper()
+	nc, err := nats.Connect("nats://" + n.hostPort())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for uint64(len(lines)) < info.State.Msgs {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			line := string(m.Data())
+			dev, idx, err := f.parse(m.Data())
+			if err != nil {
+				t.Fatalf("message %q: %v", line, err)
+			}
+			if id := m.Headers().Get(jetstream.MsgIDHeader); id != fmt.Sprintf("%s:%d", dev, idx) {
+				t.Fatalf("message %s:%d has Nats-Msg-Id %q", dev, idx, id)
+			}
+			if !strings.HasPrefix(m.Subject(), "fidlog."+fsName(dev)+"."+targetName(dev)+".") {
+				t.Fatalf("message %s:%d on subject %s", dev, idx, m.Subject())
+			}
+			lines = append(lines, line)
+		}
+		if got == 0 {
+			t.Fatalf("stream %s: fetched %d of %d messages, then nothing", stream, len(lines), info.State.Msgs)
+		}
+	}
+	return lines
+}
+
+var metricsRe = regexp.MustCompile(`msg=metrics addr=(\S+)`)
+
+// metricsAddr waits for the exporter's metrics address.
+func metricsAddr(t testing.TB, x *proc) string {
+	t.Helper()
+	var addr string
+	waitFor(t, 30*time.Second, "the metrics address", func() bool {
+		if m := metricsRe.FindStringSubmatch(x.Output()); m != nil {
+			addr = m[1]
+			return true
+		}
+		return false
+	})
+	return addr
+}
+
+// metric returns the value of the sample named series (name and labels as
+// Prometheus prints them), or -1 if it is absent.
+func metric(t testing.TB, addr, series string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", l, err)
+			}
+			return f
+		}
+	}
+	return -1
+}
+
+// createFiles creates n files named prefix0.. in dir.
+func createFiles(t testing.TB, c *client.Client, dir, prefix string, n int) {
+	t.Helper()
+	ctx := ctxT(t)
+	for i := range n {
+		if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: fmt.Sprintf("%s/%s%d", dir, prefix, i), Mode: 0o644}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

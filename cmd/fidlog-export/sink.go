@@ -172,6 +172,11 @@ func parseSink(raw string, env sinkEnv) (sink, error) {
 			fname = "ndjson"
 		}
 		s, err = newFileSink(raw, u, q, env)
+	case "nats":
+		if fname == "" {
+			fname = "ndjson"
+		}
+		s, err = newNATSSink(raw, u, q, env)
 	case "":
 		return nil, configErrorf("invalid sink '%s': no scheme (file://, syslog+udp://, syslog+tcp://, syslog+tls:// or nats://)", raw)
 	default:
