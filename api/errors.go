@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -12,9 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fidlog/fidlog/changelog"
-	"github.com/fidlog/fidlog/fid"
 	"github.com/fidlog/fidlog/mdt"
-	"github.com/fidlog/fidlog/nodemap"
 )
 
 // ErrorDomain is the ErrorInfo domain of every status this package returns.
@@ -25,20 +22,32 @@ const ErrorDomain = "fidlog"
 const ReasonUserEvicted = "USER_EVICTED"
 
 // Sentinel errors of this package's own checks; they reach clients through
-// toStatus like domain errors.
+// toStatus like domain errors. Each wraps its errno, which is how the one
+// errno table (mdt.Errno) knows it.
 var (
 	// ErrUnknownDevice: the request names an MDT this server does not
 	// serve (NOT_FOUND, ENOENT).
-	ErrUnknownDevice = errors.New("api: unknown device")
+	ErrUnknownDevice error = &errnoError{"api: unknown device", syscall.ENOENT}
 	// ErrInvalid: a request field or identity metadata is malformed
 	// (INVALID_ARGUMENT, EINVAL).
-	ErrInvalid = errors.New("api: invalid argument")
+	ErrInvalid error = &errnoError{"api: invalid argument", syscall.EINVAL}
 	// ErrPermission: the caller may not do this (PERMISSION_DENIED,
 	// EACCES).
-	ErrPermission = errors.New("api: permission denied")
+	ErrPermission error = &errnoError{"api: permission denied", syscall.EACCES}
 	// ErrDraining: the server is shutting down (UNAVAILABLE, ESHUTDOWN).
-	ErrDraining = errors.New("api: server shutting down")
+	ErrDraining error = &errnoError{"api: server shutting down", syscall.ESHUTDOWN}
 )
+
+// errnoError is a sentinel that carries its errno.
+type errnoError struct {
+	msg   string
+	errno syscall.Errno
+}
+
+func (e *errnoError) Error() string { return e.msg }
+
+// Unwrap returns the errno.
+func (e *errnoError) Unwrap() error { return e.errno }
 
 // argError is an ErrInvalid naming the offending field and value.
 func argError(format string, args ...any) error {
@@ -68,7 +77,8 @@ func ErrnoName(e syscall.Errno) string {
 	return "ERRNO_" + strconv.Itoa(int(e))
 }
 
-// codeOf is the gRPC code that follows an errno (proto/README.md).
+// codeOf is the gRPC code that follows an errno (proto/README.md): the one
+// switch from errors to codes.
 func codeOf(e syscall.Errno) codes.Code {
 	switch e {
 	case syscall.ENOENT, syscall.ENODATA, syscall.ENXIO, syscall.EBADF:
@@ -101,8 +111,10 @@ func codeOf(e syscall.Errno) codes.Code {
 // it returns carries an errdetails.ErrorInfo (domain "fidlog", reason the
 // errno name or a service reason, metadata "errno"), and its message is the
 // error's text, which names the offending value. A status error passes
-// through unchanged. Specific cases come first; anything else takes the
-// errno mdt.Errno derives, so a wrapped domain error never becomes Unknown.
+// through unchanged; an evicted consumer gets its own reason; every other
+// error takes the errno of the one table (mdt.Errno, which also knows this
+// package's sentinels) and the code codeOf gives it, so a wrapped domain
+// error never becomes Unknown.
 func toStatus(err error) error {
 	if err == nil {
 		return nil
@@ -111,8 +123,7 @@ func toStatus(err error) error {
 		return err
 	}
 	var ev *changelog.EvictedError
-	switch {
-	case errors.As(err, &ev):
+	if errors.As(err, &ev) {
 		md := map[string]string{
 			"errno":       strconv.Itoa(int(syscall.ENOENT)),
 			"user":        ev.User,
@@ -123,30 +134,6 @@ func toStatus(err error) error {
 			md["gc"] = ev.Reason
 		}
 		return withInfo(codes.FailedPrecondition, err.Error(), ReasonUserEvicted, md)
-	case errors.Is(err, ErrDraining), errors.Is(err, mdt.ErrClosed), errors.Is(err, changelog.ErrClosed):
-		return errnoStatus(syscall.ESHUTDOWN, err)
-	case errors.Is(err, context.Canceled):
-		return errnoStatus(syscall.ECANCELED, err)
-	case errors.Is(err, context.DeadlineExceeded):
-		return errnoStatus(syscall.ETIMEDOUT, err)
-	case errors.Is(err, ErrUnknownDevice):
-		return errnoStatus(syscall.ENOENT, err)
-	case errors.Is(err, ErrPermission):
-		return errnoStatus(syscall.EACCES, err)
-	case errors.Is(err, ErrInvalid):
-		return errnoStatus(syscall.EINVAL, err)
-	case errors.Is(err, changelog.ErrOutOfRange), errors.Is(err, changelog.ErrBadMask),
-		errors.Is(err, changelog.ErrBadUser), errors.Is(err, fid.ErrInvalid):
-		return errnoStatus(syscall.EINVAL, err)
-	// nodemap errors (mdt.Errno may not know them): specific before general.
-	case errors.Is(err, nodemap.ErrOverlap), errors.Is(err, nodemap.ErrExists):
-		return errnoStatus(syscall.EEXIST, err)
-	case errors.Is(err, nodemap.ErrNotFound):
-		return errnoStatus(syscall.ENOENT, err)
-	case errors.Is(err, nodemap.ErrNotPermitted):
-		return errnoStatus(syscall.EPERM, err)
-	case errors.Is(err, nodemap.ErrInvalid):
-		return errnoStatus(syscall.EINVAL, err)
 	}
 	return errnoStatus(mdt.Errno(err), err)
 }

@@ -55,6 +55,10 @@ func TestToStatus(t *testing.T) {
 		{&nodemap.PropertyError{Property: "p", Err: nodemap.ErrNotPermitted}, codes.PermissionDenied, "EPERM", syscall.EPERM},
 		{argError("bad %s", "x"), codes.InvalidArgument, "EINVAL", syscall.EINVAL},
 		{fmt.Errorf("%w 'x'", ErrUnknownDevice), codes.NotFound, "ENOENT", syscall.ENOENT},
+		{fmt.Errorf("%w: caller", ErrPermission), codes.PermissionDenied, "EACCES", syscall.EACCES},
+		{&mdt.PathError{Op: "rmdir", Path: "/", Err: mdt.ErrBusy}, codes.FailedPrecondition, "EBUSY", syscall.EBUSY},
+		{nodemap.ErrOverlap, codes.AlreadyExists, "EEXIST", syscall.EEXIST},
+		{&changelog.BehindError{}, codes.NotFound, "ENOENT", syscall.ENOENT},
 	} {
 		err := toStatus(tc.err)
 		st, _ := status.FromError(err)

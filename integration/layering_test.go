@@ -86,3 +86,23 @@ func TestClientsLinkNoStorage(t *testing.T) {
 		}
 	}
 }
+
+// TestCommandsDecodeErrorsThroughClient: the commands learn the errno,
+// reason and message of a failed call from api/client only, so there is
+// one decoding of the server's errors (ErrnoOf, IsEvicted, Message), not a
+// copy per command.
+func TestCommandsDecodeErrorsThroughClient(t *testing.T) {
+	const mod = "github.com/fidlog/fidlog/"
+	for _, pkg := range []string{"cmd/internal/cli", "cmd/lfs", "cmd/lctl", "cmd/mdc"} {
+		out, err := exec.Command("go", "list", "-f", "{{join .Imports \" \"}}", mod+pkg).Output()
+		if err != nil {
+			t.Fatalf("go list %s: %v", pkg, err)
+		}
+		for _, imp := range strings.Fields(string(out)) {
+			switch imp {
+			case "google.golang.org/grpc/status", "google.golang.org/grpc/codes", "google.golang.org/genproto/googleapis/rpc/errdetails":
+				t.Errorf("%s imports %s; decode errors with api/client", pkg, imp)
+			}
+		}
+	}
+}

@@ -36,6 +36,7 @@ var (
 	ErrRange        = errors.New("mdt: result out of range")               // ERANGE
 	ErrTooBig       = errors.New("mdt: argument list too long")            // E2BIG
 	ErrClosed       = errors.New("mdt: closed")                            // ESHUTDOWN
+	ErrBusy         = errors.New("mdt: device or resource busy")           // EBUSY: removing or renaming the root
 	// ErrCorrupt: stored namespace state breaks an invariant (an entry
 	// without its link record, an undecodable key); the operation changes
 	// nothing.
@@ -100,12 +101,76 @@ func storeErr(err error) error {
 	return fmt.Errorf("%w: %w", ErrIO, err)
 }
 
-// errnoer lets other packages' typed errors (nodemap) carry their errno.
-type errnoer interface{ Errno() syscall.Errno }
+// errnoTable is the one errno table: every sentinel of this package, the
+// changelog, the nodemap and the fid package, with the errno a Lustre tool
+// reports for it. Specific before general: wrapped storage errors first.
+// api maps the errno to a gRPC code; nothing else keeps a table.
+var errnoTable = []struct {
+	target error
+	errno  syscall.Errno
+}{
+	{ErrNoSpace, syscall.ENOSPC},
+	{changelog.ErrNoSpace, syscall.ENOSPC},
+	{fid.ErrExhausted, syscall.ENOSPC},
+	{ErrClosed, syscall.ESHUTDOWN},
+	{changelog.ErrClosed, syscall.ESHUTDOWN},
+	{ErrIO, syscall.EIO},
+	{changelog.ErrIO, syscall.EIO},
+	{changelog.ErrCorrupt, syscall.EIO},
+	{ErrCorrupt, syscall.EIO},
+	{ErrNotFound, syscall.ENOENT},
+	{ErrNoParam, syscall.ENOENT},
+	{ErrExists, syscall.EEXIST},
+	{ErrNotDir, syscall.ENOTDIR},
+	{ErrIsDir, syscall.EISDIR},
+	{ErrNotEmpty, syscall.ENOTEMPTY},
+	{ErrPermission, syscall.EACCES},
+	{ErrReadOnly, syscall.EACCES},
+	{ErrNotPermitted, syscall.EPERM},
+	{ErrNameTooLong, syscall.ENAMETOOLONG},
+	{ErrInvalid, syscall.EINVAL},
+	{ErrNoData, syscall.ENODATA},
+	{ErrBadHandle, syscall.EBADF},
+	{ErrTooManyOpen, syscall.ENFILE},
+	{ErrLoop, syscall.ELOOP},
+	{ErrXDev, syscall.EXDEV},
+	{ErrNotSupported, syscall.EOPNOTSUPP},
+	{ErrRange, syscall.ERANGE},
+	{ErrTooBig, syscall.E2BIG},
+	{ErrBusy, syscall.EBUSY},
+	{changelog.ErrUnknownUser, syscall.ENOENT},
+	{changelog.ErrEvicted, syscall.ENOENT},
+	{changelog.ErrBehind, syscall.ENOENT},
+	{changelog.ErrUserExists, syscall.EEXIST},
+	{changelog.ErrNameTooLong, syscall.ENAMETOOLONG},
+	{changelog.ErrBadUser, syscall.EINVAL},
+	{changelog.ErrBadMask, syscall.EINVAL},
+	{changelog.ErrOutOfRange, syscall.EINVAL},
+	{changelog.ErrBadParam, syscall.EINVAL},
+	{changelog.ErrTooManyUsers, syscall.EOVERFLOW},
+	{fid.ErrInvalid, syscall.EINVAL},
+	{fid.ErrRange, syscall.ERANGE},
+	{fid.ErrBadSeq, syscall.EIO},
+	// nodemap's specific sentinels also match its general ones; listed
+	// anyway so that the table names every sentinel (errno_test.go).
+	{nodemap.ErrOverlap, syscall.EEXIST},
+	{nodemap.ErrExists, syscall.EEXIST},
+	{nodemap.ErrNotFound, syscall.ENOENT},
+	{nodemap.ErrBadNID, syscall.EINVAL},
+	{nodemap.ErrBadRange, syscall.EINVAL},
+	{nodemap.ErrNotContiguous, syscall.EINVAL},
+	{nodemap.ErrUnknownProperty, syscall.EINVAL},
+	{nodemap.ErrInvalid, syscall.EINVAL},
+	{nodemap.ErrNotPermitted, syscall.EPERM},
+	{nodemap.ErrCorrupt, syscall.EIO},
+	{context.Canceled, syscall.ECANCELED},
+	{context.DeadlineExceeded, syscall.ETIMEDOUT},
+}
 
 // Errno maps any error returned by this package, the changelog, the
-// nodemap or the fid package to the errno a Lustre tool would report. nil
-// maps to 0; an unknown error maps to EIO.
+// nodemap or the fid package to the errno a Lustre tool would report. An
+// error that wraps a syscall.Errno reports that errno (other layers name
+// their own errors that way). nil maps to 0; an unknown error maps to EIO.
 func Errno(err error) syscall.Errno {
 	if err == nil {
 		return 0
@@ -114,68 +179,10 @@ func Errno(err error) syscall.Errno {
 	if errors.As(err, &en) {
 		return en
 	}
-	table := []struct {
-		target error
-		errno  syscall.Errno
-	}{
-		// Specific before general: wrapped storage errors first.
-		{ErrNoSpace, syscall.ENOSPC},
-		{changelog.ErrNoSpace, syscall.ENOSPC},
-		{fid.ErrExhausted, syscall.ENOSPC},
-		{ErrClosed, syscall.ESHUTDOWN},
-		{changelog.ErrClosed, syscall.ESHUTDOWN},
-		{ErrIO, syscall.EIO},
-		{changelog.ErrIO, syscall.EIO},
-		{changelog.ErrCorrupt, syscall.EIO},
-		{ErrCorrupt, syscall.EIO},
-		{ErrNotFound, syscall.ENOENT},
-		{ErrNoParam, syscall.ENOENT},
-		{ErrExists, syscall.EEXIST},
-		{ErrNotDir, syscall.ENOTDIR},
-		{ErrIsDir, syscall.EISDIR},
-		{ErrNotEmpty, syscall.ENOTEMPTY},
-		{ErrPermission, syscall.EACCES},
-		{ErrReadOnly, syscall.EACCES},
-		{ErrNotPermitted, syscall.EPERM},
-		{ErrNameTooLong, syscall.ENAMETOOLONG},
-		{ErrInvalid, syscall.EINVAL},
-		{ErrNoData, syscall.ENODATA},
-		{ErrBadHandle, syscall.EBADF},
-		{ErrTooManyOpen, syscall.ENFILE},
-		{ErrLoop, syscall.ELOOP},
-		{ErrXDev, syscall.EXDEV},
-		{ErrNotSupported, syscall.EOPNOTSUPP},
-		{ErrRange, syscall.ERANGE},
-		{ErrTooBig, syscall.E2BIG},
-		{changelog.ErrUnknownUser, syscall.ENOENT},
-		{changelog.ErrEvicted, syscall.ENOENT},
-		{changelog.ErrBehind, syscall.ENOENT},
-		{changelog.ErrUserExists, syscall.EEXIST},
-		{changelog.ErrNameTooLong, syscall.ENAMETOOLONG},
-		{changelog.ErrBadUser, syscall.EINVAL},
-		{changelog.ErrBadMask, syscall.EINVAL},
-		{changelog.ErrOutOfRange, syscall.EINVAL},
-		{changelog.ErrBadParam, syscall.EINVAL},
-		{changelog.ErrTooManyUsers, syscall.EOVERFLOW},
-		{fid.ErrInvalid, syscall.EINVAL},
-		{fid.ErrRange, syscall.ERANGE},
-		{fid.ErrBadSeq, syscall.EIO},
-		{nodemap.ErrExists, syscall.EEXIST},
-		{nodemap.ErrNotFound, syscall.ENOENT},
-		{nodemap.ErrInvalid, syscall.EINVAL},
-		{nodemap.ErrNotPermitted, syscall.EPERM},
-		{nodemap.ErrCorrupt, syscall.EIO},
-		{context.Canceled, syscall.ECANCELED},
-		{context.DeadlineExceeded, syscall.ETIMEDOUT},
-	}
-	for _, t := range table {
+	for _, t := range errnoTable {
 		if errors.Is(err, t.target) {
 			return t.errno
 		}
-	}
-	var ee errnoer
-	if errors.As(err, &ee) {
-		return ee.Errno()
 	}
 	return syscall.EIO
 }

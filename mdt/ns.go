@@ -12,10 +12,6 @@ import (
 	"github.com/fidlog/fidlog/fid"
 )
 
-// ErrBusy is returned for removing or renaming the root (POSIX says EBUSY;
-// it matches ErrInvalid, so Errno reports EINVAL).
-var ErrBusy = fmt.Errorf("%w: device or resource busy", ErrInvalid)
-
 // Stat returns the attributes of the object at p (not following a final
 // symlink, like lstat). Search permission is needed on every directory on
 // the way.

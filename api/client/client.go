@@ -384,6 +384,15 @@ func ErrorInfo(err error) (*errdetails.ErrorInfo, bool) {
 	return nil, false
 }
 
+// Message returns the server's message of a failed call (it names the
+// offending value), or err's own text if err carries no status.
+func Message(err error) string {
+	if st, ok := status.FromError(err); ok {
+		return st.Message()
+	}
+	return err.Error()
+}
+
 // Reason returns the stable reason of a failed call ("ENOENT",
 // "USER_EVICTED", ...), or "" if it carries none.
 func Reason(err error) string {

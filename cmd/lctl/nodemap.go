@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc/status"
 
 	"github.com/fidlog/fidlog/cmd/internal/cli"
 	"github.com/fidlog/fidlog/nodemap"
@@ -39,8 +38,8 @@ func (a *app) failed(conn *cli.Conn, op string, err error) error {
 	// Lustre prints the kernel's error line and then perror's; the
 	// server's message, which names the bad value, stands in for the
 	// former (there is no ioctl code to show).
-	if st, ok := status.FromError(err); ok && st.Message() != "" {
-		fmt.Fprintf(a.stderr, "error: %s: %s\n", op, st.Message())
+	if msg := cli.Message(err); msg != "" {
+		fmt.Fprintf(a.stderr, "error: %s: %s\n", op, msg)
 	}
 	fmt.Fprintf(a.stderr, "%s: %s\n", op, cli.Strerror(n))
 	return cli.Exit(n)

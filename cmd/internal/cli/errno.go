@@ -6,9 +6,6 @@ import (
 	"strings"
 	"syscall"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/status"
-
 	"github.com/fidlog/fidlog/api/client"
 )
 
@@ -28,19 +25,8 @@ const (
 	ECONNREFUSED = int(syscall.ECONNREFUSED)
 )
 
-// ErrorInfo returns the google.rpc.ErrorInfo detail of a gRPC error, or nil.
-func ErrorInfo(err error) *errdetails.ErrorInfo {
-	ei, _ := client.ErrorInfo(err)
-	return ei
-}
-
-// Message returns the server's message of a gRPC error (or err's text).
-func Message(err error) string {
-	if st, ok := status.FromError(err); ok {
-		return st.Message()
-	}
-	return err.Error()
-}
+// Message returns the server's message of a failed call (or err's text).
+func Message(err error) string { return client.Message(err) }
 
 // IsEvicted reports whether err tells a changelog consumer that garbage
 // collection removed it.
