@@ -146,6 +146,7 @@ var errnoTable = []struct {
 	{changelog.ErrBadUser, syscall.EINVAL},
 	{changelog.ErrBadMask, syscall.EINVAL},
 	{changelog.ErrOutOfRange, syscall.EINVAL},
+	{changelog.ErrParamRange, syscall.ERANGE},
 	{changelog.ErrBadParam, syscall.EINVAL},
 	{changelog.ErrTooManyUsers, syscall.EOVERFLOW},
 	{fid.ErrInvalid, syscall.EINVAL},
