@@ -68,6 +68,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	nm.AddCommand(newNodemapCmds(a, "")...)
 	root.AddCommand(nm)
+	root.AddCommand(newListParamCmd(a), newDlCmd(a))
+	decorate(a, root)
 	return root
 }
 

@@ -45,5 +45,6 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	a.flags.Register(root.PersistentFlags())
 	root.AddCommand(newChangelogCmd(a), newChangelogClearCmd(a), newFid2PathCmd(a), newPath2FidCmd(a))
+	decorate(a, root)
 	return root
 }

@@ -67,6 +67,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&a.groups, "groups", "", "supplementary group ids, comma separated")
 	pf.StringVar(&a.jobid, "jobid", "", "job id recorded in changelog records (default <verb>.<uid>)")
 	root.AddCommand(a.verbs()...)
+	cli.ApplyExamples(root, examples)
 	return root
 }
 

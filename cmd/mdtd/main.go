@@ -112,6 +112,7 @@ the socket are the local administrator). A bare "mdtd" just runs.`,
 	}
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
+	cmd.Example = example
 	f := cmd.Flags()
 	f.StringVar(&cfg.fsname, "fsname", "lustre", "file system name (at most 8 characters)")
 	f.Uint32Var(&cfg.index, "index", 0, "MDT index")

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+
 	"github.com/fidlog/fidlog/mdt"
 )
 
@@ -52,4 +54,30 @@ func check(t *testing.T, name, what, got, want string) {
 	if got != want {
 		t.Errorf("%s: %s:\n got: %q\nwant: %q", name, what, got, want)
 	}
+}
+
+// CheckExamples fails for every command of root (root included; cobra's
+// own help and completion commands excepted) whose --help has no
+// "Examples:" section naming the command.
+func CheckExamples(t *testing.T, root *cobra.Command) {
+	t.Helper()
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Name() == "help" || c.Name() == "completion" || c.Hidden {
+			return
+		}
+		var out bytes.Buffer
+		c.SetOut(&out)
+		if err := c.Help(); err != nil {
+			t.Fatal(err)
+		}
+		_, ex, ok := strings.Cut(out.String(), "\nExamples:\n")
+		if !ok || !strings.Contains(ex, "  "+root.Name()) {
+			t.Errorf("%s --help has no Examples: section with a %s command line:\n%s", c.CommandPath(), root.Name(), out.String())
+		}
+		for _, s := range c.Commands() {
+			walk(s)
+		}
+	}
+	walk(root)
 }
