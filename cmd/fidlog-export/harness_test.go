@@ -89,7 +89,11 @@ func (p *proc) Output() string {
 func startProc(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, name: name, done: make(chan struct{})}
-	p.cmd = exec.Command(filepath.Join(bin, name), args...)
+	path := name
+	if !filepath.IsAbs(name) {
+		path = filepath.Join(bin, name)
+	}
+	p.cmd = exec.Command(path, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)

@@ -172,6 +172,11 @@ func parseSink(raw string, env sinkEnv) (sink, error) {
 			fname = "ndjson"
 		}
 		s, err = newFileSink(raw, u, q, env)
+	case "syslog", "syslog+udp", "syslog+tcp", "syslog+tls":
+		if fname == "" {
+			fname = "csv"
+		}
+		s, err = newSyslogSink(raw, u, q, env)
 	case "nats":
 		if fname == "" {
 			fname = "ndjson"
