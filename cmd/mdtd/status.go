@@ -375,7 +375,7 @@ var statusShell = template.Must(template.New("page").Parse(`<!doctype html>
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d2530;background:#fbfbfc}
 h1{font-size:20px;margin:0 0 .6em}h2{font-size:15px;margin:1.2em 0 .4em}
 table{border-collapse:collapse}th,td{padding:3px 10px;text-align:left;border-bottom:1px solid #e3e6ea}
-table.kv th{font-weight:500;color:#56606c;white-space:nowrap}#consumers td{font-variant-numeric:tabular-nums}
+table.kv th{font-weight:500;color:#56606c;white-space:nowrap}#consumers td,#consumers th{white-space:nowrap}#consumers td{font-variant-numeric:tabular-nums}
 .bar{display:inline-block;width:80px;height:8px;background:#e3e6ea;vertical-align:middle;border-radius:4px;overflow:hidden}
 .bar span{display:block;height:100%;max-width:100%;background:#3a9e5f}
 .warn .bar span{background:#d9a21b}.high .bar span{background:#c8412f}
