@@ -58,7 +58,7 @@ func (m *MDT) Setattr(ctx context.Context, c Cred, p string, s SetattrArgs) (Att
 }
 
 func (m *MDT) setattrLocked(cl *caller, ls *lockSet, p string, s SetattrArgs) (Attr, *store.Pending, error) {
-	r, err := m.resolveExistingLocked(&cl.id, p, ls)
+	r, err := m.resolve(&cl.id, p, resolveOpts{locks: ls, existing: true})
 	if err != nil {
 		return Attr{}, nil, err
 	}

@@ -99,7 +99,7 @@ func (m *MDT) Path2Fid(ctx context.Context, c Cred, p string) (fid.FID, error) {
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	r, err := m.resolveExisting(&cl.id, p)
+	r, err := m.resolve(&cl.id, p, resolveOpts{existing: true})
 	if err != nil {
 		return fid.FID{}, pathErr("path2fid", p, err)
 	}

@@ -22,7 +22,7 @@ func (m *MDT) Stat(ctx context.Context, c Cred, p string) (Attr, error) {
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	r, err := m.resolveExisting(&cl.id, p)
+	r, err := m.resolve(&cl.id, p, resolveOpts{existing: true})
 	if err != nil {
 		return Attr{}, pathErr("stat", p, err)
 	}
@@ -55,7 +55,7 @@ func (m *MDT) Readdir(ctx context.Context, c Cred, p string) ([]DirEntry, error)
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	r, err := m.resolveExisting(&cl.id, p)
+	r, err := m.resolve(&cl.id, p, resolveOpts{existing: true})
 	if err != nil {
 		return nil, pathErr("readdir", p, err)
 	}
@@ -202,7 +202,7 @@ func (m *MDT) mknode(ctx context.Context, c Cred, p string, typ FileType, mode u
 }
 
 func (m *MDT) mknodeLocked(cl *caller, ls *lockSet, comps []string, typ FileType, mode uint32, rdev uint64, target string, existingOK bool) (*store.Pending, Attr, bool, error) {
-	parent, err := m.walkLocked(&cl.id, comps[:len(comps)-1], ls)
+	parent, err := m.walk(&cl.id, fid.Root, comps[:len(comps)-1], ls)
 	if err != nil {
 		return nil, Attr{}, false, err
 	}
@@ -300,7 +300,7 @@ func (m *MDT) Link(ctx context.Context, c Cred, oldPath, newPath string) (Attr, 
 }
 
 func (m *MDT) linkLocked(cl *caller, ls *lockSet, oldPath string, comps []string) (*store.Pending, Attr, error) {
-	src, err := m.resolveExistingLocked(&cl.id, oldPath, ls)
+	src, err := m.resolve(&cl.id, oldPath, resolveOpts{locks: ls, existing: true})
 	if errors.Is(err, errRelock) {
 		return nil, Attr{}, err
 	} else if err != nil {
@@ -312,7 +312,7 @@ func (m *MDT) linkLocked(cl *caller, ls *lockSet, oldPath string, comps []string
 	if src.obj.Nlink == 0 {
 		return nil, Attr{}, ErrNotFound
 	}
-	parent, err := m.walkLocked(&cl.id, comps[:len(comps)-1], ls)
+	parent, err := m.walk(&cl.id, fid.Root, comps[:len(comps)-1], ls)
 	if err != nil {
 		return nil, Attr{}, err
 	}
@@ -371,7 +371,7 @@ func (m *MDT) remove(ctx context.Context, c Cred, p string, dir bool) error {
 }
 
 func (m *MDT) removeLocked(cl *caller, ls *lockSet, p string, dir bool) (*store.Pending, error) {
-	r, err := m.resolveExistingLocked(&cl.id, p, ls)
+	r, err := m.resolve(&cl.id, p, resolveOpts{locks: ls, existing: true})
 	if err != nil {
 		return nil, err
 	}
@@ -462,7 +462,7 @@ func (m *MDT) Rename(ctx context.Context, c Cred, src, dst string) error {
 }
 
 func (m *MDT) renameLocked(cl *caller, ls *lockSet, src, dst string) (*store.Pending, error) {
-	s, err := m.resolveExistingLocked(&cl.id, src, ls)
+	s, err := m.resolve(&cl.id, src, resolveOpts{locks: ls, existing: true})
 	if err != nil {
 		return nil, err
 	}
@@ -480,7 +480,7 @@ func (m *MDT) renameLocked(cl *caller, ls *lockSet, src, dst string) (*store.Pen
 	if s.parent == nil || len(dcomps) == 0 {
 		return nil, ErrBusy
 	}
-	dparent, err := m.walkLocked(&cl.id, dcomps[:len(dcomps)-1], ls)
+	dparent, err := m.walk(&cl.id, fid.Root, dcomps[:len(dcomps)-1], ls)
 	if errors.Is(err, errRelock) {
 		return nil, err
 	} else if err != nil {

@@ -106,7 +106,7 @@ func (m *MDT) Open(ctx context.Context, c Cred, p string, flags uint32, mode uin
 }
 
 func (m *MDT) openLocked(cl *caller, ls *lockSet, p string, flags, mode uint32) (uint64, Attr, *store.Pending, error) {
-	r, err := m.resolveLocked(&cl.id, p, ls)
+	r, err := m.resolve(&cl.id, p, resolveOpts{locks: ls})
 	if err != nil {
 		return 0, Attr{}, nil, err
 	}

@@ -116,55 +116,97 @@ func (m *MDT) lookup(dir fid.FID, name string) (f fid.FID, t FileType, ok bool, 
 	return f, t, ok && err == nil, err
 }
 
-// walk resolves the directories of comps and returns the last one, having
-// checked search permission on every directory passed through (the root
-// included). Symlinks and other non-directories on the way give ENOTDIR.
-func (m *MDT) walk(id *Identity, comps []string) (*inode, error) {
-	dir, err := m.getInode(fid.Root)
-	if err != nil {
-		return nil, err
-	}
-	for _, c := range comps {
-		if !permitted(id, dir, mayExec) {
-			return nil, ErrPermission
-		}
-		f, t, ok, err := m.lookup(dir.FID, c)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, ErrNotFound
-		}
-		if t != TypeDir {
-			return nil, ErrNotDir
-		}
-		if dir, err = m.getInode(f); err != nil {
-			return nil, err
-		}
-	}
-	if !permitted(id, dir, mayExec) {
-		return nil, ErrPermission
-	}
-	return dir, nil
+// resolveOpts select how resolve treats a path. The zero value resolves
+// from the root, without locks, and accepts a missing final entry.
+type resolveOpts struct {
+	// locks, if set, makes resolve take the stripe of the last directory
+	// and of the object (ls.need) before reading them, for an operation
+	// that changes them; resolve returns errRelock when the lock set must
+	// be retaken in order.
+	locks *lockSet
+	// existing makes a missing final entry ErrNotFound.
+	existing bool
+	// from is the directory a relative path starts at (a symlink's
+	// directory); the zero FID is the root.
+	from fid.FID
 }
 
-// walkLocked is walk for an operation that changes the last directory or
-// its entries: that directory's stripe is taken (ls.need) before its inode
-// is read. The directories above it are read without stripes; under the
-// shared namespace lock they cannot move (directory renames and permission
-// changes of directories run alone), only be removed once empty, which
-// the walk then sees as ENOENT. A last directory removed after it was
-// looked up has nlink 0 (or is gone): ENOENT as well.
-func (m *MDT) walkLocked(id *Identity, comps []string, ls *lockSet) (*inode, error) {
-	f := fid.Root
+// resolved is a path resolved without following a final symlink.
+type resolved struct {
+	parent *inode // nil for the root
+	name   string // "" for the root
+	obj    *inode // nil if the entry does not exist
+}
+
+// resolve is the one path resolver: it resolves p like lstat, checking
+// search permission on every directory passed through; intermediate
+// components must be directories (symlinks and other non-directories give
+// ENOTDIR); the final component is not followed. Path2Fid, Stat and every
+// operation that names a path use it; Fid2Path is its inverse.
+func (m *MDT) resolve(id *Identity, p string, o resolveOpts) (resolved, error) {
+	comps, err := splitPath(p)
+	if err != nil {
+		return resolved{}, err
+	}
+	start := o.from
+	if start.IsZero() {
+		start = fid.Root
+	}
+	if len(comps) == 0 {
+		if start != fid.Root {
+			return resolved{}, fmt.Errorf("%w: empty relative path", ErrNotFound)
+		}
+		if o.locks != nil && !o.locks.need(fid.Root) {
+			return resolved{}, o.locks.relock()
+		}
+		root, err := m.getInode(fid.Root)
+		return resolved{obj: root}, err
+	}
+	parent, err := m.walk(id, start, comps[:len(comps)-1], o.locks)
+	if err != nil {
+		return resolved{}, err
+	}
+	r := resolved{parent: parent, name: comps[len(comps)-1]}
+	f, _, ok, err := m.lookup(parent.FID, r.name)
+	if err != nil {
+		return r, err
+	}
+	if !ok {
+		if o.existing {
+			return r, ErrNotFound
+		}
+		return r, nil
+	}
+	if o.locks != nil && !o.locks.need(f) {
+		return resolved{}, o.locks.relock()
+	}
+	r.obj, err = m.getInode(f)
+	return r, err
+}
+
+// walk resolves the directories comps below start and returns the last
+// one, having checked search permission on every directory passed through
+// (start included). Root may search every directory, so its walk reads
+// only the last inode. With ls, the last directory's stripe is taken
+// (ls.need) before its inode is read, for an operation that changes it or
+// its entries. The directories above it are read without stripes; under
+// the shared namespace lock they cannot move (directory renames and
+// permission changes of directories run alone), only be removed once
+// empty, which the walk then sees as ENOENT. A last directory removed
+// after it was looked up has nlink 0 (or is gone): ENOENT as well.
+func (m *MDT) walk(id *Identity, start fid.FID, comps []string, ls *lockSet) (*inode, error) {
+	f := start
 	for _, c := range comps {
-		// Root may search every directory: its inode is not needed (a
-		// directory removed meanwhile has no entries left, so the
-		// lookup below fails with ENOENT as the read would).
+		// Root's inode read is skipped: a directory removed meanwhile
+		// has no entries left, so the lookup below fails with ENOENT
+		// as the read would.
 		if id.UID != 0 {
 			dir, err := m.getInode(f)
 			if err != nil {
 				return nil, err
+			}
+			if dir.Type != TypeDir {
+				return nil, ErrNotDir
 			}
 			if !permitted(id, dir, mayExec) {
 				return nil, ErrPermission
@@ -182,7 +224,7 @@ func (m *MDT) walkLocked(id *Identity, comps []string, ls *lockSet) (*inode, err
 		}
 		f = g
 	}
-	if !ls.need(f) {
+	if ls != nil && !ls.need(f) {
 		return nil, ls.relock()
 	}
 	dir, err := m.getInode(f)
@@ -192,122 +234,25 @@ func (m *MDT) walkLocked(id *Identity, comps []string, ls *lockSet) (*inode, err
 	if dir.Nlink == 0 {
 		return nil, ErrNotFound
 	}
+	if dir.Type != TypeDir {
+		return nil, ErrNotDir
+	}
 	if !permitted(id, dir, mayExec) {
 		return nil, ErrPermission
 	}
 	return dir, nil
 }
 
-// resolveLocked is resolve for an operation that changes the parent or
-// the object: both stripes are taken before they are read. With the
-// parent's stripe held its entry cannot change, so the object found is
-// the one named by p for the rest of the pass.
-func (m *MDT) resolveLocked(id *Identity, p string, ls *lockSet) (resolved, error) {
-	comps, err := splitPath(p)
-	if err != nil {
-		return resolved{}, err
-	}
-	if len(comps) == 0 {
-		if !ls.need(fid.Root) {
-			return resolved{}, ls.relock()
-		}
-		root, err := m.getInode(fid.Root)
-		return resolved{obj: root}, err
-	}
-	parent, err := m.walkLocked(id, comps[:len(comps)-1], ls)
-	if err != nil {
-		return resolved{}, err
-	}
-	r := resolved{parent: parent, name: comps[len(comps)-1]}
-	f, _, ok, err := m.lookup(parent.FID, r.name)
-	if err != nil || !ok {
-		return r, err
-	}
-	if !ls.need(f) {
-		return resolved{}, ls.relock()
-	}
-	r.obj, err = m.getInode(f)
-	return r, err
-}
-
-// resolveExistingLocked is resolveLocked that requires the object to exist.
-func (m *MDT) resolveExistingLocked(id *Identity, p string, ls *lockSet) (resolved, error) {
-	r, err := m.resolveLocked(id, p, ls)
-	if err == nil && r.obj == nil {
-		err = ErrNotFound
-	}
-	return r, err
-}
-
-// resolved is a path resolved without following a final symlink.
-type resolved struct {
-	parent *inode // nil for the root
-	name   string // "" for the root
-	obj    *inode // nil if the entry does not exist
-}
-
-// resolve resolves p like lstat: intermediate components must be
-// directories (searchable); the final component is not followed.
-func (m *MDT) resolve(id *Identity, p string) (resolved, error) {
-	comps, err := splitPath(p)
-	if err != nil {
-		return resolved{}, err
-	}
-	if len(comps) == 0 {
-		root, err := m.getInode(fid.Root)
-		return resolved{obj: root}, err
-	}
-	parent, err := m.walk(id, comps[:len(comps)-1])
-	if err != nil {
-		return resolved{}, err
-	}
-	r := resolved{parent: parent, name: comps[len(comps)-1]}
-	f, _, ok, err := m.lookup(parent.FID, r.name)
-	if err != nil || !ok {
-		return r, err
-	}
-	r.obj, err = m.getInode(f)
-	return r, err
-}
-
-// resolveExisting is resolve that requires the object to exist.
-func (m *MDT) resolveExisting(id *Identity, p string) (resolved, error) {
-	r, err := m.resolve(id, p)
-	if err == nil && r.obj == nil {
-		err = ErrNotFound
-	}
-	return r, err
-}
-
 // followLink resolves the target of symlink ln (in directory dir) one
 // level: a relative target from dir, an absolute one from the root. A
 // target that is itself a symlink gives ELOOP. The target's parent and
-// object are locked as by resolveLocked.
+// object are locked as resolve does with locks.
 func (m *MDT) followLink(id *Identity, dir *inode, ln *inode, ls *lockSet) (resolved, error) {
-	t := ln.Target
-	var comps []string
-	var err error
-	if strings.HasPrefix(t, "/") {
-		comps, err = splitPath(t)
-		if err != nil {
-			return resolved{}, err
-		}
-	} else {
-		// Express the target from the root: dir's path + target.
-		paths, perr := m.fid2path(dir.FID, 0)
-		if perr != nil {
-			return resolved{}, perr
-		}
-		base := ""
-		if len(paths) > 0 && paths[0] != "/" {
-			base = paths[0] + "/"
-		}
-		comps, err = splitPath(base + t)
-		if err != nil {
-			return resolved{}, err
-		}
+	o := resolveOpts{locks: ls}
+	if !strings.HasPrefix(ln.Target, "/") {
+		o.from = dir.FID
 	}
-	r, err := m.resolveLocked(id, strings.Join(comps, "/"), ls)
+	r, err := m.resolve(id, ln.Target, o)
 	if err != nil {
 		return r, err
 	}

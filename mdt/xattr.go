@@ -149,7 +149,7 @@ func (m *MDT) changeXattr(ctx context.Context, c Cred, p, name string, value []b
 }
 
 func (m *MDT) changeXattrLocked(cl *caller, ls *lockSet, p, name string, class xattrClass, value []byte, flags int, remove bool) (*store.Pending, error) {
-	r, err := m.resolveExistingLocked(&cl.id, p, ls)
+	r, err := m.resolve(&cl.id, p, resolveOpts{locks: ls, existing: true})
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +209,7 @@ func (m *MDT) getxattr(ctx context.Context, c Cred, p, name string) ([]byte, err
 	if !audit {
 		m.mu.RLock()
 		defer m.mu.RUnlock()
-		r, err := m.resolveExisting(&cl.id, p)
+		r, err := m.resolve(&cl.id, p, resolveOpts{existing: true})
 		if err != nil {
 			return nil, err
 		}
@@ -220,7 +220,7 @@ func (m *MDT) getxattr(ctx context.Context, c Cred, p, name string) ([]byte, err
 		pend *store.Pending
 	)
 	err = m.update(func(ls *lockSet) error {
-		r, err := m.resolveExistingLocked(&cl.id, p, ls)
+		r, err := m.resolve(&cl.id, p, resolveOpts{locks: ls, existing: true})
 		if err != nil {
 			return err
 		}
@@ -265,7 +265,7 @@ func (m *MDT) Listxattr(ctx context.Context, c Cred, p string) ([]string, error)
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	r, err := m.resolveExisting(&cl.id, p)
+	r, err := m.resolve(&cl.id, p, resolveOpts{existing: true})
 	if err != nil {
 		return nil, pathErr("listxattr", p, err)
 	}
