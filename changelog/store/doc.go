@@ -11,17 +11,21 @@
 //
 // # Invariants
 //
-//   - Atomic: records are added to the caller's batch and commit with it
-//     (Apply), so a namespace change and its records are one Pebble batch.
-//     If the records cannot be stored (cap reached, write error) the batch
-//     does not commit.
+//   - Atomic: the caller's batch and its records commit as one Pebble
+//     batch (Apply copies the batch into a group batch with the records;
+//     a group is one Pebble commit), so a namespace change and its records
+//     are atomic. If the records cannot be stored (cap reached, write
+//     error) nothing of the caller's batch commits.
 //   - Contiguous indices in commit order: indices are assigned under the
-//     log's lock in the same critical section that commits the batch to the
-//     WAL (NoSync), so WAL order is index order and no index is skipped.
-//   - Durable before acknowledged: Pending.Wait syncs the WAL (one
-//     LogData(nil, Sync) covers every batch applied before it; concurrent
-//     waiters share fsyncs) and only then returns. No lock is held across
-//     the fsync.
+//     log's lock in the same critical section that commits the group batch
+//     to the WAL, so WAL order is index order and no index is skipped.
+//   - Durable before acknowledged: Pending.Wait waits for the fsync Pebble
+//     does for the group batch (a group is committed with a sync requested
+//     but not awaited; Pebble's WAL writer shares one fsync among every
+//     group and batch queued) and only then returns. No lock is held
+//     across the fsync, and the next group commits while it is in flight.
+//     Batches without records (users, settings, purge) commit NoSync and
+//     are synced with one LogData(nil, Sync).
 //   - Durable watermark: Pebble shows a batch before its WAL sync, so readers
 //     (Scan, WaitDurable) never go past Durable(), which is published only
 //     after a covering sync.
@@ -61,8 +65,10 @@
 // The Log owns two goroutines, the GC loop and the reclaimer; Close stops
 // both and waits for them.
 //
+// Apply calls queue on Log.qmu; the leader of a group takes the queue and
+// commits it under Log.mu (sequencer.go). qmu is never held with mu.
 // Log.mu guards the sequencer state (current index, users, settings); it is
-// held while a batch is committed with NoSync and never across a sync.
+// held while a batch is committed and never across a sync.
 // Log.dmu guards the durable watermark and the follower wake-up channel; it
 // is never held while taking mu (lock order: mu, then dmu). Event callbacks
 // run with mu held.

@@ -123,6 +123,9 @@ type Log struct {
 		closed    bool
 	}
 
+	// qmu is the group-commit queue (sequencer.go); never held with mu.
+	qmu queue
+
 	gate     atomic.Uint64 // bit 32: on; low bits: effective mask
 	epoch    atomic.Uint64 // time-record dedup restart point
 	applied  atomic.Uint64 // highest seq whose batch is applied

@@ -27,14 +27,20 @@ func (l *Log) syncTo(seq uint64) error {
 		l.mu.Unlock()
 		return fmt.Errorf("%w: wal sync: %v", changelog.ErrIO, err)
 	}
+	l.syncedTo(s, idx)
+	return nil
+}
+
+// syncedTo notes that every batch up to seq, so every record up to idx, is
+// synced, and publishes the durable watermark.
+func (l *Log) syncedTo(seq uint64, idx changelog.Index) {
 	for {
 		old := l.syncSeq.Load()
-		if old >= s || l.syncSeq.CompareAndSwap(old, s) {
+		if old >= seq || l.syncSeq.CompareAndSwap(old, seq) {
 			break
 		}
 	}
 	l.publishDurable(idx)
-	return nil
 }
 
 func (l *Log) publishDurable(idx changelog.Index) {
