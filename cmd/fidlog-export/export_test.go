@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -203,4 +204,104 @@ func TestSyslogOutage(t *testing.T) {
 		dups += max(seen[i]-1, 0)
 	}
 	t.Logf("%d messages for %d records (%d re-sent after the outage: at least once)", len(msgs), want, dups)
+}
+
+// TestTwoMDTsMerged: one exporter follows two MDTs (distinct --index) into
+// one file stream and one JetStream stream; each MDT's records arrive
+// exactly once and in index order, each naming its device, across a
+// kill -9.
+func TestTwoMDTsMerged(t *testing.T) {
+	s0, s1 := startMDT(t), startMDT(t, "--index", "1")
+	if s0.device == s1.device {
+		t.Fatalf("both MDTs are %s", s0.device)
+	}
+	ns := startNATS(t)
+	out := filepath.Join(shortTempDir(t), "audit")
+	args := []string{"--mdt", s0.target(), "--mdt", s1.target(), "--interval", "50ms",
+		"--sink", "file://" + out + "?format=csv",
+		"--sink", "nats://" + ns.hostPort() + "?format=scale-json"}
+	c0, c1 := s0.client(t), s1.client(t)
+	x := startProc(t, "fidlog-export", args...)
+	waitFor(t, 30*time.Second, "both users registered", func() bool {
+		return strings.Count(x.Output(), "msg=mdt ") == 2
+	})
+	l0, l1 := startLoad(t, c0, "/load"), startLoad(t, c1, "/load")
+	waitFor(t, 60*time.Second, "both MDTs exporting", func() bool {
+		return userIndex(t, s0, c0, "fidlog-export") > 50 && userIndex(t, s1, c1, "fidlog-export") > 50
+	})
+	x.Kill()
+	x = startProc(t, "fidlog-export", args...)
+	waitFor(t, 60*time.Second, "exporting again", func() bool {
+		return strings.Contains(x.Output(), "msg=exporting")
+	})
+	l0.Stop()
+	l1.Stop()
+	want := map[string]changelog.Index{s0.device: currentIndex(t, s0, c0), s1.device: currentIndex(t, s1, c1)}
+	waitFor(t, 60*time.Second, "both caught up", func() bool {
+		return userIndex(t, s0, c0, "fidlog-export") == want[s0.device] && userIndex(t, s1, c1, "fidlog-export") == want[s1.device]
+	})
+	if code := x.Stop(); code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, x.Output())
+	}
+	lines := dirLines(t, out, ".csv")
+	checkExactlyOnce(t, formats["csv"], lines, want)
+	checkExactlyOnce(t, formats["scale-json"], ns.streamLines(t, "FIDLOG", formats["scale-json"]), want)
+	// Merged, not concatenated: the devices alternate in the stream.
+	switches, prev := 0, ""
+	for _, l := range lines {
+		dev, _, _ := formats["csv"].parse([]byte(l))
+		if dev != prev {
+			switches++
+			prev = dev
+		}
+	}
+	if switches < 4 {
+		t.Errorf("the file stream switches device only %d times in %d lines", switches, len(lines))
+	}
+	t.Logf("%s: %d records, %s: %d records, %d device switches", s0.device, want[s0.device], s1.device, want[s1.device], switches)
+}
+
+// TestEvictedSaysHowManyLost: with its only sink down the exporter cannot
+// clear; mdtd's changelog GC evicts its user, and the exporter exits 3
+// saying so and how many records it lost.
+func TestEvictedSaysHowManyLost(t *testing.T) {
+	s := startMDT(t)
+	c := s.client(t)
+	down := freePort(t, "tcp") // nothing listens there
+	x := startProc(t, "fidlog-export", "--mdt", s.target(), "--interval", "50ms", "--lag-interval", "100ms",
+		"--max-backoff", "200ms", "--sink", fmt.Sprintf("syslog+tcp://127.0.0.1:%d", down))
+	waitFor(t, 30*time.Second, "exporting", func() bool { return strings.Contains(x.Output(), "msg=exporting") })
+	for _, p := range []string{"changelog_max_idle_indexes=20", "changelog_min_gc_interval=1"} {
+		name, v, _ := strings.Cut(p, "=")
+		if _, err := c.SetParam(ctxT(t), "mdd."+s.device+"."+name, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Namespace.Mkdir(ctxT(t), &mdtv1.MkdirRequest{Path: "/d", Mode: 0o755}); err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	waitFor(t, 60*time.Second, "the exporter to exit", func() bool {
+		select {
+		case <-x.done:
+			return true
+		default:
+		}
+		createFiles(t, c, "/d", fmt.Sprintf("f%d-", i), 5)
+		i++
+		return false
+	})
+	if code := x.cmd.ProcessState.ExitCode(); code != exitEvicted {
+		t.Fatalf("exit %d, want %d:\n%s", code, exitEvicted, x.Output())
+	}
+	re := regexp.MustCompile(`fidlog-export: changelog user cl1-fidlog-export was evicted from ` + s.device +
+		` by the changelog garbage collector: (\d+) records \(indices 1\.\.(\d+)\) were not exported and are lost to this exporter`)
+	m := re.FindStringSubmatch(x.Output())
+	if m == nil {
+		t.Fatalf("no eviction message:\n%s", x.Output())
+	}
+	t.Logf("%s", m[0])
+	if m[1] != m[2] || m[1] == "0" {
+		t.Errorf("lost %s records, indices 1..%s", m[1], m[2])
+	}
 }

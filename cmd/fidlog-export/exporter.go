@@ -11,6 +11,7 @@ import (
 
 	"github.com/fidlog/fidlog/api/client"
 	"github.com/fidlog/fidlog/changelog"
+	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
 )
 
 // exporter follows every source, renders each record once per format and
@@ -28,6 +29,9 @@ type exporter struct {
 	sources []*source
 	sinks   []*sinkState
 	in      chan []*event
+	// errc carries a source's end (eviction, a non-retryable error); the
+	// delivery retry loop watches it too.
+	errc chan error
 
 	pending []*event
 	// delivered is the highest index of each device every sink committed;
@@ -62,8 +66,12 @@ func (e *errEvicted) Error() string {
 	if e.last > e.delivered {
 		lost = uint64(e.last - e.delivered)
 	}
-	return fmt.Sprintf("changelog user %s was evicted from %s by the changelog garbage collector: %d records (indices %d..%d) were not exported and are lost to this exporter; restart it to register a new user, which starts at the current record",
-		e.user, e.dev, lost, e.delivered+1, e.last)
+	how := "was evicted from " + e.dev + " by the changelog garbage collector"
+	if _, ok := client.IsEvicted(e.err); !ok {
+		how = "is no longer registered on " + e.dev + " (deregistered)"
+	}
+	return fmt.Sprintf("changelog user %s %s: %d records (indices %d..%d) were not exported and are lost to this exporter; restart it to register a new user, which starts at the current record",
+		e.user, how, lost, e.delivered+1, e.last)
 }
 
 func (e *errEvicted) Unwrap() error { return e.err }
@@ -72,6 +80,7 @@ func newExporter(cfg *config, log *slog.Logger, met *metrics, sources []*source,
 	x := &exporter{
 		cfg: cfg, log: log, met: met, sources: sources,
 		in:        make(chan []*event, 4),
+		errc:      make(chan error, 2*len(sources)),
 		delivered: map[string]changelog.Index{},
 		cleared:   map[string]changelog.Index{},
 		lastTime:  map[string]time.Time{},
@@ -82,9 +91,10 @@ func newExporter(cfg *config, log *slog.Logger, met *metrics, sources []*source,
 	for _, src := range sources {
 		x.delivered[src.dev] = src.start
 		x.cleared[src.dev] = src.start
+		x.lastTime[src.dev] = time.Now() // lag seconds count from the start until a record is delivered
 	}
 	x.mu.delivered = maps.Clone(x.delivered)
-	x.mu.lastTime = map[string]time.Time{}
+	x.mu.lastTime = maps.Clone(x.lastTime)
 	return x
 }
 
@@ -116,12 +126,15 @@ func (x *exporter) openSinks(ctx context.Context) error {
 func (x *exporter) run(ctx context.Context) error {
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, len(x.sources))
 	var wg sync.WaitGroup
 	for _, src := range x.sources {
-		wg.Go(func() { errc <- x.follow(fctx, src) })
+		wg.Go(func() {
+			if err := x.follow(fctx, src); err != nil {
+				x.errc <- err
+			}
+		})
 	}
-	wg.Go(func() { x.reportLag(fctx) })
+	wg.Go(func() { x.watch(fctx) })
 	defer wg.Wait()
 	tick := time.NewTicker(x.cfg.interval)
 	defer tick.Stop()
@@ -139,7 +152,7 @@ func (x *exporter) run(ctx context.Context) error {
 			if err := x.deliver(ctx); err != nil {
 				failed = err
 			}
-		case err := <-errc:
+		case err := <-x.errc:
 			failed = err
 		case <-ctx.Done():
 			failed = ctx.Err()
@@ -155,7 +168,11 @@ func (x *exporter) run(ctx context.Context) error {
 			drained = true
 		}
 	}
-	dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	grace := 10 * time.Second
+	if ctx.Err() == nil {
+		grace = 2 * time.Second
+	}
+	dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer dcancel()
 	if err := x.deliver(dctx); err != nil {
 		x.log.Warn("final_delivery_failed", "err", err, "records", len(x.pending))
@@ -183,21 +200,8 @@ func (x *exporter) follow(ctx context.Context, src *source) error {
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return nil
 	}
-	if user, ok := client.IsEvicted(err); ok {
-		if user == "" {
-			user = src.user
-		}
-		e := &errEvicted{dev: src.dev, user: user, err: err}
-		x.mu.Lock()
-		e.delivered = x.mu.delivered[src.dev]
-		x.mu.Unlock()
-		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer scancel()
-		if st, serr := src.c.State(sctx, src.dev); serr == nil {
-			e.last = changelog.Index(st.GetCurrentIndex())
-		}
-		x.met.lost.WithLabelValues(src.dev).Set(float64(max(e.last, e.delivered) - e.delivered))
-		return e
+	if _, ok := client.IsEvicted(err); ok {
+		return x.evicted(ctx, src, err)
 	}
 	if err == nil {
 		return fmt.Errorf("%s: follow ended", src.dev)
@@ -228,9 +232,11 @@ func (x *exporter) deliver(ctx context.Context) error {
 			n, err := x.deliverTo(ctx, st, lines[st.s.format()])
 			if err == nil {
 				x.met.delivered.WithLabelValues(st.s.label()).Add(float64(n))
+				x.met.sinkUp.WithLabelValues(st.s.label()).Set(1)
 				break
 			}
 			x.met.failed.WithLabelValues(st.s.label()).Inc()
+			x.met.sinkUp.WithLabelValues(st.s.label()).Set(0)
 			st.s.reset()
 			st.written = maps.Clone(st.committed)
 			x.log.Warn("sink_failed", "sink", st.s.label(), "err", err, "retry_in", backoff, "pending", len(x.pending))
@@ -239,6 +245,9 @@ func (x *exporter) deliver(ctx context.Context) error {
 			case <-ctx.Done():
 				t.Stop()
 				return ctx.Err()
+			case err := <-x.errc:
+				t.Stop()
+				return err
 			case <-t.C:
 			}
 			backoff = min(backoff*2, x.cfg.maxBackoff)
@@ -302,22 +311,60 @@ func (x *exporter) clear(ctx context.Context) error {
 	return nil
 }
 
-// reportLag samples each server's current index for the lag metrics.
-func (x *exporter) reportLag(ctx context.Context) {
+// evicted builds the error for src's user having been evicted: how many
+// records were written that no sink got.
+func (x *exporter) evicted(ctx context.Context, src *source, cause error) error {
+	e := &errEvicted{dev: src.dev, user: src.user, err: cause}
+	x.mu.Lock()
+	e.delivered = x.mu.delivered[src.dev]
+	x.mu.Unlock()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if cause == nil {
+		// The server remembers evicted users: a read as the user says
+		// USER_EVICTED.
+		req := &changelogv1.ReadRequest{Device: src.dev, User: src.user, StartIndex: 1, EndIndex: 1}
+		if err := src.c.Read(sctx, req, func([]*changelog.Record, *changelogv1.ReadResponse) error { return nil }); err != nil {
+			e.err = err
+		}
+	}
+	if st, err := src.c.State(sctx, src.dev); err == nil {
+		e.last = changelog.Index(st.GetCurrentIndex())
+	}
+	e.last = max(e.last, e.delivered)
+	x.met.lost.WithLabelValues(src.dev).Set(float64(e.last - e.delivered))
+	return e
+}
+
+// watch samples each server for the lag metrics, and notices a user that
+// disappeared (evicted by the changelog GC) even while the follow loop is
+// blocked behind a sink that is down.
+func (x *exporter) watch(ctx context.Context) {
 	t := time.NewTicker(x.cfg.lagInterval)
 	defer t.Stop()
 	for {
 		for _, src := range x.sources {
 			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			st, err := src.c.State(sctx, src.dev)
+			r, err := src.c.Users(sctx, src.dev)
 			cancel()
 			if err != nil {
 				continue
 			}
+			found := false
+			for _, u := range r.GetUsers() {
+				found = found || u.GetDisplayName() == src.user
+			}
+			if !found {
+				select {
+				case x.errc <- x.evicted(ctx, src, nil):
+				default:
+				}
+				return
+			}
 			x.mu.Lock()
 			d, lt := x.mu.delivered[src.dev], x.mu.lastTime[src.dev]
 			x.mu.Unlock()
-			cur := changelog.Index(st.GetCurrentIndex())
+			cur := changelog.Index(r.GetCurrentIndex())
 			lag := float64(0)
 			if cur > d {
 				lag = float64(cur - d)

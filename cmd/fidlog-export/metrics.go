@@ -14,6 +14,7 @@ type metrics struct {
 	lagSeconds *prometheus.GaugeVec
 	cleared    *prometheus.GaugeVec
 	lost       *prometheus.GaugeVec
+	sinkUp     *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -44,7 +45,11 @@ func newMetrics() *metrics {
 			Help: "Records lost to the exporter because the MDT's changelog GC evicted its user, by device.",
 		}, []string{"device"}),
 	}
-	m.reg.MustRegister(m.delivered, m.failed, m.lagRecords, m.lagSeconds, m.cleared, m.lost,
+	m.sinkUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "fidlog_export_sink_up",
+		Help: "1 if the sink's last delivery succeeded, 0 while it is failing, by sink.",
+	}, []string{"sink"})
+	m.reg.MustRegister(m.delivered, m.failed, m.lagRecords, m.lagSeconds, m.cleared, m.lost, m.sinkUp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
