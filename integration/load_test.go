@@ -124,11 +124,16 @@ func TestLoad(t *testing.T) {
 
 	var ops, failures atomic.Int64
 	var wg sync.WaitGroup
-	deadline := time.Now().Add(time.Duration(secs) * time.Second)
+	// Write for at least secs and until well past the cap, so the dead
+	// consumer must be evicted however slow the machine is; bounded by
+	// hardDeadline.
+	start := time.Now()
+	minEnd, hardDeadline := start.Add(time.Duration(secs)*time.Second), start.Add(2*time.Minute)
+	var stop atomic.Bool
 	maxRSS := 0
 	for w := range writers {
 		wg.Go(func() {
-			for i := 0; time.Now().Before(deadline); i++ {
+			for i := 0; !stop.Load(); i++ {
 				if _, err := c.NS.Create(c.Ctx(ctx), &mdtv1.CreateRequest{Path: fmt.Sprintf("w%d/f%d", w, i), Mode: 0o644}); err != nil {
 					failures.Add(1)
 					continue
@@ -137,10 +142,11 @@ func TestLoad(t *testing.T) {
 			}
 		})
 	}
-	for time.Now().Before(deadline) {
+	for now := time.Now(); now.Before(minEnd) || (ops.Load() < 2*capRecords && now.Before(hardDeadline)); now = time.Now() {
 		maxRSS = max(maxRSS, rssKiB(t, s.cmd.Process.Pid))
 		time.Sleep(200 * time.Millisecond)
 	}
+	stop.Store(true)
 	wg.Wait()
 	cur := currentIndex(t, c)
 	// Let the followers drain.
@@ -162,7 +168,7 @@ func TestLoad(t *testing.T) {
 	fcancel()
 	fwg.Wait()
 
-	t.Logf("load: %d creates in %ds by %d writers (%d failed), current index %d, max RSS %d MiB", ops.Load(), secs, writers, failures.Load(), cur, maxRSS/1024)
+	t.Logf("load: %d creates in %v by %d writers (%d failed), current index %d, max RSS %d MiB", ops.Load(), time.Since(start).Round(time.Second), writers, failures.Load(), cur, maxRSS/1024)
 	if failures.Load() != 0 {
 		t.Errorf("%d creates failed under load", failures.Load())
 	}
