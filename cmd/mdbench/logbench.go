@@ -298,6 +298,7 @@ func (b *bench) t3follow(ctx context.Context) row {
 	}
 	recv := make(chan []seen, nstreams)
 	errs := make(chan error, nstreams)
+	reached := make([]atomic.Uint64, nstreams) // highest index each stream received
 	for i := range nstreams {
 		st, err := conns[i%len(conns)].Changelog.Read(sctx, &changelogv1.ReadRequest{Device: e.m.Device(), StartIndex: uint64(start), Follow: true, Raw: true})
 		if err != nil {
@@ -331,6 +332,7 @@ func (b *bench) t3follow(ctx context.Context) row {
 					want++
 					out = append(out, seen{rec.TFID, now})
 				}
+				reached[i].Store(uint64(want - 1))
 			}
 		}()
 	}
@@ -358,7 +360,20 @@ func (b *bench) t3follow(ctx context.Context) row {
 	for i := 0; i < 200 && e.m.Log().Durable() < target; i++ {
 		time.Sleep(5 * time.Millisecond)
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Every stream must get there; a stream that does not within 10 s
+	// (on a loaded machine 64 streams can lag) is reported as missing.
+	for wait := time.Now().Add(10 * time.Second); time.Now().Before(wait); time.Sleep(5 * time.Millisecond) {
+		all := true
+		for i := range reached {
+			if reached[i].Load() < uint64(target) {
+				all = false
+				break
+			}
+		}
+		if all {
+			break
+		}
+	}
 	cancel()
 	got := make([][]seen, nstreams)
 	for i := range got {
