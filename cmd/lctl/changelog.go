@@ -40,6 +40,11 @@ func newRegisterCmd(a *app, name string) *cobra.Command {
 		Annotations: map[string]string{"usage": "--device <mdtname> " + name + " [-h|--help] [-m|--mask MASK] [-n|--nameonly] [-u|--user USERNAME]"},
 		Args:        cobra.ArbitraryArgs,
 	}
+	if name == op { // lctl.c's help text, printed on stdout for CMD_HELP
+		cmd.Annotations["help"] = "register a new persistent changelog user, returns id\n" +
+			"usage: {--device MDTNAME} changelog_register [--help|-h] [--mask|-m MASK]\n" +
+			"       [--nameonly|-n] [--user|-u USERNAME]"
+	}
 	cmd.Flags().StringVarP(&mask, "mask", "m", "", "the user's record mask (Lustre mask syntax)")
 	cmd.Flags().StringVarP(&user, "user", "u", "", "the user's name (cl<ID>-<name>)")
 	cmd.Flags().BoolVarP(&nameOnly, "nameonly", "n", false, "print only the user's display name")
@@ -96,6 +101,11 @@ func newDeregisterCmd(a *app, name string) *cobra.Command {
 		Short:       "Deregister a changelog user of the device (--device)",
 		Annotations: map[string]string{"usage": "--device <mdtname> " + name + " [<id>|cl<id...>|-u <username>]"},
 		Args:        cobra.ArbitraryArgs,
+	}
+	if name == op {
+		cmd.Annotations["help"] = "deregister an existing changelog user\n" +
+			"usage: {--device MDTNAME} changelog_deregister [ID|clID] [--help|-h]\n" +
+			"       [--user|-u USERNAME]"
 	}
 	cmd.Flags().StringVarP(&user, "user", "u", "", "the user's name as given at registration")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {

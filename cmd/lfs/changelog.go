@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -22,7 +23,7 @@ func newChangelogCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:         "changelog [--follow] [--user USERNAME] [--mask MASK] MDTNAME [STARTREC [ENDREC]]",
 		Short:       "Show the metadata changes on an MDT",
-		Annotations: map[string]string{"usage": changelogUsage},
+		Annotations: map[string]string{"usage": changelogUsage, "help": "Show the metadata changes on an MDT.\nusage: " + changelogUsage},
 		Args:        cobra.ArbitraryArgs,
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "wait for new records until interrupted")
@@ -34,9 +35,7 @@ func newChangelogCmd(a *app) *cobra.Command {
 		if len(args) == 0 {
 			return cli.Usage(cmd, "lfs changelog: mdtname must be specified")
 		}
-		if len(args) > 3 {
-			return cli.Usage(cmd, "lfs changelog: too many arguments")
-		}
+		// Like Lustre's lfs_changelog, arguments after ENDREC are ignored.
 		var start, end int64
 		if len(args) > 1 {
 			if start = strtoll(args[1]); start < 0 {
@@ -51,10 +50,21 @@ func newChangelogCmd(a *app) *cobra.Command {
 		if output != "text" && output != "json" {
 			return cli.Usage(cmd, "lfs changelog: invalid output format '%s' (text or json)", output)
 		}
-		if mask != "" {
+		if cmd.Flags().Changed("mask") {
+			// lfs_changelog with llapi_convert_str2mask: an empty string
+			// leaves the starting mask, DEFMASK; a bad one prints the
+			// parser's line (for an unknown token), lfs's line, then
+			// CMD_HELP.
+			if strings.TrimSpace(mask) == "" {
+				mask = "DEFAULT"
+			}
 			if _, err := changelog.ParseMask(mask, changelog.DefMask); err != nil {
-				fmt.Fprintf(a.stderr, "lfs changelog: invalid changelog mask '%s'\n", mask)
-				return cli.Exit(cli.EINVAL)
+				inval := fmt.Sprintf("%s (%d)", cli.Strerror(cli.EINVAL), cli.EINVAL)
+				var me *changelog.MaskError
+				if errors.As(err, &me) && me.Token != "" && me.Token != "+" && me.Token != "-" {
+					fmt.Fprintf(a.stderr, "lfs changelog: unknown mask '%s'.\nmask usage: [+|-]<all|type> ...: %s\n", me.Token, inval)
+				}
+				return cli.Usage(cmd, "lfs changelog: invalid changelog mask '%s': %s", mask, inval)
 			}
 		}
 		req := &changelogv1.ReadRequest{

@@ -17,10 +17,14 @@ var clearUserRE = regexp.MustCompile(`^cl[0-9]+$`)
 
 func newChangelogClearCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:         "changelog_clear MDTNAME ID ENDREC",
-		Short:       "Indicate that changelog records up to ENDREC are no longer of interest to user ID",
-		Annotations: map[string]string{"usage": "changelog_clear <mdtname> <id> <endrec>"},
-		Args:        cobra.ArbitraryArgs,
+		Use:   "changelog_clear MDTNAME ID ENDREC",
+		Short: "Indicate that changelog records up to ENDREC are no longer of interest to user ID",
+		Annotations: map[string]string{
+			"usage": "changelog_clear <mdtname> <id> <endrec>",
+			"help": "Indicate that old changelog records up to <endrec> are no longer of interest to consumer <id>, allowing the system to free up space.\n" +
+				"An <endrec> of 0 means all records.\nusage: changelog_clear <mdtname> <id> <endrec>",
+		},
+		Args: cobra.ArbitraryArgs,
 	}
 	// Lustre takes no options here: "-1" is an ENDREC, not a flag.
 	cmd.Flags().SetInterspersed(false)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -15,36 +17,64 @@ import (
 )
 
 func newFid2PathCmd(a *app) *cobra.Command {
-	var link int
+	var linkText string
 	var print0, printLink, printFID, nameOnly bool
 	cmd := &cobra.Command{
 		Use:   "fid2path [--print0|-0] [--print-link|-c] [--print-fid|-f] [--link|-l LINKNO] [--name|-n] FSNAME|MOUNT_POINT FID...",
 		Short: "Resolve the full path(s) of FIDs",
 		Annotations: map[string]string{
-			"usage": "fid2path [--print0|-0] [--print-link|-c] [--print-fid|-f] [--link|-l <linkno>] [--name|-n] <fsname|root> <fid>...",
+			"usage": "fid2path [--print0|-0] [--print-fid|-f] [--print-link|-c] [--link|-l <linkno>] [--name|-n] <fsname|root> <fid>...",
+			"help": "Resolve the full path(s) for given FID(s). For a specific hardlink specify link number <linkno>.\n" +
+				"usage: fid2path [--print0|-0] [--print-fid|-f] [--print-link|-c] [--link|-l <linkno>] [--name|-n] <fsname|root> <fid>...",
 		},
 		Args: cobra.ArbitraryArgs,
 	}
-	cmd.Flags().IntVarP(&link, "link", "l", -1, "print only hard link LINKNO (counting from 0)")
+	cmd.Flags().StringVarP(&linkText, "link", "l", "", "print only hard link LINKNO (counting from 0)")
 	cmd.Flags().BoolVarP(&print0, "print0", "0", false, "end each path with NUL instead of newline")
 	cmd.Flags().BoolVarP(&printLink, "print-link", "c", false, "prefix each path with its link number")
 	cmd.Flags().BoolVarP(&printFID, "print-fid", "f", false, "prefix each path with its FID")
 	cmd.Flags().BoolVarP(&nameOnly, "name", "n", false, "print only the last path component")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(args) < 2 {
-			return cli.Usage(cmd, "lfs fid2path: FSNAME|ROOT and FID(s) must be specified")
+			return cli.Usage(cmd, "Usage: lfs fid2path FSNAME|ROOT FID...")
 		}
-		if cmd.Flags().Changed("link") && link < 0 {
-			return cli.Usage(cmd, "lfs fid2path: invalid linkno '%d'", link)
+		link := -1
+		if cmd.Flags().Changed("link") {
+			// strtol(optarg, &end, 10) with nothing left over and >= 0.
+			n, err := strconv.ParseInt(strings.TrimLeft(linkText, " \t\n\v\f\r"), 10, 32)
+			if strings.TrimSpace(linkText) == "" {
+				n, err = 0, nil
+			}
+			if err != nil || n < 0 {
+				return cli.Usage(cmd, "lfs fid2path: invalid linkno '%s'", linkText)
+			}
+			link = int(n)
 		}
 		root := args[0]
 		mount := strings.HasPrefix(root, "/")
+		if mount {
+			// lfs strips trailing slashes from the mount point (but keeps
+			// a lone "/").
+			root = "/" + strings.TrimRight(root[1:], "/")
+		}
 		conn, err := a.dial()
 		if err != nil {
 			return err
 		}
 		defer conn.Close()
 		ctx := cmd.Context()
+		if !mount {
+			// llapi_search_rootpath: an FSNAME no mounted file system has
+			// is ENODEV, and no FID is looked up.
+			_, err := conn.GetParams(ctx, "mdd."+root+"-MDT*.changelog_gc")
+			if err = conn.Err(err); cli.IsConn(err) {
+				return err
+			}
+			if err != nil || !fsnameRE.MatchString(root) {
+				fmt.Fprintf(a.stderr, "lfs fid2path: cannot resolve mount point for '%s': %s\n", args[0], cli.Strerror(cli.ENODEV))
+				return cli.Exit(cli.ENODEV)
+			}
+		}
 		end := "\n"
 		if print0 {
 			end = "\x00"
@@ -87,20 +117,22 @@ func newFid2PathCmd(a *app) *cobra.Command {
 				}
 				var b strings.Builder
 				if printFID {
-					b.WriteString(f.String() + " ")
+					b.WriteString(text + " ") // the FID as given, as lfs prints it
 				}
 				if printLink {
 					fmt.Fprintf(&b, "%d ", linkno)
 				}
+				// The root's path is "/" (llapi's copy_strip_dne_path), so
+				// relative to a mount point lfs prints "MOUNT//", and
+				// relative to an FSNAME "/".
+				if p == "" {
+					p = "/"
+				}
 				switch {
-				case nameOnly && p != "":
+				case nameOnly:
 					b.WriteString(path.Base(p))
-				case mount && p == "":
-					b.WriteString(root)
 				case mount:
 					b.WriteString(strings.TrimSuffix(root, "/") + "/" + p)
-				case p == "":
-					b.WriteString("/")
 				default:
 					b.WriteString(p)
 				}
@@ -113,18 +145,24 @@ func newFid2PathCmd(a *app) *cobra.Command {
 	return cmd
 }
 
+// fsnameRE is what a Lustre file system name can be.
+var fsnameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,8}$`)
+
 func newPath2FidCmd(a *app) *cobra.Command {
 	var parents bool
 	cmd := &cobra.Command{
-		Use:         "path2fid [--parents|-p] PATH...",
-		Short:       "Display the FID(s) of the given path(s)",
-		Annotations: map[string]string{"usage": "path2fid [--parents|-p] <file>..."},
-		Args:        cobra.ArbitraryArgs,
+		Use:   "path2fid [--parents|-p] PATH...",
+		Short: "Display the FID(s) of the given path(s)",
+		Annotations: map[string]string{
+			"usage": "path2fid [--parents] <path> ...",
+			"help":  "Display the fid(s) for a given path(s).\nusage: path2fid [--parents] <path> ...",
+		},
+		Args: cobra.ArbitraryArgs,
 	}
 	cmd.Flags().BoolVarP(&parents, "parents", "p", false, "print the parent FID and name of every hard link")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(args) == 0 {
-			return cli.Usage(cmd, "lfs path2fid: no file specified")
+			return cli.Usage(cmd, "lfs path2fid: FILE... must be specified")
 		}
 		conn, err := a.dial()
 		if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/fidlog/fidlog/changelog/store"
@@ -51,7 +52,9 @@ const (
 func TestChangelog(t *testing.T) {
 	s := setup(t)
 	dev := s.Device
-	usage := "usage: " + changelogUsage + "\n"
+	// Lustre's CMD_HELP: the message on stderr, the command's help on
+	// stdout, exit 4.
+	help := "Show the metadata changes on an MDT.\nusage: " + changelogUsage + "\n"
 	s.Run(t, runBuf, []clitest.Step{
 		{Args: []string{"changelog", dev}, Stdout: "re:" + rec1 + rec2 + rec3 + rec4 + rec5},
 		{Args: []string{"changelog", dev, "2", "3"}, Stdout: "re:" + rec2 + rec3},
@@ -61,12 +64,18 @@ func TestChangelog(t *testing.T) {
 		{Args: []string{"changelog", "-m", "-MKDIR", dev, "1", "3"}, Stdout: "re:" + rec2},
 		{Args: []string{"changelog", dev, "6"}},
 		{Args: []string{"changelog", "--output", "json", dev, "5"}, Stdout: `re:\{"index":5,"type":"RMDIR"[^\n]*"name":"pics"[^\n]*\}\n`},
-		{Args: []string{"changelog"}, Code: 4, Stderr: "lfs changelog: mdtname must be specified\n" + usage},
-		{Args: []string{"changelog", dev, "1", "2", "3"}, Code: 4, Stderr: "lfs changelog: too many arguments\n" + usage},
-		{Args: []string{"changelog", dev, "--", "-1"}, Code: 4, Stderr: "lfs changelog: bad startrec\n" + usage},
-		{Args: []string{"changelog", dev, "1", "--", "-2"}, Code: 4, Stderr: "lfs changelog: bad endrec\n" + usage},
-		{Args: []string{"changelog", "--mask", "CREATE", dev}, Code: 22, Stderr: "lfs changelog: invalid changelog mask 'CREATE'\n"},
-		{Args: []string{"changelog", "--bogus", dev}, Code: 4, Stderr: "lfs changelog: unrecognized option '--bogus'\n" + usage},
+		{Args: []string{"changelog"}, Code: 4, Stdout: help, Stderr: "lfs changelog: mdtname must be specified\n"},
+		// lfs_changelog ignores arguments after ENDREC.
+		{Args: []string{"changelog", dev, "2", "3", "junk"}, Stdout: "re:" + rec2 + rec3},
+		{Args: []string{"changelog", dev, "--", "-1"}, Code: 4, Stdout: help, Stderr: "lfs changelog: bad startrec\n"},
+		{Args: []string{"changelog", dev, "1", "--", "-2"}, Code: 4, Stdout: help, Stderr: "lfs changelog: bad endrec\n"},
+		// llapi_convert_str2mask's error, lfs's, then CMD_HELP.
+		{Args: []string{"changelog", "--mask", "CREATE", dev}, Code: 4, Stdout: help,
+			Stderr: "lfs changelog: unknown mask 'CREATE'.\nmask usage: [+|-]<all|type> ...: Invalid argument (22)\n" +
+				"lfs changelog: invalid changelog mask 'CREATE': Invalid argument (22)\n"},
+		{Args: []string{"changelog", "--mask", "CREAT+", dev}, Code: 4, Stdout: help,
+			Stderr: "lfs changelog: invalid changelog mask 'CREAT+': Invalid argument (22)\n"},
+		{Args: []string{"changelog", "--bogus", dev}, Code: 4, Stdout: help, Stderr: "lfs changelog: unrecognized option '--bogus'\n"},
 		{Args: []string{"changelog", "lustre-MDT0007"}, Code: 2, Stderr: "lfs changelog: cannot start changelog: No such file or directory\n"},
 		{Args: []string{"changelog", "--user", "cl9", dev}, Code: 2, Stderr: "lfs changelog: cannot start changelog: No such file or directory\n"},
 	})
@@ -75,7 +84,8 @@ func TestChangelog(t *testing.T) {
 func TestChangelogClear(t *testing.T) {
 	s := setup(t)
 	dev := s.Device
-	usage := "usage: changelog_clear <mdtname> <id> <endrec>\n"
+	help := "Indicate that old changelog records up to <endrec> are no longer of interest to consumer <id>, allowing the system to free up space.\n" +
+		"An <endrec> of 0 means all records.\nusage: changelog_clear <mdtname> <id> <endrec>\n"
 	s.Run(t, runBuf, []clitest.Step{
 		{Args: []string{"changelog_clear", dev, "cl1", "1000000000"}, Code: 22, Stderr: "lfs changelog_clear: cannot purge records for 'cl1': Invalid argument (22)\n" +
 			"changelog_clear: record out of range: 1000000000\n"},
@@ -83,8 +93,8 @@ func TestChangelogClear(t *testing.T) {
 			"changelog_clear: no changelog user: cl7\n"},
 		{Args: []string{"changelog_clear", dev, "1", "0"}, Code: 22, Stderr: "lfs changelog_clear: cannot purge records for '1': Invalid argument (22)\n" +
 			"changelog_clear: record out of range: 0\n"},
-		{Args: []string{"changelog_clear", dev, "cl1", "-1"}, Code: 4, Stderr: "changelog_clear: bad endrec '-1'\n" + usage},
-		{Args: []string{"changelog_clear", dev, "cl1"}, Code: 4, Stderr: usage},
+		{Args: []string{"changelog_clear", dev, "cl1", "-1"}, Code: 4, Stdout: help, Stderr: "changelog_clear: bad endrec '-1'\n"},
+		{Args: []string{"changelog_clear", dev, "cl1"}, Code: 4, Stdout: help},
 		{Args: []string{"changelog_clear", dev, "cl1-x", "3"}},
 		{Args: []string{"changelog", dev}, Stdout: "re:" + rec4 + rec5},
 		{Args: []string{"changelog_clear", dev, "cl1", "0"}},
@@ -108,6 +118,8 @@ func TestFidPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	df, ff := d.FID.String(), f.FID.String()
+	fidHelp := "Resolve the full path(s) for given FID(s). For a specific hardlink specify link number <linkno>.\n" +
+		"usage: fid2path [--print0|-0] [--print-fid|-f] [--print-link|-c] [--link|-l <linkno>] [--name|-n] <fsname|root> <fid>...\n"
 	s.Run(t, runBuf, []clitest.Step{
 		{Args: []string{"path2fid", "d/f"}, Stdout: ff + "\n"},
 		{Args: []string{"path2fid", "d", "/d/f", "nope"}, Code: 2, Stdout: "d: " + df + "\n/d/f: " + ff + "\n",
@@ -117,7 +129,30 @@ func TestFidPath(t *testing.T) {
 		{Args: []string{"fid2path", "--link", "1", "lustre", ff}, Stdout: "g\n"},
 		{Args: []string{"fid2path", "-f", "-c", "lustre", ff}, Stdout: ff + " 0 d/f\n" + ff + " 1 g\n"},
 		{Args: []string{"fid2path", "lustre", "[0x200000007:0x1:0x0]"}, Stdout: "/\n"},
-		{Args: []string{"fid2path", "/mnt/lustre", "0x200000007:0x1:0x0", df}, Stdout: "/mnt/lustre\n/mnt/lustre/d\n"},
+		// The root's path (lfs_fid2path keeps this quirk on purpose):
+		// "/" for an FSNAME, "MOUNT//" for a mount point; trailing
+		// slashes of the mount point are stripped (sanity 154A).
+		{Args: []string{"fid2path", "/mnt/lustre", "0x200000007:0x1:0x0", df}, Stdout: "/mnt/lustre//\n/mnt/lustre/d\n"},
+		{Args: []string{"fid2path", "/mnt/lustre///", ff}, Stdout: "/mnt/lustre/d/f\n/mnt/lustre/g\n"},
+		// -f prints the FID as given.
+		{Args: []string{"fid2path", "-f", "lustre", strings.Trim(df, "[]")}, Stdout: strings.Trim(df, "[]") + " d\n"},
+		// An FSNAME no file system has: llapi_search_rootpath's ENODEV,
+		// and no FID is looked up.
+		{Args: []string{"fid2path", "other", ff, "junk"}, Code: 19, Stderr: "lfs fid2path: cannot resolve mount point for 'other': No such device\n"},
+		{Args: []string{"fid2path", "lustre-MDT0000", ff}, Code: 19, Stderr: "lfs fid2path: cannot resolve mount point for 'lustre-MDT0000': No such device\n"},
+		// Usage errors are CMD_HELP: message on stderr, help on stdout.
+		{Args: []string{"fid2path", "lustre"}, Code: 4, Stdout: fidHelp, Stderr: "Usage: lfs fid2path FSNAME|ROOT FID...\n"},
+		{Args: []string{"fid2path", "--link", "x", "lustre", ff}, Code: 4, Stdout: fidHelp, Stderr: "lfs fid2path: invalid linkno 'x'\n"},
+		{Args: []string{"fid2path", "--link=-1", "lustre", ff}, Code: 4, Stdout: fidHelp, Stderr: "lfs fid2path: invalid linkno '-1'\n"},
+		{Args: []string{"path2fid"}, Code: 4, Stdout: "Display the fid(s) for a given path(s).\nusage: path2fid [--parents] <path> ...\n",
+			Stderr: "lfs path2fid: FILE... must be specified\n"},
+		// Deliberate differences (README): -c numbers each path with its
+		// own link number (Lustre prints the next link's number: "1 d/f",
+		// "1 g"), and a link number past the last is ENOENT (Lustre's MDT
+		// returns link 0's path for it).
+		{Args: []string{"fid2path", "-c", "--link", "1", "lustre", ff}, Stdout: "1 g\n"},
+		{Args: []string{"fid2path", "--link", "2", "lustre", ff}, Code: 2,
+			Stderr: "lfs fid2path: cannot find lustre " + ff + ": No such file or directory\n"},
 		{Args: []string{"fid2path", "lustre", "junk", "[0x200000400:0x999:0x0]", df}, Code: 22, Stdout: "d\n",
 			Stderr: "lfs fid2path: invalid FID 'junk'\nlfs fid2path: cannot find lustre [0x200000400:0x999:0x0]: No such file or directory\n"},
 		{Args: []string{"fid2path", "lustre", "[0x200000400:0x999:0x0]"}, Code: 2,

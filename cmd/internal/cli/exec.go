@@ -14,7 +14,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// UsageLustre is the exit status lfs and lctl use for usage errors.
+// UsageLustre is the exit status lfs and lctl use for usage errors
+// (CMD_HELP). With it, Execute follows Lustre's command parser: the error
+// message goes to stderr and the command's help (HelpText) to stdout.
 const UsageLustre = 4
 
 // ExitError ends a command with Code; its messages were already printed.
@@ -31,8 +33,8 @@ func Exit(code int) error {
 }
 
 // UsageError reports a command line that does not fit the command: Execute
-// prints Msg (if any) and the command's usage line on stderr and exits with
-// the usage code.
+// prints Msg (if any) on stderr, then the command's usage line on stderr,
+// or with UsageLustre its help on stdout, and exits with the usage code.
 type UsageError struct {
 	Cmd *cobra.Command
 	Msg string
@@ -52,6 +54,26 @@ func UsageLine(cmd *cobra.Command) string {
 		return u
 	}
 	return cmd.Use
+}
+
+// HelpText is what Lustre's parser prints on stdout for CMD_HELP: the
+// command's "help" annotation, else its Short line and "usage: " and its
+// usage line.
+func HelpText(cmd *cobra.Command) string {
+	if h, ok := cmd.Annotations["help"]; ok {
+		return h
+	}
+	return cmd.Short + "\nusage: " + UsageLine(cmd)
+}
+
+// printUsage prints the usage of c after a usage error: Lustre's help on
+// stdout for UsageLustre, else the usage line on stderr.
+func printUsage(c *cobra.Command, stderr io.Writer, usageCode int) {
+	if usageCode == UsageLustre {
+		fmt.Fprintln(c.OutOrStdout(), HelpText(c))
+		return
+	}
+	fmt.Fprintln(stderr, "usage: "+UsageLine(c))
 }
 
 // IsConn reports whether err is a connection failure (*ConnError).
@@ -102,7 +124,7 @@ func ExecuteContext(ctx context.Context, root *cobra.Command, args []string, std
 		if ue.Msg != "" {
 			fmt.Fprintln(stderr, ue.Msg)
 		}
-		fmt.Fprintln(stderr, "usage: "+UsageLine(c))
+		printUsage(c, stderr, usageCode)
 		return usageCode
 	}
 	var ce *ConnError
@@ -119,7 +141,7 @@ func ExecuteContext(ctx context.Context, root *cobra.Command, args []string, std
 		cmd = root
 	}
 	fmt.Fprintf(stderr, "%s: %v\n", root.Name(), err)
-	fmt.Fprintln(stderr, "usage: "+UsageLine(cmd))
+	printUsage(cmd, stderr, usageCode)
 	return usageCode
 }
 
