@@ -30,7 +30,7 @@ func TestListParamAndDl(t *testing.T) {
 	s.Run(t, runBuf, []clitest.Step{
 		{Args: []string{"dl"}, Stdout: "  0 UP mdt " + dev + " " + dev + "_UUID 2\n"},
 		{Args: []string{"device_list"}, Stdout: "  0 UP mdt " + dev + " " + dev + "_UUID 2\n"},
-		{Args: []string{"dl", "x"}, Code: 4, Stderr: "re:lctl: unknown command \"x\" for \"lctl dl\"\nusage: device_list\n"},
+		{Args: []string{"dl", "x"}, Code: 4, Stderr: "re:lctl: unknown command \"x\" for \"lctl dl\"\n", Stdout: "re:.*\nusage: device_list\n"},
 		{Args: []string{"list_param", "mdd.*"}, Stdout: mdd + "\n"},
 		{Args: []string{"list_param", "mdd/*/changelog_ma*"}, Stdout: mdd + ".changelog_mask\n" + mdd + ".changelog_max_idle_indexes\n" +
 			mdd + ".changelog_max_idle_time\n" + mdd + ".changelog_max_records\n"},
@@ -38,7 +38,7 @@ func TestListParamAndDl(t *testing.T) {
 		{Args: []string{"list_param", "-D", "-R", "*"}, Stdout: "mdd\n" + mdd + "\nnodemap\nnodemap.default\n"},
 		{Args: []string{"list_param", "nodemap.active", "nope.*"}, Code: 2, Stdout: "nodemap.active\n",
 			Stderr: "error: list_param: listing 'nope.*': No such file or directory\n"},
-		{Args: []string{"list_param"}, Code: 4, Stderr: "error: list_param: param_path missing\nusage: list_param [--only-dir|-D] [--recursive|-R] <param_path1 param_path2 ...>\n"},
+		{Args: []string{"list_param"}, Code: 4, Stderr: "error: list_param: param_path missing\n", Stdout: "re:.*\nusage: list_param \\[--only-dir\\|-D\\] \\[--recursive\\|-R\\] <param_path1 param_path2 \\.\\.\\.>\n"},
 		{Args: []string{"get_param", "-N", "nodemap.*"}, Stdout: "nodemap.active\n"},
 	})
 }
