@@ -12,6 +12,7 @@ import (
 
 	"github.com/fidlog/fidlog/changelog"
 	"github.com/fidlog/fidlog/changelog/store"
+	"github.com/fidlog/fidlog/nodemap"
 	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
 )
 
@@ -26,7 +27,7 @@ func (c *changelogService) begin(ctx context.Context, dev, what string) error {
 	if err := c.s.checkDevice(dev); err != nil {
 		return err
 	}
-	return c.s.authorizeAdmin(ctx, what)
+	return c.s.authorize(ctx, nodemap.RoleChangelog, what)
 }
 
 func (c *changelogService) Register(ctx context.Context, r *changelogv1.RegisterRequest) (*changelogv1.RegisterResponse, error) {

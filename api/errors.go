@@ -31,9 +31,10 @@ var (
 	// ErrInvalid: a request field or identity metadata is malformed
 	// (INVALID_ARGUMENT, EINVAL).
 	ErrInvalid error = &errnoError{"api: invalid argument", syscall.EINVAL}
-	// ErrPermission: the caller may not do this (PERMISSION_DENIED,
-	// EACCES).
-	ErrPermission error = &errnoError{"api: permission denied", syscall.EACCES}
+	// ErrPermission: the caller may not do this: it asserted an identity
+	// that is not its own, or lacks the right the operation needs
+	// (PERMISSION_DENIED, EPERM).
+	ErrPermission error = &errnoError{"api: permission denied", syscall.EPERM}
 	// ErrDraining: the server is shutting down (UNAVAILABLE, ESHUTDOWN).
 	ErrDraining error = &errnoError{"api: server shutting down", syscall.ESHUTDOWN}
 )

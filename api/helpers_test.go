@@ -64,7 +64,7 @@ func newEnvFS(t testing.TB, fs vfs.FS, dbdir string, opts ...func(*api.Options))
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := api.Options{Logger: quietLogger(), HeartbeatInterval: time.Minute}
+	o := api.Options{Logger: quietLogger(), HeartbeatInterval: time.Minute, Insecure: true}
 	for _, f := range opts {
 		f(&o)
 	}

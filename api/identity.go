@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -30,11 +31,12 @@ const (
 // LocalNID is the NID of a caller on the unix socket.
 const LocalNID = "0@lo"
 
-// caller is who sent a request: the credentials it claims and whether it
-// came over the unix socket (always the local administrator).
+// caller is who sent a request: the credentials it acts with and, on the
+// unix socket, what the kernel said about the process.
 type caller struct {
-	cred  mdt.Cred
-	local bool
+	cred mdt.Cred
+	// peer is the kernel's word on a unix socket caller; nil over TCP.
+	peer *PeerCred
 }
 
 type callerKey struct{}
@@ -45,73 +47,128 @@ func callerFrom(ctx context.Context) caller {
 	return c
 }
 
-// identify derives the caller from the connection and the metadata.
-func identify(ctx context.Context) (caller, error) {
-	var c caller
-	if p, ok := peer.FromContext(ctx); ok {
-		switch a := p.Addr.(type) {
-		case *net.UnixAddr:
-			c.local, c.cred.NID = true, LocalNID
-		case *net.TCPAddr:
-			ap := a.AddrPort().Addr()
-			c.cred.NID = nodemap.NIDFromAddr(ap).String()
-		default:
-			if ap, err := netip.ParseAddrPort(p.Addr.String()); err == nil {
-				c.cred.NID = nodemap.NIDFromAddr(ap.Addr()).String()
-			}
-		}
-	}
-	if c.cred.NID == "" {
-		c.cred.NID = LocalNID
-	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	one := func(key string) (string, error) {
+// asserted is the identity a request's metadata claims; has* say which
+// keys were present.
+type asserted struct {
+	uid, gid          uint32
+	groups            []uint32
+	jobid             string
+	hasUID, hasGID    bool
+	hasGroups, hasJob bool
+}
+
+// parseAsserted reads the identity metadata of a request.
+func parseAsserted(md metadata.MD) (asserted, error) {
+	var a asserted
+	one := func(key string) (string, bool, error) {
 		v := md.Get(key)
 		switch len(v) {
 		case 0:
-			return "", nil
+			return "", false, nil
 		case 1:
-			return v[0], nil
+			return v[0], true, nil
 		}
-		return "", argError("metadata %s given %d times", key, len(v))
+		return "", false, argError("metadata %s given %d times", key, len(v))
 	}
-	id := func(key string) (uint32, error) {
-		v, err := one(key)
-		if err != nil || v == "" {
-			return 0, err
+	id := func(key string) (uint32, bool, error) {
+		v, ok, err := one(key)
+		if err != nil || !ok {
+			return 0, false, err
 		}
 		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
 		if err != nil {
-			return 0, argError("metadata %s: invalid id '%s'", key, v)
+			return 0, false, argError("metadata %s: invalid id '%s'", key, v)
 		}
-		return uint32(n), nil
+		return uint32(n), true, nil
 	}
 	var err error
-	if c.cred.UID, err = id(MDUID); err != nil {
-		return c, err
+	if a.uid, a.hasUID, err = id(MDUID); err != nil {
+		return a, err
 	}
-	if c.cred.GID, err = id(MDGID); err != nil {
-		return c, err
+	if a.gid, a.hasGID, err = id(MDGID); err != nil {
+		return a, err
 	}
-	groups, err := one(MDGroups)
+	groups, ok, err := one(MDGroups)
 	if err != nil {
-		return c, err
+		return a, err
 	}
+	a.hasGroups = ok && strings.TrimSpace(groups) != ""
 	for _, g := range strings.Split(groups, ",") {
 		if g = strings.TrimSpace(g); g == "" {
 			continue
 		}
 		n, err := strconv.ParseUint(g, 10, 32)
 		if err != nil {
-			return c, argError("metadata %s: invalid group id '%s' in '%s'", MDGroups, g, groups)
+			return a, argError("metadata %s: invalid group id '%s' in '%s'", MDGroups, g, groups)
 		}
-		c.cred.Groups = append(c.cred.Groups, uint32(n))
+		a.groups = append(a.groups, uint32(n))
 	}
-	if c.cred.JobID, err = one(MDJobID); err != nil {
+	if a.jobid, a.hasJob, err = one(MDJobID); err != nil {
+		return a, err
+	}
+	if len(a.jobid) > changelog.MaxJobID {
+		return a, argError("metadata %s: job id '%s' is longer than %d bytes", MDJobID, a.jobid, changelog.MaxJobID)
+	}
+	return a, nil
+}
+
+// identify derives the caller from the connection and the metadata.
+//
+// On the unix socket the kernel says who the peer is. A non-root peer acts
+// as its own uid, gid and supplementary groups: asserting another uid or
+// gid, or a group it is not in, is ErrPermission. A root peer is the local
+// administrator and acts as whatever identity it asserts (uid 0 if none).
+// Either way the credentials are marked Local: nodemaps do not map them.
+//
+// Over TCP (a node authenticated by mutual TLS, or anyone with
+// --insecure) the asserted identity is taken as a Lustre client kernel's,
+// uid 0 if none, and the IP NID selects the nodemap that maps it.
+func identify(ctx context.Context) (caller, error) {
+	var c caller
+	p, _ := peer.FromContext(ctx)
+	md, _ := metadata.FromIncomingContext(ctx)
+	a, err := parseAsserted(md)
+	if err != nil {
 		return c, err
 	}
-	if len(c.cred.JobID) > changelog.MaxJobID {
-		return c, argError("metadata %s: job id '%s' is longer than %d bytes", MDJobID, c.cred.JobID, changelog.MaxJobID)
+	c.cred = mdt.Cred{UID: a.uid, GID: a.gid, Groups: a.groups, JobID: a.jobid}
+	if p == nil {
+		return c, fmt.Errorf("%w: no peer on the connection", ErrPermission)
+	}
+	if info, ok := p.AuthInfo.(PeerCredInfo); ok {
+		pc := info.Cred
+		c.peer = &pc
+		c.cred.NID, c.cred.Local = LocalNID, true
+		if pc.UID == 0 {
+			return c, nil
+		}
+		switch {
+		case a.hasUID && a.uid != pc.UID:
+			return c, fmt.Errorf("%w: uid %d asserted by process %d running as uid %d", ErrPermission, a.uid, pc.PID, pc.UID)
+		case a.hasGID && a.gid != pc.GID:
+			return c, fmt.Errorf("%w: gid %d asserted by process %d running as gid %d", ErrPermission, a.gid, pc.PID, pc.GID)
+		}
+		c.cred.UID, c.cred.GID = pc.UID, pc.GID
+		if !a.hasGroups {
+			c.cred.Groups = pc.Groups
+			return c, nil
+		}
+		for _, g := range a.groups {
+			if g != pc.GID && !slices.Contains(pc.Groups, g) {
+				return c, fmt.Errorf("%w: group %d asserted by process %d (uid %d), which is not in it", ErrPermission, g, pc.PID, pc.UID)
+			}
+		}
+		return c, nil
+	}
+	switch addr := p.Addr.(type) {
+	case *net.TCPAddr:
+		c.cred.NID = nodemap.NIDFromAddr(addr.AddrPort().Addr()).String()
+	default:
+		ap, err := netip.ParseAddrPort(p.Addr.String())
+		if err != nil {
+			return c, fmt.Errorf("%w: connection from %s (%s) is neither an authenticated unix socket peer nor a TCP node", ErrPermission, p.Addr, p.Addr.Network())
+		}
+		c.cred.NID = nodemap.NIDFromAddr(ap.Addr()).String()
 	}
 	return c, nil
 }
@@ -166,29 +223,29 @@ type callerStream struct {
 
 func (c *callerStream) Context() context.Context { return c.ctx }
 
-// authorizeAdmin enforces Lustre's rule for changelog access and
-// administration (sanity-sec 35): while nodemaps are active the caller must
-// be root on an admin nodemap. The unix socket is always the local
-// administrator; while nodemaps are inactive everyone is trusted.
-func (s *Server) authorizeAdmin(ctx context.Context, what string) error {
+// authorize enforces the rule for changelog access and administration
+// (sanity-sec 35 and 64e): the caller must be an unsquashed root whose
+// nodemap grants role. Root on the unix socket (acting as uid 0) always
+// is; another local user never is; a TCP node is while nodemaps are
+// inactive, else when its nodemap has admin=1 and role in rbac. It reads
+// the nodemap state directly (one classification, no parameter tree).
+func (s *Server) authorize(ctx context.Context, role nodemap.Roles, what string) error {
 	c := callerFrom(ctx)
-	if c.local {
-		return nil
-	}
-	active, err := s.nodemapActive()
-	if err != nil {
-		return err
-	}
-	if !active {
-		return nil
-	}
 	id, err := s.m.Identify(c.cred)
 	if err != nil {
 		return err
 	}
-	if id.Admin && id.UID == 0 {
+	if id.Admin && id.UID == 0 && id.Roles.Has(role) {
 		return nil
 	}
-	return fmt.Errorf("%w: %s needs root on an admin nodemap (client %s uid %d maps to uid %d on nodemap '%s')",
-		ErrPermission, what, c.cred.NID, c.cred.UID, id.UID, id.Nodemap)
+	switch {
+	case c.peer != nil && c.peer.UID != 0:
+		return fmt.Errorf("%w: %s needs root (process %d runs as uid %d)", ErrPermission, what, c.peer.PID, c.peer.UID)
+	case c.cred.Local:
+		return fmt.Errorf("%w: %s needs root (the local administrator acts as uid %d)", ErrPermission, what, c.cred.UID)
+	case !id.Admin || id.UID != 0:
+		return fmt.Errorf("%w: %s needs root on an admin nodemap (client %s uid %d maps to uid %d on nodemap '%s')",
+			ErrPermission, what, c.cred.NID, c.cred.UID, id.UID, id.Nodemap)
+	}
+	return fmt.Errorf("%w: %s needs the rbac role %s (nodemap '%s' grants %s)", ErrPermission, what, role, id.Nodemap, id.Roles)
 }

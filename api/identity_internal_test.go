@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/metadata"
@@ -12,33 +13,62 @@ import (
 )
 
 func TestIdentify(t *testing.T) {
+	unix := &net.UnixAddr{Name: "@", Net: "unix"}
+	peerOf := func(uid, gid uint32, groups ...uint32) PeerCredInfo {
+		return PeerCredInfo{Cred: PeerCred{PID: 42, UID: uid, GID: gid, Groups: groups}}
+	}
 	for _, tc := range []struct {
+		name  string
 		addr  net.Addr
+		info  any
 		md    []string
 		nid   string
 		local bool
 		uid   uint32
+		gid   uint32
 		grps  []uint32
 		job   string
+		err   string // non-empty: ErrPermission containing this
 	}{
-		{&net.TCPAddr{IP: net.ParseIP("192.168.1.10"), Port: 4000}, nil, "192.168.1.10@tcp", false, 0, nil, ""},
-		{&net.TCPAddr{IP: net.ParseIP("::ffff:10.0.0.1"), Port: 1}, nil, "10.0.0.1@tcp", false, 0, nil, ""},
-		{&net.TCPAddr{IP: net.ParseIP("2001:db8::7"), Port: 1}, []string{MDUID, "500", MDGroups, "1, 2,3", MDJobID, "dd.0"}, "2001:db8::7@tcp", false, 500, []uint32{1, 2, 3}, "dd.0"},
-		{&net.UnixAddr{Name: "@", Net: "unix"}, []string{MDUID, "0"}, "0@lo", true, 0, nil, ""},
+		{name: "tcp", addr: &net.TCPAddr{IP: net.ParseIP("192.168.1.10"), Port: 4000}, nid: "192.168.1.10@tcp"},
+		{name: "tcp v4 in v6", addr: &net.TCPAddr{IP: net.ParseIP("::ffff:10.0.0.1"), Port: 1}, nid: "10.0.0.1@tcp"},
+		{name: "tcp asserts", addr: &net.TCPAddr{IP: net.ParseIP("2001:db8::7"), Port: 1}, md: []string{MDUID, "500", MDGroups, "1, 2,3", MDJobID, "dd.0"}, nid: "2001:db8::7@tcp", uid: 500, grps: []uint32{1, 2, 3}, job: "dd.0"},
+		{name: "root peer", addr: unix, info: peerOf(0, 0), nid: "0@lo", local: true},
+		{name: "root peer acts for 500", addr: unix, info: peerOf(0, 0), md: []string{MDUID, "500", MDGID, "501", MDGroups, "7"}, nid: "0@lo", local: true, uid: 500, gid: 501, grps: []uint32{7}},
+		{name: "user peer", addr: unix, info: peerOf(1000, 100, 10, 20), nid: "0@lo", local: true, uid: 1000, gid: 100, grps: []uint32{10, 20}},
+		{name: "user peer asserts itself", addr: unix, info: peerOf(1000, 100, 10, 20), md: []string{MDUID, "1000", MDGID, "100", MDGroups, "20,100", MDJobID, "j"}, nid: "0@lo", local: true, uid: 1000, gid: 100, grps: []uint32{20, 100}, job: "j"},
+		{name: "user peer claims root", addr: unix, info: peerOf(1000, 100), md: []string{MDUID, "0"}, err: "uid 0 asserted by process 42 running as uid 1000"},
+		{name: "user peer claims gid", addr: unix, info: peerOf(1000, 100), md: []string{MDUID, "1000", MDGID, "0"}, err: "gid 0 asserted"},
+		{name: "user peer claims group", addr: unix, info: peerOf(1000, 100, 10), md: []string{MDGroups, "10,6"}, err: "group 6 asserted"},
+		{name: "unix without peer credentials", addr: unix, err: "neither"},
 	} {
-		ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: tc.addr})
+		p := &peer.Peer{Addr: tc.addr}
+		if tc.info != nil {
+			p.AuthInfo = tc.info.(PeerCredInfo)
+		}
+		ctx := peer.NewContext(context.Background(), p)
 		if tc.md != nil {
 			ctx = metadata.NewIncomingContext(ctx, metadata.Pairs(tc.md...))
 		}
 		c, err := identify(ctx)
-		if err != nil {
-			t.Fatalf("%v: %v", tc.addr, err)
+		if tc.err != "" {
+			if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: err %v, want permission denied with %q", tc.name, err, tc.err)
+			}
+			continue
 		}
-		if c.cred.NID != tc.nid || c.local != tc.local || c.cred.UID != tc.uid || !slices.Equal(c.cred.Groups, tc.grps) || c.cred.JobID != tc.job {
-			t.Errorf("%v: got %+v local=%v", tc.addr, c.cred, c.local)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if c.cred.NID != tc.nid || c.cred.Local != tc.local || c.cred.UID != tc.uid || c.cred.GID != tc.gid || !slices.Equal(c.cred.Groups, tc.grps) || c.cred.JobID != tc.job {
+			t.Errorf("%s: got %+v", tc.name, c.cred)
 		}
 	}
-	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(MDUID, "1", MDUID, "2"))
+	if _, err := identify(context.Background()); !errors.Is(err, ErrPermission) {
+		t.Errorf("no peer: %v", err)
+	}
+	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: unix, AuthInfo: PeerCredInfo{}})
+	ctx = metadata.NewIncomingContext(ctx, metadata.Pairs(MDUID, "1", MDUID, "2"))
 	if _, err := identify(ctx); !errors.Is(err, ErrInvalid) {
 		t.Errorf("repeated uid: %v", err)
 	}

@@ -19,21 +19,17 @@ type nodemapService struct {
 }
 
 func (n *nodemapService) Activate(ctx context.Context, r *nodemapv1.ActivateRequest) (*nodemapv1.ActivateResponse, error) {
-	if err := n.s.authorizeAdmin(ctx, "nodemap_activate"); err != nil {
+	if err := n.s.authorize(ctx, nodemap.RoleLocalAdmin, "nodemap_activate"); err != nil {
 		return nil, err
 	}
 	if err := n.s.m.NodemapActivate(r.GetActive()); err != nil {
 		return nil, err
 	}
-	active, err := n.s.nodemapActive()
-	if err != nil {
-		return nil, err
-	}
-	return &nodemapv1.ActivateResponse{Active: active}, nil
+	return &nodemapv1.ActivateResponse{Active: n.s.m.NodemapActive()}, nil
 }
 
 func (n *nodemapService) Add(ctx context.Context, r *nodemapv1.AddRequest) (*nodemapv1.AddResponse, error) {
-	if err := n.s.authorizeAdmin(ctx, "nodemap_add"); err != nil {
+	if err := n.s.authorize(ctx, nodemap.RoleLocalAdmin, "nodemap_add"); err != nil {
 		return nil, err
 	}
 	if err := n.s.m.NodemapAdd(r.GetName()); err != nil {
@@ -47,7 +43,7 @@ func (n *nodemapService) Add(ctx context.Context, r *nodemapv1.AddRequest) (*nod
 }
 
 func (n *nodemapService) Del(ctx context.Context, r *nodemapv1.DelRequest) (*nodemapv1.DelResponse, error) {
-	if err := n.s.authorizeAdmin(ctx, "nodemap_del"); err != nil {
+	if err := n.s.authorize(ctx, nodemap.RoleLocalAdmin, "nodemap_del"); err != nil {
 		return nil, err
 	}
 	if err := n.s.m.NodemapDel(r.GetName()); err != nil {
@@ -57,7 +53,7 @@ func (n *nodemapService) Del(ctx context.Context, r *nodemapv1.DelRequest) (*nod
 }
 
 func (n *nodemapService) AddRange(ctx context.Context, r *nodemapv1.AddRangeRequest) (*nodemapv1.AddRangeResponse, error) {
-	if err := n.s.authorizeAdmin(ctx, "nodemap_add_range"); err != nil {
+	if err := n.s.authorize(ctx, nodemap.RoleLocalAdmin, "nodemap_add_range"); err != nil {
 		return nil, err
 	}
 	if err := n.s.m.NodemapAddRange(r.GetName(), r.GetRange()); err != nil {
@@ -71,7 +67,7 @@ func (n *nodemapService) AddRange(ctx context.Context, r *nodemapv1.AddRangeRequ
 }
 
 func (n *nodemapService) DelRange(ctx context.Context, r *nodemapv1.DelRangeRequest) (*nodemapv1.DelRangeResponse, error) {
-	if err := n.s.authorizeAdmin(ctx, "nodemap_del_range"); err != nil {
+	if err := n.s.authorize(ctx, nodemap.RoleLocalAdmin, "nodemap_del_range"); err != nil {
 		return nil, err
 	}
 	if err := n.s.m.NodemapDelRange(r.GetName(), r.GetRange()); err != nil {
@@ -85,7 +81,7 @@ func (n *nodemapService) DelRange(ctx context.Context, r *nodemapv1.DelRangeRequ
 }
 
 func (n *nodemapService) Modify(ctx context.Context, r *nodemapv1.ModifyRequest) (*nodemapv1.ModifyResponse, error) {
-	if err := n.s.authorizeAdmin(ctx, "nodemap_modify"); err != nil {
+	if err := n.s.authorize(ctx, nodemap.RoleLocalAdmin, "nodemap_modify"); err != nil {
 		return nil, err
 	}
 	if err := n.s.m.NodemapModify(r.GetName(), r.GetProperty(), r.GetValue()); err != nil {

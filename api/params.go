@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/fidlog/fidlog/mdt"
+	"github.com/fidlog/fidlog/nodemap"
 	paramsv1 "github.com/fidlog/fidlog/proto/lustre/params/v1"
 )
 
@@ -36,7 +37,7 @@ func (p *paramsService) SetParam(ctx context.Context, r *paramsv1.SetParamReques
 	if r.GetName() == "" {
 		return nil, argError("no parameter name given")
 	}
-	if err := p.s.authorizeAdmin(ctx, "set_param "+r.GetName()); err != nil {
+	if err := p.s.authorize(ctx, nodemap.RoleLocalAdmin, "set_param "+r.GetName()); err != nil {
 		return nil, err
 	}
 	ps, err := p.s.m.SetParam(r.GetName(), r.GetValue())

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -67,9 +68,16 @@ type Options struct {
 	// ShutdownTimeout bounds the graceful part of Shutdown when its
 	// context has no deadline; default DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
-	// TLS, if set, secures TCP listeners. Unix socket listeners are always
-	// plaintext (the socket file's mode guards them).
+	// TLS, if set, secures TCP listeners with mutual TLS: it must require
+	// and verify client certificates (ClientAuth
+	// tls.RequireAndVerifyClientCert with ClientCAs). An authenticated
+	// node asserts its users' uids as a Lustre client kernel does.
+	// Unix socket listeners never use TLS: the kernel tells who the peer
+	// is (SO_PEERCRED).
 	TLS *tls.Config
+	// Insecure allows TCP listeners without TLS: every TCP client may
+	// assert any identity. Without TLS or Insecure, Serve refuses TCP.
+	Insecure bool
 	// OnRPC, if set, is called after each unary RPC with its full method
 	// name, duration and resulting status error (nil on success).
 	OnRPC func(method string, d time.Duration, err error)
@@ -124,6 +132,12 @@ func (o *Options) Validate() error {
 	if o.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("api: shutdown timeout %v is negative", o.ShutdownTimeout))
 	}
+	if o.TLS != nil && (o.TLS.ClientAuth != tls.RequireAndVerifyClientCert || o.TLS.ClientCAs == nil) {
+		errs = append(errs, errors.New("api: TLS must require and verify client certificates (ClientAuth RequireAndVerifyClientCert, ClientCAs set)"))
+	}
+	if o.TLS != nil && o.Insecure {
+		errs = append(errs, errors.New("api: TLS and Insecure exclude each other"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -135,8 +149,8 @@ type Server struct {
 	opts   Options
 	health *health.Server
 
-	plain *grpc.Server // unix sockets, and TCP without TLS
-	tls   *grpc.Server // TCP with TLS; nil without Options.TLS
+	local *grpc.Server // unix sockets: peer credentials
+	tcp   *grpc.Server // TCP: mutual TLS, or plaintext with Insecure; nil with neither
 
 	draining  chan struct{} // closed by Drain
 	drainOnce sync.Once
@@ -156,9 +170,12 @@ func New(m *mdt.MDT, opts Options) (*Server, error) {
 	}
 	s := &Server{m: m, opts: o, health: health.NewServer(), draining: make(chan struct{})}
 	s.mu.streams = make(map[uint64]context.CancelCauseFunc)
-	s.plain = s.newGRPC(nil)
-	if o.TLS != nil {
-		s.tls = s.newGRPC(credentials.NewTLS(o.TLS))
+	s.local = s.newGRPC(peerCreds{})
+	switch {
+	case o.TLS != nil:
+		s.tcp = s.newGRPC(credentials.NewTLS(o.TLS))
+	case o.Insecure:
+		s.tcp = s.newGRPC(insecure.NewCredentials())
 	}
 	for _, name := range []string{"",
 		changelogv1.ChangelogService_ServiceDesc.ServiceName,
@@ -184,11 +201,9 @@ func (s *Server) newGRPC(creds credentials.TransportCredentials) *grpc.Server {
 		grpc.ReadBufferSize(64 << 10),
 		// Stop waits for handlers, so no handler outlives the Server.
 		grpc.WaitForHandlers(true),
+		grpc.Creds(creds),
 	}
 	opts = append(append([]grpc.ServerOption(nil), s.opts.ServerOptions...), opts...)
-	if creds != nil {
-		opts = append(opts, grpc.Creds(creds))
-	}
 	gs := grpc.NewServer(opts...)
 	changelogv1.RegisterChangelogServiceServer(gs, &changelogService{s: s})
 	mdtv1.RegisterNamespaceServiceServer(gs, &namespaceService{s: s})
@@ -202,18 +217,26 @@ func (s *Server) newGRPC(creds credentials.TransportCredentials) *grpc.Server {
 // GetServiceInfo describes the services and methods the Server serves
 // (it is a reflection.ServiceInfoProvider: metrics can be initialised per
 // method before the first call).
-func (s *Server) GetServiceInfo() map[string]grpc.ServiceInfo { return s.plain.GetServiceInfo() }
+func (s *Server) GetServiceInfo() map[string]grpc.ServiceInfo { return s.local.GetServiceInfo() }
+
+// ErrNoTransportSecurity is returned by Serve for a TCP listener when
+// Options has neither TLS nor Insecure.
+var ErrNoTransportSecurity = errors.New("api: a TCP listener needs mutual TLS (Options.TLS) or Options.Insecure")
 
 // Serve accepts connections on lis until the Server stops; it returns nil
-// after Shutdown or Stop. A unix socket listener is served in plaintext
-// and its callers are the local administrator; a TCP listener uses TLS if
-// Options.TLS is set. Serve may be called for several listeners at once.
+// after Shutdown or Stop. On a unix socket listener the kernel says who
+// each caller is (see identify); a TCP listener uses mutual TLS
+// (Options.TLS) or, with Options.Insecure, plaintext, and is refused with
+// neither. Serve may be called for several listeners at once.
 func (s *Server) Serve(lis net.Listener) error {
-	gs := s.plain
-	if s.tls != nil && lis.Addr().Network() != "unix" {
-		gs = s.tls
+	if lis.Addr().Network() == "unix" {
+		return s.local.Serve(lis)
 	}
-	return gs.Serve(lis)
+	if s.tcp == nil {
+		lis.Close()
+		return fmt.Errorf("%w (listener %s)", ErrNoTransportSecurity, lis.Addr())
+	}
+	return s.tcp.Serve(lis)
 }
 
 // Drain marks the server as shutting down: health turns NOT_SERVING, new
@@ -269,10 +292,10 @@ func (s *Server) Stop() {
 }
 
 func (s *Server) servers() []*grpc.Server {
-	if s.tls != nil {
-		return []*grpc.Server{s.plain, s.tls}
+	if s.tcp != nil {
+		return []*grpc.Server{s.local, s.tcp}
 	}
-	return []*grpc.Server{s.plain}
+	return []*grpc.Server{s.local}
 }
 
 // Streams returns the number of open Read streams.
@@ -316,16 +339,4 @@ func (s *Server) checkDevice(dev string) error {
 		return argError("missing device (this server serves '%s')", s.m.Device())
 	}
 	return fmt.Errorf("%w '%s' (this server serves '%s')", ErrUnknownDevice, dev, s.m.Device())
-}
-
-// nodemapActive reports whether nodemaps are active (nodemap.active).
-func (s *Server) nodemapActive() (bool, error) {
-	ps, err := s.m.GetParams("nodemap.active")
-	if err != nil {
-		if errors.Is(err, mdt.ErrNoParam) {
-			return false, nil
-		}
-		return false, err
-	}
-	return len(ps) == 1 && ps[0].Value == "1", nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/fid"
+	"github.com/fidlog/fidlog/nodemap"
 )
 
 // Options configure an MDT. The zero value is usable after EnsureDefaults.
@@ -100,6 +101,10 @@ type Cred struct {
 	// NID is the client's NID ("192.168.1.10@tcp", "0@lo"); empty means
 	// the local administrator ("0@lo").
 	NID string
+	// Local marks credentials the kernel vouched for (a process on this
+	// host, seen through the unix socket): nodemaps neither map nor filter
+	// them, and root among them is the local administrator.
+	Local bool
 }
 
 // Identity is a request's identity after nodemap mapping.
@@ -111,8 +116,11 @@ type Identity struct {
 	Audit bool
 	// Admin is true when root from this client is not squashed.
 	Admin bool
-	// Nodemap is the nodemap the NID selected ("" while inactive).
+	// Nodemap is the nodemap the NID selected ("" for Local credentials).
 	Nodemap string
+	// Roles are the RBAC roles the nodemap grants (every role while
+	// nodemaps are inactive and for Local credentials).
+	Roles nodemap.Roles
 }
 
 func (id *Identity) inGroup(g uint32) bool {

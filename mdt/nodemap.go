@@ -90,8 +90,12 @@ func (s *nodemapState) change(fn func(*nodemap.Config) error, dryRun bool) (err 
 // other IDs unless trusted=1; supplementary groups that would be squashed
 // are dropped; deny_unknown with a squashed uid is ErrPermission;
 // audit_mode=0 makes Audit false. An empty NID is the local administrator
-// (0@lo); a NID that does not parse is EINVAL.
+// (0@lo); a NID that does not parse is EINVAL. Local credentials pass
+// through unmapped and audited, with every role (root on the MDS).
 func (m *MDT) Identify(c Cred) (Identity, error) {
+	if c.Local {
+		return Identity{UID: c.UID, GID: c.GID, Groups: c.Groups, Audit: true, Admin: c.UID == 0, Roles: nodemap.RolesAll}, nil
+	}
 	nid := nodemap.LoNID()
 	if c.NID != "" {
 		n, err := nodemap.ParseNID(c.NID)
@@ -105,7 +109,7 @@ func (m *MDT) Identify(c Cred) (Identity, error) {
 	if id.Denied {
 		return Identity{}, &PathError{Op: "identify", Path: c.NID, Err: fmt.Errorf("%w: unknown user %d refused by nodemap '%s' (deny_unknown)", ErrPermission, c.UID, id.Nodemap)}
 	}
-	out := Identity{UID: id.UID, GID: id.GID, Groups: c.Groups, Audit: id.Audit, Admin: id.Admin, Nodemap: id.Nodemap}
+	out := Identity{UID: id.UID, GID: id.GID, Groups: c.Groups, Audit: id.Audit, Admin: id.Admin, Nodemap: id.Nodemap, Roles: id.Roles}
 	if len(c.Groups) > 0 && cfg.Active() {
 		out.Groups = nil
 		for _, g := range c.Groups {
@@ -116,6 +120,9 @@ func (m *MDT) Identify(c Cred) (Identity, error) {
 	}
 	return out, nil
 }
+
+// NodemapActive reports whether nodemaps are enforced (nodemap.active).
+func (m *MDT) NodemapActive() bool { return m.nm.cfg.Load().Active() }
 
 // NodemapActivate turns nodemap enforcement on or off (nodemap_activate).
 func (m *MDT) NodemapActivate(on bool) error {
