@@ -114,16 +114,18 @@ func parseAsserted(md metadata.MD) (asserted, error) {
 
 // identify derives the caller from the connection and the metadata.
 //
-// On the unix socket the kernel says who the peer is. A non-root peer acts
-// as its own uid, gid and supplementary groups: asserting another uid or
-// gid, or a group it is not in, is ErrPermission. A root peer is the local
-// administrator and acts as whatever identity it asserts (uid 0 if none).
-// Either way the credentials are marked Local: nodemaps do not map them.
+// On the unix socket the kernel says who the peer is. A peer running as
+// root, or as the uid the server itself runs as (admin: it owns the data
+// and could change it directly), is the local administrator: it acts as
+// whatever identity it asserts, uid 0 and gid 0 if none. Any other peer
+// acts as its own uid, gid and supplementary groups: asserting another uid
+// or gid, or a group it is not in, is ErrPermission. Either way the
+// credentials are marked Local: nodemaps do not map them.
 //
 // Over TCP (a node authenticated by mutual TLS, or anyone with
 // --insecure) the asserted identity is taken as a Lustre client kernel's,
 // uid 0 if none, and the IP NID selects the nodemap that maps it.
-func identify(ctx context.Context) (caller, error) {
+func identify(ctx context.Context, admin uint32) (caller, error) {
 	var c caller
 	p, _ := peer.FromContext(ctx)
 	md, _ := metadata.FromIncomingContext(ctx)
@@ -139,7 +141,7 @@ func identify(ctx context.Context) (caller, error) {
 		pc := info.Cred
 		c.peer = &pc
 		c.cred.NID, c.cred.Local = LocalNID, true
-		if pc.UID == 0 {
+		if pc.UID == 0 || pc.UID == admin {
 			return c, nil
 		}
 		switch {
@@ -176,7 +178,7 @@ func identify(ctx context.Context) (caller, error) {
 // unaryInterceptor attaches the caller to ctx and maps every error to a
 // status.
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	c, err := identify(ctx)
+	c, err := identify(ctx, s.owner)
 	if err != nil {
 		return nil, s.finish(info.FullMethod, err)
 	}
@@ -191,7 +193,7 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 
 // streamInterceptor is unaryInterceptor for streams.
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	c, err := identify(ss.Context())
+	c, err := identify(ss.Context(), s.owner)
 	if err != nil {
 		return s.finish(info.FullMethod, err)
 	}
@@ -239,7 +241,7 @@ func (s *Server) authorize(ctx context.Context, role nodemap.Roles, what string)
 		return nil
 	}
 	switch {
-	case c.peer != nil && c.peer.UID != 0:
+	case c.peer != nil && c.peer.UID != 0 && c.peer.UID != s.owner:
 		return fmt.Errorf("%w: %s needs root (process %d runs as uid %d)", ErrPermission, what, c.peer.PID, c.peer.UID)
 	case c.cred.Local:
 		return fmt.Errorf("%w: %s needs root (the local administrator acts as uid %d)", ErrPermission, what, c.cred.UID)

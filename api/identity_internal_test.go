@@ -50,7 +50,7 @@ func TestIdentify(t *testing.T) {
 		if tc.md != nil {
 			ctx = metadata.NewIncomingContext(ctx, metadata.Pairs(tc.md...))
 		}
-		c, err := identify(ctx)
+		c, err := identify(ctx, 0)
 		if tc.err != "" {
 			if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%s: err %v, want permission denied with %q", tc.name, err, tc.err)
@@ -64,12 +64,20 @@ func TestIdentify(t *testing.T) {
 			t.Errorf("%s: got %+v", tc.name, c.cred)
 		}
 	}
-	if _, err := identify(context.Background()); !errors.Is(err, ErrPermission) {
+	// The server's own uid is a local administrator too.
+	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: unix, AuthInfo: peerOf(1000, 100)})
+	if c, err := identify(metadata.NewIncomingContext(ctx, metadata.Pairs(MDUID, "500")), 1000); err != nil || c.cred.UID != 500 {
+		t.Errorf("server owner asserting uid 500: %+v %v", c.cred, err)
+	}
+	if c, err := identify(ctx, 1000); err != nil || c.cred.UID != 0 || c.cred.GID != 0 {
+		t.Errorf("server owner asserting nothing: %+v %v", c.cred, err)
+	}
+	if _, err := identify(context.Background(), 0); !errors.Is(err, ErrPermission) {
 		t.Errorf("no peer: %v", err)
 	}
-	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: unix, AuthInfo: PeerCredInfo{}})
+	ctx = peer.NewContext(context.Background(), &peer.Peer{Addr: unix, AuthInfo: PeerCredInfo{}})
 	ctx = metadata.NewIncomingContext(ctx, metadata.Pairs(MDUID, "1", MDUID, "2"))
-	if _, err := identify(ctx); !errors.Is(err, ErrInvalid) {
+	if _, err := identify(ctx, 0); !errors.Is(err, ErrInvalid) {
 		t.Errorf("repeated uid: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -148,6 +149,7 @@ type Server struct {
 	m      *mdt.MDT
 	opts   Options
 	health *health.Server
+	owner  uint32 // the uid the server runs as: a local administrator
 
 	local *grpc.Server // unix sockets: peer credentials
 	tcp   *grpc.Server // TCP: mutual TLS, or plaintext with Insecure; nil with neither
@@ -168,7 +170,7 @@ func New(m *mdt.MDT, opts Options) (*Server, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{m: m, opts: o, health: health.NewServer(), draining: make(chan struct{})}
+	s := &Server{m: m, opts: o, health: health.NewServer(), draining: make(chan struct{}), owner: uint32(os.Geteuid())}
 	s.mu.streams = make(map[uint64]context.CancelCauseFunc)
 	s.local = s.newGRPC(peerCreds{})
 	switch {

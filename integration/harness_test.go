@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,15 +20,36 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/fidlog/fidlog/api/client"
 	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
 	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
 )
 
 // bin holds the built binaries, set by TestMain.
 var bin string
+
+// pki holds the certificates "mdtd certs" made in TestMain: ca.crt,
+// node.crt (127.0.0.1) and client.crt, with their keys.
+var pki string
+
+// pkiFile returns the path of a file in pki.
+func pkiFile(name string) string { return filepath.Join(pki, name) }
+
+// makePKI runs "mdtd certs" to make a CA, a server certificate for
+// 127.0.0.1 and a client certificate in dir.
+func makePKI(dir string) error {
+	for _, args := range [][]string{{"ca"}, {"node", "--host", "127.0.0.1"}, {"client"}} {
+		out, err := exec.Command(filepath.Join(bin, "mdtd"), append(append([]string{"certs"}, args...), "--dir", dir)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("mdtd certs %v: %v\n%s", args, err, out)
+		}
+	}
+	return nil
+}
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "fidlog-bin")
@@ -43,6 +65,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = dir
+	pki = filepath.Join(dir, "pki")
+	if err := makePKI(pki); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: %v\n", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	os.Chmod(dir, 0o755) // unprivileged test processes exec the binaries
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -65,21 +94,29 @@ type Server struct {
 	Data   string
 	Addr   string // host:port of the TCP listener
 	Socket string
-	args   []string
-	cmd    *exec.Cmd
-	done   chan struct{}
-	mu     sync.Mutex
-	logs   bytes.Buffer
-	exit   error
+	// TLS is true when TCP needs the client certificate of pki.
+	TLS  bool
+	args []string
+	cmd  *exec.Cmd
+	done chan struct{}
+	mu   sync.Mutex
+	logs bytes.Buffer
+	exit error
 }
 
 var tcpRe = regexp.MustCompile(`tcp["=:]+"?((?:\[[0-9a-fA-F:.]+\]|[0-9.]+):[0-9]+)`)
 
 // StartServer starts mdtd on data (created if needed) with extra flags.
+// It serves the socket and TCP with mutual TLS (the certificates of pki),
+// or plain TCP if extra holds --insecure.
 func StartServer(t testing.TB, data string, extra ...string) *Server {
 	t.Helper()
-	s := &Server{t: t, Data: data, Socket: filepath.Join(data, "s.sock")}
-	s.args = append([]string{"--data", data, "--listen", "127.0.0.1:0", "--socket", s.Socket}, extra...)
+	s := &Server{t: t, Data: data, Socket: filepath.Join(data, "s.sock"), TLS: !slices.Contains(extra, "--insecure")}
+	s.args = []string{"--data", data, "--listen", "127.0.0.1:0", "--socket", s.Socket}
+	if s.TLS {
+		s.args = append(s.args, "--tls-cert", pkiFile("node.crt"), "--tls-key", pkiFile("node.key"), "--tls-client-ca", pkiFile("ca.crt"))
+	}
+	s.args = append(s.args, extra...)
 	s.start()
 	t.Cleanup(func() { s.Kill() })
 	return s
@@ -191,6 +228,9 @@ func Run(t testing.TB, s *Server, name string, args ...string) Result {
 	cmd.Env = os.Environ()
 	if s != nil {
 		cmd.Env = append(cmd.Env, "MDT_SERVER="+s.Target())
+		if s.TLS {
+			cmd.Env = append(cmd.Env, "MDT_TLS_CA="+pkiFile("ca.crt"), "MDT_TLS_CERT="+pkiFile("client.crt"), "MDT_TLS_KEY="+pkiFile("client.key"))
+		}
 	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -223,10 +263,24 @@ type Conn struct {
 	md metadata.MD
 }
 
+// Creds are the transport credentials of a TCP client of s: the client
+// certificate of pki, or none with --insecure.
+func (s *Server) Creds(t testing.TB) credentials.TransportCredentials {
+	t.Helper()
+	if !s.TLS {
+		return insecure.NewCredentials()
+	}
+	cfg, err := client.TLSFiles{CA: pkiFile("ca.crt"), Cert: pkiFile("client.crt"), Key: pkiFile("client.key")}.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return credentials.NewTLS(cfg)
+}
+
 // Dial connects to s over TCP as uid/gid.
 func Dial(t testing.TB, s *Server, uid, gid uint32) *Conn {
 	t.Helper()
-	cc, err := grpc.NewClient(s.Target(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(s.Target(), grpc.WithTransportCredentials(s.Creds(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
@@ -22,7 +21,7 @@ import (
 func DialFrom(t *testing.T, s *Server, local string, uid, gid uint32) *Conn {
 	t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
-	cc, err := grpc.NewClient("passthrough:///"+s.Target(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+	cc, err := grpc.NewClient("passthrough:///"+s.Target(), grpc.WithTransportCredentials(s.Creds(t)),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }))
 	if err != nil {
 		t.Fatal(err)
@@ -242,15 +241,15 @@ func TestSanitySec35(t *testing.T) {
 		t.Fatalf("nodemap_test_nid = %q", got)
 	}
 	r := Run(t, s, "lfs", "changelog", device)
-	if r.Code != 13 || !strings.Contains(r.Stderr, "Permission denied") {
+	if r.Code != 1 || !strings.Contains(r.Stderr, "Operation not permitted") {
 		t.Fatalf("dump from a non-admin nodemap: %s", r)
 	}
 	r = Run(t, s, "lfs", "changelog_clear", device, "cl1", "0")
-	if r.Code != 13 {
+	if r.Code != 1 {
 		t.Fatalf("clear from a non-admin nodemap: %s", r)
 	}
 	r = Run(t, s, "lctl", "set_param", "mdd."+device+".changelog_mask=ALL")
-	if r.Code != 13 {
+	if r.Code != 1 {
 		t.Fatalf("set_param from a non-admin nodemap: %s", r)
 	}
 	if out := mustSock(t, s, "lfs", "changelog", device); !strings.Contains(out, "MKDIR") {
@@ -259,6 +258,30 @@ func TestSanitySec35(t *testing.T) {
 	mustSock(t, s, "lctl", "nodemap_modify", "--name", "c0", "--property", "admin", "--value", "1")
 	if out := MustRun(t, s, "lfs", "changelog", device); !strings.Contains(out, "MKDIR") {
 		t.Fatalf("admin nodemap cannot read: %q", out)
+	}
+
+	// sanity-sec 64e: an admin nodemap without the chlg_ops role cannot
+	// read, clear, register or deregister; with it (and nothing else) it
+	// can, but administration (set_param, nodemaps) needs local_admin.
+	mustSock(t, s, "lctl", "nodemap_modify", "--name", "c0", "--property", "rbac", "--value", "file_perms,byfid_ops")
+	for _, args := range [][]string{
+		{"lfs", "changelog", device}, {"lfs", "changelog_clear", device, "cl1", "0"},
+		{"lctl", "--device", device, "changelog_register"}, {"lctl", "--device", device, "changelog_deregister", "cl1"},
+	} {
+		if r := Run(t, s, args[0], args[1:]...); r.Code != 1 || !strings.Contains(r.Stderr, "Operation not permitted") {
+			t.Fatalf("%v without chlg_ops: %s", args, r)
+		}
+	}
+	mustSock(t, s, "lctl", "nodemap_modify", "--name", "c0", "--property", "rbac", "--value", "chlg_ops")
+	if out := MustRun(t, s, "lfs", "changelog", device); !strings.Contains(out, "MKDIR") {
+		t.Fatalf("chlg_ops cannot read: %q", out)
+	}
+	MustRun(t, s, "lfs", "changelog_clear", device, "cl1", "0")
+	if r := Run(t, s, "lctl", "set_param", "mdd."+device+".changelog_mask=ALL"); r.Code != 1 {
+		t.Fatalf("set_param with chlg_ops only: %s", r)
+	}
+	if r := Run(t, s, "lctl", "nodemap_activate", "0"); r.Code != 1 {
+		t.Fatalf("nodemap_activate with chlg_ops only: %s", r)
 	}
 }
 

@@ -62,7 +62,10 @@ type options struct {
 type Option func(*options)
 
 // WithIdentity sets the identity sent with every request. Without it (and
-// without WithUID/WithGID) a client sends this process's real uid and gid.
+// without WithUID/WithGID) a client sends this process's real uid and gid
+// over TCP, as a Lustre client kernel does, and nothing on the unix
+// socket, where the server asks the kernel (root and the server's own uid
+// then act as uid 0, everyone else as itself).
 func WithIdentity(id Identity) Option { return func(o *options) { o.id, o.hasIDs = id, true } }
 
 // WithUID sets the uid sent with every request (lustre-uid).
@@ -142,11 +145,25 @@ func Dial(target string, opts ...Option) (*Client, error) {
 	if len(o.id.JobID) > changelog.MaxJobID {
 		return nil, fmt.Errorf("client: job id '%s' is longer than %d bytes", o.id.JobID, changelog.MaxJobID)
 	}
-	if !o.hasIDs {
+	var md metadata.MD
+	switch {
+	case o.hasIDs:
+		md = o.id.md()
+	case network == "tcp":
 		p := ProcessIdentity()
 		o.id.UID, o.id.GID = p.UID, p.GID
+		md = o.id.md()
+	default:
+		md = metadata.MD{}
+		if len(o.id.Groups) > 0 {
+			md = o.id.md()
+			delete(md, mdUID)
+			delete(md, mdGID)
+		}
+		if o.id.JobID != "" {
+			md.Set(mdJobID, o.id.JobID)
+		}
 	}
-	md := o.id.md()
 	creds := insecure.NewCredentials()
 	if network == "tcp" {
 		tc := o.tls

@@ -32,12 +32,25 @@ const (
 	EnvTLSKey  = "MDT_TLS_KEY"
 )
 
+// The well-known unix socket paths of a default mdtd. A server run as
+// root serves on DefaultSocket (/run is writable only by root, so no
+// other user can put a socket there first); a server that cannot create
+// DefaultSocket (not root) serves on FallbackSocket, which any local user
+// could have created first: use it for trials, not for an audit trail
+// others rely on.
+const (
+	DefaultSocket  = "/run/fidlog/mdtd.sock"
+	FallbackSocket = "/tmp/fidlog-mdtd.sock"
+)
+
 // DefaultTarget is the server Dial uses when neither a target nor
-// MDT_SERVER is given (see ResolveTarget).
-const DefaultTarget = "127.0.0.1:7988"
+// MDT_SERVER is given and no socket exists at FallbackSocket instead (see
+// ResolveTarget).
+const DefaultTarget = "unix:" + DefaultSocket
 
 // ResolveTarget returns the server a client talks to: target if not
-// empty, else $MDT_SERVER, else DefaultTarget.
+// empty, else $MDT_SERVER, else the default mdtd's socket: DefaultSocket,
+// or FallbackSocket if only that one exists.
 func ResolveTarget(target string) string {
 	if target != "" {
 		return target
@@ -45,7 +58,15 @@ func ResolveTarget(target string) string {
 	if v := os.Getenv(EnvServer); v != "" {
 		return v
 	}
+	if !isSocket(DefaultSocket) && isSocket(FallbackSocket) {
+		return "unix:" + FallbackSocket
+	}
 	return DefaultTarget
+}
+
+func isSocket(path string) bool {
+	fi, err := os.Lstat(path)
+	return err == nil && fi.Mode()&os.ModeSocket != 0
 }
 
 // splitTarget returns the network and address of a target: "unix:PATH"
@@ -132,7 +153,7 @@ type Flags struct {
 
 // Register adds the flags to fs.
 func (f *Flags) Register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.Server, "server", "", "MDT server: host:port or unix:PATH (env "+EnvServer+", default "+DefaultTarget+")")
+	fs.StringVar(&f.Server, "server", "", "MDT server: host:port or unix:PATH (env "+EnvServer+", default "+DefaultTarget+", else unix:"+FallbackSocket+")")
 	fs.StringVar(&f.TLS.CA, "tls-ca", "", "CA certificate (PEM) that signed the server's certificate (env "+EnvTLSCA+")")
 	fs.StringVar(&f.TLS.Cert, "tls-cert", "", "client certificate (PEM) for mutual TLS (env "+EnvTLSCert+")")
 	fs.StringVar(&f.TLS.Key, "tls-key", "", "client key (PEM) for mutual TLS (env "+EnvTLSKey+")")

@@ -38,6 +38,7 @@ var mixedWeights = []struct {
 }{{opCreate, 30}, {opStat, 40}, {opOpenClose, 10}, {opRename, 10}, {opUnlink, 10}}
 
 type loadConfig struct {
+	conn     client.Flags // --server, --tls-ca, --tls-cert, --tls-key
 	server   string
 	clients  int
 	duration time.Duration
@@ -50,16 +51,12 @@ type loadConfig struct {
 func newLoadCmd(stdout, stderr io.Writer) *cobra.Command {
 	var cfg loadConfig
 	cmd := &cobra.Command{
-		Use:   "load --server TARGET [--clients N] [--duration D] [--mix MIX] [--dir PREFIX]",
+		Use:   "load [--server TARGET] [--tls-ca F --tls-cert F --tls-key F] [--clients N] [--duration D] [--mix MIX] [--dir PREFIX]",
 		Short: "Generate mdtest-style metadata load against a running mdtd",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfg.server == "" {
-				cfg.server = os.Getenv(client.EnvServer)
-			}
+			cfg.server = cfg.conn.Target()
 			switch {
-			case cfg.server == "":
-				return usagef("--server is required (or $%s)", client.EnvServer)
 			case cfg.clients < 1:
 				return usagef("--clients must be >= 1")
 			case cfg.duration <= 0:
@@ -77,7 +74,7 @@ func newLoadCmd(stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.server, "server", "", "mdtd address: host:port or unix:PATH (env "+client.EnvServer+")")
+	cfg.conn.Register(f)
 	f.IntVar(&cfg.clients, "clients", 4, "concurrent clients, one connection each")
 	f.DurationVar(&cfg.duration, "duration", 10*time.Second, "measured duration")
 	f.StringVar(&cfg.mix, "mix", opCreate, "operations: create|stat|unlink|rename|openclose|mixed")
@@ -211,7 +208,7 @@ func runLoad(ctx context.Context, cfg *loadConfig, stdout, stderr io.Writer) err
 		}
 	}()
 	for i := range cfg.clients {
-		c, err := dialRoot(cfg.server)
+		c, err := cfg.conn.Dial(client.WithUID(0), client.WithGID(0), client.WithJobID("mdbench"))
 		if err != nil {
 			return err
 		}

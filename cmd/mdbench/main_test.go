@@ -81,7 +81,7 @@ func TestLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	srv, err := api.New(m, api.Options{Logger: discard})
+	srv, err := api.New(m, api.Options{Logger: discard, Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestUsage(t *testing.T) {
 	}{
 		{nil, exitUsage},
 		{[]string{"nope"}, exitUsage},
-		{[]string{"load"}, exitUsage},
+		{[]string{"load", "--server", "unix:/nonexistent/mdtd.sock"}, exitError},
 		{[]string{"load", "--server", "127.0.0.1:1", "--mix", "bogus"}, exitUsage},
 		{[]string{"load", "--server", "127.0.0.1:1", "--clients", "0"}, exitUsage},
 		{[]string{"table", "--quick", "--full"}, exitUsage},

@@ -62,8 +62,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	a.flags.Register(root.PersistentFlags())
 	pf := root.PersistentFlags()
-	pf.Uint32Var(&a.uid, "uid", uint32(os.Getuid()), "user id sent with each request")
-	pf.Uint32Var(&a.gid, "gid", uint32(os.Getgid()), "group id sent with each request")
+	pf.Uint32Var(&a.uid, "uid", uint32(os.Getuid()), "user id to act as (refused unless root or over TCP)")
+	pf.Uint32Var(&a.gid, "gid", uint32(os.Getgid()), "group id to act as (refused unless root or over TCP)")
 	pf.StringVar(&a.groups, "groups", "", "supplementary group ids, comma separated")
 	pf.StringVar(&a.jobid, "jobid", "", "job id recorded in changelog records (default <verb>.<uid>)")
 	root.AddCommand(a.verbs()...)
@@ -84,7 +84,14 @@ func (a *app) connect(cmd *cobra.Command) error {
 	if !cmd.Flags().Changed("jobid") {
 		jobid = cmd.Name() + "." + strconv.FormatUint(uint64(a.uid), 10)
 	}
-	conn, err := a.flags.Dial(client.WithIdentity(client.Identity{UID: a.uid, GID: a.gid, Groups: groups, JobID: jobid}))
+	// --uid and --gid assert an identity (only root, the server's own
+	// user, or a node over TCP may); without them the unix socket server
+	// asks the kernel and a TCP node sends this process's ids.
+	opts := []client.Option{client.WithGroups(groups...), client.WithJobID(jobid)}
+	if cmd.Flags().Changed("uid") || cmd.Flags().Changed("gid") {
+		opts = append(opts, client.WithUID(a.uid), client.WithGID(a.gid))
+	}
+	conn, err := a.flags.Dial(opts...)
 	if err != nil {
 		return err
 	}

@@ -117,7 +117,7 @@ func TestFailedStartLeavesNoDataDir(t *testing.T) {
 	fail := func(data string) {
 		t.Helper()
 		var out, errb bytes.Buffer
-		args := []string{"--data", data, "--listen", busy.Addr().String(), "--socket", filepath.Join(dir, "s.sock")}
+		args := []string{"--data", data, "--listen", busy.Addr().String(), "--insecure", "--socket", filepath.Join(dir, "s.sock")}
 		if code := runContext(context.Background(), args, &out, &errb); code != exitError || !strings.Contains(errb.String(), "address already in use") {
 			t.Fatalf("mdtd = %d, stderr %q; want exit 1, address in use", code, errb.String())
 		}
@@ -137,7 +137,7 @@ func TestFailedStartLeavesNoDataDir(t *testing.T) {
 
 	// A real store stays.
 	used := filepath.Join(dir, "used")
-	_, _, stop := start(t, "--data", used, "--listen", "127.0.0.1:0", "--socket", filepath.Join(dir, "u.sock"))
+	_, _, stop := start(t, "--data", used, "--listen", "127.0.0.1:0", "--insecure", "--socket", filepath.Join(dir, "u.sock"))
 	stop()
 	fail(used)
 	if _, err := os.Stat(filepath.Join(used, "LOCK")); err != nil {

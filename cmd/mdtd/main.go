@@ -1,19 +1,24 @@
 // Command mdtd serves one MDT: the namespace, its changelog, the parameter
-// tree and nodemaps over gRPC, on a TCP address and a unix socket.
+// tree and nodemaps over gRPC, on a unix socket and, for authenticated
+// nodes, on a TCP address.
 //
 //	mdtd [--fsname lustre] [--index 0] [--data ./mdt-data]
-//	     [--listen 127.0.0.1:7988] [--socket <data>/mdtd.sock]
-//	     [--metrics ADDR] [--tls-cert FILE --tls-key FILE]
-//	     [--log-level info] [--log-format text] [--heartbeat 5s]
+//	     [--socket /run/fidlog/mdtd.sock] [--socket-mode 0666]
+//	     [--listen ADDR (--tls-cert FILE --tls-key FILE --tls-client-ca FILE | --insecure)]
+//	     [--metrics ADDR] [--log-level info] [--log-format text] [--heartbeat 5s]
+//	mdtd certs ca|node|client [--dir certs] ...
 //
-// On start it logs one line with msg=serving and the real addresses
-// (device=, tcp=, socket=, metrics=); SIGINT or SIGTERM drains follow
-// streams, stops gracefully and exits 0.
+// On the socket the kernel says who each caller is (SO_PEERCRED); TCP
+// serves only clients with a certificate from --tls-client-ca, or anyone
+// with --insecure. On start it logs one line with msg=serving and the real
+// addresses (device=, tcp=, socket=, metrics=); SIGINT or SIGTERM drains
+// follow streams, stops gracefully and exits 0.
 package main
 
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +28,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -30,15 +36,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/fidlog/fidlog/api"
+	"github.com/fidlog/fidlog/api/client"
 	"github.com/fidlog/fidlog/changelog"
 	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/mdt"
 )
 
-// DefaultListen is mdtd's default TCP address: loopback, port 7988.
-const DefaultListen = "127.0.0.1:7988"
+// DefaultSocketMode is the mode of the unix socket: every local user may
+// connect, and the kernel tells the server who they are.
+const DefaultSocketMode = 0o666
 
 // maxSocketPath is the longest unix socket path Linux accepts
 // (sizeof(sun_path) - 1).
@@ -67,6 +76,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	cmd, cfg := newRootCmd(stdout, stderr)
 	cmd.SetArgs(args)
 	var ran bool
+	cmd.AddCommand(newCertsCmd(stdout, &ran))
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ran = true
 		return serve(ctx, cfg, stderr)
@@ -84,17 +94,20 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 // config holds the command line.
 type config struct {
-	fsname    string
-	index     uint32
-	data      string
-	listen    string
-	socket    string
-	metrics   string
-	tlsCert   string
-	tlsKey    string
-	logLevel  string
-	logFormat string
-	heartbeat time.Duration
+	fsname     string
+	index      uint32
+	data       string
+	listen     string
+	socket     string
+	metrics    string
+	socketMode string
+	tlsCert    string
+	tlsKey     string
+	tlsCA      string
+	insecure   bool
+	logLevel   string
+	logFormat  string
+	heartbeat  time.Duration
 }
 
 func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *config) {
@@ -103,9 +116,17 @@ func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *config) {
 		Use:   "mdtd",
 		Short: "Serve one MDT (namespace, changelog, parameters, nodemaps) over gRPC",
 		Long: `mdtd serves the MDT <fsname>-MDT<index as 4 hex digits> from an embedded
-Pebble store in --data, on a TCP address (--listen, default ` + DefaultListen + `)
-and a unix socket (--socket, default <data>/mdtd.sock, mode 0600; callers on
-the socket are the local administrator). A bare "mdtd" just runs.`,
+Pebble store in --data.
+
+It always serves a unix socket (--socket; default ` + client.DefaultSocket + `, or
+` + client.FallbackSocket + ` when that cannot be created, e.g. not run as root;
+the clients look in both places). The kernel tells the server who each
+caller is: a user acts as itself, root is the local administrator.
+
+TCP (--listen) serves only nodes that present a certificate signed by
+--tls-client-ca (mutual TLS with --tls-cert and --tls-key; "mdtd certs"
+makes them), or, with --insecure, anyone in plain text claiming any
+identity. A bare "mdtd" serves the socket only.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -117,11 +138,14 @@ the socket are the local administrator). A bare "mdtd" just runs.`,
 	f.StringVar(&cfg.fsname, "fsname", "lustre", "file system name (at most 8 characters)")
 	f.Uint32Var(&cfg.index, "index", 0, "MDT index")
 	f.StringVar(&cfg.data, "data", "./mdt-data", "data directory (Pebble store)")
-	f.StringVar(&cfg.listen, "listen", DefaultListen, "TCP address to serve on (port 0: any free port); empty: no TCP")
-	f.StringVar(&cfg.socket, "socket", "", "unix socket path (default <data>/mdtd.sock); \"none\": no socket")
+	f.StringVar(&cfg.listen, "listen", "", "TCP address to serve on (port 0: any free port); needs --tls-cert, --tls-key and --tls-client-ca, or --insecure (default: no TCP)")
+	f.StringVar(&cfg.socket, "socket", "", "unix socket path (default "+client.DefaultSocket+", else "+client.FallbackSocket+"); \"none\": no socket")
+	f.StringVar(&cfg.socketMode, "socket-mode", fmt.Sprintf("%#o", DefaultSocketMode), "permissions of the unix socket (octal)")
 	f.StringVar(&cfg.metrics, "metrics", "", "address for Prometheus metrics on /metrics (default off)")
-	f.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate file for the TCP listener")
-	f.StringVar(&cfg.tlsKey, "tls-key", "", "TLS key file for the TCP listener")
+	f.StringVar(&cfg.tlsCert, "tls-cert", "", "server certificate (PEM) for the TCP listener")
+	f.StringVar(&cfg.tlsKey, "tls-key", "", "server key (PEM) for the TCP listener")
+	f.StringVar(&cfg.tlsCA, "tls-client-ca", "", "CA certificate (PEM): TCP clients must present a certificate it signed")
+	f.BoolVar(&cfg.insecure, "insecure", false, "serve TCP in plain text: any client may claim any identity")
 	f.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
 	f.DurationVar(&cfg.heartbeat, "heartbeat", api.DefaultHeartbeatInterval, "heartbeat interval of idle follow streams")
@@ -145,9 +169,9 @@ func newLogger(cfg *config, w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("invalid --log-format '%s': want text or json", cfg.logFormat)
 }
 
-// listenUnix listens on path with mode 0600, replacing a stale socket but
+// listenUnix listens on path with mode, replacing a stale socket but
 // nothing else.
-func listenUnix(path string) (net.Listener, error) {
+func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 	if len(path) > maxSocketPath {
 		return nil, fmt.Errorf("socket path '%s' is %d bytes, longer than the %d-byte limit of unix sockets; use --socket with a shorter path", path, len(path), maxSocketPath)
 	}
@@ -167,7 +191,7 @@ func listenUnix(path string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	if err := os.Chmod(path, mode); err != nil {
 		return nil, errors.Join(err, l.Close())
 	}
 	return l, nil
@@ -178,19 +202,16 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	var tlsCfg *tls.Config
-	switch {
-	case cfg.tlsCert != "" && cfg.tlsKey != "":
-		cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
-		if err != nil {
-			return fmt.Errorf("loading TLS key pair: %w", err)
-		}
-		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	case cfg.tlsCert != "" || cfg.tlsKey != "":
-		return errors.New("--tls-cert and --tls-key go together")
+	tlsCfg, err := serverTLS(cfg)
+	if err != nil {
+		return err
 	}
 	if cfg.listen == "" && cfg.socket == "none" {
-		return errors.New("nothing to serve on: --listen is empty and --socket is none")
+		return errors.New("nothing to serve on: no --listen and --socket is none")
+	}
+	mode, err := strconv.ParseUint(cfg.socketMode, 8, 32)
+	if err != nil || mode > 0o777 {
+		return fmt.Errorf("invalid --socket-mode '%s': want octal permissions such as 0666 or 0660", cfg.socketMode)
 	}
 	dd, err := prepareDataDir(cfg.data)
 	if err != nil {
@@ -207,7 +228,7 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 	}
 	sock := cfg.socket
 	if sock == "" {
-		sock = filepath.Join(cfg.data, "mdtd.sock")
+		sock = defaultSocket()
 	}
 
 	met := newMetrics()
@@ -230,7 +251,7 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 			err = cerr
 		}
 	}()
-	srv, err := api.New(m, api.Options{Logger: log, HeartbeatInterval: cfg.heartbeat, TLS: tlsCfg, OnRPC: met.onRPC, ServerOptions: met.serverOptions()})
+	srv, err := api.New(m, api.Options{Logger: log, HeartbeatInterval: cfg.heartbeat, TLS: tlsCfg, Insecure: cfg.insecure, OnRPC: met.onRPC, ServerOptions: met.serverOptions()})
 	if err != nil {
 		return err
 	}
@@ -253,7 +274,7 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 		attrs = append(attrs, "tcp", l.Addr().String())
 	}
 	if sock != "none" {
-		l, err := listenUnix(sock)
+		l, err := listenUnix(sock, os.FileMode(mode))
 		if err != nil {
 			closeAll()
 			return err
@@ -280,9 +301,14 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		attrs = append(attrs, "metrics", ml.Addr().String())
 	}
-	if tlsCfg != nil {
-		attrs = append(attrs, "tls", true)
+	switch {
+	case tlsCfg != nil:
+		attrs = append(attrs, "tls", "mutual")
+	case cfg.insecure && cfg.listen != "":
+		attrs = append(attrs, "tls", "none")
+		log.Warn("insecure_tcp", "tcp", cfg.listen, "risk", "TCP clients are not authenticated: any of them may claim any uid, root included, and read, clear or deregister the changelog")
 	}
+	met.insecureTCP(cfg.insecure && cfg.listen != "")
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, l := range lis {
@@ -317,6 +343,57 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// serverTLS checks the TCP flags and builds the mutual TLS configuration
+// (nil for no TLS).
+func serverTLS(cfg *config) (*tls.Config, error) {
+	n := 0
+	for _, f := range []string{cfg.tlsCert, cfg.tlsKey, cfg.tlsCA} {
+		if f != "" {
+			n++
+		}
+	}
+	switch {
+	case n > 0 && cfg.insecure:
+		return nil, errors.New("--insecure and --tls-cert/--tls-key/--tls-client-ca exclude each other")
+	case n > 0 && n < 3:
+		return nil, errors.New("mutual TLS needs all of --tls-cert, --tls-key and --tls-client-ca")
+	case n > 0 && cfg.listen == "":
+		return nil, errors.New("--tls-cert, --tls-key and --tls-client-ca secure the TCP listener: give --listen too")
+	case n == 0 && cfg.listen != "" && !cfg.insecure:
+		return nil, fmt.Errorf("--listen %s: TCP needs mutual TLS (--tls-cert FILE --tls-key FILE --tls-client-ca FILE; \"mdtd certs\" makes them) or --insecure for plain text where anyone may claim any identity", cfg.listen)
+	case n == 0:
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("loading TLS key pair: %w", err)
+	}
+	pem, err := os.ReadFile(cfg.tlsCA)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-client-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--tls-client-ca '%s' holds no PEM certificate", cfg.tlsCA)
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    pool,
+		MinVersion:   tls.VersionTLS12,
+	}, nil
+}
+
+// defaultSocket is client.DefaultSocket if its directory can be made and
+// written (root), else client.FallbackSocket.
+func defaultSocket() string {
+	dir := filepath.Dir(client.DefaultSocket)
+	if err := os.MkdirAll(dir, 0o755); err == nil && unix.Access(dir, unix.W_OK|unix.X_OK) == nil {
+		return client.DefaultSocket
+	}
+	return client.FallbackSocket
 }
 
 // changelogEvents turns changelog events into logs and metrics. They run

@@ -59,13 +59,14 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-var servingRE = regexp.MustCompile(`msg=serving device=(\S+) tcp=(\S+) socket=(\S+)(?: metrics=(\S+))?`)
+var servingRE = regexp.MustCompile(`msg=serving device=(\S+)(?: tcp=(\S+))? socket=(\S+)(?: metrics=(\S+))?`)
 
 func TestRunExitCodes(t *testing.T) {
 	dir := shortTemp(t)
 	notSock := filepath.Join(dir, "file")
 	os.WriteFile(notSock, nil, 0o600)
-	base := []string{"--data", filepath.Join(dir, "d"), "--listen", "127.0.0.1:0"}
+	base := []string{"--data", filepath.Join(dir, "d"), "--socket", filepath.Join(dir, "s.sock")}
+	tcp := append(append([]string(nil), base...), "--listen", "127.0.0.1:0")
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -80,8 +81,16 @@ func TestRunExitCodes(t *testing.T) {
 		{append(base, "--socket", notSock), exitError, "not a socket"},
 		{append(base, "--log-level", "loud"), exitError, "loud"},
 		{append(base, "--log-format", "xml"), exitError, "xml"},
-		{append(base, "--tls-cert", "c.pem"), exitError, "go together"},
-		{append(base, "--listen", "", "--socket", "none"), exitError, "nothing to serve"},
+		{append(base, "--socket", "none"), exitError, "nothing to serve"},
+		{append(base, "--socket-mode", "0999"), exitError, "invalid --socket-mode '0999'"},
+		{append(base, "--socket-mode", "01777"), exitError, "invalid --socket-mode '01777'"},
+		// TCP only with mutual TLS or an explicit --insecure.
+		{tcp, exitError, "--listen 127.0.0.1:0: TCP needs mutual TLS (--tls-cert FILE --tls-key FILE --tls-client-ca FILE"},
+		{tcp, exitError, "or --insecure"},
+		{append(tcp, "--tls-cert", "c.pem", "--tls-key", "k.pem"), exitError, "needs all of --tls-cert, --tls-key and --tls-client-ca"},
+		{append(tcp, "--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-client-ca", "ca.pem", "--insecure"), exitError, "exclude each other"},
+		{append(base, "--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-client-ca", "ca.pem"), exitError, "give --listen too"},
+		{append(tcp, "--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-client-ca", "ca.pem"), exitError, "loading TLS key pair"},
 	} {
 		var out, errb bytes.Buffer
 		ctx, cancel := context.WithCancel(context.Background())
@@ -129,7 +138,7 @@ func TestRunInProcess(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	os.MkdirAll(data, 0o700)
 	// A stale socket left by a crash is replaced.
-	sock := filepath.Join(data, "mdtd.sock")
+	sock := filepath.Join(dir, "mdtd.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
@@ -137,17 +146,17 @@ func TestRunInProcess(t *testing.T) {
 	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	l.Close()
 
-	logs, m, stop := start(t, "--data", data, "--listen", "127.0.0.1:0", "--fsname", "testfs", "--index", "1", "--heartbeat", "50ms")
+	logs, m, stop := start(t, "--data", data, "--socket", sock, "--listen", "127.0.0.1:0", "--insecure", "--fsname", "testfs", "--index", "1", "--heartbeat", "50ms")
 	if m[1] != "testfs-MDT0001" || m[3] != sock {
 		t.Fatalf("serving line %q", m[0])
 	}
 	fi, err := os.Stat(sock)
-	if err != nil || fi.Mode().Perm() != 0o600 {
+	if err != nil || fi.Mode().Perm() != 0o666 {
 		t.Fatalf("socket mode: %v %v", fi, err)
 	}
 	// A second server on the same socket is refused.
 	var errb bytes.Buffer
-	if code := runContext(context.Background(), []string{"--data", filepath.Join(dir, "other"), "--listen", "", "--socket", sock}, io.Discard, &errb); code != exitError || !strings.Contains(errb.String(), "in use") {
+	if code := runContext(context.Background(), []string{"--data", filepath.Join(dir, "other"), "--socket", sock}, io.Discard, &errb); code != exitError || !strings.Contains(errb.String(), "in use") {
 		t.Fatalf("second server: %d %s", code, errb.String())
 	}
 
@@ -210,7 +219,8 @@ func TestBinarySIGTERM(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--log-format", "text")
+	cmd := exec.Command(bin, "--data", filepath.Join(dir, "data"), "--socket", filepath.Join(dir, "s.sock"), "--socket-mode", "0600",
+		"--listen", "127.0.0.1:0", "--insecure", "--metrics", "127.0.0.1:0", "--log-format", "text")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -228,12 +238,16 @@ func TestBinarySIGTERM(t *testing.T) {
 		close(lines)
 	}()
 	var m []string
+	sawWarning := false
 	timeout := time.After(20 * time.Second)
 	for m == nil {
 		select {
 		case l, ok := <-lines:
 			if !ok {
 				t.Fatal("mdtd exited before serving")
+			}
+			if strings.Contains(l, "msg=insecure_tcp") {
+				sawWarning = true
 			}
 			m = servingRE.FindStringSubmatch(l)
 		case <-timeout:
@@ -242,7 +256,13 @@ func TestBinarySIGTERM(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := client.Dial(m[2])
+	if !sawWarning {
+		t.Error("--insecure logged no insecure_tcp warning")
+	}
+	if fi, err := os.Stat(m[3]); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("--socket-mode 0600: %v %v", fi, err)
+	}
+	c, err := client.Dial(m[2]) // --insecure: plain TCP as before
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +291,7 @@ func TestBinarySIGTERM(t *testing.T) {
 	resp.Body.Close()
 	for _, want := range []string{"mdt_changelog_current_index 1", "mdt_changelog_durable_index 1", "mdt_changelog_first_index 1",
 		`mdt_changelog_user_lag{user="cl1"} 1`, `mdt_changelog_records_appended_total{type="CREAT"} 1`,
-		"mdt_changelog_streams 1", "mdt_commit_latency_seconds_count", "mdt_fsyncs_total"} {
+		"mdt_changelog_streams 1", "mdt_commit_latency_seconds_count", "mdt_fsyncs_total", "mdtd_tcp_insecure 1"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
 		}

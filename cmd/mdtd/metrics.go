@@ -213,3 +213,16 @@ func walFsyncHistogram(h prometheus.Histogram) (prometheus.Metric, bool) {
 	return prometheus.MustNewConstHistogram(pebbleWALFsyncDesc, d.Histogram.GetSampleCount(),
 		d.Histogram.GetSampleSum()/1e9, buckets), true
 }
+
+// insecureTCP exports mdtd_tcp_insecure: 1 while TCP is served in plain
+// text (--insecure), so that monitoring can flag it.
+func (m *metrics) insecureTCP(on bool) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "mdtd_tcp_insecure",
+		Help: "1 if TCP is served without TLS (--insecure): clients are not authenticated.",
+	})
+	if on {
+		g.Set(1)
+	}
+	m.reg.MustRegister(g)
+}

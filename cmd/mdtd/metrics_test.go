@@ -51,7 +51,7 @@ func metricValue(t *testing.T, page, series string) float64 {
 // counters that exist (at 0) before anything happened.
 func TestMetricsDashboards(t *testing.T) {
 	dir := shortTemp(t)
-	_, m, _ := start(t, "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0")
+	_, m, _ := start(t, "--data", filepath.Join(dir, "data"), "--socket", filepath.Join(dir, "s.sock"), "--metrics", "127.0.0.1:0")
 	page := scrape(t, m[4])
 	for _, s := range []string{
 		`mdt_changelog_users_evicted_total{reason="idle"}`,
@@ -59,6 +59,7 @@ func TestMetricsDashboards(t *testing.T) {
 		`mdt_changelog_records_appended_total{type="CREAT"}`,
 		`mdt_changelog_records_appended_total{type="GXATR"}`,
 		`mdt_changelog_records_purged_total`,
+		`mdtd_tcp_insecure`,
 		`grpc_server_started_total{grpc_method="Create",grpc_service="lustre.mdt.v1.NamespaceService",grpc_type="unary"}`,
 		`grpc_server_handled_total{grpc_code="PermissionDenied",grpc_method="Clear",grpc_service="lustre.changelog.v1.ChangelogService",grpc_type="unary"}`,
 		`grpc_server_started_total{grpc_method="Read",grpc_service="lustre.changelog.v1.ChangelogService",grpc_type="server_stream"}`,

@@ -67,12 +67,13 @@ func RunScripts(t *testing.T, dir string) {
 }
 
 var (
-	tcpRE    = regexp.MustCompile(`tcp=("?)([^\s"]+)`)
+	sockRE   = regexp.MustCompile(`socket=("?)([^\s"]+)`)
 	deviceRE = regexp.MustCompile(`(?:device|mdt)=("?)([A-Za-z0-9_]+-MDT[0-9a-fA-F]{4})`)
 )
 
-// startMDTD runs the mdtd binary on data, listening on 127.0.0.1:0, and
-// waits for the log line that gives its TCP address ("tcp=HOST:PORT").
+// startMDTD runs the mdtd binary on data, serving a unix socket in a short
+// temporary directory (the kernel tells it who each command is), and
+// waits for the log line that gives the socket ("socket=PATH").
 func startMDTD(env *testscript.Env, mdtd, data string) error {
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return err
@@ -93,7 +94,13 @@ func startMDTD(env *testscript.Env, mdtd, data string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(mdtd, dataFlag, data, "--listen", "127.0.0.1:0")
+	sockDir, err := os.MkdirTemp("", "fls")
+	if err != nil {
+		logf.Close()
+		return err
+	}
+	env.Defer(func() { os.RemoveAll(sockDir) })
+	cmd := exec.Command(mdtd, dataFlag, data, "--socket", filepath.Join(sockDir, "mdtd.sock"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -118,7 +125,7 @@ func startMDTD(env *testscript.Env, mdtd, data string) error {
 			if dev == "" {
 				dev = "lustre-MDT0000"
 			}
-			env.Setenv("MDT_SERVER", addr)
+			env.Setenv("MDT_SERVER", "unix:"+addr)
 			env.Setenv("MDT", dev)
 			return nil
 		}
@@ -131,7 +138,7 @@ func startMDTD(env *testscript.Env, mdtd, data string) error {
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(logPath)
-			return fmt.Errorf("mdtd logged no tcp= address within 30s:\n%s", log)
+			return fmt.Errorf("mdtd logged no socket= path within 30s:\n%s", log)
 		}
 	}
 }
@@ -148,7 +155,7 @@ func scanLog(path string) (addr, dev string) {
 		if m := deviceRE.FindStringSubmatch(line); m != nil && dev == "" {
 			dev = m[2]
 		}
-		if m := tcpRE.FindStringSubmatch(line); m != nil && addr == "" {
+		if m := sockRE.FindStringSubmatch(line); m != nil && addr == "" {
 			addr = m[2]
 		}
 	}
