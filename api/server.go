@@ -235,8 +235,7 @@ func (s *Server) Serve(lis net.Listener) error {
 		return s.local.Serve(lis)
 	}
 	if s.tcp == nil {
-		lis.Close()
-		return fmt.Errorf("%w (listener %s)", ErrNoTransportSecurity, lis.Addr())
+		return errors.Join(fmt.Errorf("%w (listener %s)", ErrNoTransportSecurity, lis.Addr()), lis.Close())
 	}
 	return s.tcp.Serve(lis)
 }

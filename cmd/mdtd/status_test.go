@@ -22,7 +22,7 @@ import (
 func statusServer(t *testing.T) string {
 	t.Helper()
 	dir := shortTemp(t)
-	_, m, _ := start(t, "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0")
+	_, m, _ := start(t, "--data", filepath.Join(dir, "data"), "--socket", filepath.Join(dir, "s.sock"), "--metrics", "127.0.0.1:0")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	c, err := client.Dial("unix:" + m[3])
