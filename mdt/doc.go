@@ -116,10 +116,13 @@
 //
 // # Storage failures
 //
-// Pebble treats a failed WAL write or sync as fatal (Logger.Fatalf). The
-// MDT's Pebble logger latches the failure and panics with a private value
-// that the commit path recovers (txn.apply, wait, the sequence store,
-// parameter and nodemap writes, Close): the operation fails with ErrIO,
-// and every later operation fails with ErrIO until the MDT is closed and
-// reopened, so no non-durable state is ever served.
+// Pebble treats a failed WAL write or sync (and a failed MANIFEST update)
+// as fatal (Logger.Fatalf); its state afterwards is undefined (a failed
+// commit leaves its commit pipeline blocked, and Fatalf also comes from
+// Pebble's own goroutines). The MDT's Pebble logger latches the failure
+// (every later operation fails with ErrIO), logs pebble_fatal and calls
+// Options.OnFatal, which ends the process (mdtd: logged, exit status 74).
+// Nothing is acknowledged after the failure; what was acknowledged is
+// durable and the next Open recovers it from the WAL. (Recovering the
+// Fatalf panic and serving on, as before, is not safe for those reasons.)
 package mdt

@@ -2,9 +2,14 @@ package mdt
 
 import (
 	"errors"
+	"io"
+	"log/slog"
+	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
@@ -89,35 +94,71 @@ func TestNoSpace(t *testing.T) {
 	}
 }
 
-// TestWriteError: a WAL write failure fails the operation with EIO, the
-// MDT refuses further writes, and after reopening nothing of the failed
-// operation is visible.
+// TestWriteError: a WAL write failure is fatal to Pebble; the MDT latches
+// it (every later operation fails with EIO), logs pebble_fatal and calls
+// OnFatal, which must end the process (mdtd exits; here the failing
+// goroutine stops, standing in for the exit). Nothing is acknowledged
+// after the failure, and after reopening nothing of the failed operation
+// is visible.
 func TestWriteError(t *testing.T) {
-	mem := vfs.NewMem()
+	mem := vfs.NewCrashableMem()
 	toggle := &errorfs.Toggle{Injector: errorfs.InjectorFunc(func(op errorfs.Op) error {
 		if strings.HasSuffix(op.Path, ".log") && op.Kind.ReadOrWrite() == errorfs.OpIsWrite {
 			return errorfs.ErrInjected
 		}
 		return nil
 	})}
-	e := newEnv(t, func(o *Options) { o.FS = errorfs.Wrap(mem, toggle) })
+	var logs strings.Builder
+	var logMu sync.Mutex
+	fatal := make(chan error, 4)
+	e := newEnv(t, func(o *Options) {
+		o.FS = errorfs.Wrap(mem, toggle)
+		o.Logger = slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
+		o.OnFatal = func(err error) {
+			fatal <- err
+			runtime.Goexit() // the process exit, for this goroutine
+		}
+	})
 	e.register("")
 	_, err := e.m.Mkdir(ctx, root, "d", 0755)
 	ok(t, err)
 	cur := e.current()
 	toggle.On()
-	_, err = e.m.Create(ctx, root, "d/f", 0644, true)
-	if Errno(err) != syscall.EIO {
-		t.Fatalf("create with failing WAL: %v", err)
+	done := make(chan error, 1)
+	go func() {
+		defer close(done)
+		_, err := e.m.Create(ctx, root, "d/f", 0644, true)
+		done <- err // not reached: OnFatal does not return
+	}()
+	select {
+	case err := <-fatal:
+		if !errors.Is(err, ErrIO) {
+			t.Fatalf("OnFatal got %v, want ErrIO", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnFatal not called after a WAL write failure")
+	}
+	if err, acked := <-done; acked {
+		t.Fatalf("the failed create returned (%v); it must never be acknowledged", err)
 	}
 	_, err = e.m.Create(ctx, root, "d/g", 0644, true)
 	if Errno(err) != syscall.EIO {
-		t.Fatalf("create after a write error: %v", err)
+		t.Fatalf("create after a fatal write error: %v", err)
 	}
+	logMu.Lock()
+	if !strings.Contains(logs.String(), "pebble_fatal") {
+		t.Errorf("no pebble_fatal event logged:\n%s", logs.String())
+	}
+	logMu.Unlock()
 	toggle.Off()
-	_ = e.m.Close()
+	// The process exits here: what survives is what was synced. The
+	// failed DB is then closed only to release this test's resources.
+	crashed := mem.CrashClone(vfs.CrashCloneCfg{})
+	old := e.m
 	e.m = nil
-	e.opts.FS = mem
+	_ = old.Close()
+	e.opts.FS = crashed
+	e.opts.OnFatal = nil
 	e.open()
 	wantErrno(t, second(e.m.Stat(ctx, root, "d/f")), syscall.ENOENT)
 	wantErrno(t, second(e.m.Stat(ctx, root, "d/g")), syscall.ENOENT)
@@ -129,4 +170,15 @@ func TestWriteError(t *testing.T) {
 		t.Fatalf("records after reopen: %q", e.lines(0))
 	}
 	_ = fid.Root
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

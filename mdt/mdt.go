@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,7 +47,21 @@ type Options struct {
 	// MaxAuditEntries bounds each of the audit caches (time-record dedup,
 	// denied-open rate limit); default 65536 entries each.
 	MaxAuditEntries int
+	// OnFatal is called when Pebble reports a fatal storage error (a
+	// failed WAL write or sync, a failed MANIFEST update), from the
+	// goroutine that failed, after the failure is latched (every later
+	// operation fails with ErrIO) and logged as "pebble_fatal". It must
+	// not return: Pebble's state after a fatal error is undefined (a
+	// failed commit leaves its commit pipeline blocked) and the failing
+	// goroutine may hold the changelog's lock. The default exits the
+	// process with status ExitStorageFailure; acknowledged operations are
+	// durable, and the next Open recovers from the WAL.
+	OnFatal func(err error)
 }
+
+// ExitStorageFailure is the exit status of the default OnFatal
+// (EX_IOERR).
+const ExitStorageFailure = 74
 
 // EnsureDefaults fills unset options and returns o (a new Options if o is nil).
 func (o *Options) EnsureDefaults() *Options {
@@ -70,6 +85,9 @@ func (o *Options) EnsureDefaults() *Options {
 	}
 	if o.MaxAuditEntries <= 0 {
 		o.MaxAuditEntries = 1 << 16
+	}
+	if o.OnFatal == nil {
+		o.OnFatal = func(error) { os.Exit(ExitStorageFailure) }
 	}
 	return o
 }
@@ -274,7 +292,7 @@ func Open(dir string, opts *Options) (*MDT, error) {
 		FormatMajorVersion:    pebble.FormatNewest,
 		FlushDelayDeleteRange: time.Second,
 		MemTableSize:          32 << 20,
-		Logger:                pebbleLogger{o.Logger, &m.fail},
+		Logger:                pebbleLogger{o.Logger, &m.fail, o.OnFatal},
 	}
 	// Bloom filters on every level: a create's "does the name exist?"
 	// check is a negative point lookup, which without filters seeks the
@@ -387,7 +405,6 @@ func (m *MDT) Close() (err error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	defer recoverFatal(&err)
 	err = m.log.Close()
 	if cerr := m.db.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("%w: %w", ErrIO, cerr)
@@ -445,7 +462,6 @@ func get(db *pebble.DB, key []byte, fn func(v []byte) error) (ok bool, err error
 
 // setMeta writes an MDT metadata value durably.
 func (m *MDT) setMeta(name string, v []byte) (err error) {
-	defer recoverFatal(&err)
 	if err := m.db.Set(metaKey(name), v, pebble.Sync); err != nil {
 		return fmt.Errorf("%w: %w", ErrIO, err)
 	}
@@ -466,17 +482,20 @@ func (s seqStore) LoadSeq() (seq uint64, ok bool, err error) {
 	return seq, ok, err
 }
 
-func (s seqStore) SaveSeq(seq uint64) (err error) {
-	defer recoverFatal(&err)
+func (s seqStore) SaveSeq(seq uint64) error {
 	return s.db.Set(metaKey(metaSeq), binary.BigEndian.AppendUint64(nil, seq), pebble.Sync)
 }
 
 // storeFailure latches the first fatal storage error Pebble reported.
-// Pebble treats a failed commit (a WAL write or sync error) as fatal and
-// calls Logger.Fatalf; its default exits the process. The MDT instead
-// panics with pebbleFatal, recovers at the commit-path boundaries (apply,
-// wait, sequence save, parameter writes, Close) and fails the operation
-// with ErrIO; every later operation gets ErrIO until the MDT is reopened.
+// Pebble treats a failed commit (a WAL write or sync error) or MANIFEST
+// update as fatal and calls Logger.Fatalf, after which its state is
+// undefined. The MDT's logger latches the failure, logs it and hands it to
+// Options.OnFatal, which ends the process (a clean, logged shutdown: no
+// operation is acknowledged after the failure, and what was acknowledged
+// is durable). Recovering from Fatalf and serving on is not safe: a failed
+// commit leaves Pebble's commit pipeline blocked, and Fatalf also comes
+// from Pebble's own flush and compaction goroutines, where nothing can
+// recover it.
 type storeFailure struct{ err atomic.Pointer[error] }
 
 func (f *storeFailure) set(err error) { f.err.CompareAndSwap(nil, &err) }
@@ -488,28 +507,14 @@ func (f *storeFailure) get() error {
 	return nil
 }
 
-// pebbleFatal is the panic value of pebbleLogger.Fatalf.
-type pebbleFatal struct{ msg string }
-
-// recoverFatal turns a pebbleFatal panic into ErrIO in *errp; other
-// panics continue.
-func recoverFatal(errp *error) {
-	if r := recover(); r != nil {
-		f, ok := r.(pebbleFatal)
-		if !ok {
-			panic(r)
-		}
-		*errp = fmt.Errorf("%w: storage failure: %s", ErrIO, f.msg)
-	}
-}
-
 // pebbleLogger sends Pebble's messages to slog as events "pebble" (and
 // "pebble_fatal") with Pebble's text in the attribute text and its
 // compaction or flush job number, if it names one, in job: slog's own msg
 // key is not repeated.
 type pebbleLogger struct {
-	l    *slog.Logger
-	fail *storeFailure
+	l       *slog.Logger
+	fail    *storeFailure
+	onFatal func(error)
 }
 
 // pebbleAttrs splits Pebble's "[JOB 12] flushed ..." into job and text.
@@ -533,7 +538,11 @@ func (p pebbleLogger) Errorf(format string, args ...any) {
 }
 func (p pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
+	err := fmt.Errorf("%w: storage failure: %s", ErrIO, msg)
+	p.fail.set(err)
 	p.l.Error("pebble_fatal", "text", msg)
-	p.fail.set(fmt.Errorf("%w: storage failure: %s", ErrIO, msg))
-	panic(pebbleFatal{msg})
+	p.onFatal(err)
+	// OnFatal must not return; if it does, this goroutine stops here
+	// rather than go back into Pebble.
+	select {}
 }

@@ -76,7 +76,6 @@ func (s *nodemapState) change(fn func(*nodemap.Config) error, dryRun bool) (err 
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrIO, err)
 	}
-	defer recoverFatal(&err)
 	if err := s.db.Set(nodemapConfigKey, data, pebble.Sync); err != nil {
 		return fmt.Errorf("%w: %w", ErrIO, err)
 	}

@@ -145,7 +145,6 @@ func (t *txn) removeLink(parent fid.FID, name string, ino *inode) error {
 // locks held, and notes which objects had a record for the time-record
 // dedup. On error nothing was committed.
 func (t *txn) apply() (p *store.Pending, err error) {
-	defer recoverFatal(&err)
 	p, err = t.m.log.Apply(t.b, t.recs)
 	if err != nil {
 		return nil, storeErr(err)
@@ -179,7 +178,6 @@ func wait(p *store.Pending) (err error) {
 	if p == nil {
 		return nil
 	}
-	defer recoverFatal(&err)
 	if err := p.Wait(); err != nil {
 		return storeErr(err)
 	}

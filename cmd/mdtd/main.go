@@ -53,7 +53,7 @@ const DefaultSocketMode = 0o666
 // (sizeof(sun_path) - 1).
 const maxSocketPath = 107
 
-// Exit codes.
+// Exit codes. A fatal storage error exits with mdt.ExitStorageFailure (74).
 const (
 	exitOK    = 0
 	exitError = 1
@@ -236,6 +236,18 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 		FSName: cfg.fsname, Index: cfg.index, Logger: log,
 		FS:              met.fs(),
 		ChangelogEvents: changelogEvents(log, met),
+		// A fatal storage error (logged by mdt as pebble_fatal) ends the
+		// process: no operation is acknowledged after it, acknowledged
+		// ones are durable, and a restart recovers from the WAL. The
+		// failing goroutine may hold the changelog's lock, so there is no
+		// graceful drain; clients see the connection close.
+		OnFatal: func(ferr error) {
+			log.Error("storage_failure_exit", "err", ferr, "status", mdt.ExitStorageFailure)
+			if sock != "none" {
+				_ = os.Remove(sock)
+			}
+			os.Exit(mdt.ExitStorageFailure)
+		},
 	})
 	if err != nil {
 		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
