@@ -49,7 +49,7 @@ func (m *MDT) Setattr(ctx context.Context, c Cred, p string, s SetattrArgs) (Att
 		return err
 	})
 	if err == nil {
-		err = wait(pend)
+		err = m.wait(pend)
 	}
 	if err != nil {
 		return Attr{}, pathErr("setattr", p, err)

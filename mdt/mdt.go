@@ -546,3 +546,12 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	// rather than go back into Pebble.
 	select {}
 }
+
+// fatal latches err, logs it as event and calls OnFatal, for a storage
+// failure Pebble reported as an error rather than through Fatalf.
+func (m *MDT) fatal(event string, err error) {
+	m.fail.set(err)
+	m.opts.Logger.Error(event, "device", m.dev, "err", err)
+	m.opts.OnFatal(err)
+	select {} // OnFatal must not return
+}

@@ -198,7 +198,7 @@ func (m *MDT) mknode(ctx context.Context, c Cred, p string, typ FileType, mode u
 	if err != nil {
 		return Attr{}, false, err
 	}
-	return a, created, wait(pend)
+	return a, created, m.wait(pend)
 }
 
 func (m *MDT) mknodeLocked(cl *caller, ls *lockSet, comps []string, typ FileType, mode uint32, rdev uint64, target string, existingOK bool) (*store.Pending, Attr, bool, error) {
@@ -294,7 +294,7 @@ func (m *MDT) Link(ctx context.Context, c Cred, oldPath, newPath string) (Attr, 
 		return err
 	})
 	if err == nil {
-		err = wait(pend)
+		err = m.wait(pend)
 	}
 	return a, pathErr("link", newPath, err)
 }
@@ -367,7 +367,7 @@ func (m *MDT) remove(ctx context.Context, c Cred, p string, dir bool) error {
 	if err != nil {
 		return err
 	}
-	return wait(pend)
+	return m.wait(pend)
 }
 
 func (m *MDT) removeLocked(cl *caller, ls *lockSet, p string, dir bool) (*store.Pending, error) {
@@ -456,7 +456,7 @@ func (m *MDT) Rename(ctx context.Context, c Cred, src, dst string) error {
 		return err
 	})
 	if err == nil {
-		err = wait(pend)
+		err = m.wait(pend)
 	}
 	return pathErr("rename", src, err)
 }

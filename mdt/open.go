@@ -94,7 +94,7 @@ func (m *MDT) Open(ctx context.Context, c Cred, p string, flags uint32, mode uin
 		m.omu.reserved-- // a successful open turned it into its handle
 		m.omu.Unlock()
 	}
-	if werr := wait(pend); werr != nil && err == nil {
+	if werr := m.wait(pend); werr != nil && err == nil {
 		// Not durable: the open did not happen.
 		m.dropHandle(h)
 		err = werr
@@ -280,7 +280,7 @@ func (m *MDT) CloseFile(ctx context.Context, c Cred, h uint64) error {
 		return err
 	})
 	if err == nil {
-		err = wait(pend)
+		err = m.wait(pend)
 	}
 	return pathErr("close", name, err)
 }

@@ -173,13 +173,18 @@ func (m *MDT) noteRecords(recs []*changelog.Record) {
 	}
 }
 
-// wait makes an applied batch durable.
-func wait(p *store.Pending) (err error) {
+// wait makes an applied batch durable. A failed WAL sync is fatal, as
+// Pebble treats it when it reports it through Logger.Fatalf: the batch is
+// applied (visible) but not durable, so the MDT must not serve on; it
+// latches the failure and calls OnFatal (see storeFailure).
+func (m *MDT) wait(p *store.Pending) error {
 	if p == nil {
 		return nil
 	}
 	if err := p.Wait(); err != nil {
-		return storeErr(err)
+		err = storeErr(err)
+		m.fatal("wal_sync_failed", err)
+		return err
 	}
 	return nil
 }

@@ -145,7 +145,7 @@ func (m *MDT) changeXattr(ctx context.Context, c Cred, p, name string, value []b
 	if err != nil {
 		return err
 	}
-	return wait(pend)
+	return m.wait(pend)
 }
 
 func (m *MDT) changeXattrLocked(cl *caller, ls *lockSet, p, name string, class xattrClass, value []byte, flags int, remove bool) (*store.Pending, error) {
@@ -238,7 +238,7 @@ func (m *MDT) getxattr(ctx context.Context, c Cred, p, name string) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	if err := wait(pend); err != nil {
+	if err := m.wait(pend); err != nil {
 		return nil, err
 	}
 	return v, nil

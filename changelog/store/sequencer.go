@@ -251,7 +251,7 @@ func (l *Log) applyGroupLocked(g *group, in []*applyReq, kept []*changelog.Recor
 	if g.b.Empty() {
 		// Nothing to write, yet the callers' Wait must cover the batches
 		// applied before: an empty WAL record carries the sync.
-		_ = g.b.LogData(nil, nil)
+		mustBatch(g.b.LogData(nil, nil))
 	}
 	if err := l.db.ApplyNoSyncWait(g.b, pebble.Sync); err != nil {
 		l.failGroupLocked(in, err)
@@ -302,7 +302,7 @@ func (g *group) wait() error {
 		l.mu.Unlock()
 		g.err = fmt.Errorf("%w: wal sync: %v", changelog.ErrIO, err)
 	} else {
-		g.b.Close()
+		closeBatch(g.b)
 		l.syncedTo(g.seq, g.idx)
 	}
 	close(g.done)
