@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -142,5 +143,51 @@ func TestFailedStartLeavesNoDataDir(t *testing.T) {
 	fail(used)
 	if _, err := os.Stat(filepath.Join(used, "LOCK")); err != nil {
 		t.Errorf("existing store damaged: %v", err)
+	}
+}
+
+// TestSdNotify runs mdtd as systemd's Type=notify does: NOTIFY_SOCKET
+// names a datagram socket; mdtd sends READY=1 once it serves and
+// STOPPING=1 on SIGTERM.
+func TestSdNotify(t *testing.T) {
+	dir := shortTemp(t)
+	sockPath := filepath.Join(dir, "notify")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cmd := exec.Command(mdtdBinary(t), "--data", filepath.Join(dir, "data"), "--listen", "", "--socket", filepath.Join(dir, "s.sock"))
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sockPath)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	read := func() string {
+		t.Helper()
+		ln.SetReadDeadline(time.Now().Add(20 * time.Second))
+		buf := make([]byte, 4096)
+		n, err := ln.Read(buf)
+		if err != nil {
+			t.Fatalf("no notification: %v", err)
+		}
+		return string(buf[:n])
+	}
+	want := fmt.Sprintf("READY=1\nSTATUS=serving lustre-MDT0000\nMAINPID=%d\n", cmd.Process.Pid)
+	if got := read(); got != want {
+		t.Fatalf("first notification %q, want %q", got, want)
+	}
+	// READY means serving: the socket answers now.
+	c, err := net.Dial("unix", filepath.Join(dir, "s.sock"))
+	if err != nil {
+		t.Fatalf("READY sent before serving: %v", err)
+	}
+	c.Close()
+	cmd.Process.Signal(syscall.SIGTERM)
+	if got := read(); got != "STOPPING=1\nSTATUS=shutting down\n" {
+		t.Fatalf("second notification %q", got)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v", err)
 	}
 }

@@ -15,3 +15,11 @@ func TestExamples(t *testing.T) {
 	root.RunE = func(*cobra.Command, []string) error { return nil } // as runContext does
 	clitest.CheckExamples(t, root)
 }
+
+// TestManPages: the man pages in docs/man are those the commands make
+// (regenerate with FIDLOG_UPDATE_MAN=1 go test ./cmd/mdtd -run TestManPages).
+func TestManPages(t *testing.T) {
+	root, _ := newRootCmd(io.Discard, io.Discard)
+	root.RunE = func(*cobra.Command, []string) error { return nil }
+	clitest.CheckManPages(t, root, "8")
+}

@@ -336,9 +336,16 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 	}
 	served = true
 	log.Info("serving", attrs...)
+	sd := newNotifier()
+	if err := sd.notify("READY=1", "STATUS=serving "+m.Device(), fmt.Sprintf("MAINPID=%d", os.Getpid())); err != nil {
+		log.Warn("sd_notify", "err", err)
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting_down", "streams", srv.Streams())
+		if err := sd.notify("STOPPING=1", "STATUS=shutting down"); err != nil {
+			log.Warn("sd_notify", "err", err)
+		}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)

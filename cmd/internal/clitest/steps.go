@@ -2,11 +2,15 @@ package clitest
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/cobra/doc"
 
 	"github.com/fidlog/fidlog/mdt"
 )
@@ -80,4 +84,73 @@ func CheckExamples(t *testing.T, root *cobra.Command) {
 		}
 	}
 	walk(root)
+}
+
+// ManDir is the repository's man page tree (man1/, man8/: the layout of
+// /usr/local/share/man), from a cmd/<binary> package's tests.
+const ManDir = "../../docs/man"
+
+// ManUpdateEnv names the variable that makes CheckManPages rewrite the
+// pages instead of comparing them.
+const ManUpdateEnv = "FIDLOG_UPDATE_MAN"
+
+// manDate is the date in every page's header: fixed, so that pages only
+// change when the commands do.
+var manDate = time.Date(2026, time.November, 1, 0, 0, 0, 0, time.UTC)
+
+// CheckManPages generates the man pages of root and its commands (cobra's
+// doc.GenManTree, section section) and fails if they differ from the
+// committed ones in ManDir, or if ManDir holds pages of root that no
+// command makes. With FIDLOG_UPDATE_MAN=1 it writes them instead.
+func CheckManPages(t *testing.T, root *cobra.Command, section string) {
+	t.Helper()
+	root.DisableAutoGenTag = true
+	tmp := t.TempDir()
+	hdr := &doc.GenManHeader{Title: strings.ToUpper(root.Name()), Section: section, Date: &manDate, Source: "fidlog", Manual: "fidlog manual"}
+	if err := doc.GenManTree(root, hdr, tmp); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(ManDir, "man"+section)
+	gen, _ := filepath.Glob(filepath.Join(tmp, root.Name()+"*."+section))
+	have, _ := filepath.Glob(filepath.Join(dir, root.Name()+"*."+section))
+	haveSet := map[string]bool{}
+	for _, p := range have {
+		// lfs's pages only, not lfs-foo's of another binary: every page of
+		// root is root.<s> or root-<cmd>.<s>.
+		if b := filepath.Base(p); b == root.Name()+"."+section || strings.HasPrefix(b, root.Name()+"-") {
+			haveSet[b] = true
+		}
+	}
+	update := os.Getenv(ManUpdateEnv) == "1"
+	if update {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for b := range haveSet {
+			os.Remove(filepath.Join(dir, b))
+		}
+	}
+	for _, p := range gen {
+		b := filepath.Base(p)
+		want, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if update {
+			if err := os.WriteFile(filepath.Join(dir, b), want, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		got, err := os.ReadFile(filepath.Join(dir, b))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("docs/man/man%s/%s is missing or out of date with the command's help; regenerate: %s=1 go test ./cmd/%s -run TestManPages", section, b, ManUpdateEnv, root.Name())
+		}
+		delete(haveSet, b)
+	}
+	if !update {
+		for b := range haveSet {
+			t.Errorf("docs/man/man%s/%s belongs to no command; regenerate: %s=1 go test ./cmd/%s -run TestManPages", section, b, ManUpdateEnv, root.Name())
+		}
+	}
 }
