@@ -54,6 +54,10 @@ type sinkState struct {
 	committed map[string]changelog.Index
 }
 
+// maxGroup bounds a delivery to this many --batch sizes of records when
+// the sources are ahead of the sinks.
+const maxGroup = 8
+
 // errEvicted: a source's changelog user was evicted; records were lost.
 type errEvicted struct {
 	dev, user       string
@@ -79,7 +83,7 @@ func (e *errEvicted) Unwrap() error { return e.err }
 func newExporter(cfg *config, log *slog.Logger, met *metrics, sources []*source, sinks []sink) *exporter {
 	x := &exporter{
 		cfg: cfg, log: log, met: met, sources: sources,
-		in:        make(chan []*event, 4),
+		in:        make(chan []*event, maxGroup),
 		errc:      make(chan error, 2*len(sources)),
 		delivered: map[string]changelog.Index{},
 		cleared:   map[string]changelog.Index{},
@@ -143,6 +147,17 @@ func (x *exporter) run(ctx context.Context) error {
 		select {
 		case evs := <-x.in:
 			x.pending = append(x.pending, evs...)
+			// Group commit: when the sources are ahead, take everything
+			// they already read (up to maxGroup batches), so one fsync or
+			// one wait for PubAcks covers it.
+			for more := true; more && len(x.pending) < maxGroup*x.cfg.batch; {
+				select {
+				case evs := <-x.in:
+					x.pending = append(x.pending, evs...)
+				default:
+					more = false
+				}
+			}
 			if len(x.pending) >= x.cfg.batch {
 				if err := x.deliver(ctx); err != nil {
 					failed = err

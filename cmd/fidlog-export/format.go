@@ -66,73 +66,122 @@ const formatNames = "ndjson, scale-json, csv, lustre"
 // errBadLine: a line a format cannot read back.
 var errBadLine = errors.New("export: line not written by this format")
 
-// ndjsonRecord is the ndjson format: one object per record.
-type ndjsonRecord struct {
-	SchemaVersion string  `json:"schemaVersion"`
-	Time          string  `json:"time"`
-	Device        string  `json:"device"`
-	Index         uint64  `json:"index"`
-	Type          string  `json:"type"`
-	Flags         string  `json:"flags"`
-	Target        string  `json:"target"`
-	Parent        string  `json:"parent,omitempty"`
-	Name          string  `json:"name,omitempty"`
-	Path          string  `json:"path,omitempty"`
-	Source        string  `json:"source,omitempty"`
-	SrcParent     string  `json:"source_parent,omitempty"`
-	SrcName       string  `json:"source_name,omitempty"`
-	SrcPath       string  `json:"source_path,omitempty"`
-	UID           *uint64 `json:"uid,omitempty"`
-	GID           *uint64 `json:"gid,omitempty"`
-	NID           string  `json:"nid,omitempty"`
-	JobID         string  `json:"jobid,omitempty"`
-	Mode          string  `json:"mode,omitempty"`
-	OpenFlags     string  `json:"open_flags,omitempty"`
-	Xattr         string  `json:"xattr,omitempty"`
-}
-
 // ndjsonSchema is the schemaVersion of every ndjson line.
 const ndjsonSchema = "1.0"
 
+// appendNDJSON writes the fields of ndjsonRecord, in its order, by hand:
+// the same bytes as encoding/json without HTML escaping (a property test
+// holds it to that), several times faster.
 func appendNDJSON(b []byte, e *event) []byte {
 	r := e.rec
-	j := ndjsonRecord{
-		SchemaVersion: ndjsonSchema,
-		Time:          r.Time.UTC().Format(time.RFC3339Nano),
-		Device:        e.dev,
-		Index:         uint64(r.Index),
-		Type:          r.Type.String(),
-		Flags:         "0x" + strconv.FormatUint(uint64(r.Flags&changelog.FlagMask), 16),
-		Target:        r.TFID.String(),
-		Name:          r.Name,
-		Path:          e.path,
-		JobID:         r.JobID,
-	}
+	b = append(b, `{"schemaVersion":"`+ndjsonSchema+`","time":"`...)
+	b = r.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","device":`...)
+	b = appendJSONString(b, e.dev)
+	b = append(b, `,"index":`...)
+	b = strconv.AppendUint(b, uint64(r.Index), 10)
+	b = append(b, `,"type":"`...)
+	b = append(b, r.Type.String()...)
+	b = append(b, `","flags":"0x`...)
+	b = strconv.AppendUint(b, uint64(r.Flags&changelog.FlagMask), 16)
+	b = append(b, `","target":"`...)
+	b = append(b, r.TFID.String()...)
+	b = append(b, '"')
 	if !r.PFID.IsZero() {
-		j.Parent = r.PFID.String()
+		b = append(b, `,"parent":"`...)
+		b = append(b, r.PFID.String()...)
+		b = append(b, '"')
 	}
+	b = appendJSONField(b, "name", r.Name)
+	b = appendJSONField(b, "path", e.path)
 	if !r.SFID.IsZero() {
-		j.Source, j.SrcParent, j.SrcName, j.SrcPath = r.SFID.String(), r.SPFID.String(), r.SName, e.spath
+		b = append(b, `,"source":"`...)
+		b = append(b, r.SFID.String()...)
+		b = append(b, `","source_parent":"`...)
+		b = append(b, r.SPFID.String()...)
+		b = append(b, '"')
+		b = appendJSONField(b, "source_name", r.SName)
+		b = appendJSONField(b, "source_path", e.spath)
 	}
 	if r.ExtraFlags&changelog.ExtraUIDGID != 0 {
-		uid, gid := r.UID, r.GID
-		j.UID, j.GID = &uid, &gid
+		b = append(b, `,"uid":`...)
+		b = strconv.AppendUint(b, r.UID, 10)
+		b = append(b, `,"gid":`...)
+		b = strconv.AppendUint(b, r.GID, 10)
 	}
 	if r.ExtraFlags&changelog.ExtraNID != 0 {
-		j.NID = r.NID
+		b = appendJSONField(b, "nid", r.NID)
 	}
+	b = appendJSONField(b, "jobid", r.JobID)
 	if r.ExtraFlags&changelog.ExtraOpen != 0 {
-		j.Mode = changelog.ModeString(r.OpenFlags)
-		j.OpenFlags = "0x" + strconv.FormatUint(uint64(r.OpenFlags), 16)
+		b = append(b, `,"mode":"`...)
+		b = append(b, changelog.ModeString(r.OpenFlags)...)
+		b = append(b, `","open_flags":"0x`...)
+		b = strconv.AppendUint(b, uint64(r.OpenFlags), 16)
+		b = append(b, '"')
 	}
 	if r.ExtraFlags&changelog.ExtraXattr != 0 {
-		j.Xattr = r.XattrName
+		b = appendJSONField(b, "xattr", r.XattrName)
 	}
-	out, err := json.Marshal(&j)
-	if err != nil { // only strings and numbers: cannot fail
-		panic(err)
+	return append(b, '}')
+}
+
+// appendJSONField appends ,"key":"value" unless value is empty
+// (omitempty).
+func appendJSONField(b []byte, key, value string) []byte {
+	if value == "" {
+		return b
 	}
-	return append(b, out...)
+	b = append(b, ',', '"')
+	b = append(b, key...)
+	b = append(b, '"', ':')
+	return appendJSONString(b, value)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string the way encoding/json does
+// with HTML escaping off: \" \\ \n \r \t \b \f, other control
+// characters and U+2028/U+2029 as \u00XX / \u202X, invalid UTF-8 as
+// \ufffd.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c >= 0x20:
+				b = append(b, c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c == '\b':
+				b = append(b, '\\', 'b')
+			case c == '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			b = append(b, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(b, '"')
 }
 
 func parseJSONLine(line []byte) (string, changelog.Index, error) {

@@ -29,7 +29,7 @@ import (
 	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
 )
 
-// bin holds the built mdtd and fidlog-export, set by TestMain.
+// bin holds the built mdtd, lfs and fidlog-export, set by TestMain.
 var bin string
 
 func TestMain(m *testing.M) {
@@ -38,10 +38,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "../mdtd", ".")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "../mdtd", "../lfs", ".")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "fidlog-export: building mdtd and fidlog-export failed: %v\n", err)
+		fmt.Fprintf(os.Stderr, "fidlog-export: building mdtd, lfs and fidlog-export failed: %v\n", err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}

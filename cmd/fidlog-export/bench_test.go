@@ -1,0 +1,163 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fidlog/fidlog/changelog"
+	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
+)
+
+// BenchmarkExport measures, in one run and interleaved, the rate at which
+// the exporter moves records to files and to JetStream (from its start to
+// the changelog cleared through the last record, fid2path on) against the
+// raw rate of `lfs changelog` reading the same records to /dev/null. Each
+// iteration writes FIDLOG_EXPORT_BENCH_RECORDS (default 50,000) new
+// records; the users are registered before, so each sees all of them.
+//
+//	go test -run '^$' -bench Export -benchtime 3x ./cmd/fidlog-export
+func BenchmarkExport(b *testing.B) {
+	n := envInt("FIDLOG_EXPORT_BENCH_RECORDS", 50000)
+	s := startMDT(b)
+	ns := startNATS(b)
+	c := s.client(b)
+	ctx := ctxT(b)
+	if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: "/bench", Mode: 0o755}); err != nil {
+		b.Fatal(err)
+	}
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer devnull.Close()
+	var lfsT, fileT, jsT, ceilT time.Duration
+	total := 0
+	rep := 0
+	for b.Loop() {
+		rep++
+		users := []string{fmt.Sprintf("file%d", rep), fmt.Sprintf("js%d", rep)}
+		for _, u := range users {
+			if _, err := c.Register(ctx, s.device, u, ""); err != nil {
+				b.Fatal(err)
+			}
+		}
+		first := currentIndex(b, s, c) + 1
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				for i := w; i < n; i += 8 {
+					if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: fmt.Sprintf("/bench/r%d-%d", rep, i), Mode: 0o644}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		last := currentIndex(b, s, c)
+		total += int(last - first + 1)
+
+		t0 := time.Now()
+		lfs := exec.Command(filepath.Join(bin, "lfs"), "--server", s.target(), "changelog", s.device,
+			strconv.FormatUint(uint64(first), 10), strconv.FormatUint(uint64(last), 10))
+		var stderr strings.Builder
+		lfs.Stdout, lfs.Stderr = devnull, &stderr
+		if err := lfs.Run(); err != nil {
+			b.Fatalf("lfs changelog: %v\n%s", err, stderr.String())
+		}
+		lfsT += time.Since(t0)
+
+		out := filepath.Join(shortTempDir(b), "audit")
+		fileT += timeExport(b, s, users[0], last, "file://"+out+"?format=ndjson")
+		jsT += timeExport(b, s, users[1], last, "nats://"+ns.hostPort()+"?stream=BENCH&format=ndjson")
+		ceilT += publishCeiling(b, ns, rep, int(last-first+1))
+	}
+	rate := func(d time.Duration) float64 { return float64(total) / d.Seconds() }
+	b.ReportMetric(rate(lfsT), "lfs_rec/s")
+	b.ReportMetric(rate(fileT), "file_rec/s")
+	b.ReportMetric(rate(jsT), "jetstream_rec/s")
+	b.ReportMetric(lfsT.Seconds()/fileT.Seconds(), "file/lfs")
+	b.ReportMetric(lfsT.Seconds()/jsT.Seconds(), "jetstream/lfs")
+	b.ReportMetric(rate(ceilT), "nats_ceiling_rec/s")
+	b.ReportMetric(ceilT.Seconds()/jsT.Seconds(), "jetstream/ceiling")
+}
+
+// publishCeiling times what JetStream alone accepts on this machine: n
+// messages of an ndjson line's size, each with a Nats-Msg-Id, published
+// asynchronously by one client awaiting the PubAcks every 1,000 messages,
+// no fidlog involved (a fresh stream, the same server).
+func publishCeiling(b *testing.B, ns *natsServer, rep, n int) time.Duration {
+	b.Helper()
+	nc, err := nats.Connect("nats://" + ns.hostPort())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := ctxT(b)
+	name := fmt.Sprintf("CEIL%d", rep)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{name + ".>"}, Duplicates: time.Hour}); err != nil {
+		b.Fatal(err)
+	}
+	data := []byte(`{"schemaVersion":"1.0","time":"2026-11-24T20:06:18.603400155Z","device":"lustre-MDT0000","index":2,"type":"CREAT","flags":"0x0","target":"[0x200000400:0x2:0x0]","parent":"[0x200000400:0x1:0x0]","name":"r1-1234","path":"/bench/r1-1234","uid":0,"gid":0,"nid":"0@lo"}`)
+	t0 := time.Now()
+	fs := make([]jetstream.PubAckFuture, 0, 1000)
+	wait := func() {
+		for _, f := range fs {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				b.Fatal(err)
+			}
+		}
+		fs = fs[:0]
+	}
+	for i := range n {
+		m := nats.NewMsg(name + ".lustre.MDT0000.CREAT")
+		m.Data = data
+		f, err := js.PublishMsgAsync(m, jetstream.WithMsgID(fmt.Sprintf("lustre-MDT0000:%d", i+1)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if fs = append(fs, f); len(fs) == cap(fs) { // as the exporter: PubAcks awaited every 1,000
+			wait()
+		}
+	}
+	wait()
+	return time.Since(t0)
+}
+
+// timeExport runs an exporter as user with sink until it cleared through
+// last, and returns how long that took from its start.
+func timeExport(b *testing.B, s *mdtServer, user string, last changelog.Index, sink string) time.Duration {
+	b.Helper()
+	cl := s.client(b)
+	t0 := time.Now()
+	x := startProc(b, "fidlog-export", "--mdt", s.target(), "--user", user, "--sink", sink)
+	for userIndex(b, s, cl, user) < last {
+		select {
+		case <-x.done:
+			b.Fatalf("exporter exited:\n%s", x.Output())
+		default:
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	d := time.Since(t0)
+	if code := x.Stop(); code != exitOK {
+		b.Fatalf("exporter exit %d:\n%s", code, x.Output())
+	}
+	return d
+}
