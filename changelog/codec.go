@@ -8,12 +8,12 @@ import (
 	"github.com/fidlog/fidlog/fid"
 )
 
-// On-disk record encoding, version 1. The record format belongs to this
-// package and is versioned on its own: readers reject versions they do not
-// know instead of guessing.
+// On-disk record encoding, versions 1 and 2. The record format belongs to
+// this package and is versioned on its own: readers reject versions they do
+// not know instead of guessing.
 //
 //	off  size  field
-//	0    1     version (1)
+//	0    1     version (1: unchained; 2: chained, hash trailer)
 //	1    8     index, big-endian (patched in place by the sequencer)
 //	9    1     type
 //	10   2     flags (little-endian)
@@ -25,8 +25,14 @@ import (
 //	61   ...   present fields in that order: rename = sfid(16) spfid(16)
 //	           uvarint-len sname; jobid/nid/xattr/name = uvarint-len bytes;
 //	           uid/gid = 2 uvarints; open = uvarint.
+//	end-32 32  version 2 only: the chain hash SHA-256(previous hash || every
+//	           byte before this trailer), set by the sequencer (chain.go).
+//
+// Version 1 records were written before the hash chain existed (or with
+// the chain off for a benchmark); they decode with a zero Hash.
 const (
 	codecVersion1 = 1
+	codecVersion2 = 2
 	hdrSize       = 61
 	offIndex      = 1
 	offType       = 9
@@ -46,8 +52,18 @@ const (
 // maxString bounds any string field when decoding.
 const maxString = 4096
 
-// AppendEncode appends the versioned encoding of r to dst.
-func AppendEncode(dst []byte, r *Record) []byte {
+// AppendEncode appends the version 1 (unchained) encoding of r to dst.
+func AppendEncode(dst []byte, r *Record) []byte { return appendBody(dst, r, codecVersion1) }
+
+// AppendEncodeChained appends the version 2 encoding of r to dst with a
+// zero hash trailer; Seal fills the trailer once the index and the
+// previous hash are known.
+func AppendEncodeChained(dst []byte, r *Record) []byte {
+	dst = appendBody(dst, r, codecVersion2)
+	return append(dst, make([]byte, HashSize)...)
+}
+
+func appendBody(dst []byte, r *Record, version byte) []byte {
 	var pres byte
 	if !r.SFID.IsZero() || !r.SPFID.IsZero() || r.SName != "" {
 		pres |= hasRename
@@ -70,7 +86,7 @@ func AppendEncode(dst []byte, r *Record) []byte {
 	if r.Name != "" {
 		pres |= hasName
 	}
-	dst = append(dst, codecVersion1)
+	dst = append(dst, version)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(r.Index))
 	dst = append(dst, byte(r.Type))
 	dst = binary.LittleEndian.AppendUint16(dst, r.Flags)
@@ -115,12 +131,31 @@ func appendString(dst []byte, s string) []byte {
 	return append(dst, s...)
 }
 
-// Encode returns the versioned encoding of r.
+// Encode returns the version 1 (unchained) encoding of r.
 func Encode(r *Record) []byte { return AppendEncode(nil, r) }
+
+// EncodeChained returns the version 2 encoding of r with a zero hash
+// trailer (see Seal).
+func EncodeChained(r *Record) []byte { return AppendEncodeChained(nil, r) }
+
+// minLen returns the shortest valid encoding of the version in b[0], or 0
+// for an unknown version.
+func minLen(b []byte) int {
+	if len(b) == 0 {
+		return 0
+	}
+	switch b[0] {
+	case codecVersion1:
+		return hdrSize
+	case codecVersion2:
+		return hdrSize + HashSize
+	}
+	return 0
+}
 
 // PeekIndex returns the index of an encoded record without decoding it.
 func PeekIndex(b []byte) (Index, bool) {
-	if len(b) < hdrSize || b[0] != codecVersion1 {
+	if n := minLen(b); n == 0 || len(b) < n {
 		return 0, false
 	}
 	return Index(binary.BigEndian.Uint64(b[offIndex:])), true
@@ -128,7 +163,7 @@ func PeekIndex(b []byte) (Index, bool) {
 
 // PeekType returns the type of an encoded record without decoding it.
 func PeekType(b []byte) (Type, bool) {
-	if len(b) < hdrSize || b[0] != codecVersion1 {
+	if n := minLen(b); n == 0 || len(b) < n {
 		return 0, false
 	}
 	return Type(b[offType]), true
@@ -153,13 +188,18 @@ func DecodeInto(r *Record, b []byte) error {
 	if len(b) == 0 {
 		return fmt.Errorf("%w: empty", ErrCorrupt)
 	}
-	if b[0] != codecVersion1 {
+	n := minLen(b)
+	if n == 0 {
 		return fmt.Errorf("%w: unknown record version %d", ErrCorrupt, b[0])
 	}
-	if len(b) < hdrSize {
-		return fmt.Errorf("%w: %d bytes, header needs %d", ErrCorrupt, len(b), hdrSize)
+	if len(b) < n {
+		return fmt.Errorf("%w: %d bytes, header needs %d", ErrCorrupt, len(b), n)
 	}
 	*r = Record{}
+	if b[0] == codecVersion2 {
+		copy(r.Hash[:], b[len(b)-HashSize:])
+		b = b[:len(b)-HashSize]
+	}
 	r.Index = Index(binary.BigEndian.Uint64(b[1:]))
 	r.Type = Type(b[9])
 	if !r.Type.Valid() {

@@ -1,6 +1,8 @@
 package changelog
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -80,6 +82,10 @@ type Record struct {
 	OpenFlags uint32
 	// XattrName is the xattr name of XATTR and GXATR records.
 	XattrName string
+	// Hash is the record's chain hash (chain.go); zero for a record
+	// written before the chain existed. It is not part of the Lustre line
+	// unless asked for (AppendLineHash).
+	Hash Hash
 }
 
 // IsRename reports whether r carries the rename extension.
@@ -162,6 +168,18 @@ func (r *Record) AppendLine(b []byte) []byte {
 	return b
 }
 
+// AppendLineHash appends the lfs changelog line with the chain hash as an
+// extra trailing field, " h=<64 hex digits>" ("h=-" for a record without
+// a hash).
+func (r *Record) AppendLineHash(b []byte) []byte {
+	b = r.AppendLine(b)
+	b = append(b, " h="...)
+	if r.Hash.IsZero() {
+		return append(b, '-')
+	}
+	return hex.AppendEncode(b, r.Hash[:])
+}
+
 // Line returns the lfs changelog line for r, without a newline.
 func (r *Record) Line() string { return string(r.AppendLine(nil)) }
 
@@ -188,6 +206,11 @@ type JSONRecord struct {
 	Mode       string  `json:"mode,omitempty"`
 	OpenFlags  string  `json:"open_flags,omitempty"`
 	Xattr      string  `json:"xattr,omitempty"`
+	// Hash is the chain hash in hex (chained records only).
+	Hash string `json:"hash,omitempty"`
+	// Raw is the stored encoding in standard base64, set only when asked
+	// for (JSONRaw): with it an exported line can be verified offline.
+	Raw string `json:"raw,omitempty"`
 }
 
 // JSON returns the JSON view of r.
@@ -224,6 +247,17 @@ func (r *Record) JSON() JSONRecord {
 	if r.ExtraFlags&ExtraXattr != 0 {
 		j.Xattr = r.XattrName
 	}
+	if !r.Hash.IsZero() {
+		j.Hash = r.Hash.String()
+	}
+	return j
+}
+
+// JSONRaw returns the JSON view of r with raw, r's stored encoding, in
+// the raw field: the form an offline verifier checks (VerifyJSONLine).
+func (r *Record) JSONRaw(raw []byte) JSONRecord {
+	j := r.JSON()
+	j.Raw = base64.StdEncoding.EncodeToString(raw)
 	return j
 }
 

@@ -46,6 +46,27 @@
 //     succeeds.
 //   - Every successful clear and every deregistration starts a new
 //     time-record dedup epoch (Lustre's mc_starttime), purge or not.
+//   - Hash chain: Apply seals each record (codec version 2) with
+//     SHA-256(previous hash || record) under the lock, in the same critical
+//     section that assigns its index, so the chain follows commit order
+//     exactly; the only work added under the lock is the hash. The head
+//     (last record's hash) is in memory and is recovered at Open from the
+//     last stored record. A purge keeps the hash of the last purged record
+//     as the chain's anchor, in the state written by the purge's batch, so
+//     the chain verifies from the first retained record. Options.NoChain
+//     (benchmarks only) writes version 1 records without hashes.
+//   - Checkpoints (checkpoint.go) are stored in their own keyspace, keyed
+//     by position (the index of the record they precede) and sequence
+//     number, not in the record index space: Lustre consumers never see
+//     them and indices stay Lustre's. A chain Scan (ReadOptions.Chain)
+//     streams the anchor, then records with the checkpoints in position
+//     order. The checkpointer goroutine signs outside the log's lock and
+//     takes it only to read the head and to commit; a purge deletes the
+//     checkpoints before the new first record with a second DeleteRange in
+//     its batch. The signing key is Options.SigningKey or Options.KeyFile
+//     (created 0600 on first start); RotateKey writes a rotation
+//     checkpoint signed by the old key, then replaces the key file (an
+//     interrupted rotation is finished at Open).
 //   - Bounded: idle users are evicted by GC (Lustre's idle rules) and, at
 //     the retained-records cap, the most lagging user is evicted; an evicted
 //     user is told so by name (changelog.EvictedError). With nothing
@@ -62,14 +83,16 @@
 //
 // # Goroutines and locking
 //
-// The Log owns two goroutines, the GC loop and the reclaimer; Close stops
-// both and waits for them.
+// The Log owns up to three goroutines, the GC loop, the reclaimer and (with
+// a signing key) the checkpointer; Close stops them and waits for them.
 //
 // Apply calls queue on Log.qmu; the leader of a group takes the queue and
 // commits it under Log.mu (sequencer.go). qmu is never held with mu.
 // Log.mu guards the sequencer state (current index, users, settings); it is
 // held while a batch is committed and never across a sync.
 // Log.dmu guards the durable watermark and the follower wake-up channel; it
-// is never held while taking mu (lock order: mu, then dmu). Event callbacks
-// run with mu held.
+// is never held while taking mu (lock order: mu, then dmu). Log.ckMu
+// serialises checkpoints and guards the signing key; it is taken before mu
+// (lock order: ckMu, mu, dmu) and held while signing and syncing a
+// checkpoint, which no writer waits for. Event callbacks run with mu held.
 package store

@@ -14,6 +14,9 @@ const (
 	ksUser   = 'u'
 	ksEvict  = 'e'
 	ksMeta   = 'm'
+	// ksCheckpoint holds signed checkpoints by position (the index of the
+	// record each precedes) and sequence number.
+	ksCheckpoint = 'k'
 )
 
 func (k keyspace) sub(c byte, n int) []byte {
@@ -28,6 +31,13 @@ func (k keyspace) record(idx changelog.Index) []byte {
 func (k keyspace) recordEnd() []byte { return k.sub(ksRecord+1, 0) }
 func (k keyspace) recordIndex(key []byte) changelog.Index {
 	return changelog.Index(binary.BigEndian.Uint64(key[len(key)-8:]))
+}
+func (k keyspace) checkpoint(pos changelog.Index, seq uint64) []byte {
+	b := binary.BigEndian.AppendUint64(k.sub(ksCheckpoint, 16), uint64(pos))
+	return binary.BigEndian.AppendUint64(b, seq)
+}
+func (k keyspace) checkpointPosition(key []byte) changelog.Index {
+	return changelog.Index(binary.BigEndian.Uint64(key[len(key)-16:]))
 }
 func (k keyspace) user(id uint32) []byte {
 	return binary.BigEndian.AppendUint32(k.sub(ksUser, 4), id)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -33,6 +34,17 @@ type Options struct {
 	Defaults *Settings
 	// MaxEvicted bounds the remembered evictions (default 1024).
 	MaxEvicted int
+	// NoChain writes records without the hash chain (version 1 encoding).
+	// For measuring the chain's cost only: a log written so cannot be
+	// verified, and a chain that resumes after such records starts anew.
+	NoChain bool
+	// SigningKey signs the checkpoints. If nil, KeyFile is loaded, or
+	// created (mode 0600) on first start; with neither, no checkpoints are
+	// written (the chain alone is still kept).
+	SigningKey ed25519.PrivateKey
+	// KeyFile is the signing key's file (PKCS#8 PEM), which RotateKey
+	// replaces.
+	KeyFile string
 }
 
 // EventListener holds optional callbacks for things worth logging or
@@ -45,6 +57,7 @@ type EventListener struct {
 	UserEvicted      func(u changelog.User, reason string, unprocessed uint64)
 	Purged           func(from, to changelog.Index)
 	Appended         func(recs []*changelog.Record)
+	Checkpointed     func(c *changelog.Checkpoint)
 	WriteError       func(err error)
 }
 
@@ -90,12 +103,18 @@ type State struct {
 	Effective changelog.Mask
 	// Users is the number of registered users.
 	Users int
+	// Anchor is the chain hash of the last purged record (index First-1).
+	Anchor changelog.Anchor
 }
 
 type persistState struct {
 	Current    changelog.Index `json:"current"`
 	Purged     changelog.Index `json:"purged"`
 	LastUserID uint32          `json:"last_user_id"`
+	// Anchor is the chain hash of record Purged (the last purged record),
+	// in hex, written in the purge's batch: the chain of the first
+	// retained record links to it. Empty: zero (no chained record yet).
+	Anchor string `json:"anchor,omitempty"`
 }
 
 // Log is a changelog on Pebble: a sequencer that assigns contiguous indices
@@ -109,6 +128,9 @@ type Log struct {
 		sync.Mutex
 		current    changelog.Index
 		purged     changelog.Index
+		head       changelog.Hash   // chain hash of record current
+		anchor     changelog.Hash   // chain hash of record purged
+		sealer     changelog.Sealer // reused SHA-256 state
 		lastUserID uint32
 		users      []*changelog.User // by ID
 		evicted    map[uint32]*changelog.EvictedError
@@ -121,10 +143,19 @@ type Log struct {
 		// lack of catalog entries (changelog_min_free_cat_entries).
 		emergency bool
 		closed    bool
+		ckSeq     uint64          // last checkpoint's sequence number
+		ckIndex   changelog.Index // index the last checkpoint covers
 	}
 
 	// qmu is the group-commit queue (sequencer.go); never held with mu.
 	qmu queue
+	// ckMu serialises checkpoints and guards key (lock order: ckMu, mu).
+	ckMu   sync.Mutex
+	key    ed25519.PrivateKey
+	hasKey atomic.Bool
+	ckKick chan struct{}
+	// ckDurable is the sequence number of the last durable checkpoint.
+	ckDurable atomic.Uint64
 
 	gate     atomic.Uint64 // bit 32: on; low bits: effective mask
 	epoch    atomic.Uint64 // time-record dedup restart point
@@ -154,13 +185,20 @@ func Open(db *pebble.DB, opts *Options) (*Log, error) {
 	l := &Log{db: db, opts: o, keys: keyspace{prefix: o.KeyPrefix}, gcKick: make(chan struct{}, 1),
 		compactKick: make(chan struct{}, 1), stop: make(chan struct{})}
 	l.dmu.ch = make(chan struct{})
+	l.ckKick = make(chan struct{}, 1)
 	if err := l.load(); err != nil {
+		return nil, err
+	}
+	if err := l.loadKey(); err != nil {
 		return nil, err
 	}
 	l.compactFrom.Store(uint64(l.mu.purged))
 	l.wg.Add(2)
 	go func() { defer l.wg.Done(); l.gcLoop() }()
 	go func() { defer l.wg.Done(); l.reclaimLoop() }()
+	if l.hasKey.Load() {
+		l.wg.Go(l.checkpointLoop)
+	}
 	return l, nil
 }
 
@@ -225,6 +263,22 @@ func (l *Log) load() error {
 		cur = max(cur, u.Index)
 	}
 	l.mu.current = cur
+	if st.Anchor != "" {
+		h, err := changelog.ParseHash(st.Anchor)
+		if err != nil {
+			return fmt.Errorf("%w: chain anchor: %v", changelog.ErrCorrupt, err)
+		}
+		l.mu.anchor = h
+	}
+	// The chain's head: the last record's hash, or the anchor when every
+	// record is purged. A last record without a hash (written before the
+	// chain existed) starts the chain anew from the zero hash.
+	l.mu.head = l.mu.anchor
+	if any {
+		if l.mu.head, err = l.recordHash(last); err != nil {
+			return err
+		}
+	}
 	floor := cur
 	for _, u := range l.mu.users {
 		floor = min(floor, u.Index)
@@ -232,10 +286,19 @@ func (l *Log) load() error {
 	if any && first <= floor {
 		// Orphans left by an interrupted purge, or records of a log
 		// whose users are all gone.
+		anchor, err := l.recordHash(floor)
+		if err != nil {
+			return err
+		}
+		if floor > last {
+			anchor = l.mu.head
+		}
+		l.mu.anchor = anchor
 		b := l.db.NewBatch()
 		defer closeBatch(b)
 		mustBatch(b.DeleteRange(l.keys.record(0), l.keys.record(floor+1), nil))
-		if err := l.putState(b, persistState{Current: cur, Purged: floor, LastUserID: l.mu.lastUserID}); err != nil {
+		mustBatch(b.DeleteRange(l.keys.checkpoint(0, 0), l.keys.checkpoint(floor+1, 0), nil))
+		if err := l.putState(b, persistState{Current: cur, Purged: floor, LastUserID: l.mu.lastUserID, Anchor: hashText(anchor)}); err != nil {
 			return err
 		}
 		if err := b.Commit(pebble.Sync); err != nil {
@@ -248,6 +311,28 @@ func (l *Log) load() error {
 	l.dmu.durable = cur
 	l.appliedI.Store(uint64(cur))
 	return nil
+}
+
+// recordHash returns the chain hash stored in record idx: zero for a
+// record without one (or none at idx, as below the first record).
+func (l *Log) recordHash(idx changelog.Index) (changelog.Hash, error) {
+	val, closer, err := l.db.Get(l.keys.record(idx))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return changelog.Hash{}, nil
+	}
+	if err != nil {
+		return changelog.Hash{}, fmt.Errorf("%w: reading record %d: %v", changelog.ErrIO, idx, err)
+	}
+	defer closer.Close()
+	h, _ := changelog.StoredHash(val)
+	return h, nil
+}
+
+func hashText(h changelog.Hash) string {
+	if h.IsZero() {
+		return ""
+	}
+	return h.String()
 }
 
 // recordBounds returns the first and last stored record indices.
@@ -335,6 +420,7 @@ func (l *Log) stateLocked() State {
 		On:        len(l.mu.users) > 0,
 		Effective: l.mu.effective,
 		Users:     len(l.mu.users),
+		Anchor:    changelog.Anchor{Index: l.mu.purged, Hash: l.mu.anchor},
 	}
 }
 
@@ -349,7 +435,7 @@ func (l *Log) putState(b *pebble.Batch, st persistState) error {
 }
 
 func (l *Log) putStateLocked(b *pebble.Batch) error {
-	return l.putState(b, persistState{Current: l.mu.current, Purged: l.mu.purged, LastUserID: l.mu.lastUserID})
+	return l.putState(b, persistState{Current: l.mu.current, Purged: l.mu.purged, LastUserID: l.mu.lastUserID, Anchor: hashText(l.mu.anchor)})
 }
 
 func (l *Log) putJSON(b *pebble.Batch, key []byte, v any) error {

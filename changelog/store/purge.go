@@ -11,7 +11,10 @@ import (
 
 // purgeLocked adds to b the deletion of every record up to the lowest user
 // point: one DeleteRange over [old floor+1, new floor+1), never overlapping
-// an earlier one. With no user left everything up to current goes.
+// an earlier one. With no user left everything up to current goes. It sets
+// the chain anchor to the hash of the last purged record; the caller puts
+// it in b with the state (putStateLocked) and restores purged and anchor
+// if b does not commit.
 func (l *Log) purgeLocked(b *pebble.Batch) error {
 	floor := l.mu.current
 	for _, u := range l.mu.users {
@@ -23,13 +26,26 @@ func (l *Log) purgeLocked(b *pebble.Batch) error {
 	if floor == math.MaxUint64 {
 		floor--
 	}
+	anchor := l.mu.head
+	if floor != l.mu.current {
+		var err error
+		if anchor, err = l.recordHash(floor); err != nil {
+			return err
+		}
+	}
 	if err := b.DeleteRange(l.keys.record(l.mu.purged+1), l.keys.record(floor+1), nil); err != nil {
+		return err
+	}
+	// Checkpoints sit before the record of their position: those before
+	// the new first record go with the records.
+	if err := b.DeleteRange(l.keys.checkpoint(l.mu.purged+1, 0), l.keys.checkpoint(floor+1, 0), nil); err != nil {
 		return err
 	}
 	if f := l.opts.Events.Purged; f != nil {
 		f(l.mu.purged+1, floor)
 	}
 	l.mu.purged = floor
+	l.mu.anchor = anchor
 	l.epoch.Add(1)
 	if uint64(floor)-l.compactFrom.Load() >= reclaimThreshold {
 		select {

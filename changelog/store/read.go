@@ -3,6 +3,9 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/fidlog/fidlog/changelog"
 )
@@ -18,11 +21,25 @@ type ReadOptions struct {
 	Mask changelog.Mask
 	// Limit stops after this many delivered records; 0 means no limit.
 	Limit int
+	// Chain delivers what a verifier needs, in stream order: first the
+	// anchor (the hash of the record before the first one delivered, or of
+	// the last purged record), then every record and, just before the
+	// record each precedes, the checkpoints. Mask must be 0.
+	Chain bool
+	// Trailing, in a Chain scan that ends at the durable index, also
+	// delivers the durable checkpoints written after the last record (which
+	// a later scan would deliver before the next record): for one-shot
+	// reads such as a verification, never for a stream that continues.
+	Trailing bool
 }
 
 // Entry is one stored record as read: its index, type and encoding. Raw is
-// valid only during the callback; copy it to keep it.
+// valid only during the callback; copy it to keep it. In a Chain scan an
+// entry may also be an anchor or a checkpoint (Kind); Index is then the
+// anchor's index or the checkpoint's position, and Raw the stream
+// encoding (changelog.AppendAnchor, Checkpoint.AppendEncode).
 type Entry struct {
+	Kind  changelog.ItemKind
 	Index changelog.Index
 	Type  changelog.Type
 	Raw   []byte
@@ -43,13 +60,44 @@ var ErrStop = errStop
 // durable watermark are never returned, even though Pebble may already
 // show them.
 func (l *Log) Scan(ctx context.Context, o ReadOptions, fn func(Entry) error) (next changelog.Index, err error) {
+	if o.Chain && o.Mask != 0 {
+		return o.Start, errors.New("changelog: a chain scan cannot filter by mask")
+	}
 	l.mu.Lock()
 	first := l.mu.purged + 1
 	closed := l.mu.closed
+	anchor := changelog.Anchor{Index: l.mu.purged, Hash: l.mu.anchor}
+	var it, ckit *pebble.Iterator
+	if o.Chain && !closed {
+		// Under the lock, so that no purge falls between the anchor and
+		// the iterators' views.
+		if it, err = l.db.NewIter(nil); err == nil {
+			if ckit, err = l.db.NewIter(nil); err != nil {
+				it.Close()
+				it = nil
+			}
+		}
+	}
 	l.mu.Unlock()
 	if closed {
 		return o.Start, changelog.ErrClosed
 	}
+	if err != nil {
+		return o.Start, err
+	}
+	if ckit != nil {
+		defer ckit.Close()
+	}
+	if it == nil {
+		if it, err = l.db.NewIter(nil); err != nil {
+			return o.Start, err
+		}
+	}
+	defer func() {
+		if cerr := it.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
 	start := max(o.Start, first)
 	end := l.Durable()
 	if o.End != 0 {
@@ -58,15 +106,24 @@ func (l *Log) Scan(ctx context.Context, o ReadOptions, fn func(Entry) error) (ne
 	if start > end {
 		return start, nil
 	}
-	it, err := l.db.NewIter(nil)
-	if err != nil {
-		return start, err
-	}
-	defer func() {
-		if cerr := it.Close(); cerr != nil && err == nil {
-			err = cerr
+	var cks *ckIter
+	if o.Chain {
+		if start > first {
+			it.SetBounds(l.keys.record(start-1), l.keys.record(start))
+			if !it.First() {
+				return start, errors.Join(changelog.ErrCorrupt, fmt.Errorf("record %d is missing", start-1))
+			}
+			h, _ := changelog.StoredHash(it.Value())
+			anchor = changelog.Anchor{Index: start - 1, Hash: h}
 		}
-	}()
+		if err := fn(Entry{Kind: changelog.ItemAnchor, Index: anchor.Index, Raw: changelog.AppendAnchor(nil, anchor)}); err != nil {
+			if errors.Is(err, errStop) {
+				return start, nil
+			}
+			return start, err
+		}
+		cks = l.newCkIter(ckit, start, end+1)
+	}
 	lo, hi := l.keys.record(start), l.keys.record(end+1)
 	it.SetBounds(lo, hi)
 	next = start
@@ -79,15 +136,23 @@ func (l *Log) Scan(ctx context.Context, o ReadOptions, fn func(Entry) error) (ne
 		}
 		v := it.Value()
 		idx := l.keys.recordIndex(it.Key())
+		if cks != nil {
+			if err := cks.upTo(idx, fn); err != nil {
+				if errors.Is(err, errStop) {
+					return idx, nil
+				}
+				return idx, err
+			}
+		}
 		next = idx + 1
 		t, ok := changelog.PeekType(v)
-		if !ok {
+		if !ok && !o.Chain {
 			return idx, errors.Join(changelog.ErrCorrupt, errors.New("undecodable record"))
 		}
 		if o.Mask != 0 && !o.Mask.Has(t) {
 			continue
 		}
-		if err := fn(Entry{Index: idx, Type: t, Raw: v}); err != nil {
+		if err := fn(Entry{Kind: changelog.ItemRecord, Index: idx, Type: t, Raw: v}); err != nil {
 			if errors.Is(err, errStop) {
 				return next, nil
 			}
@@ -100,6 +165,12 @@ func (l *Log) Scan(ctx context.Context, o ReadOptions, fn func(Entry) error) (ne
 	}
 	if err := it.Error(); err != nil {
 		return next, err
+	}
+	if cks != nil && o.Trailing && end == l.Durable() {
+		cks.maxSeq = l.ckDurable.Load()
+		if err := cks.upTo(end+1, fn); err != nil && !errors.Is(err, errStop) {
+			return end + 1, err
+		}
 	}
 	return end + 1, nil
 }
@@ -116,4 +187,25 @@ func (l *Log) Read(ctx context.Context, o ReadOptions) ([]*changelog.Record, cha
 		return nil
 	})
 	return out, next, err
+}
+
+// Verify streams the log from max(from, first retained) through v (a
+// chain scan: anchor, records, checkpoints) and checks that it reaches the
+// durable index. It returns v's first problem, or nil.
+func (l *Log) Verify(ctx context.Context, v *changelog.Verifier, from changelog.Index) error {
+	end := l.Durable()
+	var fed error
+	_, err := l.Scan(ctx, ReadOptions{Start: from, End: end, Chain: true, Trailing: true}, func(e Entry) error {
+		if fed = v.Item(e.Raw); fed != nil {
+			return errStop
+		}
+		return nil
+	})
+	if fed != nil {
+		return fed
+	}
+	if err != nil {
+		return err
+	}
+	return v.End(end)
 }

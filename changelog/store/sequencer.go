@@ -80,7 +80,12 @@ func (l *Log) Apply(b *pebble.Batch, recs []*changelog.Record) (*Pending, error)
 			if len(r.JobID) > changelog.MaxJobID {
 				r.JobID = r.JobID[:changelog.MaxJobID]
 			}
-			bufs[i] = changelog.Encode(r)
+			if l.opts.NoChain {
+				bufs[i] = changelog.Encode(r)
+			} else {
+				// The chain hash is sealed in under the lock.
+				bufs[i] = changelog.EncodeChained(r)
+			}
 		}
 	}
 	req := &applyReq{b: b, recs: recs, bufs: bufs}
@@ -150,6 +155,7 @@ func (l *Log) commitGroup(reqs []*applyReq) {
 		in   []*applyReq // requests in g
 		kept []*changelog.Record
 		idx  = l.mu.current
+		head = l.mu.head // chain hash of record idx
 	)
 	// flush commits g; false if it failed (every request of reqs then has
 	// its error).
@@ -157,7 +163,7 @@ func (l *Log) commitGroup(reqs []*applyReq) {
 		if len(in) == 0 {
 			return true
 		}
-		ok := l.applyGroupLocked(g, in, kept, idx)
+		ok := l.applyGroupLocked(g, in, kept, idx, head)
 		if !ok {
 			for _, r := range reqs {
 				if r.p == nil && r.err == nil {
@@ -218,6 +224,12 @@ func (l *Log) commitGroup(reqs []*applyReq) {
 				idx++
 				rec.Index = idx
 				changelog.SetIndex(r.bufs[i], idx)
+				if !l.opts.NoChain {
+					// The chain's only cost under the lock: one
+					// SHA-256 of the record's bytes.
+					head = l.mu.sealer.Seal(r.bufs[i], head)
+					rec.Hash = head
+				}
 				if err := g.b.Set(l.keys.record(idx), r.bufs[i], nil); err != nil {
 					// Unreachable on an open batch; fail the group
 					// rather than leave a gap.
@@ -247,7 +259,7 @@ func (l *Log) commitGroup(reqs []*applyReq) {
 // applyGroupLocked commits g, which holds the batches of in and the records
 // kept up to index idx, and advances the sequencer. On failure every
 // request of in has its error and nothing of g is committed.
-func (l *Log) applyGroupLocked(g *group, in []*applyReq, kept []*changelog.Record, idx changelog.Index) bool {
+func (l *Log) applyGroupLocked(g *group, in []*applyReq, kept []*changelog.Record, idx changelog.Index, head changelog.Hash) bool {
 	if g.b.Empty() {
 		// Nothing to write, yet the callers' Wait must cover the batches
 		// applied before: an empty WAL record carries the sync.
@@ -258,6 +270,7 @@ func (l *Log) applyGroupLocked(g *group, in []*applyReq, kept []*changelog.Recor
 		return false
 	}
 	l.mu.current = idx
+	l.mu.head = head
 	l.mu.seq++
 	g.seq, g.idx = l.mu.seq, idx
 	l.appliedI.Store(uint64(idx))
@@ -267,6 +280,7 @@ func (l *Log) applyGroupLocked(g *group, in []*applyReq, kept []*changelog.Recor
 			f(kept)
 		}
 		l.maybeKickGCLocked()
+		l.kickCheckpointLocked()
 	}
 	return true
 }

@@ -18,6 +18,10 @@ const (
 	// DefaultMaxRecords is the capacity of a full Lustre catalog
 	// (64768 plain logs of 64768 records): the retained-records cap.
 	DefaultMaxRecords = 64768 * 64768
+	// DefaultCheckpointRecords and DefaultCheckpointInterval: a signed
+	// checkpoint every 10,000 records or every minute with new records.
+	DefaultCheckpointRecords  = 10000
+	DefaultCheckpointInterval = 60 * time.Second
 	// idleProductLimit is Lustre's idle_time × idle_indexes bound: 86400 × 2^32.
 	idleProductLimit = 86400 << 32
 	// DefaultMinFreeCatEntries is changelog_min_free_cat_entries' default.
@@ -55,6 +59,12 @@ type Settings struct {
 	// striped directories, so p= is the one parent either way; the value
 	// is kept for scripts that set it.
 	EnableShardPFID bool `json:"enable_shard_pfid"`
+	// CheckpointRecords (changelog_checkpoint_records) and
+	// CheckpointInterval (changelog_checkpoint_interval, seconds): a signed
+	// checkpoint after this many records or this long with new records;
+	// 0 turns either trigger off.
+	CheckpointRecords  uint64        `json:"checkpoint_records"`
+	CheckpointInterval time.Duration `json:"checkpoint_interval"`
 }
 
 // DefaultSettings returns Lustre's defaults.
@@ -68,7 +78,9 @@ func DefaultSettings() Settings {
 		MinGCInterval:  DefaultMinGCInterval,
 		MaxRecords:     DefaultMaxRecords,
 
-		MinFreeCatEntries: DefaultMinFreeCatEntries,
+		MinFreeCatEntries:  DefaultMinFreeCatEntries,
+		CheckpointRecords:  DefaultCheckpointRecords,
+		CheckpointInterval: DefaultCheckpointInterval,
 	}
 }
 
@@ -215,6 +227,18 @@ func (s *Settings) SetParam(name, value string) error {
 			return err
 		}
 		s.MaxRecords = n
+	case "changelog_checkpoint_records":
+		n, err := ParseUint(name, value, 0, 64)
+		if err != nil {
+			return err
+		}
+		s.CheckpointRecords = n
+	case "changelog_checkpoint_interval":
+		n, err := ParseUint(name, value, 10, 32)
+		if err != nil {
+			return err
+		}
+		s.CheckpointInterval = time.Duration(n) * time.Second
 	default:
 		return bad("unknown changelog parameter")
 	}
@@ -242,6 +266,10 @@ func (s *Settings) Param(name string) (string, bool) {
 		return fmt.Sprint(s.MinFreeCatEntries), true
 	case "enable_shard_pfid":
 		return FormatBool(s.EnableShardPFID), true
+	case "changelog_checkpoint_records":
+		return fmt.Sprint(s.CheckpointRecords), true
+	case "changelog_checkpoint_interval":
+		return fmt.Sprint(int64(s.CheckpointInterval / time.Second)), true
 	}
 	return "", false
 }
@@ -252,6 +280,7 @@ var ParamNames = []string{
 	"changelog_max_idle_time", "changelog_max_idle_indexes",
 	"changelog_min_gc_interval", "changelog_max_records",
 	"changelog_min_free_cat_entries", "enable_shard_pfid",
+	"changelog_checkpoint_records", "changelog_checkpoint_interval",
 }
 
 // Settings returns the current settings.
@@ -293,6 +322,13 @@ func (l *Log) updateSettings(fn func(s *Settings) error) (uint64, error) {
 	}
 	l.mu.settings = s
 	l.recalcMaskLocked()
+	if l.hasKey.Load() {
+		// The checkpointer rereads its interval.
+		select {
+		case l.ckKick <- struct{}{}:
+		default:
+		}
+	}
 	return seq, nil
 }
 

@@ -218,10 +218,10 @@ func (l *Log) removeUserLocked(u *changelog.User, ev *changelog.EvictedError) (u
 	}
 	i := slices.Index(l.mu.users, u)
 	users := slices.Delete(slices.Clone(l.mu.users), i, i+1)
-	oldUsers, oldPurged, oldEvicted := l.mu.users, l.mu.purged, l.mu.evicted
+	oldUsers, oldPurged, oldEvicted, oldAnchor := l.mu.users, l.mu.purged, l.mu.evicted, l.mu.anchor
 	l.mu.users = users
 	if err := l.purgeLocked(b); err != nil {
-		l.mu.users, l.mu.purged = oldUsers, oldPurged
+		l.mu.users, l.mu.purged, l.mu.anchor = oldUsers, oldPurged, oldAnchor
 		return 0, err
 	}
 	if ev != nil {
@@ -247,7 +247,7 @@ func (l *Log) removeUserLocked(u *changelog.User, ev *changelog.EvictedError) (u
 	}
 	seq, err := l.commitLocked(b)
 	if err != nil {
-		l.mu.users, l.mu.purged, l.mu.evicted = oldUsers, oldPurged, oldEvicted
+		l.mu.users, l.mu.purged, l.mu.evicted, l.mu.anchor = oldUsers, oldPurged, oldEvicted, oldAnchor
 		return 0, err
 	}
 	l.recalcMaskLocked()
@@ -311,7 +311,7 @@ func (l *Log) clear(ref string, end changelog.Index) (changelog.User, uint64, er
 	if err := l.putJSON(b, l.keys.user(u.ID), &nu); err != nil {
 		return changelog.User{}, 0, err
 	}
-	old, oldPurged := *u, l.mu.purged
+	old, oldPurged, oldAnchor := *u, l.mu.purged, l.mu.anchor
 	*u = nu
 	err = l.purgeLocked(b)
 	if err == nil {
@@ -322,7 +322,7 @@ func (l *Log) clear(ref string, end changelog.Index) (changelog.User, uint64, er
 		seq, err = l.commitLocked(b)
 	}
 	if err != nil {
-		*u, l.mu.purged = old, oldPurged
+		*u, l.mu.purged, l.mu.anchor = old, oldPurged, oldAnchor
 		return changelog.User{}, 0, err
 	}
 	l.epoch.Add(1)

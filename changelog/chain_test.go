@@ -1,0 +1,206 @@
+package changelog
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"github.com/fidlog/fidlog/fid"
+)
+
+// exportLines builds the NDJSON lines of a chained log: an anchor, n
+// records from index first, and a checkpoint signed by key every few
+// records. It returns the lines and, per line, the index of the record it
+// is or precedes.
+func exportLines(t *rapid.T, key ed25519.PrivateKey, first Index, n int) ([][]byte, []Index) {
+	prev := Hash{}
+	if first > 1 {
+		prev = ChainHash(Hash{}, []byte("purged"))
+	}
+	var lines [][]byte
+	var at []Index
+	add := func(item []byte, idx Index) {
+		l, err := ItemJSON(item)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, at = append(lines, l), append(at, idx)
+	}
+	add(AppendAnchor(nil, Anchor{Index: first - 1, Hash: prev}), first)
+	seq := uint64(3)
+	every := rapid.IntRange(1, 6).Draw(t, "every")
+	for i := range n {
+		idx := first + Index(i)
+		if i > 0 && i%every == 0 {
+			c := &Checkpoint{Position: idx, Seq: seq, Index: idx - 1, Hash: prev, Time: time.Unix(1700000000, int64(i)),
+				Kind: CheckpointPeriodic, Device: "lustre-MDT0000"}
+			c.Sign(key)
+			seq++
+			add(c.AppendEncode(nil), idx)
+		}
+		r := &Record{Index: idx, Type: CLCreate, Time: time.Unix(1700000000, int64(i)), TFID: fid.FID{Seq: fid.SeqNormal, Oid: uint32(i + 1)},
+			PFID: fid.Root, Name: rapid.StringMatching(`[a-z\-]{1,10}`).Draw(t, "name"), ExtraFlags: ExtraUIDGID | ExtraNID, UID: 500, GID: 500, NID: "0@lo"}
+		b := EncodeChained(r)
+		prev = Seal(b, prev)
+		add(b, idx)
+	}
+	return lines, at
+}
+
+func verifyLines(key ed25519.PublicKey, lines [][]byte) error {
+	v := NewVerifier(key)
+	for _, l := range lines {
+		if err := v.JSONLine(l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestExportedLinesTamperProperty: any single-byte change, deletion of a
+// record line, insertion (a copy of another line) or reordering of the
+// exported NDJSON lines is detected at the index of the first record line
+// at or after the change.
+func TestExportedLinesTamperProperty(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	pub := key.Public().(ed25519.PublicKey)
+	rapid.Check(t, func(rt *rapid.T) {
+		first := Index(rapid.IntRange(1, 1000).Draw(rt, "first"))
+		n := rapid.IntRange(2, 20).Draw(rt, "records")
+		lines, at := exportLines(rt, key, first, n)
+		if err := verifyLines(pub, lines); err != nil {
+			rt.Fatalf("untouched export: %v", err)
+		}
+		out := append([][]byte(nil), lines...)
+		var p int
+		anchorLine := false
+		switch op := rapid.SampledFrom([]string{"byte", "delete", "insert", "reorder"}).Draw(rt, "op"); op {
+		case "byte":
+			p = rapid.IntRange(0, len(lines)-1).Draw(rt, "line")
+			l := bytes.Clone(lines[p])
+			off := rapid.IntRange(0, len(l)-1).Draw(rt, "offset")
+			l[off] ^= byte(rapid.IntRange(1, 255).Draw(rt, "xor"))
+			out[p] = l
+			anchorLine = p == 0
+		case "delete":
+			// Record lines: a deleted checkpoint shows at the next one
+			// (sequence gap), a deleted anchor leaves the first link
+			// unchecked (the summary says so).
+			var recs []int
+			for i, l := range lines {
+				if KindOfLine(l) == ItemRecord {
+					recs = append(recs, i)
+				}
+			}
+			p = rapid.SampledFrom(recs).Draw(rt, "line")
+			if p == len(lines)-1 {
+				return // a cut tail: End catches it against the log's index
+			}
+			out = append(out[:p:p], lines[p+1:]...)
+		case "insert":
+			p = rapid.IntRange(1, len(lines)).Draw(rt, "at")
+			src := rapid.IntRange(0, len(lines)-1).Draw(rt, "src")
+			if p == len(lines) && KindOfLine(lines[src]) == ItemCheckpoint {
+				return // a trailing checkpoint copy is caught by its sequence number only if one follows
+			}
+			out = append(append(append([][]byte(nil), lines[:p]...), lines[src]), lines[p:]...)
+		case "reorder":
+			p = rapid.IntRange(1, len(lines)-2).Draw(rt, "i")
+			q := rapid.IntRange(p+1, len(lines)-1).Draw(rt, "j")
+			out[p], out[q] = lines[q], lines[p]
+		}
+		// The right index: that of the first line that differs from the
+		// export (a copy next to its original differs only after it).
+		p = 0
+		for p < len(out) && p < len(lines) && bytes.Equal(out[p], lines[p]) {
+			p++
+		}
+		want := first + Index(n)
+		if p < len(at) {
+			want = at[p]
+		}
+		err := verifyLines(pub, out)
+		var ve *VerifyError
+		if !errors.As(err, &ve) {
+			rt.Fatalf("tampering at line %d (index %d) not detected: %v", p, want, err)
+		}
+		if ve.Index != want && !(anchorLine && ve.Index <= want) {
+			rt.Fatalf("tampering at line %d: reported %v, want index %d", p, ve, want)
+		}
+	})
+}
+
+// KindOfLine classifies an export line (test helper).
+func KindOfLine(l []byte) ItemKind {
+	switch {
+	case bytes.HasPrefix(l, []byte(`{"checkpoint"`)):
+		return ItemCheckpoint
+	case bytes.HasPrefix(l, []byte(`{"anchor"`)):
+		return ItemAnchor
+	}
+	return ItemRecord
+}
+
+// TestCheckpointForgedKey: a checkpoint signed by another key is rejected,
+// as is one whose signed fields were changed.
+func TestCheckpointForgedKey(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	c := &Checkpoint{Position: 2, Seq: 1, Index: 1, Time: time.Unix(1, 0), Kind: CheckpointPeriodic, Device: "x"}
+	c.Sign(other)
+	v := NewVerifier(key.Public().(ed25519.PublicKey))
+	if err := v.Checkpoint(c); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("forged checkpoint: %v", err)
+	}
+	c.Sign(key)
+	c.Index = 2
+	if err := NewVerifier(key.Public().(ed25519.PublicKey)).Checkpoint(c); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("altered checkpoint: %v", err)
+	}
+	got, err := DecodeCheckpoint(c.AppendEncode(nil))
+	if err != nil || got.Index != 2 || !bytes.Equal(got.Sig, c.Sig) || got.Device != "x" {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+}
+
+// TestParsePublicKeys: the parameter form, base64, hex and PEM.
+func TestParsePublicKeys(t *testing.T) {
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	for _, in := range []string{FormatPublicKey(pub), FormatPublicKey(pub)[8:], fmt.Sprintf("%x", []byte(pub)), "# comment\n\n" + FormatPublicKey(pub) + "\n"} {
+		keys, err := ParsePublicKeys([]byte(in))
+		if err != nil || len(keys) != 1 || !keys[0].Equal(pub) {
+			t.Fatalf("%q: %v %v", in, keys, err)
+		}
+	}
+	if _, err := ParsePublicKeys([]byte("ed25519:nope")); !errors.Is(err, ErrBadKey) {
+		t.Fatalf("bad key: %v", err)
+	}
+}
+
+// TestCodecV2RoundTrip: chained encodings decode with their hash; version
+// 1 ones without.
+func TestCodecV2RoundTrip(t *testing.T) {
+	r := &Record{Index: 7, Type: CLMkdir, Time: time.Unix(5, 6), TFID: fid.FID{Seq: fid.SeqNormal, Oid: 3}, PFID: fid.Root, Name: "d"}
+	b := EncodeChained(r)
+	h := Seal(b, Hash{1})
+	got, err := Decode(b)
+	if err != nil || got.Hash != h || got.Name != "d" || got.Index != 7 {
+		t.Fatalf("v2: %+v %v", got, err)
+	}
+	if idx, ok := PeekIndex(b); !ok || idx != 7 {
+		t.Fatal("PeekIndex v2")
+	}
+	got, err = Decode(Encode(r))
+	if err != nil || !got.Hash.IsZero() {
+		t.Fatalf("v1: %+v %v", got, err)
+	}
+	if line := got.AppendLineHash(nil); !bytes.HasSuffix(line, []byte(" h=-")) {
+		t.Fatalf("line %s", line)
+	}
+}
