@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/fid"
 	"github.com/fidlog/fidlog/nodemap"
 )
@@ -149,6 +150,10 @@ var errnoTable = []struct {
 	{changelog.ErrParamRange, syscall.ERANGE},
 	{changelog.ErrBadParam, syscall.EINVAL},
 	{changelog.ErrTooManyUsers, syscall.EOVERFLOW},
+	{changelog.ErrBadSignature, syscall.EKEYREJECTED},
+	{changelog.ErrTampered, syscall.EBADMSG},
+	{changelog.ErrBadKey, syscall.EINVAL},
+	{store.ErrNoSigningKey, syscall.ENOKEY},
 	{fid.ErrInvalid, syscall.EINVAL},
 	{fid.ErrRange, syscall.ERANGE},
 	{fid.ErrBadSeq, syscall.EIO},

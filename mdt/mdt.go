@@ -39,6 +39,13 @@ type Options struct {
 	ChangelogEvents store.EventListener
 	// ChangelogDefaults are the changelog settings of a new MDT.
 	ChangelogDefaults *store.Settings
+	// ChangelogKeyFile is the checkpoint signing key's file, created
+	// (mode 0600) on first start; empty: no signed checkpoints (the hash
+	// chain is kept either way). mdtd uses <data dir>/changelog.key.
+	ChangelogKeyFile string
+	// ChangelogNoChain writes records without the hash chain; for
+	// measuring the chain's cost only (store.Options.NoChain).
+	ChangelogNoChain bool
 	// PebbleOptions, if set, may adjust the Pebble options before Open
 	// (tests, benchmarks).
 	PebbleOptions func(*pebble.Options)
@@ -324,6 +331,8 @@ func Open(dir string, opts *Options) (*MDT, error) {
 		Logger:    o.Logger,
 		Events:    o.ChangelogEvents,
 		Defaults:  o.ChangelogDefaults,
+		KeyFile:   o.ChangelogKeyFile,
+		NoChain:   o.ChangelogNoChain,
 	})
 	if err != nil {
 		return fail(err)

@@ -105,6 +105,32 @@ func (m *MDT) mddParams() []paramDef {
 			},
 		},
 	)
+	defs = append(defs, paramDef{
+		// changelog_pubkey: the checkpoint signing key (fidlog's own).
+		// Writing "rotate" replaces the key: a rotation checkpoint signed
+		// by the old key names the new one.
+		name: pre + "changelog_pubkey",
+		get: func() (string, error) {
+			k := m.log.PublicKey()
+			if k == nil {
+				return "none", nil
+			}
+			return changelog.FormatPublicKey(k), nil
+		},
+		check: func(v string) error {
+			if strings.TrimSpace(v) != "rotate" {
+				return &changelog.ParamError{Name: "changelog_pubkey", Value: v, Reason: "the only value to write is 'rotate'"}
+			}
+			if m.log.PublicKey() == nil {
+				return fmt.Errorf("%w: %w", ErrInvalid, store.ErrNoSigningKey)
+			}
+			return nil
+		},
+		set: func(string) error {
+			_, err := m.log.RotateKey()
+			return err
+		},
+	})
 	for _, short := range store.ParamNames {
 		if short == "changelog_mask" {
 			continue

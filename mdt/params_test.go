@@ -33,7 +33,7 @@ func TestParams(t *testing.T) {
 	}
 	var lustreNames []string
 	for _, n := range names {
-		if !strings.Contains(n, "dedup") {
+		if !strings.Contains(n, "dedup") && !strings.Contains(n, "checkpoint") && !strings.Contains(n, "pubkey") {
 			lustreNames = append(lustreNames, n)
 		}
 	}
@@ -164,5 +164,37 @@ func TestErrnoMapping(t *testing.T) {
 		if got := Errno(tt.err); got != tt.want {
 			t.Errorf("Errno(%v) = %v, want %v", tt.err, got, tt.want)
 		}
+	}
+}
+
+// TestPubkeyParam: changelog_pubkey prints the checkpoint key, "rotate"
+// replaces it (a rotation checkpoint), anything else changes nothing.
+func TestPubkeyParam(t *testing.T) {
+	keyFile := t.TempDir() + "/changelog.key"
+	e := newEnv(t, func(o *Options) { o.ChangelogKeyFile = keyFile })
+	const name = "mdd.lustre-MDT0000.changelog_pubkey"
+	k1 := e.param(name)
+	if !strings.HasPrefix(k1, "ed25519:") || k1 != changelog.FormatPublicKey(e.m.log.PublicKey()) {
+		t.Fatalf("changelog_pubkey %q", k1)
+	}
+	if _, err := e.m.SetParam(name, "x"); !errors.Is(err, ErrInvalid) || Errno(err) != syscall.EINVAL {
+		t.Fatalf("set x: %v", err)
+	}
+	if e.param(name) != k1 {
+		t.Fatal("a bad value changed the key")
+	}
+	if _, err := e.m.SetParam(name, "rotate"); err != nil {
+		t.Fatal(err)
+	}
+	if k2 := e.param(name); k2 == k1 || !strings.HasPrefix(k2, "ed25519:") {
+		t.Fatalf("after rotate: %q (was %q)", k2, k1)
+	}
+	// Without a key file there is no key to rotate.
+	e2 := newEnv(t)
+	if got := e2.param(name); got != "none" {
+		t.Fatalf("no key: %q", got)
+	}
+	if _, err := e2.m.SetParam(name, "rotate"); err == nil {
+		t.Fatal("rotate without a key succeeded")
 	}
 }

@@ -248,6 +248,8 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 			}
 			os.Exit(mdt.ExitStorageFailure)
 		},
+		// The checkpoint signing key, created on first start.
+		ChangelogKeyFile: filepath.Join(cfg.data, "changelog.key"),
 	})
 	if err != nil {
 		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
@@ -439,6 +441,11 @@ func changelogEvents(log *slog.Logger, met *metrics) store.EventListener {
 		},
 		WriteError: func(err error) {
 			log.Error("changelog_write_error", "err", err)
+		},
+		Checkpointed: func(c *changelog.Checkpoint) {
+			met.checkpoints.WithLabelValues(c.Kind.String()).Inc()
+			met.ckIndex.Set(float64(c.Index))
+			log.Debug("changelog_checkpoint", "seq", c.Seq, "index", uint64(c.Index), "kind", c.Kind.String())
 		},
 	}
 }

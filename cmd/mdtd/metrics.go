@@ -31,6 +31,10 @@ type metrics struct {
 	commit   prometheus.Histogram
 	syncs    prometheus.Counter
 	syncLat  prometheus.Histogram
+	// checkpoints counts signed checkpoints; ckIndex is the index the
+	// last one covers.
+	checkpoints *prometheus.CounterVec
+	ckIndex     prometheus.Gauge
 	// grpc are the standard per-method gRPC server metrics
 	// (grpc_server_started_total, grpc_server_handled_total{grpc_code},
 	// grpc_server_handling_seconds).
@@ -61,6 +65,12 @@ func newMetrics() *metrics {
 			Name: "mdt_fsync_duration_seconds", Help: "Duration of store fsync calls.",
 			Buckets: prometheus.ExponentialBuckets(10e-6, 2, 20),
 		}),
+		checkpoints: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mdt_changelog_checkpoints_total", Help: "Signed changelog checkpoints written, by kind (periodic, rotation).",
+		}, []string{"kind"}),
+		ckIndex: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mdt_changelog_checkpoint_index", Help: "Changelog index the last signed checkpoint covers.",
+		}),
 		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
 			grpcprom.WithHistogramBuckets(prometheus.ExponentialBuckets(50e-6, 4, 12)))),
 	}
@@ -72,7 +82,10 @@ func newMetrics() *metrics {
 	for _, r := range evictReasons {
 		m.evicted.WithLabelValues(r)
 	}
-	m.reg.MustRegister(m.appended, m.evicted, m.purged, m.commit, m.syncs, m.syncLat, m.grpc,
+	for _, k := range []changelog.CheckpointKind{changelog.CheckpointPeriodic, changelog.CheckpointRotation} {
+		m.checkpoints.WithLabelValues(k.String())
+	}
+	m.reg.MustRegister(m.checkpoints, m.ckIndex, m.appended, m.evicted, m.purged, m.commit, m.syncs, m.syncLat, m.grpc,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -99,6 +112,7 @@ func (m *metrics) register(md *mdt.MDT, srv *api.Server) {
 		gauge("mdt_changelog_users", "Registered changelog users.", func() float64 { return float64(l.State().Users) }),
 		&lagCollector{md: md},
 		&pebbleCollector{db: md.DB()},
+		&keyCollector{md: md},
 	)
 	// Every method of every service, with every code, exists from the
 	// start.
@@ -225,4 +239,20 @@ func (m *metrics) insecureTCP(on bool) {
 		g.Set(1)
 	}
 	m.reg.MustRegister(g)
+}
+
+var keyDesc = prometheus.NewDesc("mdt_changelog_signing_key_info",
+	"The public key that signs changelog checkpoints (label pubkey, as lctl get_param mdd.*.changelog_pubkey prints it); always 1.",
+	[]string{"device", "pubkey"}, nil)
+
+// keyCollector exports the checkpoint signing key, which a rotation
+// changes.
+type keyCollector struct{ md *mdt.MDT }
+
+func (c *keyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- keyDesc }
+
+func (c *keyCollector) Collect(ch chan<- prometheus.Metric) {
+	if k := c.md.Log().PublicKey(); k != nil {
+		ch <- prometheus.MustNewConstMetric(keyDesc, prometheus.GaugeValue, 1, c.md.Device(), changelog.FormatPublicKey(k))
+	}
 }
