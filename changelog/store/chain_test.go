@@ -355,7 +355,7 @@ func TestCheckpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e2.verify(pub)
-	wantProblem(t, err, 6, changelog.ProblemMissing)
+	wantProblem(t, err, 7, changelog.ProblemMissing) // seen at the next checkpoint
 }
 
 // TestCheckpointPurgedWithRecords: checkpoints before the first retained
