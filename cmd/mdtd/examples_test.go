@@ -13,6 +13,8 @@ import (
 func TestExamples(t *testing.T) {
 	root, _ := newRootCmd(io.Discard, io.Discard)
 	root.RunE = func(*cobra.Command, []string) error { return nil } // as runContext does
+	root.AddCommand(newCertsCmd(io.Discard, new(bool)))
+	addExamples(root)
 	clitest.CheckExamples(t, root)
 }
 
@@ -21,5 +23,7 @@ func TestExamples(t *testing.T) {
 func TestManPages(t *testing.T) {
 	root, _ := newRootCmd(io.Discard, io.Discard)
 	root.RunE = func(*cobra.Command, []string) error { return nil }
+	root.AddCommand(newCertsCmd(io.Discard, new(bool)))
+	addExamples(root)
 	clitest.CheckManPages(t, root, "8")
 }

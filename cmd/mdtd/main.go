@@ -6,6 +6,7 @@
 //	     [--socket /run/fidlog/mdtd.sock] [--socket-mode 0666]
 //	     [--listen ADDR (--tls-cert FILE --tls-key FILE --tls-client-ca FILE | --insecure)]
 //	     [--metrics ADDR] [--log-level info] [--log-format text] [--heartbeat 5s]
+//	     [--config FILE] [--print-config]
 //	mdtd certs ca|node|client [--dir certs] ...
 //
 // On the socket the kernel says who each caller is (SO_PEERCRED); TCP
@@ -13,6 +14,13 @@
 // with --insecure. On start it logs one line with msg=serving and the real
 // addresses (device=, tcp=, socket=, metrics=); SIGINT or SIGTERM drains
 // follow streams, stops gracefully and exits 0.
+//
+// Every flag can also come from the environment (MDTD_<FLAG>, e.g.
+// MDTD_LOG_LEVEL) and from a TOML file (--config or MDTD_CONFIG; keys are
+// the flag names): flags over environment over file; --print-config shows
+// the result. Under systemd (Type=notify, dist/systemd/mdtd.service) it
+// sends READY=1 once it serves and STOPPING=1 when it drains. The metrics
+// listener also serves a status page at "/" (status.go).
 package main
 
 import (
@@ -77,7 +85,11 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	cmd.SetArgs(args)
 	var ran bool
 	cmd.AddCommand(newCertsCmd(stdout, &ran))
+	addExamples(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if cfg.printConfig {
+			return printConfig(stdout, cmd.Flags(), cfg.configFile, cfg.sources)
+		}
 		ran = true
 		return serve(ctx, cfg, stderr)
 	}
@@ -108,6 +120,11 @@ type config struct {
 	logLevel   string
 	logFormat  string
 	heartbeat  time.Duration
+
+	configFile  string // --config (or MDTD_CONFIG): TOML settings
+	printConfig bool   // --print-config
+	// sources says where each setting came from (applyConfig).
+	sources map[string]settingSource
 }
 
 func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *config) {
@@ -133,7 +150,6 @@ identity. A bare "mdtd" serves the socket only.`,
 	}
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
-	cmd.Example = example
 	f := cmd.Flags()
 	f.StringVar(&cfg.fsname, "fsname", "lustre", "file system name (at most 8 characters)")
 	f.Uint32Var(&cfg.index, "index", 0, "MDT index")
@@ -149,6 +165,16 @@ identity. A bare "mdtd" serves the socket only.`,
 	f.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
 	f.DurationVar(&cfg.heartbeat, "heartbeat", api.DefaultHeartbeatInterval, "heartbeat interval of idle follow streams")
+	f.StringVar(&cfg.configFile, "config", "", "TOML file of settings, keys named as these flags (env "+EnvPrefix+"CONFIG); every flag can also come from "+EnvPrefix+"<FLAG> (MDTD_LOG_LEVEL); flags > environment > file")
+	f.BoolVar(&cfg.printConfig, "print-config", false, "print the effective settings as a TOML config file and exit")
+	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		if v, ok := os.LookupEnv(EnvPrefix + "CONFIG"); ok && !cmd.Flags().Changed("config") {
+			cfg.configFile = v
+		}
+		src, err := applyConfig(cmd.Flags(), cfg.configFile, os.LookupEnv)
+		cfg.sources = src
+		return err
+	}
 	_ = cmd.RegisterFlagCompletionFunc("log-level", cobra.FixedCompletions([]string{"debug", "info", "warn", "error"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("log-format", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd, cfg
