@@ -23,6 +23,7 @@ type phaseResult struct {
 	syncs    int64
 	cpu      time.Duration // process CPU time (user+system) in the window
 	lat      hist
+	handler  *hist // server-side handler times (gRPC phases), or nil
 }
 
 // cpuPerOp is the process CPU time per operation of the window, in µs:

@@ -103,8 +103,14 @@ func rateRow(measure, config string, as, bs []*phaseResult, err error) row {
 		return r
 	}
 	var ra, rb, ratio, spa, spb, ca, cb series
-	var ha, hb hist
+	var ha, hb, sa, sb hist
 	for i := range as {
+		if as[i].handler != nil {
+			sa.merge(as[i].handler)
+		}
+		if bs[i].handler != nil {
+			sb.merge(bs[i].handler)
+		}
 		ra = append(ra, as[i].rate())
 		rb = append(rb, bs[i].rate())
 		ratio = append(ratio, bs[i].rate()/as[i].rate())
@@ -125,6 +131,17 @@ func rateRow(measure, config string, as, bs []*phaseResult, err error) row {
 		"baseline_ops_per_fsync": spa.median(), "service_ops_per_fsync": spb.median(),
 		"baseline_cpu_us_per_op": ca.median(), "service_cpu_us_per_op": cb.median(),
 		"p99_ratio": float64(hb.quantile(.99)) / float64(max(ha.quantile(.99), 1)),
+	}
+	// Over gRPC: the server's part of the latency (handler p50).
+	for _, x := range []struct {
+		h   *hist
+		s   *string
+		key string
+	}{{&sa, &r.Baseline, "baseline"}, {&sb, &r.Service, "service"}} {
+		if x.h.n > 0 {
+			*x.s += fmt.Sprintf("; server handler p50 %s", fmtDur(x.h.quantile(.5)))
+			r.Extra[x.key+"_handler_p50_us"] = float64(x.h.quantile(.5)) / 1e3
+		}
 	}
 	return r
 }
@@ -217,10 +234,38 @@ type grpcEnv struct {
 	addr  string
 	conns []*client.Client
 	done  chan error
+	// handler is the server-side time of the RPCs (interceptor to
+	// handler return) while recording is set: what the transport adds
+	// is the client's latency minus this.
+	recording atomic.Bool
+	hmu       sync.Mutex
+	handler   hist
 }
 
-func startServer(e *mdtEnv) (*api.Server, string, chan error, error) {
-	srv, err := api.New(e.m, api.Options{Logger: discard, Insecure: true})
+// measure wraps a phase's onMeasure hook so that handler times are
+// recorded in the measured window only.
+func (g *grpcEnv) measure(inner func() func()) func() func() {
+	return func() func() {
+		var stop func()
+		if inner != nil {
+			stop = inner()
+		}
+		g.recording.Store(true)
+		return func() {
+			g.recording.Store(false)
+			if stop != nil {
+				stop()
+			}
+		}
+	}
+}
+
+func startServer(e *mdtEnv, onRPC ...func(string, time.Duration, error)) (*api.Server, string, chan error, error) {
+	opts := api.Options{Logger: discard, Insecure: true}
+	if len(onRPC) > 0 {
+		opts.OnRPC = onRPC[0]
+	}
+	srv, err := api.New(e.m, opts)
 	if err != nil {
 		return nil, "", nil, err
 	}
@@ -239,7 +284,13 @@ func openGRPC(ctx context.Context, dir string, cfg mdtConfig, conns int) (*grpcE
 		return nil, err
 	}
 	g := &grpcEnv{mdtEnv: e}
-	g.srv, g.addr, g.done, err = startServer(e)
+	g.srv, g.addr, g.done, err = startServer(e, func(_ string, d time.Duration, err error) {
+		if err == nil && g.recording.Load() {
+			g.hmu.Lock()
+			g.handler.add(d)
+			g.hmu.Unlock()
+		}
+	})
 	if err != nil {
 		e.close()
 		return nil, err
@@ -299,15 +350,17 @@ func (b *bench) t1b(ctx context.Context) []row {
 				if err != nil {
 					return nil, err
 				}
-				if noop {
-					res := runPhase(ctx, conc, b.cfg.warmup, b.cfg.phase, &g.syncs, nil, g.noopOp)
-					return res, g.close()
+				var prof func() func()
+				op := g.noopOp
+				if !noop {
+					if err := g.mkdirs(ctx, conc); err != nil {
+						g.close()
+						return nil, err
+					}
+					op, prof = g.createOp, b.prof.begin(fmt.Sprintf("t1b-c%d", conc))
 				}
-				if err := g.mkdirs(ctx, conc); err != nil {
-					g.close()
-					return nil, err
-				}
-				res := runPhase(ctx, conc, b.cfg.warmup, b.cfg.phase, &g.syncs, b.prof.begin(fmt.Sprintf("t1b-c%d", conc)), g.createOp)
+				res := runPhase(ctx, conc, b.cfg.warmup, b.cfg.phase, &g.syncs, g.measure(prof), op)
+				res.handler = &g.handler
 				return res, g.close()
 			}
 		}
