@@ -50,6 +50,7 @@ import (
 	"github.com/fidlog/fidlog/api/client"
 	"github.com/fidlog/fidlog/changelog"
 	"github.com/fidlog/fidlog/changelog/store"
+	"github.com/fidlog/fidlog/cmd/internal/gctune"
 	"github.com/fidlog/fidlog/mdt"
 )
 
@@ -69,6 +70,7 @@ const (
 )
 
 func main() {
+	gctune.Apply()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -299,6 +301,7 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 
 	var lis []net.Listener
 	closeAll := func() {
+		srv.Stop() // its handler goroutines (stream workers) end
 		for _, l := range lis {
 			_ = l.Close() // after Stop or a failed start; the server owns no state in them
 		}
