@@ -21,9 +21,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fidlog/fidlog/cmd/internal/cli"
+	"github.com/fidlog/fidlog/cmd/internal/gctune"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+// main runs with mdtd's garbage collector setting: the server's share of
+// the figures is then what mdtd's would be.
+func main() {
+	gctune.Apply()
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
 
 // Exit statuses.
 const (

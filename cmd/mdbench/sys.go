@@ -34,11 +34,14 @@ type machine struct {
 	GRPC    string `json:"grpc"`
 	TempFS  string `json:"temp_fs"`
 	MemGiB  int    `json:"mem_gib"`
+	GOGC    int    `json:"gogc"`
 	Started string `json:"started"`
 }
 
 func describeMachine(dir string) machine {
 	m := machine{NProc: runtime.NumCPU(), Go: runtime.Version(), Started: time.Now().UTC().Format(time.RFC3339)}
+	m.GOGC = debug.SetGCPercent(100)
+	debug.SetGCPercent(m.GOGC)
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {

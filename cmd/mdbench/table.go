@@ -308,8 +308,8 @@ func runTable(ctx context.Context, cfg *tableConfig, stdout io.Writer) error {
 
 func writeMarkdown(w io.Writer, m machine, cfg *tableConfig, rows []row, total time.Duration) {
 	fmt.Fprintf(w, "## mdbench table (%s)\n\n", cfg.mode)
-	fmt.Fprintf(w, "Machine: %d CPUs, %s, %d GiB RAM, kernel %s, %s, pebble %s, grpc %s; temp dirs on %s.\n",
-		m.NProc, m.CPU, m.MemGiB, m.Kernel, m.Go, m.Pebble, m.GRPC, m.TempFS)
+	fmt.Fprintf(w, "Machine: %d CPUs, %s, %d GiB RAM, kernel %s, %s (GOGC=%d), pebble %s, grpc %s; temp dirs on %s.\n",
+		m.NProc, m.CPU, m.MemGiB, m.Kernel, m.Go, m.GOGC, m.Pebble, m.GRPC, m.TempFS)
 	fmt.Fprintf(w, "Run: %s phases (+%s warm-up), %d interleaved A/B repetitions, N = %d records; took %s.\n",
 		cfg.phase, cfg.warmup, cfg.reps, cfg.records, total.Round(time.Second))
 	fmt.Fprintf(w, "Ratio = service / baseline per repetition: median [min–max]. Only ratios are comparable across runs.\n\n")
