@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -304,4 +305,48 @@ func TestEvictedSaysHowManyLost(t *testing.T) {
 	if m[1] != m[2] || m[1] == "0" {
 		t.Errorf("lost %s records, indices 1..%s", m[1], m[2])
 	}
+}
+
+// TestMutualTLS: the exporter follows an MDT over TCP with mutual TLS
+// (certificates from "mdtd certs"), with the same --tls-* flags as the
+// other clients; without a client certificate the server refuses it.
+func TestMutualTLS(t *testing.T) {
+	pki := t.TempDir()
+	for _, args := range [][]string{{"ca"}, {"node", "--host", "127.0.0.1"}, {"client"}} {
+		cmd := exec.Command(filepath.Join(bin, "mdtd"), append(append([]string{"certs"}, args...), "--dir", pki)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("mdtd certs %v: %v\n%s", args, err, out)
+		}
+	}
+	f := func(n string) string { return filepath.Join(pki, n) }
+	s := startMDT(t, "--listen", "127.0.0.1:0", "--tls-cert", f("node.crt"), "--tls-key", f("node.key"), "--tls-client-ca", f("ca.crt"))
+	if s.tcp == "" {
+		t.Fatalf("mdtd reports no TCP address:\n%s", s.Output())
+	}
+	c := s.client(t) // on the socket
+	out := filepath.Join(shortTempDir(t), "audit")
+	x := startProc(t, "fidlog-export", "--mdt", s.tcp, "--interval", "50ms",
+		"--tls-ca", f("ca.crt"), "--tls-cert", f("client.crt"), "--tls-key", f("client.key"),
+		"--sink", "file://"+out+"?format=lustre")
+	waitFor(t, 30*time.Second, "exporting", func() bool { return strings.Contains(x.Output(), "msg=exporting") })
+	if _, err := c.Namespace.Mkdir(ctxT(t), &mdtv1.MkdirRequest{Path: "/d", Mode: 0o755}); err != nil {
+		t.Fatal(err)
+	}
+	createFiles(t, c, "/d", "f", 20)
+	want := currentIndex(t, s, c)
+	waitFor(t, 30*time.Second, "all cleared", func() bool { return userIndex(t, s, c, "fidlog-export") == want })
+	if code := x.Stop(); code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, x.Output())
+	}
+	checkExactlyOnce(t, formats["lustre"], dirLines(t, out, ".log"), map[string]changelog.Index{s.device: want})
+
+	// Without a client certificate: refused by the server, said clearly.
+	bad := startProc(t, "fidlog-export", "--mdt", s.tcp, "--tls-ca", f("ca.crt"), "--sink", "file://"+out+"2")
+	if code := bad.Wait(30 * time.Second); code != exitError {
+		t.Fatalf("exit %d without a client certificate, want %d:\n%s", code, exitError, bad.Output())
+	}
+	if !strings.Contains(bad.Output(), "fidlog-export: "+s.tcp) {
+		t.Errorf("the refusal does not name the target:\n%s", bad.Output())
+	}
+	t.Logf("without a client certificate: %s", strings.TrimSpace(bad.Output()))
 }

@@ -150,11 +150,15 @@ type mdtServer struct {
 	tb     testing.TB
 	dir    string
 	sock   string
+	tcp    string // host:port when serving TCP
 	device string
 	args   []string
 }
 
-var servingRe = regexp.MustCompile(`msg=serving device=(\S+)`)
+var (
+	servingRe = regexp.MustCompile(`msg=serving device=(\S+)`)
+	tcpRe     = regexp.MustCompile(`msg=serving .*tcp=(\S+)`)
+)
 
 // startMDT starts mdtd with its data and socket in a short temp dir.
 func startMDT(t testing.TB, extra ...string) *mdtServer {
@@ -171,6 +175,9 @@ func (s *mdtServer) start() {
 	waitFor(s.t(), 30*time.Second, "mdtd serving", func() bool {
 		if m := servingRe.FindStringSubmatch(s.Output()); m != nil {
 			s.device = m[1]
+			if m := tcpRe.FindStringSubmatch(s.Output()); m != nil {
+				s.tcp = m[1]
+			}
 			return true
 		}
 		select {

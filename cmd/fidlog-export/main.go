@@ -20,8 +20,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -48,13 +46,6 @@ const (
 	exitEvicted = 3
 )
 
-// Environment variables for the TLS flags.
-const (
-	envTLSCA   = "MDT_TLS_CA"
-	envTLSCert = "MDT_TLS_CERT"
-	envTLSKey  = "MDT_TLS_KEY"
-)
-
 // config is the command line.
 type config struct {
 	mdts        []string
@@ -64,9 +55,7 @@ type config struct {
 	interval    time.Duration
 	paths       bool
 	metrics     string
-	tlsCA       string
-	tlsCert     string
-	tlsKey      string
+	tls         client.TLSFiles
 	minBackoff  time.Duration
 	maxBackoff  time.Duration
 	lagInterval time.Duration
@@ -102,9 +91,9 @@ func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *config) {
 	f.DurationVar(&cfg.interval, "interval", time.Second, "deliver and clear at least this often")
 	f.BoolVar(&cfg.paths, "paths", true, "resolve each record's full path with fid2path")
 	f.StringVar(&cfg.metrics, "metrics", "", "serve Prometheus metrics on this address (host:port)")
-	f.StringVar(&cfg.tlsCA, "tls-ca", os.Getenv(envTLSCA), "CA certificate of TCP MDT servers (env "+envTLSCA+")")
-	f.StringVar(&cfg.tlsCert, "tls-cert", os.Getenv(envTLSCert), "client certificate for mutual TLS (env "+envTLSCert+")")
-	f.StringVar(&cfg.tlsKey, "tls-key", os.Getenv(envTLSKey), "client key for mutual TLS (env "+envTLSKey+")")
+	f.StringVar(&cfg.tls.CA, "tls-ca", "", "CA certificate (PEM) that signed the TCP MDT servers' certificates (env "+client.EnvTLSCA+")")
+	f.StringVar(&cfg.tls.Cert, "tls-cert", "", "client certificate (PEM) for mutual TLS (env "+client.EnvTLSCert+")")
+	f.StringVar(&cfg.tls.Key, "tls-key", "", "client key (PEM) for mutual TLS (env "+client.EnvTLSKey+")")
 	f.DurationVar(&cfg.minBackoff, "min-backoff", 100*time.Millisecond, "first retry delay of a failing sink")
 	f.DurationVar(&cfg.maxBackoff, "max-backoff", 10*time.Second, "longest retry delay of a failing sink")
 	f.DurationVar(&cfg.lagInterval, "lag-interval", 5*time.Second, "how often the lag metrics are sampled")
@@ -130,7 +119,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 // validate checks the flags and builds the sinks, reporting the first bad
 // value.
-func (cfg *config) validate(env sinkEnv) ([]sink, error) {
+func (cfg *config) validate(senv sinkEnv) ([]sink, error) {
 	if len(cfg.mdts) == 0 {
 		return nil, configErrorf("no --mdt given")
 	}
@@ -156,12 +145,21 @@ func (cfg *config) validate(env sinkEnv) ([]sink, error) {
 	if cfg.interval <= 0 || cfg.minBackoff <= 0 || cfg.maxBackoff < cfg.minBackoff || cfg.lagInterval <= 0 {
 		return nil, configErrorf("invalid --interval, --min-backoff, --max-backoff or --lag-interval: must be positive, max >= min")
 	}
-	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
-		return nil, configErrorf("--tls-cert and --tls-key go together")
+	// A flag given wins over its environment variable.
+	env := client.TLSFilesFromEnv()
+	for _, p := range []struct{ flag, env *string }{{&cfg.tls.CA, &env.CA}, {&cfg.tls.Cert, &env.Cert}, {&cfg.tls.Key, &env.Key}} {
+		if *p.flag == "" {
+			*p.flag = *p.env
+		}
+	}
+	if !cfg.tls.IsZero() {
+		if _, err := cfg.tls.Config(); err != nil {
+			return nil, configErrorf("invalid --tls-ca/--tls-cert/--tls-key: %v", err)
+		}
 	}
 	var sinks []sink
 	for _, raw := range cfg.sinks {
-		s, err := parseSink(raw, env)
+		s, err := parseSink(raw, senv)
 		if err != nil {
 			return nil, err
 		}
@@ -183,32 +181,6 @@ func checkTarget(t string) error {
 		return configErrorf("invalid --mdt '%s': expect unix:PATH or host:port", t)
 	}
 	return nil
-}
-
-func (cfg *config) tlsConfig() (*tls.Config, error) {
-	if cfg.tlsCA == "" && cfg.tlsCert == "" {
-		return nil, nil
-	}
-	c := &tls.Config{MinVersion: tls.VersionTLS12}
-	if cfg.tlsCA != "" {
-		pem, err := os.ReadFile(cfg.tlsCA)
-		if err != nil {
-			return nil, configErrorf("invalid --tls-ca '%s': %v", cfg.tlsCA, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, configErrorf("invalid --tls-ca '%s': no PEM certificate in it", cfg.tlsCA)
-		}
-		c.RootCAs = pool
-	}
-	if cfg.tlsCert != "" {
-		kp, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
-		if err != nil {
-			return nil, configErrorf("invalid --tls-cert/--tls-key: %v", err)
-		}
-		c.Certificates = []tls.Certificate{kp}
-	}
-	return c, nil
 }
 
 // export runs the exporter and returns the exit code.
@@ -238,10 +210,6 @@ func export(ctx context.Context, cfg *config, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	tc, err := cfg.tlsConfig()
-	if err != nil {
-		return fail(err)
-	}
 	met := newMetrics()
 	if cfg.metrics != "" {
 		ln, err := net.Listen("tcp", cfg.metrics)
@@ -261,17 +229,13 @@ func export(ctx context.Context, cfg *config, stderr io.Writer) int {
 	}()
 	devs := map[string]string{}
 	for _, t := range cfg.mdts {
-		var opts []client.Option
-		if tc != nil {
-			opts = append(opts, client.WithTLS(tc))
-		}
-		c, err := client.Dial(t, opts...)
+		c, err := client.Dial(t, client.WithTLSFiles(cfg.tls))
 		if err != nil {
 			return fail(configErrorf("invalid --mdt '%s': %v", t, err))
 		}
 		src := &source{target: t, c: c}
 		sources = append(sources, src)
-		if err := retry(ctx, log, cfg, t, src.discover); err != nil {
+		if err := retry(ctx, log, cfg, c, t, src.discover); err != nil {
 			return fail(fmt.Errorf("%s: %w", t, err))
 		}
 		if other, ok := devs[src.dev]; ok {
@@ -279,7 +243,7 @@ func export(ctx context.Context, cfg *config, stderr io.Writer) int {
 		}
 		devs[src.dev] = t
 		var registered bool
-		err = retry(ctx, log, cfg, t, func(ctx context.Context) error {
+		err = retry(ctx, log, cfg, c, t, func(ctx context.Context) error {
 			var err error
 			registered, err = src.ensureUser(ctx, cfg.user)
 			return err
@@ -317,14 +281,17 @@ func export(ctx context.Context, cfg *config, stderr io.Writer) int {
 }
 
 // retry calls f until it succeeds, ctx ends, or it fails with something
-// other than an unreachable server.
-func retry(ctx context.Context, log *slog.Logger, cfg *config, target string, f func(context.Context) error) error {
+// other than a server that is not there (yet): nothing listening, no
+// socket file. A server that is there but refuses the connection (TLS
+// handshake, a certificate it does not accept) ends the retries.
+func retry(ctx context.Context, log *slog.Logger, cfg *config, c *client.Client, target string, f func(context.Context) error) error {
 	backoff := cfg.minBackoff
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := f(cctx)
+		err := c.Err(f(cctx))
 		cancel()
-		if err == nil || client.ErrnoOf(err) != syscall.ECONNREFUSED || ctx.Err() != nil {
+		var ce *client.ConnError
+		if err == nil || ctx.Err() != nil || !errors.As(err, &ce) || ce.Errno != syscall.ECONNREFUSED {
 			return err
 		}
 		log.Warn("mdt_unreachable", "target", target, "err", err, "retry_in", backoff)
