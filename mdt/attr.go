@@ -173,7 +173,7 @@ func (t *txn) setattr(parent *inode, obj *inode, s SetattrArgs) bool {
 	}
 	typ := types[0]
 	if typ == changelog.CLMtime || typ == changelog.CLCtime || typ == changelog.CLAtime {
-		if ep, ok := t.m.timeSeen.Get(obj.FID); ok && ep == t.m.log.Epoch() {
+		if ep, ok := t.m.timeSeen.Get(obj.FID); ok && ep == t.m.epoch.Load() {
 			return true
 		}
 	}

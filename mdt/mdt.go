@@ -249,6 +249,12 @@ type MDT struct {
 	// had a record (MTIME/CTIME/ATIME dedup). Bounded; safe for
 	// concurrent use.
 	timeSeen *lru.Cache[fid.FID, uint64]
+	// epoch is the time-record dedup epoch (Lustre's mc_starttime): a new
+	// one starts whenever changelogs turn on or off, a user clears or is
+	// removed, or records are purged. The changelog reports those changes
+	// in the critical section that commits them (OnStateChange), so a
+	// setattr ordered after a clear never sees the old epoch.
+	epoch atomic.Uint64
 	// deniedNext is changelog_deniednext in seconds.
 	deniedNext atomic.Uint32
 	closed     atomic.Bool
@@ -330,6 +336,9 @@ func Open(dir string, opts *Options) (*MDT, error) {
 		Clock:     o.Clock,
 		Logger:    o.Logger,
 		Events:    o.ChangelogEvents,
+		// Every change of the users or the retained records starts a
+		// new time-record dedup epoch.
+		OnStateChange: func(store.StateChange) { m.epoch.Add(1) },
 		Defaults:  o.ChangelogDefaults,
 		KeyFile:   o.ChangelogKeyFile,
 		NoChain:   o.ChangelogNoChain,

@@ -145,21 +145,24 @@ func (t *txn) removeLink(parent fid.FID, name string, ino *inode) error {
 // locks held, and notes which objects had a record for the time-record
 // dedup. On error nothing was committed.
 func (t *txn) apply() (p *store.Pending, err error) {
+	// The epoch is read before the records get their indices: if a new
+	// epoch starts in between, the objects are noted in the old one and
+	// their next time record is kept (an extra record, never a lost one).
+	ep := t.m.epoch.Load()
 	p, err = t.m.log.Apply(t.b, t.recs)
 	if err != nil {
 		return nil, storeErr(err)
 	}
-	t.m.noteRecords(t.recs)
+	t.m.noteRecords(t.recs, ep)
 	return p, nil
 }
 
 // noteRecords marks the objects of kept records as having had a record in
-// the current epoch.
-func (m *MDT) noteRecords(recs []*changelog.Record) {
+// epoch ep.
+func (m *MDT) noteRecords(recs []*changelog.Record, ep uint64) {
 	if len(recs) == 0 {
 		return
 	}
-	ep := m.log.Epoch()
 	for _, r := range recs {
 		if r.Index == 0 {
 			continue

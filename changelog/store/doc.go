@@ -44,8 +44,10 @@
 //     nothing and loses nobody; as in Lustre's mdd_changelog_clear it is
 //     ENOENT (changelog.BehindError), while clearing to the user's own point
 //     succeeds.
-//   - Every successful clear and every deregistration starts a new
-//     time-record dedup epoch (Lustre's mc_starttime), purge or not.
+//   - Every successful clear, deregistration, eviction and purge, and
+//     changelogs turning on or off, is reported to Options.OnStateChange
+//     in the critical section that commits it (the MDT derives its
+//     time-record dedup epoch from it).
 //   - Hash chain: Apply seals each record (codec version 2) with
 //     SHA-256(previous hash || record) under the lock, in the same critical
 //     section that assigns its index, so the chain follows commit order
@@ -94,5 +96,7 @@
 // is never held while taking mu (lock order: mu, then dmu). Log.ckMu
 // serialises checkpoints and guards the signing key; it is taken before mu
 // (lock order: ckMu, mu, dmu) and held while signing and syncing a
-// checkpoint, which no writer waits for. Event callbacks run with mu held.
+// checkpoint, which no writer waits for. The Appended event runs after mu
+// is released (it is on every write); the other events and OnStateChange
+// run with mu held and must not call into the Log.
 package store

@@ -20,17 +20,28 @@ func tooIdle(s *Settings, cur changelog.Index, u *changelog.User, now time.Time)
 	return secs > 0 && idx > idleProductLimit/uint64(secs)
 }
 
+// victimRule says which users GC may evict.
+type victimRule uint8
+
+const (
+	// tooIdleOnly: users too idle by Lustre's rules (idle GC).
+	tooIdleOnly victimRule = iota
+	// anyLagging: any user behind the current index (capacity and
+	// emergency GC).
+	anyLagging
+)
+
 // victimLocked picks the user GC would evict: among users behind the
-// current index (caught-up users are never evicted) that are too idle, or
-// any of them when anyIdle, the one with the smallest index.
-func (l *Log) victimLocked(any bool) *changelog.User {
+// current index (caught-up users are never evicted) that rule allows, the
+// one with the smallest index.
+func (l *Log) victimLocked(rule victimRule) *changelog.User {
 	now := l.opts.Clock()
 	var v *changelog.User
 	for _, u := range l.mu.users {
 		if u.Index >= l.mu.current {
 			continue
 		}
-		if !any && !tooIdle(&l.mu.settings, l.mu.current, u, now) {
+		if rule == tooIdleOnly && !tooIdle(&l.mu.settings, l.mu.current, u, now) {
 			continue
 		}
 		if v == nil || u.Index < v.Index {
@@ -69,7 +80,7 @@ func (l *Log) makeRoomLocked(n uint64) error {
 		}
 		var v *changelog.User
 		if s.GC && s.FreeSpaceGC {
-			v = l.victimLocked(true)
+			v = l.victimLocked(anyLagging)
 		}
 		if v == nil {
 			return &changelog.NoSpaceError{Retained: retained, Cap: s.MaxRecords}
@@ -114,12 +125,12 @@ func (l *Log) maybeKickGCLocked() {
 		return
 	}
 	l.mu.lastGCChk = now
-	if !l.mu.emergency && l.lowOnEntriesLocked() && l.victimLocked(true) != nil {
+	if !l.mu.emergency && l.lowOnEntriesLocked() && l.victimLocked(anyLagging) != nil {
 		l.opts.Logger.Warn("changelog_low_on_catalog_entries", "device", l.opts.Device,
 			"min_free_cat_entries", s.MinFreeCatEntries)
 		l.mu.emergency = true
 	}
-	if l.mu.emergency || l.victimLocked(false) != nil {
+	if l.mu.emergency || l.victimLocked(tooIdleOnly) != nil {
 		select {
 		case l.gcKick <- struct{}{}:
 		default:
@@ -153,11 +164,11 @@ func (l *Log) gcOnce() (uint64, error) {
 	if l.mu.emergency {
 		// At most one user is removed for space per emergency.
 		l.mu.emergency = false
-		if v := l.victimLocked(true); v != nil {
+		if v := l.victimLocked(anyLagging); v != nil {
 			return l.evictLocked(v, "capacity")
 		}
 	}
-	v := l.victimLocked(false)
+	v := l.victimLocked(tooIdleOnly)
 	if v == nil {
 		return 0, nil
 	}

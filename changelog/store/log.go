@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/json"
@@ -26,12 +27,20 @@ type Options struct {
 	Clock func() time.Time
 	// Logger receives the log's own messages; default slog.Default().
 	Logger *slog.Logger
-	// Events are optional callbacks (metrics, logs). They run with the
-	// log's lock held and must not call back into the Log.
+	// Events are optional callbacks (metrics, logs). Appended, the one on
+	// the write path, runs after the log's lock is released; the others
+	// (user changes, purges, write errors: rare) run with it held and
+	// must not call back into the Log.
 	Events EventListener
 	// Defaults are the settings of a log that has none stored yet;
 	// default DefaultSettings().
 	Defaults *Settings
+	// OnStateChange, if set, is told of every change of the users or of
+	// the retained records (see StateChange), with the log's lock held in
+	// the critical section that commits the change, so state derived from
+	// it (the MDT's time-record dedup epoch) never lags the change. It
+	// must be cheap and must not call into the Log.
+	OnStateChange func(StateChange)
 	// MaxEvicted bounds the remembered evictions (default 1024).
 	MaxEvicted int
 	// NoChain writes records without the hash chain (version 1 encoding).
@@ -46,6 +55,23 @@ type Options struct {
 	// replaces.
 	KeyFile string
 }
+
+// StateChange names a change of the log's users or retained records.
+type StateChange uint8
+
+// The changes OnStateChange reports.
+const (
+	// ChangelogOn: the first user registered.
+	ChangelogOn StateChange = iota + 1
+	// ChangelogOff: the last user was deregistered or evicted.
+	ChangelogOff
+	// UserCleared: a user cleared records (purge or not).
+	UserCleared
+	// UserRemoved: a user was deregistered or evicted.
+	UserRemoved
+	// RecordsPurged: records were deleted up to a new floor.
+	RecordsPurged
+)
 
 // EventListener holds optional callbacks for things worth logging or
 // counting. Any field may be nil.
@@ -158,7 +184,6 @@ type Log struct {
 	ckDurable atomic.Uint64
 
 	gate     atomic.Uint64 // bit 32: on; low bits: effective mask
-	epoch    atomic.Uint64 // time-record dedup restart point
 	applied  atomic.Uint64 // highest seq whose batch is applied
 	appliedI atomic.Uint64 // highest index whose batch is applied
 	syncSeq  atomic.Uint64 // highest seq known synced
@@ -174,7 +199,9 @@ type Log struct {
 	// compactFrom is the purge floor already compacted (reclaimer only).
 	compactFrom atomic.Uint64
 	stop        chan struct{}
-	wg          sync.WaitGroup
+	// cancel stops a compaction the reclaimer is running (Close).
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the GC loop and the reclaimer
 }
 
 // Open opens the changelog kept in db under opts.KeyPrefix. db stays owned
@@ -193,9 +220,10 @@ func Open(db *pebble.DB, opts *Options) (*Log, error) {
 		return nil, err
 	}
 	l.compactFrom.Store(uint64(l.mu.purged))
-	l.wg.Add(2)
-	go func() { defer l.wg.Done(); l.gcLoop() }()
-	go func() { defer l.wg.Done(); l.reclaimLoop() }()
+	ctx, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	l.wg.Go(l.gcLoop)
+	l.wg.Go(func() { l.reclaimLoop(ctx) })
 	if l.hasKey.Load() {
 		l.wg.Go(l.checkpointLoop)
 	}
@@ -353,7 +381,9 @@ func (l *Log) recordBounds() (first, last changelog.Index, any bool, err error) 
 	return first, last, any, nil
 }
 
-// Close stops the GC goroutine and wakes followers. It does not close the DB.
+// Close stops the GC loop and the reclaimer (cancelling a compaction in
+// progress) and waits for both, and wakes followers. It does not close the
+// DB.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	if l.mu.closed {
@@ -362,6 +392,7 @@ func (l *Log) Close() error {
 	}
 	l.mu.closed = true
 	l.mu.Unlock()
+	l.cancel()
 	close(l.stop)
 	l.wg.Wait()
 	return nil
@@ -386,11 +417,12 @@ func (l *Log) EffectiveMask() changelog.Mask {
 	return changelog.Mask(g)
 }
 
-// Epoch returns the time-record dedup restart point: it changes whenever
-// changelogs turn on or off and whenever a clear purges records. MTIME,
-// CTIME and ATIME are not recorded for an object that already had a record
-// in the current epoch.
-func (l *Log) Epoch() uint64 { return l.epoch.Load() }
+// changedLocked reports a state change to OnStateChange.
+func (l *Log) changedLocked(c StateChange) {
+	if f := l.opts.OnStateChange; f != nil {
+		f(c)
+	}
+}
 
 func (l *Log) usableLocked() error {
 	if l.mu.closed {

@@ -46,7 +46,7 @@ func (l *Log) purgeLocked(b *pebble.Batch) error {
 	}
 	l.mu.purged = floor
 	l.mu.anchor = anchor
-	l.epoch.Add(1)
+	l.changedLocked(RecordsPurged)
 	if uint64(floor)-l.compactFrom.Load() >= reclaimThreshold {
 		select {
 		case l.compactKick <- struct{}{}:
@@ -69,21 +69,16 @@ const reclaimDelay = 100 * time.Millisecond
 // edges of the record keyspace also hold neighbouring keys (users, meta,
 // namespace) and would keep the purged records' bytes indefinitely; a
 // compaction of the purged span rewrites just those.
-func (l *Log) reclaimLoop() {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		<-l.stop
-		cancel()
-	}()
+// It runs until ctx ends (Close), which also cancels a compaction.
+func (l *Log) reclaimLoop(ctx context.Context) {
 	for {
 		select {
-		case <-l.stop:
+		case <-ctx.Done():
 			return
 		case <-l.compactKick:
 		}
 		select {
-		case <-l.stop:
+		case <-ctx.Done():
 			return
 		case <-time.After(reclaimDelay):
 		}

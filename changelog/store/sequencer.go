@@ -122,7 +122,12 @@ func (l *Log) lead(self *applyReq) {
 	reqs = reqs[:n:n]
 	l.qmu.Unlock()
 
-	l.commitGroup(reqs)
+	if appended := l.commitGroup(reqs); len(appended) > 0 {
+		// Metrics and logs run after the log's lock is released.
+		if f := l.opts.Events.Appended; f != nil {
+			f(appended)
+		}
+	}
 
 	l.qmu.Lock()
 	var next *applyReq
@@ -146,8 +151,9 @@ func (l *Log) lead(self *applyReq) {
 // commitGroup assigns indices and commits reqs as one Pebble batch (two or
 // more when making room for records evicts users: the records before the
 // eviction commit first, as they would one by one); it sets every
-// request's p or err.
-func (l *Log) commitGroup(reqs []*applyReq) {
+// request's p or err. It returns the records appended, for the Appended
+// event.
+func (l *Log) commitGroup(reqs []*applyReq) (appended []*changelog.Record) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var (
@@ -164,6 +170,9 @@ func (l *Log) commitGroup(reqs []*applyReq) {
 			return true
 		}
 		ok := l.applyGroupLocked(g, in, kept, idx, head)
+		if ok {
+			appended = append(appended, kept...)
+		}
 		if !ok {
 			for _, r := range reqs {
 				if r.p == nil && r.err == nil {
@@ -254,6 +263,7 @@ func (l *Log) commitGroup(reqs []*applyReq) {
 		in = append(in, r)
 	}
 	flush()
+	return appended
 }
 
 // applyGroupLocked commits g, which holds the batches of in and the records
@@ -276,9 +286,6 @@ func (l *Log) applyGroupLocked(g *group, in []*applyReq, kept []*changelog.Recor
 	l.appliedI.Store(uint64(idx))
 	l.applied.Store(g.seq)
 	if len(kept) > 0 {
-		if f := l.opts.Events.Appended; f != nil {
-			f(kept)
-		}
 		l.maybeKickGCLocked()
 		l.kickCheckpointLocked()
 	}

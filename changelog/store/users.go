@@ -90,7 +90,7 @@ func (l *Log) register(opts RegisterOptions, mask changelog.Mask) (changelog.Use
 	l.mu.users = append(l.mu.users, u)
 	l.recalcMaskLocked()
 	if wasOff {
-		l.epoch.Add(1)
+		l.changedLocked(ChangelogOn)
 		l.opts.Logger.Info("changelog_on", "device", l.opts.Device)
 		if f := l.opts.Events.ChangelogOn; f != nil {
 			f()
@@ -251,12 +251,12 @@ func (l *Log) removeUserLocked(u *changelog.User, ev *changelog.EvictedError) (u
 		return 0, err
 	}
 	l.recalcMaskLocked()
-	l.epoch.Add(1) // Lustre's deregistration cancels records: a new dedup epoch
+	l.changedLocked(UserRemoved)
 	if f := l.opts.Events.UserDeregistered; f != nil && ev == nil {
 		f(*u)
 	}
 	if len(l.mu.users) == 0 {
-		l.epoch.Add(1)
+		l.changedLocked(ChangelogOff)
 		l.opts.Logger.Info("changelog_off", "device", l.opts.Device)
 		if f := l.opts.Events.ChangelogOff; f != nil {
 			f()
@@ -274,9 +274,8 @@ func (l *Log) removeUserLocked(u *changelog.User, ev *changelog.EvictedError) (u
 // (ErrBehind, ENOENT as in Lustre's mdd_changelog_clear, where no user
 // record was updated) and changes nothing: the point never goes back and
 // the user is never lost. end equal to the user's point succeeds and only
-// refreshes the user's idle time. Every successful clear starts a new
-// time-record dedup epoch (Lustre resets mc_starttime on each one), even
-// when nothing is purged.
+// refreshes the user's idle time. Every successful clear is reported to
+// OnStateChange (UserCleared), even when nothing is purged.
 func (l *Log) Clear(ref string, end changelog.Index) (changelog.User, error) {
 	u, seq, err := l.clear(ref, end)
 	if err != nil || seq == 0 {
@@ -325,7 +324,7 @@ func (l *Log) clear(ref string, end changelog.Index) (changelog.User, uint64, er
 		*u, l.mu.purged, l.mu.anchor = old, oldPurged, oldAnchor
 		return changelog.User{}, 0, err
 	}
-	l.epoch.Add(1)
+	l.changedLocked(UserCleared)
 	return nu, seq, nil
 }
 

@@ -446,8 +446,8 @@ func defaultSocket() string {
 	return client.FallbackSocket
 }
 
-// changelogEvents turns changelog events into logs and metrics. They run
-// with the changelog's lock held: no call back into the log.
+// changelogEvents turns changelog events into logs and metrics. They make
+// no call back into the log (most run with its lock held).
 func changelogEvents(log *slog.Logger, met *metrics) store.EventListener {
 	return store.EventListener{
 		UserRegistered: func(u changelog.User) {
