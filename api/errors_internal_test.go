@@ -55,7 +55,7 @@ func TestToStatus(t *testing.T) {
 		{&nodemap.PropertyError{Property: "p", Err: nodemap.ErrNotPermitted}, codes.PermissionDenied, "EPERM", syscall.EPERM},
 		{argError("bad %s", "x"), codes.InvalidArgument, "EINVAL", syscall.EINVAL},
 		{fmt.Errorf("%w 'x'", ErrUnknownDevice), codes.NotFound, "ENOENT", syscall.ENOENT},
-		{fmt.Errorf("%w: caller", ErrPermission), codes.PermissionDenied, "EACCES", syscall.EACCES},
+		{fmt.Errorf("%w: caller", ErrPermission), codes.PermissionDenied, "EPERM", syscall.EPERM},
 		{&mdt.PathError{Op: "rmdir", Path: "/", Err: mdt.ErrBusy}, codes.FailedPrecondition, "EBUSY", syscall.EBUSY},
 		{nodemap.ErrOverlap, codes.AlreadyExists, "EEXIST", syscall.EEXIST},
 		{&changelog.BehindError{}, codes.NotFound, "ENOENT", syscall.ENOENT},

@@ -339,9 +339,9 @@ func Open(dir string, opts *Options) (*MDT, error) {
 		// Every change of the users or the retained records starts a
 		// new time-record dedup epoch.
 		OnStateChange: func(store.StateChange) { m.epoch.Add(1) },
-		Defaults:  o.ChangelogDefaults,
-		KeyFile:   o.ChangelogKeyFile,
-		NoChain:   o.ChangelogNoChain,
+		Defaults:      o.ChangelogDefaults,
+		KeyFile:       o.ChangelogKeyFile,
+		NoChain:       o.ChangelogNoChain,
 	})
 	if err != nil {
 		return fail(err)
