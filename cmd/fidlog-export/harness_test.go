@@ -39,6 +39,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	cmd := exec.Command("go", "build", "-o", dir+"/", "../mdtd", "../lfs", ".")
+	if os.Getenv("FIDLOG_EXPORT_RACE") != "" { // the exporter itself under the race detector
+		cmd = exec.Command("sh", "-c", "go build -o "+dir+"/ ../mdtd ../lfs && go build -race -o "+dir+"/ .")
+	}
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "fidlog-export: building mdtd, lfs and fidlog-export failed: %v\n", err)

@@ -12,6 +12,16 @@
 // sink and clears the changelog only up to the highest index every sink
 // has committed. See the README's "Exporting the audit trail" section.
 //
+// Invariants: a device's changelog is cleared only up to the highest index
+// every sink has committed (fsync, PubAck, flushed and live connection);
+// each device's records reach each sink in index order, and a sink that
+// already holds a record (a file sink reads its files back at start) is not
+// sent it again. One goroutine (exporter.run) owns the pending batch, the
+// sinks and the clear points; one goroutine per MDT follows its changelog
+// and blocks while the sinks are behind; a watcher samples lag and notices
+// eviction. exporter.mu only guards the copies the watcher reads; it is
+// never held across I/O.
+//
 // Exit codes: 0 after SIGINT or SIGTERM (pending records delivered and
 // cleared), 1 on a runtime failure, 2 on a bad flag, target or sink URL
 // (nothing was started), 3 when an MDT's changelog GC evicted the user
