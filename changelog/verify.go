@@ -367,7 +367,7 @@ func (v *Verifier) JSONLine(line []byte) error {
 		if err != nil {
 			return v.fail(v.prevIdx+1, ProblemChanged, "checkpoint line: %v", err)
 		}
-		if want, _ := ItemJSON(raw); !bytes.Equal(want, bytes.TrimSpace(line)) {
+		if want, err := ItemJSON(raw); err != nil || !bytes.Equal(want, bytes.TrimSpace(line)) {
 			return v.fail(v.prevIdx+1, ProblemChanged, "checkpoint line %d: its fields differ from its raw encoding", ck.Seq)
 		}
 		return v.Checkpoint(ck)
@@ -384,7 +384,7 @@ func (v *Verifier) JSONLine(line []byte) error {
 		if err != nil {
 			return v.fail(v.prevIdx+1, ProblemChanged, "anchor line: %v", err)
 		}
-		if want, _ := ItemJSON(AppendAnchor(nil, Anchor{Index: Index(aj.Index), Hash: h})); !bytes.Equal(want, bytes.TrimSpace(line)) {
+		if want, err := ItemJSON(AppendAnchor(nil, Anchor{Index: Index(aj.Index), Hash: h})); err != nil || !bytes.Equal(want, bytes.TrimSpace(line)) {
 			return v.fail(v.prevIdx+1, ProblemChanged, "anchor line is not in its canonical form")
 		}
 		return v.Anchor(Anchor{Index: Index(aj.Index), Hash: h})
@@ -406,9 +406,12 @@ func (v *Verifier) JSONLine(line []byte) error {
 		expect = r.Index
 	}
 	// Every field the line shows must be what the raw encoding says.
-	want, _ := json.Marshal(r.JSONRaw(raw))
 	var wantMap map[string]json.RawMessage
-	_ = json.Unmarshal(want, &wantMap)
+	if want, err := json.Marshal(r.JSONRaw(raw)); err != nil {
+		return fmt.Errorf("changelog: rendering record %d: %w", r.Index, err)
+	} else if err := json.Unmarshal(want, &wantMap); err != nil {
+		return fmt.Errorf("changelog: rendering record %d: %w", r.Index, err)
+	}
 	for k, got := range probe {
 		w, known := wantMap[k]
 		if !known {
@@ -451,9 +454,9 @@ func jsonEqual(a, b json.RawMessage) bool {
 	if dx.Decode(&x) != nil || dy.Decode(&y) != nil {
 		return false
 	}
-	xb, _ := json.Marshal(x)
-	yb, _ := json.Marshal(y)
-	return bytes.Equal(xb, yb)
+	xb, errx := json.Marshal(x)
+	yb, erry := json.Marshal(y)
+	return errx == nil && erry == nil && bytes.Equal(xb, yb)
 }
 
 // ItemJSON returns the NDJSON line (no newline) of a stream element for a

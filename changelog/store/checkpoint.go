@@ -60,10 +60,12 @@ func (l *Log) loadKey() error {
 			if err := os.Rename(path+".new", path); err != nil {
 				return err
 			}
-			syncDir(filepath.Dir(path))
+			if err := syncDir(filepath.Dir(path)); err != nil {
+				return err
+			}
 			l.opts.Logger.Info("changelog_key_rotation_finished", "device", l.opts.Device)
-		} else {
-			_ = os.Remove(path + ".new")
+		} else if err := os.Remove(path + ".new"); err != nil {
+			return err
 		}
 	}
 	key, err := readKeyFile(path)
@@ -125,25 +127,24 @@ func writeKeyFile(path string, key ed25519.PrivateKey) error {
 		return err
 	}
 	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-		f.Close()
-		return err
+		return errors.Join(err, f.Close())
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+		return errors.Join(err, f.Close())
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	syncDir(filepath.Dir(path))
-	return nil
+	return syncDir(filepath.Dir(path))
 }
 
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
+// syncDir makes a rename or create in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
 	}
+	return errors.Join(d.Sync(), d.Close())
 }
 
 // PublicKey returns the checkpoint signing key's public half, nil when
@@ -177,7 +178,9 @@ func (l *Log) RotateKey() (ed25519.PublicKey, error) {
 		return nil, err
 	}
 	tmp := l.opts.KeyFile + ".new"
-	_ = os.Remove(tmp)
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: removing a stale new key: %v", changelog.ErrIO, err)
+	}
 	if err := writeKeyFile(tmp, key); err != nil {
 		return nil, fmt.Errorf("%w: writing the new key: %v", changelog.ErrIO, err)
 	}
@@ -185,7 +188,9 @@ func (l *Log) RotateKey() (ed25519.PublicKey, error) {
 		if err := os.Rename(tmp, l.opts.KeyFile); err != nil {
 			return err
 		}
-		syncDir(filepath.Dir(l.opts.KeyFile))
+		if err := syncDir(filepath.Dir(l.opts.KeyFile)); err != nil {
+			return err
+		}
 		l.key = key
 		return nil
 	}); err != nil {
@@ -229,7 +234,7 @@ func (l *Log) checkpoint(kind changelog.CheckpointKind, next ed25519.PublicKey, 
 	}
 	c.Position = l.mu.current + 1
 	b := l.db.NewBatch()
-	defer b.Close()
+	defer closeBatch(b)
 	err := b.Set(l.keys.checkpoint(c.Position, c.Seq), c.AppendEncode(nil), nil)
 	if err == nil {
 		err = l.putJSON(b, l.keys.meta("checkpoint"), ckState{Seq: c.Seq, Index: c.Index, Signer: signer})

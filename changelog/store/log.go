@@ -351,9 +351,8 @@ func (l *Log) recordHash(idx changelog.Index) (changelog.Hash, error) {
 	if err != nil {
 		return changelog.Hash{}, fmt.Errorf("%w: reading record %d: %v", changelog.ErrIO, idx, err)
 	}
-	defer closer.Close()
-	h, _ := changelog.StoredHash(val)
-	return h, nil
+	h, _ := changelog.StoredHash(val) // a record without a trailer has the zero hash
+	return h, closer.Close()
 }
 
 func hashText(h changelog.Hash) string {

@@ -73,7 +73,7 @@ func (l *Log) Scan(ctx context.Context, o ReadOptions, fn func(Entry) error) (ne
 		// the iterators' views.
 		if it, err = l.db.NewIter(nil); err == nil {
 			if ckit, err = l.db.NewIter(nil); err != nil {
-				it.Close()
+				err = errors.Join(err, it.Close())
 				it = nil
 			}
 		}
@@ -86,7 +86,11 @@ func (l *Log) Scan(ctx context.Context, o ReadOptions, fn func(Entry) error) (ne
 		return o.Start, err
 	}
 	if ckit != nil {
-		defer ckit.Close()
+		defer func() {
+			if cerr := ckit.Close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
 	}
 	if it == nil {
 		if it, err = l.db.NewIter(nil); err != nil {

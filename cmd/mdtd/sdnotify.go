@@ -38,7 +38,6 @@ func (n *notifier) notify(assignments ...string) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
 	_, err = c.Write([]byte(strings.Join(assignments, "\n") + "\n"))
-	return err
+	return errors.Join(err, c.Close())
 }
