@@ -113,6 +113,12 @@ func TestJetStreamOutage(t *testing.T) {
 	waitFor(t, 30*time.Second, "lag reported", func() bool {
 		return metric(t, addr, `fidlog_export_lag_records{device="`+s.device+`"}`) == 50
 	})
+	if got := metric(t, addr, `fidlog_export_lag_seconds{device="`+s.device+`"}`); got <= 0 {
+		t.Errorf("lag seconds %v while the sink is down", got)
+	}
+	if got := metric(t, addr, "fidlog_export_sink_up"+label); got != 0 {
+		t.Errorf("sink_up %v while the sink is down", got)
+	}
 	ns.start()
 	want := currentIndex(t, s, c)
 	waitFor(t, 60*time.Second, "catching up", func() bool { return userIndex(t, s, c, "audit") == want })
@@ -349,4 +355,29 @@ func TestMutualTLS(t *testing.T) {
 		t.Errorf("the refusal does not name the target:\n%s", bad.Output())
 	}
 	t.Logf("without a client certificate: %s", strings.TrimSpace(bad.Output()))
+}
+
+// TestMDTKilled: mdtd killed with SIGKILL and restarted under the exporter:
+// it reconnects, resumes after the last record it handled, and the files
+// hold every record once.
+func TestMDTKilled(t *testing.T) {
+	s := startMDT(t)
+	out := filepath.Join(shortTempDir(t), "audit")
+	x := startProc(t, "fidlog-export", "--mdt", s.target(), "--interval", "50ms", "--max-backoff", "300ms",
+		"--sink", "file://"+out+"?format=ndjson")
+	c := s.client(t)
+	if _, err := c.Namespace.Mkdir(ctxT(t), &mdtv1.MkdirRequest{Path: "/d", Mode: 0o755}); err != nil {
+		t.Fatal(err)
+	}
+	createFiles(t, c, "/d", "a", 100)
+	s.Kill()
+	s.start()
+	c = s.client(t)
+	createFiles(t, c, "/d", "b", 100)
+	want := currentIndex(t, s, c)
+	waitFor(t, 60*time.Second, "all cleared after the MDT restart", func() bool { return userIndex(t, s, c, "fidlog-export") == want })
+	if code := x.Stop(); code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, x.Output())
+	}
+	checkExactlyOnce(t, formats["ndjson"], dirLines(t, out, ".ndjson"), map[string]changelog.Index{s.device: want})
 }
