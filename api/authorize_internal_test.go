@@ -52,7 +52,9 @@ func authServer(t testing.TB, n int) *Server {
 	return s
 }
 
-func withCaller(c caller) context.Context { return context.WithValue(context.Background(), callerKey{}, c) }
+func withCaller(c caller) context.Context {
+	return context.WithValue(context.Background(), callerKey{}, c)
+}
 
 // TestAuthorize checks who may read, clear and administer the changelog.
 func TestAuthorize(t *testing.T) {

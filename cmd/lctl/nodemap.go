@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -244,7 +243,7 @@ func (a *app) nodemapModifyCmd(name string) *cobra.Command {
 			return cli.Usage(cmd, "error: %s: nodemap_modify invalid property: %s", op, prop)
 		}
 		if strings.HasPrefix(prop, "squash_") {
-			if v, err := strconv.ParseUint(value, 0, 32); err == nil && v == 0 {
+			if v, err := cli.ParseUint(value, 1<<32-1); err == nil && v == 0 {
 				fmt.Fprintf(a.stderr, "error: %s: cannot squash to ID 0 on nodemap '%s': %s\n", op, nm, cli.Strerror(cli.EINVAL))
 				return cli.Exit(cli.EINVAL)
 			}

@@ -36,16 +36,19 @@ func newChangelogCmd(a *app) *cobra.Command {
 			return cli.Usage(cmd, "lfs changelog: mdtname must be specified")
 		}
 		// Like Lustre's lfs_changelog, arguments after ENDREC are ignored.
-		var start, end int64
-		if len(args) > 1 {
-			if start = strtoll(args[1]); start < 0 {
-				return cli.Usage(cmd, "lfs changelog: bad startrec")
+		// Record numbers are whole decimal numbers (cli.ParseUint): a typo
+		// is EINVAL, never a silent 0.
+		var start, end uint64
+		for i, p := range []*uint64{&start, &end} {
+			if len(args) <= i+1 {
+				break
 			}
-		}
-		if len(args) > 2 {
-			if end = strtoll(args[2]); end < 0 {
-				return cli.Usage(cmd, "lfs changelog: bad endrec")
+			n, err := cli.ParseUint(args[i+1], 1<<63-1)
+			if err != nil {
+				fmt.Fprintf(a.stderr, "lfs changelog: invalid %s: %v\n", []string{"startrec", "endrec"}[i], err)
+				return cli.Exit(cli.EINVAL)
 			}
+			*p = n
 		}
 		if output != "text" && output != "json" {
 			return cli.Usage(cmd, "lfs changelog: invalid output format '%s' (text or json)", output)

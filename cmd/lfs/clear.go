@@ -33,9 +33,12 @@ func newChangelogClearCmd(a *app) *cobra.Command {
 			return cli.Usage(cmd, "")
 		}
 		device, id := args[0], args[1]
-		end := strtoll(args[2])
-		if end < 0 {
-			return cli.Usage(cmd, "changelog_clear: bad endrec '%s'", args[2])
+		// Only a literal 0 means "up to the current index": anything that
+		// is not a whole decimal number is EINVAL and clears nothing.
+		end, err := cli.ParseUint(args[2], 1<<63-1)
+		if err != nil {
+			fmt.Fprintf(a.stderr, "lfs changelog_clear: invalid endrec: %v\n", err)
+			return cli.Exit(cli.EINVAL)
 		}
 		errno, evicted := 0, ""
 		user, _, _ := strings.Cut(id, "-")

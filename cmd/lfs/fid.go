@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -40,12 +39,8 @@ func newFid2PathCmd(a *app) *cobra.Command {
 		}
 		link := -1
 		if cmd.Flags().Changed("link") {
-			// strtol(optarg, &end, 10) with nothing left over and >= 0.
-			n, err := strconv.ParseInt(strings.TrimLeft(linkText, " \t\n\v\f\r"), 10, 32)
-			if strings.TrimSpace(linkText) == "" {
-				n, err = 0, nil
-			}
-			if err != nil || n < 0 {
+			n, err := cli.ParseUint(linkText, 1<<31-1)
+			if err != nil {
 				return cli.Usage(cmd, "lfs fid2path: invalid linkno '%s'", linkText)
 			}
 			link = int(n)

@@ -59,7 +59,8 @@ func TestChangelog(t *testing.T) {
 		{Args: []string{"changelog", dev}, Stdout: "re:" + rec1 + rec2 + rec3 + rec4 + rec5},
 		{Args: []string{"changelog", dev, "2", "3"}, Stdout: "re:" + rec2 + rec3},
 		{Args: []string{"changelog", dev, "4"}, Stdout: "re:" + rec4 + rec5},
-		{Args: []string{"changelog", dev, "abc", "1"}, Stdout: "re:" + rec1},
+		{Args: []string{"changelog", dev, "abc", "1"}, Code: 22, Stderr: "lfs changelog: invalid startrec: 'abc' is not a whole decimal number\n"},
+		{Args: []string{"changelog", dev, "1", "0x3"}, Code: 22, Stderr: "lfs changelog: invalid endrec: '0x3' is not a whole decimal number\n"},
 		{Args: []string{"changelog", "--mask", "RMDIR,UNLNK", dev}, Stdout: "re:" + rec4 + rec5},
 		{Args: []string{"changelog", "-m", "-MKDIR", dev, "1", "3"}, Stdout: "re:" + rec2},
 		{Args: []string{"changelog", dev, "6"}},
@@ -67,8 +68,8 @@ func TestChangelog(t *testing.T) {
 		{Args: []string{"changelog"}, Code: 4, Stdout: help, Stderr: "lfs changelog: mdtname must be specified\n"},
 		// lfs_changelog ignores arguments after ENDREC.
 		{Args: []string{"changelog", dev, "2", "3", "junk"}, Stdout: "re:" + rec2 + rec3},
-		{Args: []string{"changelog", dev, "--", "-1"}, Code: 4, Stdout: help, Stderr: "lfs changelog: bad startrec\n"},
-		{Args: []string{"changelog", dev, "1", "--", "-2"}, Code: 4, Stdout: help, Stderr: "lfs changelog: bad endrec\n"},
+		{Args: []string{"changelog", dev, "--", "-1"}, Code: 22, Stderr: "lfs changelog: invalid startrec: '-1' is not a whole decimal number\n"},
+		{Args: []string{"changelog", dev, "1", "--", "-2"}, Code: 22, Stderr: "lfs changelog: invalid endrec: '-2' is not a whole decimal number\n"},
 		// llapi_convert_str2mask's error, lfs's, then CMD_HELP.
 		{Args: []string{"changelog", "--mask", "CREATE", dev}, Code: 4, Stdout: help,
 			Stderr: "lfs changelog: unknown mask 'CREATE'.\nmask usage: [+|-]<all|type> ...: Invalid argument (22)\n" +
@@ -93,7 +94,19 @@ func TestChangelogClear(t *testing.T) {
 			"changelog_clear: no changelog user: cl7\n"},
 		{Args: []string{"changelog_clear", dev, "1", "0"}, Code: 22, Stderr: "lfs changelog_clear: cannot purge records for '1': Invalid argument (22)\n" +
 			"changelog_clear: record out of range: 0\n"},
-		{Args: []string{"changelog_clear", dev, "cl1", "-1"}, Code: 4, Stdout: help, Stderr: "changelog_clear: bad endrec '-1'\n"},
+		// No typo purges the audit: only a whole decimal number is an
+		// end record, and a bad one clears nothing (the next read shows
+		// every record).
+		{Args: []string{"changelog_clear", dev, "cl1", "-1"}, Code: 22, Stderr: "lfs changelog_clear: invalid endrec: '-1' is not a whole decimal number\n"},
+		{Args: []string{"changelog_clear", dev, "cl1", "abc"}, Code: 22, Stderr: "lfs changelog_clear: invalid endrec: 'abc' is not a whole decimal number\n"},
+		{Args: []string{"changelog_clear", dev, "cl1", "12x"}, Code: 22, Stderr: "lfs changelog_clear: invalid endrec: '12x' is not a whole decimal number\n"},
+		{Args: []string{"changelog_clear", dev, "cl1", "1e3"}, Code: 22, Stderr: "lfs changelog_clear: invalid endrec: '1e3' is not a whole decimal number\n"},
+		{Args: []string{"changelog_clear", dev, "cl1", "0x10"}, Code: 22, Stderr: "lfs changelog_clear: invalid endrec: '0x10' is not a whole decimal number\n"},
+		{Args: []string{"changelog_clear", dev, "cl1", "0b11"}, Code: 22, Stderr: "lfs changelog_clear: invalid endrec: '0b11' is not a whole decimal number\n"},
+		{Args: []string{"changelog_clear", dev, "cl1", "1_000"}, Code: 22, Stderr: "lfs changelog_clear: invalid endrec: '1_000' is not a whole decimal number\n"},
+		{Args: []string{"changelog_clear", dev, "cl1", ""}, Code: 22, Stderr: "lfs changelog_clear: invalid endrec: '' is not a whole decimal number\n"},
+		{Args: []string{"changelog_clear", dev, "cl1", "99999999999999999999"}, Code: 22, Stderr: "lfs changelog_clear: invalid endrec: '99999999999999999999' is out of range (at most 9223372036854775807)\n"},
+		{Args: []string{"changelog", dev}, Stdout: "re:" + rec1 + rec2 + rec3 + rec4 + rec5},
 		{Args: []string{"changelog_clear", dev, "cl1"}, Code: 4, Stdout: help},
 		{Args: []string{"changelog_clear", dev, "cl1-x", "3"}},
 		{Args: []string{"changelog", dev}, Stdout: "re:" + rec4 + rec5},
@@ -168,13 +181,5 @@ func TestConnectionRefused(t *testing.T) {
 	}
 	if want := "cannot connect to MDT server 'unix:"; !bytes.Contains(errb.Bytes(), []byte(want)) {
 		t.Errorf("stderr %q lacks %q", errb.String(), want)
-	}
-}
-
-func TestStrtoll(t *testing.T) {
-	for in, want := range map[string]int64{"": 0, "abc": 0, "12abc": 12, " 7": 7, "-3": -3, "+4": 4, "99999999999999999999": 1<<63 - 1} {
-		if got := strtoll(in); got != want {
-			t.Errorf("strtoll(%q) = %d, want %d", in, got, want)
-		}
 	}
 }

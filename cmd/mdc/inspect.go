@@ -210,8 +210,8 @@ func (a *app) openCmd() *cobra.Command {
 		set(exec, mdtv1.OpenFlag_OPEN_FLAG_EXEC)
 		mode := 0o666 &^ umask()
 		if modeText != "" {
-			m, err := strconv.ParseUint(modeText, 8, 32)
-			if err != nil || m > 0o7777 {
+			m, err := cli.ParseOctal(modeText, 0o7777)
+			if err != nil {
 				a.conn.Close()
 				return cli.Usage(cmd, "mdc open: invalid mode '%s'", modeText)
 			}
@@ -231,7 +231,7 @@ func (a *app) closeCmd() *cobra.Command {
 	cmd := a.verb("close HANDLE...", "Close handles printed by 'mdc open' (CLOSE per the audit rules)", cobra.MinimumNArgs(1), nil)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		return a.done(a.each(args, func(h string) error {
-			n, err := strconv.ParseUint(h, 10, 64)
+			n, err := cli.ParseUint(h, 1<<64-1)
 			if err != nil || n == 0 {
 				fmt.Fprintf(a.stderr, "mdc: close %s: %s\n", h, cli.Strerror(cli.EBADF))
 				if a.rc == 0 {

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -60,8 +59,8 @@ func (a *app) mkdirCmd() *cobra.Command {
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		mode := 0o777 &^ umask()
 		if modeText != "" {
-			m, err := strconv.ParseUint(modeText, 8, 32)
-			if err != nil || m > 0o7777 {
+			m, err := cli.ParseOctal(modeText, 0o7777)
+			if err != nil {
 				a.conn.Close()
 				return cli.Usage(cmd, "mdc mkdir: invalid mode '%s'", modeText)
 			}
@@ -154,8 +153,8 @@ func (a *app) mknodCmd() *cobra.Command {
 		usage := func(f string, x ...any) error { a.conn.Close(); return cli.Usage(cmd, "mdc mknod: "+f, x...) }
 		perm := 0o666 &^ umask()
 		if modeText != "" {
-			m, err := strconv.ParseUint(modeText, 8, 32)
-			if err != nil || m > 0o7777 {
+			m, err := cli.ParseOctal(modeText, 0o7777)
+			if err != nil {
 				return usage("invalid mode '%s'", modeText)
 			}
 			perm = uint32(m)
@@ -179,8 +178,8 @@ func (a *app) mknodCmd() *cobra.Command {
 			if len(args) != 4 {
 				return usage("Special files require major and minor device numbers.")
 			}
-			maj, err1 := strconv.ParseUint(args[2], 0, 32)
-			min, err2 := strconv.ParseUint(args[3], 0, 32)
+			maj, err1 := cli.ParseUint(args[2], 1<<32-1)
+			min, err2 := cli.ParseUint(args[3], 1<<32-1)
 			if err1 != nil || err2 != nil {
 				return usage("invalid device number '%s %s'", args[2], args[3])
 			}
@@ -265,8 +264,8 @@ func (a *app) mvCmd() *cobra.Command {
 func (a *app) chmodCmd() *cobra.Command {
 	cmd := a.verb("chmod MODE PATH...", "Change permission bits (SATTR)", cobra.MinimumNArgs(2), nil)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		m, err := strconv.ParseUint(args[0], 8, 32)
-		if err != nil || m > 0o7777 {
+		m, err := cli.ParseOctal(args[0], 0o7777)
+		if err != nil {
 			a.conn.Close()
 			return cli.Usage(cmd, "mdc chmod: invalid mode: '%s' (octal modes only)", args[0])
 		}
@@ -294,7 +293,7 @@ func (a *app) chownCmd() *cobra.Command {
 			return cli.Usage(cmd, "mdc chown: invalid spec: '%s' (numeric UID[:GID])", args[0])
 		}
 		if us != "" {
-			u, err := strconv.ParseUint(us, 10, 32)
+			u, err := cli.ParseUint(us, 1<<32-1)
 			if err != nil {
 				return bad()
 			}
@@ -302,7 +301,7 @@ func (a *app) chownCmd() *cobra.Command {
 			req.Uid = &v
 		}
 		if hasG && gs != "" {
-			g, err := strconv.ParseUint(gs, 10, 32)
+			g, err := cli.ParseUint(gs, 1<<32-1)
 			if err != nil {
 				return bad()
 			}
@@ -343,7 +342,7 @@ func parseSize(s string) (uint64, bool) {
 		}
 		break
 	}
-	v, err := strconv.ParseUint(s, 10, 64)
+	v, err := cli.ParseUint(s, 1<<64-1)
 	if err != nil || (mult > 1 && v > (1<<64-1)/mult) {
 		return 0, false
 	}

@@ -36,7 +36,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -50,6 +49,7 @@ import (
 	"github.com/fidlog/fidlog/api/client"
 	"github.com/fidlog/fidlog/changelog"
 	"github.com/fidlog/fidlog/changelog/store"
+	"github.com/fidlog/fidlog/cmd/internal/cli"
 	"github.com/fidlog/fidlog/cmd/internal/gctune"
 	"github.com/fidlog/fidlog/mdt"
 )
@@ -154,7 +154,7 @@ identity. A bare "mdtd" serves the socket only.`,
 	cmd.SetErr(stderr)
 	f := cmd.Flags()
 	f.StringVar(&cfg.fsname, "fsname", "lustre", "file system name (at most 8 characters)")
-	f.Uint32Var(&cfg.index, "index", 0, "MDT index")
+	f.Var(cli.NewUint32Value(&cfg.index, 0), "index", "MDT index")
 	f.StringVar(&cfg.data, "data", "./mdt-data", "data directory (Pebble store)")
 	f.StringVar(&cfg.listen, "listen", "", "TCP address to serve on (port 0: any free port); needs --tls-cert, --tls-key and --tls-client-ca, or --insecure (default: no TCP)")
 	f.StringVar(&cfg.socket, "socket", "", "unix socket path (default "+client.DefaultSocket+", else "+client.FallbackSocket+"); \"none\": no socket")
@@ -237,8 +237,8 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 	if cfg.listen == "" && cfg.socket == "none" {
 		return errors.New("nothing to serve on: no --listen and --socket is none")
 	}
-	mode, err := strconv.ParseUint(cfg.socketMode, 8, 32)
-	if err != nil || mode > 0o777 {
+	mode, err := cli.ParseOctal(cfg.socketMode, 0o777)
+	if err != nil {
 		return fmt.Errorf("invalid --socket-mode '%s': want octal permissions such as 0666 or 0660", cfg.socketMode)
 	}
 	dd, err := prepareDataDir(cfg.data)

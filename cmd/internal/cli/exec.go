@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -161,9 +160,9 @@ func ParseIDList(s string) ([]uint32, error) {
 	}
 	var out []uint32
 	for _, f := range strings.Split(s, ",") {
-		v, err := strconv.ParseUint(strings.TrimSpace(f), 10, 32)
+		v, err := ParseUint(strings.TrimSpace(f), 1<<32-1)
 		if err != nil {
-			return nil, fmt.Errorf("invalid group id '%s'", f)
+			return nil, fmt.Errorf("invalid group id: %w", err)
 		}
 		out = append(out, uint32(v))
 	}
