@@ -49,6 +49,7 @@ func authServer(t testing.TB, n int) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(s.Stop)
 	return s
 }
 
