@@ -211,6 +211,24 @@ type JSONRecord struct {
 	// Raw is the stored encoding in standard base64, set only when asked
 	// for (JSONRaw): with it an exported line can be verified offline.
 	Raw string `json:"raw,omitempty"`
+	// DeniedOp and Errno unpack a DENY record's flags.
+	DeniedOp string `json:"denied_op,omitempty"`
+	Errno    uint16 `json:"errno,omitempty"`
+}
+
+// DenyFlags packs the flags of a DENY record as HSM records carry an error
+// and an event: the errno in bits 0-6 and the type of the refused
+// operation (MKDIR, UNLNK, SATTR, ...) in bits 7-11. A mkdir refused with
+// EACCES is 0x10d.
+func DenyFlags(op Type, errno uint16) uint16 {
+	return (uint16(op)&0x1f)<<7 | errno&0x7f
+}
+
+// Denied unpacks the flags of a DENY record: the refused operation and the
+// errno.
+func (r *Record) Denied() (op Type, errno uint16) {
+	f := r.Flags & FlagMask
+	return Type(f >> 7), f & 0x7f
 }
 
 // JSON returns the JSON view of r.
@@ -246,6 +264,10 @@ func (r *Record) JSON() JSONRecord {
 	}
 	if r.ExtraFlags&ExtraXattr != 0 {
 		j.Xattr = r.XattrName
+	}
+	if r.Type == CLDenied {
+		op, errno := r.Denied()
+		j.DeniedOp, j.Errno = op.String(), errno
 	}
 	if !r.Hash.IsZero() {
 		j.Hash = r.Hash.String()

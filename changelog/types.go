@@ -35,16 +35,23 @@ const (
 	CLResync     Type = 22 // RESYNC: mirrored file resynced
 	CLGetxattr   Type = 23 // GXATR: xattr read (audit)
 	CLDeniedOpen Type = 24 // NOPEN: open denied (audit)
+	// CLDenied is fidlog's own type, after Lustre's last: a namespace
+	// operation refused for permission (EACCES or EPERM), with the
+	// operation and the errno in its flags (DenyFlags). Not in DefMask,
+	// nor in ALL (Lustre's 25 types): a consumer asks for it by name.
+	CLDenied Type = 25 // DENY: operation refused for permission (audit)
 
-	// NumTypes is the number of record types (CL_LAST).
-	NumTypes = 25
+	// NumLustreTypes is the number of Lustre's record types (CL_LAST).
+	NumLustreTypes = 25
+	// NumTypes is the number of record types, fidlog's DENY included.
+	NumTypes = 26
 )
 
 var typeNames = [NumTypes]string{
 	"MARK", "CREAT", "MKDIR", "HLINK", "SLINK", "MKNOD", "UNLNK", "RMDIR",
 	"RENME", "RNMTO", "OPEN", "CLOSE", "LYOUT", "TRUNC", "SATTR", "XATTR",
 	"HSM", "MTIME", "CTIME", "ATIME", "MIGRT", "FLRW", "RESYNC", "GXATR",
-	"NOPEN",
+	"NOPEN", "DENY",
 }
 
 // String returns the name lfs changelog prints for t ("CREAT", "RENME", ...).
@@ -55,7 +62,7 @@ func (t Type) String() string {
 	return fmt.Sprintf("TYPE%d", uint8(t))
 }
 
-// Valid reports whether t is one of the 25 defined types.
+// Valid reports whether t is one of the defined types (Lustre's 25 and DENY).
 func (t Type) Valid() bool { return int(t) < NumTypes }
 
 // Label returns the "%02d%-5s" form used in lfs changelog lines: "01CREAT",
@@ -79,8 +86,9 @@ type Mask uint32
 const (
 	// MinMask holds the types that cannot be masked: MARK.
 	MinMask Mask = 1 << CLMark
-	// AllMask holds all 25 types.
-	AllMask Mask = 1<<NumTypes - 1
+	// AllMask holds Lustre's 25 types (CHANGELOG_ALLMASK): the mask word
+	// ALL. fidlog's DENY is outside it and is asked for by name.
+	AllMask Mask = 1<<NumLustreTypes - 1
 	// DefMask is AllMask without ATIME, OPEN, GXATR and NOPEN.
 	DefMask Mask = AllMask &^ (1<<CLAtime | 1<<CLOpen | 1<<CLGetxattr | 1<<CLDeniedOpen)
 )

@@ -134,3 +134,28 @@ func FuzzParseMask(f *testing.F) {
 		}
 	})
 }
+
+// DENY is fidlog's type 25, after Lustre's last (CL_LAST = 25): the mask
+// grammar knows its name, and it is in neither DEFMASK nor ALL, so a
+// consumer gets it only by asking for it.
+func TestDenyType(t *testing.T) {
+	if CLDenied != NumLustreTypes || CLDenied.Label() != "25DENY " || !CLDenied.Valid() {
+		t.Fatalf("DENY: %d %q", CLDenied, CLDenied.Label())
+	}
+	if DefMask.Has(CLDenied) || AllMask.Has(CLDenied) || AllMask != 0x1FFFFFF {
+		t.Fatalf("DEFMASK %#x ALL %#x", DefMask, AllMask)
+	}
+	for s, want := range map[string]bool{"ALL": false, "ALL,DENY": true, "+deny": true, "DEFAULT": false, "-ALL": false, "NOPEN+DENY": true} {
+		m, err := ParseMask(s, DefMask)
+		if err != nil || m.Has(CLDenied) != want {
+			t.Errorf("ParseMask(%q) = %#x, %v; DENY %v", s, m, err, want)
+		}
+	}
+	if got := MaskOf(CLMark, CLDenied).String(); got != "MARK,DENY" {
+		t.Fatalf("String %q", got)
+	}
+	r := &Record{Type: CLDenied, Flags: DenyFlags(CLRename, 1)}
+	if op, errno := r.Denied(); op != CLRename || errno != 1 || r.Flags != 0x401 {
+		t.Fatalf("DenyFlags: %#x -> %v %d", r.Flags, op, errno)
+	}
+}

@@ -52,7 +52,11 @@ func (m *MDT) Setattr(ctx context.Context, c Cred, p string, s SetattrArgs) (Att
 		err = m.wait(pend)
 	}
 	if err != nil {
-		return Attr{}, pathErr("setattr", p, err)
+		op := changelog.CLSetattr
+		if s.Size != nil {
+			op = changelog.CLTrunc
+		}
+		return Attr{}, m.deny(ctx, c, denial{op: op, path: p}, pathErr("setattr", p, err))
 	}
 	return a, nil
 }

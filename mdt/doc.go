@@ -1,6 +1,7 @@
 // Package mdt is the metadata server of one MDT: a POSIX-like namespace
 // keyed by FID, its changelog (package changelog/store, records in package changelog) and the audit rules
-// (OPEN/CLOSE dedup, denied opens, GXATR, time-record dedup), nodemap
+// (OPEN/CLOSE dedup, denied opens, GXATR, time-record dedup, and fidlog's
+// own DENY records and access dedup window, audit.go), nodemap
 // identity mapping and the lctl parameter tree, all in one Pebble DB whose
 // key schema is in keys.go.
 //
@@ -36,9 +37,23 @@
 //   - FIDs are never reused: the allocator's sequence is synced before any
 //     FID of it is handed out (fid.Allocator).
 //   - Bounded state: open handles are capped (ENFILE); opener counters
-//     shrink at each last close; denied-open rate limits and the
-//     time-record dedup map are LRU-bounded (evicting an entry can only
-//     add a record, never lose one that is due).
+//     shrink at each last close; denied-open and DENY rate limits, the
+//     time-record dedup map and the dedup window's map are LRU-bounded
+//     (MaxAuditEntries each; evicting an entry can only add a record,
+//     never lose one that is due).
+//   - DENY (type 25, after Lustre's last): an operation refused with
+//     EACCES or EPERM (create, mkdir, mknod, symlink, link, unlink, rmdir,
+//     rename, setattr, setxattr, removexattr, and an open refused before
+//     its object's check) leaves a DENY record when DENY is in the
+//     effective mask and the caller is audited, at most once per
+//     operation, target and identity per changelog_deniednext seconds. It
+//     is written in its own batch after the refused operation released
+//     its locks; the operation fails with its errno either way.
+//   - Dedup window (changelog_dedup_window seconds, 0 = off): an OPEN,
+//     GXATR, NOPEN or DENY identical to one stored within the window (same
+//     type, target, identity, flags) is not stored, and a CLOSE whose OPEN
+//     was so suppressed is not either; changelog_dedup_suppressed counts
+//     them since the MDT was opened.
 //   - No error vanishes: a storage error is returned (ErrIO) and the batch
 //     is not committed; state that breaks a namespace invariant (an entry
 //     without its link record, an undecodable orphan key) is ErrCorrupt

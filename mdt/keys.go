@@ -46,6 +46,8 @@ var changelogPrefix = []byte{ksChangelog}
 const (
 	metaSeq        = "seq"
 	metaDeniedNext = "deniednext"
+	// metaDedupWindow holds changelog_dedup_window.
+	metaDedupWindow = "dedupwindow"
 )
 
 func fidKey(prefix byte, f fid.FID, extra int) []byte {

@@ -257,8 +257,17 @@ type MDT struct {
 	epoch atomic.Uint64
 	// deniedNext is changelog_deniednext in seconds.
 	deniedNext atomic.Uint32
-	closed     atomic.Bool
-	fail       storeFailure
+	// denyNext holds, per refused operation, when its next DENY is due
+	// (the last recorded one plus changelog_deniednext). Bounded.
+	denyNext *lru.Cache[denyKey, time.Time]
+	// dedupWindow is changelog_dedup_window in seconds (0: off);
+	// dedupSeen holds when each access record key was last stored
+	// (bounded); dedupSuppressed counts what the window suppressed.
+	dedupWindow     atomic.Uint32
+	dedupSeen       *lru.Cache[accessKey, time.Time]
+	dedupSuppressed atomic.Uint64
+	closed          atomic.Bool
+	fail            storeFailure
 
 	// mu is the namespace shape lock. Mutations hold it for reading plus
 	// the stripes of the objects they change, from the first read of the
@@ -280,6 +289,9 @@ type MDT struct {
 		handles map[uint64]*handle
 		// openers counts outstanding audited opens per key (OPEN dedup).
 		openers map[openKey]int
+		// quiet marks keys whose OPEN the dedup window suppressed: their
+		// last close records no CLOSE either.
+		quiet map[openKey]bool
 		// perFID counts open handles per object (keeps unlinked
 		// objects as orphans until the last close).
 		perFID map[fid.FID]int
@@ -359,8 +371,15 @@ func Open(dir string, opts *Options) (*MDT, error) {
 	if m.omu.denied, err = lru.New[openKey, time.Time](o.MaxAuditEntries); err != nil {
 		return fail(err)
 	}
+	if m.denyNext, err = lru.New[denyKey, time.Time](o.MaxAuditEntries); err != nil {
+		return fail(err)
+	}
+	if m.dedupSeen, err = lru.New[accessKey, time.Time](o.MaxAuditEntries); err != nil {
+		return fail(err)
+	}
 	m.omu.handles = make(map[uint64]*handle)
 	m.omu.openers = make(map[openKey]int)
+	m.omu.quiet = make(map[openKey]bool)
 	m.omu.perFID = make(map[fid.FID]int)
 	return m, nil
 }
@@ -412,7 +431,7 @@ func (m *MDT) initStore() error {
 		}
 		m.deniedNext.Store(uint32(n))
 	}
-	return nil
+	return m.loadDedupWindow()
 }
 
 // Close closes the changelog and the DB. Open handles are dropped (their

@@ -107,7 +107,7 @@ func (m *MDT) isEmptyDir(dir fid.FID) (bool, error) {
 // applied its umask).
 func (m *MDT) Mkdir(ctx context.Context, c Cred, p string, mode uint32) (Attr, error) {
 	a, _, err := m.mknode(ctx, c, p, TypeDir, mode, 0, "", false, 0)
-	return a, pathErr("mkdir", p, err)
+	return a, m.deny(ctx, c, denial{op: changelog.CLMkdir, path: p}, pathErr("mkdir", p, err))
 }
 
 // Create creates regular file p. If it exists, excl gives EEXIST; without
@@ -121,7 +121,7 @@ func (m *MDT) Create(ctx context.Context, c Cred, p string, mode uint32, excl bo
 // file (false when a non-exclusive create found it already there).
 func (m *MDT) CreateFile(ctx context.Context, c Cred, p string, mode uint32, excl bool) (Attr, bool, error) {
 	a, created, err := m.mknode(ctx, c, p, TypeReg, mode, 0, "", !excl, 0)
-	return a, created, pathErr("create", p, err)
+	return a, created, m.deny(ctx, c, denial{op: changelog.CLCreate, path: p}, pathErr("create", p, err))
 }
 
 // Mknod creates a special file (or a regular file for TypeReg). Device
@@ -136,7 +136,7 @@ func (m *MDT) Mknod(ctx context.Context, c Cred, p string, typ FileType, mode ui
 		rdev = 0
 	}
 	a, _, err := m.mknode(ctx, c, p, typ, mode, rdev, "", false, 0)
-	return a, pathErr("mknod", p, err)
+	return a, m.deny(ctx, c, denial{op: createType(typ), path: p}, pathErr("mknod", p, err))
 }
 
 // Symlink creates symlink p pointing at target (stored verbatim).
@@ -153,7 +153,7 @@ func (m *MDT) Symlink(ctx context.Context, c Cred, target, p string) (Attr, erro
 		}
 	}
 	a, _, err := m.mknode(ctx, c, p, TypeLnk, 0777, 0, target, false, 0)
-	return a, pathErr("symlink", p, err)
+	return a, m.deny(ctx, c, denial{op: changelog.CLSoftlink, path: p}, pathErr("symlink", p, err))
 }
 
 func createType(t FileType) changelog.Type {
@@ -296,7 +296,7 @@ func (m *MDT) Link(ctx context.Context, c Cred, oldPath, newPath string) (Attr, 
 	if err == nil {
 		err = m.wait(pend)
 	}
-	return a, pathErr("link", newPath, err)
+	return a, m.deny(ctx, c, denial{op: changelog.CLHardlink, path: newPath, src: oldPath}, pathErr("link", newPath, err))
 }
 
 func (m *MDT) linkLocked(cl *caller, ls *lockSet, oldPath string, comps []string) (*store.Pending, Attr, error) {
@@ -346,12 +346,12 @@ func (m *MDT) linkLocked(cl *caller, ls *lockSet, oldPath string, comps []string
 // flag 0x1 when the object lost its last link (also when it is still
 // open: it is then kept until the last close).
 func (m *MDT) Unlink(ctx context.Context, c Cred, p string) error {
-	return pathErr("unlink", p, m.remove(ctx, c, p, false))
+	return m.deny(ctx, c, denial{op: changelog.CLUnlink, path: p}, pathErr("unlink", p, m.remove(ctx, c, p, false)))
 }
 
 // Rmdir removes the empty directory p.
 func (m *MDT) Rmdir(ctx context.Context, c Cred, p string) error {
-	return pathErr("rmdir", p, m.remove(ctx, c, p, true))
+	return m.deny(ctx, c, denial{op: changelog.CLRmdir, path: p}, pathErr("rmdir", p, m.remove(ctx, c, p, true)))
 }
 
 func (m *MDT) remove(ctx context.Context, c Cred, p string, dir bool) error {
@@ -458,7 +458,7 @@ func (m *MDT) Rename(ctx context.Context, c Cred, src, dst string) error {
 	if err == nil {
 		err = m.wait(pend)
 	}
-	return pathErr("rename", src, err)
+	return m.deny(ctx, c, denial{op: changelog.CLRename, path: dst, src: src}, pathErr("rename", src, err))
 }
 
 func (m *MDT) renameLocked(cl *caller, ls *lockSet, src, dst string) (*store.Pending, error) {

@@ -12,6 +12,15 @@ import (
 	"github.com/fidlog/fidlog/fid"
 )
 
+// errNopen is the EACCES of an open refused by the object's permissions,
+// which NOPEN audits (other refusals of an open are DENY's).
+var errNopen error = &nopenError{}
+
+type nopenError struct{}
+
+func (*nopenError) Error() string { return ErrPermission.Error() }
+func (*nopenError) Unwrap() error { return ErrPermission }
+
 // openKey identifies openers for OPEN/CLOSE dedup and the denied-open rate
 // limit: one object, one mapped uid/gid, one mode ("r--", "rw-", "--x").
 type openKey struct {
@@ -100,7 +109,15 @@ func (m *MDT) Open(ctx context.Context, c Cred, p string, flags uint32, mode uin
 		err = werr
 	}
 	if err != nil {
-		return 0, Attr{}, pathErr("open", p, err)
+		err = pathErr("open", p, err)
+		if !errors.Is(err, errNopen) { // NOPEN audits the object's refusal
+			op := changelog.CLOpen
+			if flags&changelog.OpenCreate != 0 {
+				op = changelog.CLCreate
+			}
+			err = m.deny(ctx, c, denial{op: op, path: p}, err)
+		}
+		return 0, Attr{}, err
 	}
 	return h, a, nil
 }
@@ -155,11 +172,12 @@ func (m *MDT) openLocked(cl *caller, ls *lockSet, p string, flags, mode uint32) 
 		}
 		if !permitted(&cl.id, obj, want) || flags&changelog.OpenExec != 0 && obj.Type != TypeReg {
 			pend := m.deniedLocked(cl, obj.FID, flags)
-			return 0, Attr{}, pend, ErrPermission
+			return 0, Attr{}, pend, errNopen
 		}
 	}
 	key := openKey{fid: obj.FID, uid: cl.id.UID, gid: cl.id.GID, mode: changelog.ModeString(flags)}
 	counted := m.wants(cl, changelog.CLOpen)
+	quiet := false // the dedup window suppressed this key's OPEN
 	if counted {
 		m.omu.Lock()
 		first := m.omu.openers[key] == 0
@@ -168,6 +186,10 @@ func (m *MDT) openLocked(cl *caller, ls *lockSet, p string, flags, mode uint32) 
 			if rec := t.record(changelog.CLOpen, obj.FID, fid.Zero, ""); rec != nil {
 				rec.Flags = uint16(flags) & changelog.FlagMask
 				rec.OpenFlags = flags
+				if !m.dedupDue(rec) {
+					t.unrecord(rec)
+					quiet = true
+				}
 			}
 		}
 	}
@@ -186,6 +208,9 @@ func (m *MDT) openLocked(cl *caller, ls *lockSet, p string, flags, mode uint32) 
 	m.omu.handles[h] = &handle{key: key, flags: flags, counted: counted}
 	m.omu.perFID[obj.FID]++
 	if counted {
+		if m.omu.openers[key] == 0 && quiet {
+			m.omu.quiet[key] = true
+		}
 		m.omu.openers[key]++
 	}
 	m.omu.Unlock()
@@ -217,6 +242,9 @@ func (m *MDT) deniedLocked(cl *caller, f fid.FID, flags uint32) *store.Pending {
 	}
 	rec.Flags = uint16(flags) & changelog.FlagMask
 	rec.OpenFlags = flags
+	if !m.dedupDue(rec) {
+		return nil
+	}
 	pend, err := t.apply()
 	if err != nil {
 		// The open fails with EACCES anyway; a lost NOPEN is logged.
@@ -256,6 +284,7 @@ func (m *MDT) releaseLocked(hd *handle) (lastOfKey bool) {
 			m.omu.openers[hd.key] = n
 		} else {
 			delete(m.omu.openers, hd.key)
+			delete(m.omu.quiet, hd.key)
 			lastOfKey = true
 		}
 	}
@@ -301,7 +330,8 @@ func (m *MDT) closeLocked(cl *caller, ls *lockSet, h uint64) (*store.Pending, er
 	hd, ok = m.omu.handles[h]
 	var last, lastHandle bool
 	if ok {
-		last = hd.counted && m.omu.openers[hd.key] == 1
+		// A key whose OPEN the dedup window suppressed closes quietly.
+		last = hd.counted && m.omu.openers[hd.key] == 1 && !m.omu.quiet[hd.key]
 		lastHandle = m.omu.perFID[hd.key.fid] == 1
 	}
 	m.omu.Unlock()

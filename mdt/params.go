@@ -131,6 +131,31 @@ func (m *MDT) mddParams() []paramDef {
 			return err
 		},
 	})
+	defs = append(defs,
+		paramDef{
+			// fidlog's own: suppress repeats of identical access records
+			// (OPEN, GXATR, NOPEN, DENY) within this many seconds; 0 is off.
+			name:  pre + "changelog_dedup_window",
+			get:   func() (string, error) { return strconv.FormatUint(uint64(m.dedupWindow.Load()), 10), nil },
+			check: func(v string) error { _, err := parseDedupWindow(v); return err },
+			set: func(v string) error {
+				n, err := parseDedupWindow(v)
+				if err != nil {
+					return err
+				}
+				if err := m.setMeta(metaDedupWindow, []byte(strconv.FormatUint(uint64(n), 10))); err != nil {
+					return err
+				}
+				m.dedupWindow.Store(n)
+				return nil
+			},
+		},
+		paramDef{
+			// Read-only: access records the window suppressed since start.
+			name: pre + "changelog_dedup_suppressed",
+			get:  func() (string, error) { return strconv.FormatUint(m.DedupSuppressed(), 10), nil },
+		},
+	)
 	for _, short := range store.ParamNames {
 		if short == "changelog_mask" {
 			continue

@@ -114,6 +114,13 @@ func (t *txn) record(typ changelog.Type, tfid, pfid fid.FID, name string) *chang
 	return r
 }
 
+// unrecord takes back rec, the last record added.
+func (t *txn) unrecord(rec *changelog.Record) {
+	if n := len(t.recs); n > 0 && t.recs[n-1] == rec {
+		t.recs = t.recs[:n-1]
+	}
+}
+
 func (t *txn) putInode(ino *inode) { t.set(inodeKey(ino.FID), encodeInode(ino)) }
 
 // addLink adds directory entry parent/name -> ino and ino's link record.
@@ -154,6 +161,7 @@ func (t *txn) apply() (p *store.Pending, err error) {
 		return nil, storeErr(err)
 	}
 	t.m.noteRecords(t.recs, ep)
+	t.m.dedupNote(t.recs)
 	return p, nil
 }
 

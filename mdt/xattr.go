@@ -113,13 +113,13 @@ func (m *MDT) getXattr(f fid.FID, name string) (v []byte, ok bool, err error) {
 // ACL names; LYOUT for trusted.lov/lustre.lov; HSM for trusted.hsm;
 // nothing for trusted.som.
 func (m *MDT) Setxattr(ctx context.Context, c Cred, p, name string, value []byte, flags int) error {
-	return pathErr("setxattr", p, m.changeXattr(ctx, c, p, name, value, flags, false))
+	return m.deny(ctx, c, denial{op: changelog.CLXattr, path: p, xattr: name}, pathErr("setxattr", p, m.changeXattr(ctx, c, p, name, value, flags, false)))
 }
 
 // Removexattr removes xattr name (ENODATA if missing). Removing a name
 // whose change is recorded gives XATTR x=name.
 func (m *MDT) Removexattr(ctx context.Context, c Cred, p, name string) error {
-	return pathErr("removexattr", p, m.changeXattr(ctx, c, p, name, nil, 0, true))
+	return m.deny(ctx, c, denial{op: changelog.CLXattr, path: p, xattr: name}, pathErr("removexattr", p, m.changeXattr(ctx, c, p, name, nil, 0, true)))
 }
 
 func (m *MDT) changeXattr(ctx context.Context, c Cred, p, name string, value []byte, flags int, remove bool) error {
@@ -231,6 +231,9 @@ func (m *MDT) getxattr(ctx context.Context, c Cred, p, name string) ([]byte, err
 		defer t.close()
 		if rec := t.record(changelog.CLGetxattr, r.obj.FID, fid.Zero, ""); rec != nil {
 			rec.XattrName = name
+			if !m.dedupDue(rec) {
+				t.unrecord(rec)
+			}
 		}
 		pend, err = t.apply()
 		return err

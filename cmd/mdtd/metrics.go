@@ -110,6 +110,10 @@ func (m *metrics) register(md *mdt.MDT, srv *api.Server) {
 		gauge("mdt_changelog_durable_index", "Highest changelog index known synced.", func() float64 { return float64(l.Durable()) }),
 		gauge("mdt_changelog_streams", "Open changelog Read streams.", func() float64 { return float64(srv.Streams()) }),
 		gauge("mdt_changelog_users", "Registered changelog users.", func() float64 { return float64(l.State().Users) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "mdt_changelog_dedup_suppressed_total",
+			Help: "Access records (OPEN, GXATR, NOPEN, DENY) suppressed by changelog_dedup_window.",
+		}, func() float64 { return float64(md.DedupSuppressed()) }),
 		&lagCollector{md: md},
 		&pebbleCollector{db: md.DB()},
 		&keyCollector{md: md},

@@ -1025,7 +1025,9 @@ type Record struct {
 	// 1 CREAT, 2 MKDIR, 3 HLINK, 4 SLINK, 5 MKNOD, 6 UNLNK, 7 RMDIR, 8 RENME,
 	// 9 RNMTO, 10 OPEN, 11 CLOSE, 12 LYOUT, 13 TRUNC, 14 SATTR, 15 XATTR,
 	// 16 HSM, 17 MTIME, 18 CTIME, 19 ATIME, 20 MIGRT, 21 FLRW, 22 RESYNC,
-	// 23 GXATR, 24 NOPEN.
+	// 23 GXATR, 24 NOPEN; then fidlog's own 25 DENY (an operation refused
+	// for permission; flags: errno in bits 0-6, the refused operation's
+	// type in bits 7-11).
 	Type uint32 `protobuf:"varint,2,opt,name=type,proto3" json:"type,omitempty"`
 	// Record type name as lfs changelog prints it without its number and
 	// padding, e.g. "CREAT", "RENME", "NOPEN".
