@@ -399,22 +399,15 @@ func (m *MDT) initStore() error {
 		return err
 	}
 	lo, hi := orphanRange()
-	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrIO, err)
-	}
-	for it.First(); it.Valid(); it.Next() {
-		f, err := fid.FromKey(it.Key()[1:])
+	if err := m.scan(lo, hi, func(k, _ []byte) error {
+		f, err := fid.FromKey(k[1:])
 		if err != nil {
-			return errors.Join(fmt.Errorf("%w: orphan key %x: %w", ErrCorrupt, it.Key(), err), it.Close())
-		}
-		if err := m.deleteObject(b, f); err != nil {
-			return errors.Join(err, it.Close())
+			return fmt.Errorf("%w: orphan key %x: %w", ErrCorrupt, k, err)
 		}
 		dirty = true
-	}
-	if err := it.Close(); err != nil {
-		return fmt.Errorf("%w: %w", ErrIO, err)
+		return m.deleteObject(b, f)
+	}); err != nil {
+		return err
 	}
 	if dirty {
 		if err := b.Commit(pebble.Sync); err != nil {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/fidlog/fidlog/changelog"
 	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/fid"
@@ -70,21 +68,18 @@ func (m *MDT) Readdir(ctx context.Context, c Cred, p string) ([]DirEntry, error)
 }
 
 func (m *MDT) readdir(dir fid.FID) ([]DirEntry, error) {
-	lo, hi := direntRange(dir)
-	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrIO, err)
-	}
 	var out []DirEntry
-	for it.First(); it.Valid(); it.Next() {
-		f, t, err := decodeDirent(it.Value())
+	lo, hi := direntRange(dir)
+	err := m.scan(lo, hi, func(k, v []byte) error {
+		f, t, err := decodeDirent(v)
 		if err != nil {
-			return nil, errors.Join(err, it.Close())
+			return err
 		}
-		out = append(out, DirEntry{Name: direntName(it.Key()), FID: f, Type: t})
-	}
-	if err := it.Close(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrIO, err)
+		out = append(out, DirEntry{Name: direntName(k), FID: f, Type: t})
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -92,16 +87,15 @@ func (m *MDT) readdir(dir fid.FID) ([]DirEntry, error) {
 // isEmptyDir reports whether dir has no entries.
 func (m *MDT) isEmptyDir(dir fid.FID) (bool, error) {
 	lo, hi := direntRange(dir)
-	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return false, fmt.Errorf("%w: %w", ErrIO, err)
+	err := m.scan(lo, hi, func(_, _ []byte) error { return errFound })
+	if errors.Is(err, errFound) {
+		return false, nil
 	}
-	empty := !it.First()
-	if err := it.Close(); err != nil {
-		return false, fmt.Errorf("%w: %w", ErrIO, err)
-	}
-	return empty, nil
+	return err == nil, err
 }
+
+// errFound stops a scan at the first key.
+var errFound = errors.New("mdt: found")
 
 // Mkdir creates directory p. mode is the permission bits (the client has
 // applied its umask).

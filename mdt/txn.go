@@ -208,23 +208,40 @@ type linkEnt struct {
 
 // links returns f's links in link order.
 func (m *MDT) links(f fid.FID) ([]linkEnt, error) {
-	lo, hi := linkRange(f)
-	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrIO, err)
-	}
 	var out []linkEnt
-	for it.First(); it.Valid(); it.Next() {
-		p, name, err := decodeLink(it.Value())
+	lo, hi := linkRange(f)
+	err := m.scan(lo, hi, func(k, v []byte) error {
+		p, name, err := decodeLink(v)
 		if err != nil {
-			return nil, errors.Join(err, it.Close())
+			return err
 		}
-		out = append(out, linkEnt{seq: linkSeqOf(it.Key()), parent: p, name: name})
-	}
-	if err := it.Close(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrIO, err)
+		out = append(out, linkEnt{seq: linkSeqOf(k), parent: p, name: name})
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// scan calls fn with the key and value of every key in [lo, hi) in order;
+// both are valid only during the call. It stops at fn's first error and
+// returns it; a read error is ErrIO. Every iteration of the namespace goes
+// through it, so none can drop an iterator error.
+func (m *MDT) scan(lo, hi []byte, fn func(k, v []byte) error) error {
+	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrIO, err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			return errors.Join(err, it.Close())
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("%w: %w", ErrIO, err)
+	}
+	return nil
 }
 
 // deleteObject adds to b the removal of f's inode, remaining links,
@@ -235,22 +252,20 @@ func (m *MDT) links(f fid.FID) ([]linkEnt, error) {
 func (m *MDT) deleteObject(b *pebble.Batch, f fid.FID) error {
 	mustBatch(b.Delete(inodeKey(f), nil))
 	mustBatch(b.Delete(orphanKey(f), nil))
-	for _, rng := range [][2][]byte{pair(linkRange(f)), pair(xattrRange(f))} {
-		it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: rng[0], UpperBound: rng[1]})
-		if err != nil {
-			return fmt.Errorf("%w: deleting %v: %w", ErrIO, f, err)
-		}
-		for it.First(); it.Valid(); it.Next() {
-			mustBatch(b.Delete(append([]byte(nil), it.Key()...), nil))
-		}
-		if err := it.Close(); err != nil {
-			return fmt.Errorf("%w: deleting %v: %w", ErrIO, f, err)
-		}
+	del := func(k, _ []byte) error {
+		mustBatch(b.Delete(append([]byte(nil), k...), nil))
+		return nil
+	}
+	lo, hi := linkRange(f)
+	if err := m.scan(lo, hi, del); err != nil {
+		return fmt.Errorf("deleting %v: %w", f, err)
+	}
+	lo, hi = xattrRange(f)
+	if err := m.scan(lo, hi, del); err != nil {
+		return fmt.Errorf("deleting %v: %w", f, err)
 	}
 	return nil
 }
-
-func pair(a, b []byte) [2][]byte { return [2][]byte{a, b} }
 
 // dropLastLink handles an object whose nlink reached 0: removed now, or
 // kept as an orphan while handles are open.

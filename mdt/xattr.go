@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/fidlog/fidlog/changelog"
 	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/fid"
@@ -272,21 +270,18 @@ func (m *MDT) Listxattr(ctx context.Context, c Cred, p string) ([]string, error)
 	if err != nil {
 		return nil, pathErr("listxattr", p, err)
 	}
-	lo, hi := xattrRange(r.obj.FID)
-	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return nil, pathErr("listxattr", p, fmt.Errorf("%w: %w", ErrIO, err))
-	}
 	out := []string{}
-	for it.First(); it.Valid(); it.Next() {
-		n := xattrName(it.Key())
+	lo, hi := xattrRange(r.obj.FID)
+	err = m.scan(lo, hi, func(k, _ []byte) error {
+		n := xattrName(k)
 		if c, err := classifyXattr(n); err == nil && c == xcTrusted && cl.id.UID != 0 {
-			continue
+			return nil
 		}
 		out = append(out, n)
-	}
-	if err := it.Close(); err != nil {
-		return nil, pathErr("listxattr", p, fmt.Errorf("%w: %w", ErrIO, err))
+		return nil
+	})
+	if err != nil {
+		return nil, pathErr("listxattr", p, err)
 	}
 	return out, nil
 }
