@@ -82,11 +82,38 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return runContext(ctx, args, stdout, stderr)
 }
 
-func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *config) {
+// newRootCmd builds the command; running it sets *code to the exporter's
+// exit code.
+func newRootCmd(stdout, stderr io.Writer) (cmd *cobra.Command, code *int) {
 	cfg := &config{}
-	cmd := &cobra.Command{
-		Use:           "fidlog-export --mdt TARGET --sink URL [flags]",
-		Short:         "Export changelog records to files, syslog and NATS JetStream, exactly once",
+	code = new(int)
+	cmd = &cobra.Command{
+		Use:   "fidlog-export --mdt TARGET --sink URL [flags]",
+		Short: "Export changelog records to files, syslog and NATS JetStream, exactly once",
+		Long: `fidlog-export follows the changelog of one or several MDTs (--mdt, repeated;
+unix:PATH or host:port) with one changelog user per MDT (--user, registered
+on first start), renders each record in each sink's format, delivers it to
+every sink (--sink URL, repeated) and clears each MDT's changelog only up to
+the highest index every sink has committed, every --batch records or
+--interval.
+
+Sinks:
+  file:///DIR?format=ndjson&rotate=1h&size=256M&gzip=false&prefix=fidlog
+      rotated files; fsync before clear; read back on restart (exactly once)
+  nats://HOST:PORT?stream=FIDLOG&subject=fidlog&format=ndjson&dupe_window=1h
+      JetStream; subject fidlog.FSNAME.MDTnnnn.TYPE, Nats-Msg-Id
+      DEVICE:INDEX, clear after the PubAck (exactly once)
+  syslog+udp|tcp|tls://HOST:PORT?format=csv&app=fidlog&facility=audit
+      RFC 5424; TCP/TLS octet counting (at least once; UDP best effort)
+Formats: ndjson, scale-json, csv, lustre. Kafka is not supported.
+
+Exit status: 0 after SIGINT/SIGTERM, 1 runtime failure, 2 bad flag, target,
+sink URL or format (nothing started), 3 the user was evicted by the MDT's
+changelog GC (the message says how many records were lost).`,
+		Example: `  fidlog-export --mdt unix:/run/fidlog/mdtd.sock \
+      --sink 'file:///var/log/fidlog?format=ndjson&rotate=15m&gzip=true'
+  fidlog-export --mdt mds1:7988 --mdt mds2:7988 --tls-ca ca.crt --tls-cert export.crt --tls-key export.key \
+      --sink 'nats://127.0.0.1:4222?stream=AUDIT' --sink 'syslog+tcp://loghost:514?format=csv' --metrics :9110`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -108,23 +135,22 @@ func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *config) {
 	f.DurationVar(&cfg.maxBackoff, "max-backoff", 10*time.Second, "longest retry delay of a failing sink")
 	f.DurationVar(&cfg.lagInterval, "lag-interval", 5*time.Second, "how often the lag metrics are sampled")
 	f.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	return cmd, cfg
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		*code = export(cmd.Context(), cfg, stderr)
+		return nil
+	}
+	return cmd, code
 }
 
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cmd, cfg := newRootCmd(stdout, stderr)
+	cmd, code := newRootCmd(stdout, stderr)
 	cmd.SetArgs(args)
-	code := exitOK
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		code = export(ctx, cfg, stderr)
-		return nil
-	}
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(stderr, "fidlog-export: %v\n", err)
 		fmt.Fprintln(stderr, "Run 'fidlog-export --help' for usage.")
 		return exitUsage
 	}
-	return code
+	return *code
 }
 
 // validate checks the flags and builds the sinks, reporting the first bad

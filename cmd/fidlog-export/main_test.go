@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/cmd/internal/clitest"
 	"github.com/fidlog/fidlog/fid"
 )
 
@@ -154,4 +156,17 @@ func TestFormats(t *testing.T) {
 			t.Errorf("%s: line contains a newline: %s", name, got)
 		}
 	}
+}
+
+// TestExamples: the help has an Examples: section.
+func TestExamples(t *testing.T) {
+	root, _ := newRootCmd(io.Discard, io.Discard)
+	clitest.CheckExamples(t, root)
+}
+
+// TestManPages: docs/man/man8/fidlog-export.8 is the page the command makes
+// (regenerate with FIDLOG_UPDATE_MAN=1 go test ./cmd/fidlog-export -run TestManPages).
+func TestManPages(t *testing.T) {
+	root, _ := newRootCmd(io.Discard, io.Discard)
+	clitest.CheckManPages(t, root, "8")
 }
