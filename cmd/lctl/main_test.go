@@ -60,6 +60,10 @@ func TestParams(t *testing.T) {
 		{Args: []string{"get_param", "-N", "mdd.*.changelog_mask"}, Stdout: p + "\n"},
 		{Args: []string{"get_param", "mdd.*.changelog_users"}, Stdout: "re:mdd\\." + dev + "\\.changelog_users=\ncurrent_index: 0\nID +index \\(idle\\) mask\n"},
 		{Args: []string{"set_param", p + "=CREATE"}, Code: 22, Stderr: "error: set_param: setting " + p + "=CREATE: Invalid argument\n"},
+		// No parameter: CMD_HELP with no message (jt_lcfg_getparam,
+		// jt_lcfg_setparam), the help on stdout.
+		{Args: []string{"get_param"}, Code: 4, Stdout: "re:.*\nusage: get_param .*\n"},
+		{Args: []string{"set_param"}, Code: 4, Stdout: "re:.*\nusage: set_param .*\n"},
 		{Args: []string{"set_param", p}, Code: 22, Stderr: "error: set_param: setting '" + p + "': expected <param_path>=<value>: Invalid argument\n"},
 		{Args: []string{"get_param", "mdd.*.nope", p}, Code: 2, Stdout: "re:" + p + "=MARK CREAT HLINK [^\n]*\n",
 			Stderr: "error: get_param: param_path 'mdd.*.nope': No such file or directory\n"},

@@ -26,7 +26,7 @@ func newGetParamCmd(a *app) *cobra.Command {
 	cmd.Flags().BoolVarP(&onlyName, "only-name", "N", false, "print only the matching names")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(args) == 0 {
-			return cli.Usage(cmd, "error: get_param: param_path missing")
+			return cli.Usage(cmd, "") // jt_lcfg_getparam: CMD_HELP, no message
 		}
 		conn, err := a.dial()
 		if err != nil {
@@ -84,7 +84,7 @@ func newSetParamCmd(a *app) *cobra.Command {
 	cmd.Flags().BoolVarP(&persistent, "permanent", "P", false, "accepted for compatibility: settings are always persistent")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(args) == 0 {
-			return cli.Usage(cmd, "error: set_param: param_path=value missing")
+			return cli.Usage(cmd, "") // jt_lcfg_setparam: CMD_HELP, no message
 		}
 		conn, err := a.dial()
 		if err != nil {

@@ -39,7 +39,10 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Args:  cobra.ArbitraryArgs,
 		RunE:  cli.NoSubcommand,
 		Annotations: map[string]string{
-			"usage": "lfs [--server TARGET] {changelog|changelog_clear|fid2path|path2fid} ...",
+			// lfs's main sets opterr = 0: an unknown option is reported by
+			// the command as "unrecognized option '<arg>'".
+			"opterr": "0",
+			"usage":  "lfs [--server TARGET] {changelog|changelog_clear|fid2path|path2fid} ...",
 		},
 	}
 	root.SetOut(stdout)

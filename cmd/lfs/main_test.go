@@ -77,6 +77,7 @@ func TestChangelog(t *testing.T) {
 		{Args: []string{"changelog", "--mask", "CREAT+", dev}, Code: 4, Stdout: help,
 			Stderr: "lfs changelog: invalid changelog mask 'CREAT+': Invalid argument (22)\n"},
 		{Args: []string{"changelog", "--bogus", dev}, Code: 4, Stdout: help, Stderr: "lfs changelog: unrecognized option '--bogus'\n"},
+		{Args: []string{"changelog", "-x", dev}, Code: 4, Stdout: help, Stderr: "lfs changelog: unrecognized option '-x'\n"},
 		{Args: []string{"changelog", "lustre-MDT0007"}, Code: 2, Stderr: "lfs changelog: cannot start changelog: No such file or directory\n"},
 		{Args: []string{"changelog", "--user", "cl9", dev}, Code: 2, Stderr: "lfs changelog: cannot start changelog: No such file or directory\n"},
 	})

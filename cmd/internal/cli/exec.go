@@ -101,8 +101,13 @@ func ExecuteContext(ctx context.Context, root *cobra.Command, args []string, std
 		if f, ok := strings.CutPrefix(msg, "unknown flag: "); ok {
 			msg = "unrecognized option '" + f + "'"
 		} else if f, ok := strings.CutPrefix(msg, "unknown shorthand flag: "); ok {
-			f, _, _ = strings.Cut(f, " in ")
+			f, arg, _ := strings.Cut(f, " in ")
 			msg = "invalid option -- " + f
+			if root.Annotations["opterr"] == "0" {
+				// getopt silenced (lfs sets opterr = 0): the command's
+				// own message names the whole argument.
+				msg = "unrecognized option '" + arg + "'"
+			}
 		}
 		return &UsageError{Cmd: c, Msg: strings.TrimSpace(c.CommandPath()) + ": " + msg}
 	})
