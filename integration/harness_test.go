@@ -96,6 +96,7 @@ type Server struct {
 	Socket string
 	// TLS is true when TCP needs the client certificate of pki.
 	TLS  bool
+	as   *syscall.Credential // run mdtd as this user; nil: as the test
 	args []string
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -111,7 +112,13 @@ var tcpRe = regexp.MustCompile(`tcp["=:]+"?((?:\[[0-9a-fA-F:.]+\]|[0-9.]+):[0-9]
 // or plain TCP if extra holds --insecure.
 func StartServer(t testing.TB, data string, extra ...string) *Server {
 	t.Helper()
-	s := &Server{t: t, Data: data, Socket: filepath.Join(data, "s.sock"), TLS: !slices.Contains(extra, "--insecure")}
+	return StartServerAt(t, data, filepath.Join(data, "s.sock"), extra...)
+}
+
+// StartServerAt is StartServer with the unix socket at sock.
+func StartServerAt(t testing.TB, data, sock string, extra ...string) *Server {
+	t.Helper()
+	s := &Server{t: t, Data: data, Socket: sock, TLS: !slices.Contains(extra, "--insecure")}
 	s.args = []string{"--data", data, "--listen", "127.0.0.1:0", "--socket", s.Socket}
 	if s.TLS {
 		s.args = append(s.args, "--tls-cert", pkiFile("node.crt"), "--tls-key", pkiFile("node.key"), "--tls-client-ca", pkiFile("ca.crt"))
@@ -125,6 +132,10 @@ func StartServer(t testing.TB, data string, extra ...string) *Server {
 func (s *Server) start() {
 	s.t.Helper()
 	s.cmd = exec.Command(filepath.Join(bin, "mdtd"), s.args...)
+	if s.as != nil {
+		s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.as}
+		s.cmd.Dir = "/"
+	}
 	pr, pw := io.Pipe()
 	s.cmd.Stdout, s.cmd.Stderr = pw, pw
 	if err := s.cmd.Start(); err != nil {
@@ -141,8 +152,13 @@ func (s *Server) start() {
 			s.mu.Lock()
 			s.logs.WriteString(line + "\n")
 			s.mu.Unlock()
-			if m := tcpRe.FindStringSubmatch(line); m != nil && !sent {
-				addr <- m[1]
+			// The serving line gives the TCP address, if any.
+			if strings.Contains(line, "msg=serving") && !sent {
+				a := ""
+				if m := tcpRe.FindStringSubmatch(line); m != nil {
+					a = m[1]
+				}
+				addr <- a
 				sent = true
 			}
 		}

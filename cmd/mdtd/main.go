@@ -349,7 +349,6 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 		attrs = append(attrs, "tls", "mutual")
 	case cfg.insecure && cfg.listen != "":
 		attrs = append(attrs, "tls", "none")
-		log.Warn("insecure_tcp", "tcp", cfg.listen, "risk", "TCP clients are not authenticated: any of them may claim any uid, root included, and read, clear or deregister the changelog")
 	}
 	met.insecureTCP(cfg.insecure && cfg.listen != "")
 
@@ -367,6 +366,9 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 	}
 	served = true
 	log.Info("serving", attrs...)
+	if cfg.insecure && cfg.listen != "" {
+		log.Warn("insecure_tcp", "risk", "--insecure: TCP clients are not authenticated; any of them may claim any uid, root included, and read, clear or deregister the changelog")
+	}
 	sd := newNotifier()
 	if err := sd.notify("READY=1", "STATUS=serving "+m.Device(), fmt.Sprintf("MAINPID=%d", os.Getpid())); err != nil {
 		log.Warn("sd_notify", "err", err)

@@ -246,9 +246,6 @@ func TestBinarySIGTERM(t *testing.T) {
 			if !ok {
 				t.Fatal("mdtd exited before serving")
 			}
-			if strings.Contains(l, "msg=insecure_tcp") {
-				sawWarning = true
-			}
 			m = servingRE.FindStringSubmatch(l)
 		case <-timeout:
 			t.Fatal("no serving line")
@@ -256,8 +253,16 @@ func TestBinarySIGTERM(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if !sawWarning {
-		t.Error("--insecure logged no insecure_tcp warning")
+	for !sawWarning { // the warning follows the serving line
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("mdtd exited after serving")
+			}
+			sawWarning = strings.Contains(l, "msg=insecure_tcp")
+		case <-timeout:
+			t.Fatal("--insecure logged no insecure_tcp warning")
+		}
 	}
 	if fi, err := os.Stat(m[3]); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("--socket-mode 0600: %v %v", fi, err)
