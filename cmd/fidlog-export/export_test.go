@@ -381,3 +381,36 @@ func TestMDTKilled(t *testing.T) {
 	}
 	checkExactlyOnce(t, formats["ndjson"], dirLines(t, out, ".ndjson"), map[string]changelog.Index{s.device: want})
 }
+
+// TestSyslogMutualTLS: an rsyslogd that requires client certificates
+// (x509/certvalid) refuses an exporter without one (nothing is cleared)
+// and gets every record, once, from an exporter that presents one.
+func TestSyslogMutualTLS(t *testing.T) {
+	certs := makeCerts(t)
+	certs.clientAuth = true
+	r := startRsyslog(t, certs, rsyslogInput{name: "tls", kind: "tls"})
+	s := startMDT(t)
+	c := s.client(t)
+	// Without a client certificate rsyslogd drops the connection: the
+	// exporter fails, retries and clears nothing.
+	bad := startProc(t, "fidlog-export", "--mdt", s.target(), "--interval", "50ms", "--max-backoff", "200ms",
+		"--sink", fmt.Sprintf("syslog+tls://127.0.0.1:%d?format=lustre&ca=%s", r.port("tls"), certs.ca))
+	waitFor(t, 30*time.Second, "exporting", func() bool { return strings.Contains(bad.Output(), "msg=exporting") })
+	if _, err := c.Namespace.Mkdir(ctxT(t), &mdtv1.MkdirRequest{Path: "/d", Mode: 0o755}); err != nil {
+		t.Fatal(err)
+	}
+	createFiles(t, c, "/d", "f", 30)
+	waitFor(t, 30*time.Second, "the certificate-less exporter failing", func() bool { return strings.Contains(bad.Output(), "msg=sink_failed") })
+	bad.Kill()
+	if got := userIndex(t, s, c, "fidlog-export"); got != 0 {
+		t.Fatalf("cleared to %d without a client certificate:\n%s", got, bad.Output())
+	}
+	x := startProc(t, "fidlog-export", "--mdt", s.target(), "--interval", "50ms",
+		"--sink", fmt.Sprintf("syslog+tls://127.0.0.1:%d?format=lustre&ca=%s&cert=%s&key=%s", r.port("tls"), certs.ca, certs.clientCert, certs.clientKey))
+	want := currentIndex(t, s, c)
+	waitFor(t, 30*time.Second, "all cleared", func() bool { return userIndex(t, s, c, "fidlog-export") == want })
+	if code := x.Stop(); code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, x.Output())
+	}
+	checkExactlyOnce(t, formats["lustre"], r.syslogMsgs(t, "tls", "fidlog", formats["lustre"], int(want)), map[string]changelog.Index{s.device: want})
+}

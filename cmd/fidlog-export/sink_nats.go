@@ -23,7 +23,7 @@ import (
 // PubAck; the exporter clears only after it.
 type natsSink struct {
 	raw     string
-	label_  string
+	shown   string
 	servers string
 	stream  string
 	subject string
@@ -57,7 +57,7 @@ func newNATSSink(raw string, u *url.URL, q *query, env sinkEnv) (*natsSink, erro
 	}
 	s := &natsSink{
 		raw:     raw,
-		label_:  "nats://" + u.Host,
+		shown:   "nats://" + u.Host,
 		servers: strings.Join(servers, ","),
 		stream:  q.str("stream", "FIDLOG"),
 		subject: q.str("subject", "fidlog"),
@@ -102,7 +102,7 @@ func newNATSSink(raw string, u *url.URL, q *query, env sinkEnv) (*natsSink, erro
 	return s, nil
 }
 
-func (s *natsSink) label() string       { return s.label_ }
+func (s *natsSink) label() string       { return s.shown }
 func (s *natsSink) format() *format     { return s.fmt }
 func (s *natsSink) setFormat(f *format) { s.fmt = f }
 

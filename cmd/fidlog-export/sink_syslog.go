@@ -30,7 +30,7 @@ import (
 // and TLS delivery is at least once; over UDP it is best effort.
 type syslogSink struct {
 	raw      string
-	label_   string
+	shown    string
 	network  string // "udp", "tcp" or "tls"
 	addr     string
 	app      string
@@ -76,7 +76,7 @@ func newSyslogSink(raw string, u *url.URL, q *query, env sinkEnv) (*syslogSink, 
 	host, _ := os.Hostname()
 	s := &syslogSink{
 		raw:      raw,
-		label_:   u.Scheme + "://" + u.Host,
+		shown:    u.Scheme + "://" + u.Host,
 		network:  network,
 		addr:     u.Host,
 		app:      q.str("app", "fidlog"),
@@ -148,7 +148,7 @@ func printUSASCII(s string, n int) bool {
 	return true
 }
 
-func (s *syslogSink) label() string       { return s.label_ }
+func (s *syslogSink) label() string       { return s.shown }
 func (s *syslogSink) format() *format     { return s.fmt }
 func (s *syslogSink) setFormat(f *format) { s.fmt = f }
 

@@ -81,7 +81,11 @@ func startRsyslog(t testing.TB, certs *testCerts, inputs ...rsyslogInput) *rsysl
 		}
 		fmt.Fprintf(&b, "global(workDirectory=%q DefaultNetstreamDriverCAFile=%q DefaultNetstreamDriverCertFile=%q DefaultNetstreamDriverKeyFile=%q)\n",
 			r.dir, certs.ca, certs.cert, certs.key)
-		b.WriteString(`module(load="imtcp" StreamDriver.Name="ossl" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")` + "\n")
+		mode := "anon"
+		if certs.clientAuth {
+			mode = "x509/certvalid" // clients must present a certificate the CA signed
+		}
+		fmt.Fprintf(&b, "module(load=\"imtcp\" StreamDriver.Name=\"ossl\" StreamDriver.Mode=\"1\" StreamDriver.AuthMode=%q)\n", mode)
 	} else {
 		fmt.Fprintf(&b, "global(workDirectory=%q)\n", r.dir)
 		b.WriteString(`module(load="imtcp")` + "\n")
@@ -188,9 +192,14 @@ func (r *rsyslogd) syslogMsgs(t testing.TB, name, app string, f *format, want in
 	return msgs
 }
 
-// testCerts are PEM files of a test CA and a server certificate for
-// 127.0.0.1 it signed.
-type testCerts struct{ ca, cert, key string }
+// testCerts are PEM files of a test CA, a server certificate for 127.0.0.1
+// and a client certificate it signed; clientAuth makes a test rsyslogd
+// require client certificates.
+type testCerts struct {
+	ca, cert, key         string
+	clientCert, clientKey string
+	clientAuth            bool
+}
 
 func makeCerts(t testing.TB) *testCerts {
 	t.Helper()
@@ -227,9 +236,28 @@ func makeCerts(t testing.TB) *testCerts {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &testCerts{ca: filepath.Join(dir, "ca.pem"), cert: filepath.Join(dir, "cert.pem"), key: filepath.Join(dir, "key.pem")}
+	ckey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "fidlog-export"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	cder, err := x509.CreateCertificate(rand.Reader, ctmpl, caCert, &ckey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ckeyDER, err := x509.MarshalECPrivateKey(ckey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &testCerts{ca: filepath.Join(dir, "ca.pem"), cert: filepath.Join(dir, "cert.pem"), key: filepath.Join(dir, "key.pem"),
+		clientCert: filepath.Join(dir, "client.pem"), clientKey: filepath.Join(dir, "client-key.pem")}
 	for p, blk := range map[string]*pem.Block{
 		c.ca: {Type: "CERTIFICATE", Bytes: caDER}, c.cert: {Type: "CERTIFICATE", Bytes: der}, c.key: {Type: "EC PRIVATE KEY", Bytes: keyDER},
+		c.clientCert: {Type: "CERTIFICATE", Bytes: cder}, c.clientKey: {Type: "EC PRIVATE KEY", Bytes: ckeyDER},
 	} {
 		if err := os.WriteFile(p, pem.EncodeToMemory(blk), 0o600); err != nil {
 			t.Fatal(err)
