@@ -182,10 +182,17 @@ func (t *txn) setattr(parent *inode, obj *inode, s SetattrArgs) bool {
 		}
 	}
 	// As mdt_reint_setattr: the parent FID goes with the record only for
-	// a regular file whose mtime is set (a chmod's SATTR has no p=).
+	// a regular file whose mtime is set (a chmod's SATTR has no p=), and
+	// it is the directory of the file's first link (mdt_attr_get_pfid
+	// reads link #0), whichever link the path named.
 	var pfid fid.FID
 	if parent != nil && obj.Type == TypeReg && valid&validMtime != 0 {
 		pfid = parent.FID
+		if obj.Nlink > 1 {
+			if ls, err := t.m.links(obj.FID); err == nil && len(ls) > 0 {
+				pfid = ls[0].parent
+			}
+		}
 	}
 	if rec := t.record(typ, obj.FID, pfid, ""); rec != nil {
 		rec.Flags = uint16(valid) & changelog.FlagMask

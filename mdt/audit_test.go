@@ -205,3 +205,31 @@ func TestDedupWindow(t *testing.T) {
 		t.Fatalf("window after restart %q", v)
 	}
 }
+
+// TestSetattrPFIDFirstLink: the p= of an MTIME or TRUNC is the directory
+// of the file's first link (mdt_attr_get_pfid reads link #0 of the link
+// EA), also when the path names another link; sanity 160l checks p= with
+// fid2path.
+func TestSetattrPFIDFirstLink(t *testing.T) {
+	e := newEnv(t)
+	e.register("")
+	e.setParam("mdd.*.changelog_mask", "-CREAT")
+	e.setParam("mdd.*.changelog_mask", "-CLOSE")
+	e.setParam("mdd.*.changelog_mask", "-HLINK")
+	for _, d := range []string{"a", "b"} {
+		_, err := e.m.Mkdir(ctx, root, d, 0755)
+		ok(t, err)
+	}
+	_, err := e.m.Create(ctx, root, "a/f", 0644, true)
+	ok(t, err)
+	_, err = e.m.Link(ctx, root, "a/f", "b/g")
+	ok(t, err)
+	start := e.current() + 1
+	size := uint64(5)
+	_, err = e.m.Setattr(ctx, root, "b/g", SetattrArgs{Size: &size})
+	ok(t, err)
+	recs := e.records(start)
+	if len(recs) != 1 || recs[0].Type != changelog.CLTrunc || recs[0].PFID != e.fidOf("a") {
+		t.Fatalf("TRUNC through the second link: %q, want p=%v", e.lines(start), e.fidOf("a"))
+	}
+}
