@@ -20,6 +20,20 @@ func tooIdle(s *Settings, cur changelog.Index, u *changelog.User, now time.Time)
 	return secs > 0 && idx > idleProductLimit/uint64(secs)
 }
 
+// Eviction reasons, as EventListener.UserEvicted and EvictedError give
+// them.
+const (
+	// EvictIdle: too idle by Lustre's rules (changelog_max_idle_time,
+	// changelog_max_idle_indexes or their product).
+	EvictIdle = "idle"
+	// EvictCapacity: the most lagging user, evicted to make room under
+	// changelog_max_records (or changelog_min_free_cat_entries).
+	EvictCapacity = "capacity"
+)
+
+// EvictReasons lists every eviction reason.
+var EvictReasons = []string{EvictIdle, EvictCapacity}
+
 // victimRule says which users GC may evict.
 type victimRule uint8
 
@@ -85,7 +99,7 @@ func (l *Log) makeRoomLocked(n uint64) error {
 		if v == nil {
 			return &changelog.NoSpaceError{Retained: retained, Cap: s.MaxRecords}
 		}
-		if _, err := l.evictLocked(v, "capacity"); err != nil {
+		if _, err := l.evictLocked(v, EvictCapacity); err != nil {
 			return err
 		}
 	}
@@ -165,14 +179,14 @@ func (l *Log) gcOnce() (uint64, error) {
 		// At most one user is removed for space per emergency.
 		l.mu.emergency = false
 		if v := l.victimLocked(anyLagging); v != nil {
-			return l.evictLocked(v, "capacity")
+			return l.evictLocked(v, EvictCapacity)
 		}
 	}
 	v := l.victimLocked(tooIdleOnly)
 	if v == nil {
 		return 0, nil
 	}
-	return l.evictLocked(v, "idle")
+	return l.evictLocked(v, EvictIdle)
 }
 
 func (l *Log) gcLoop() {

@@ -13,14 +13,10 @@ import (
 
 	"github.com/fidlog/fidlog/api"
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/cmd/internal/syncfs"
 	"github.com/fidlog/fidlog/mdt"
 )
-
-// evictReasons are the reasons the changelog gives UserEvicted: "idle"
-// (changelog_max_idle_time/_indexes or their product) and "capacity"
-// (changelog_max_records).
-var evictReasons = []string{"idle", "capacity"}
 
 // metrics are mdtd's Prometheus metrics, in a private registry.
 type metrics struct {
@@ -79,7 +75,7 @@ func newMetrics() *metrics {
 	for t := range changelog.NumTypes {
 		m.appended.WithLabelValues(changelog.Type(t).String())
 	}
-	for _, r := range evictReasons {
+	for _, r := range store.EvictReasons {
 		m.evicted.WithLabelValues(r)
 	}
 	for _, k := range []changelog.CheckpointKind{changelog.CheckpointPeriodic, changelog.CheckpointRotation} {

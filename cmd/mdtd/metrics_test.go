@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/fidlog/fidlog/api/client"
+	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
 	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
 )
 
@@ -53,9 +55,14 @@ func TestMetricsDashboards(t *testing.T) {
 	dir := shortTemp(t)
 	_, m, _ := start(t, "--data", filepath.Join(dir, "data"), "--socket", filepath.Join(dir, "s.sock"), "--metrics", "127.0.0.1:0")
 	page := scrape(t, m[4])
-	for _, s := range []string{
-		`mdt_changelog_users_evicted_total{reason="idle"}`,
-		`mdt_changelog_users_evicted_total{reason="capacity"}`,
+	var atStart []string
+	for _, r := range store.EvictReasons {
+		atStart = append(atStart, `mdt_changelog_users_evicted_total{reason="`+r+`"}`)
+	}
+	for typ := range changelog.NumTypes {
+		atStart = append(atStart, `mdt_changelog_records_appended_total{type="`+changelog.Type(typ).String()+`"}`)
+	}
+	for _, s := range append(atStart,
 		`mdt_changelog_records_appended_total{type="CREAT"}`,
 		`mdt_changelog_records_appended_total{type="GXATR"}`,
 		`mdt_changelog_records_purged_total`,
@@ -63,7 +70,7 @@ func TestMetricsDashboards(t *testing.T) {
 		`grpc_server_started_total{grpc_method="Create",grpc_service="lustre.mdt.v1.NamespaceService",grpc_type="unary"}`,
 		`grpc_server_handled_total{grpc_code="PermissionDenied",grpc_method="Clear",grpc_service="lustre.changelog.v1.ChangelogService",grpc_type="unary"}`,
 		`grpc_server_started_total{grpc_method="Read",grpc_service="lustre.changelog.v1.ChangelogService",grpc_type="server_stream"}`,
-	} {
+	) {
 		if v := metricValue(t, page, s); v != 0 {
 			t.Errorf("%s = %v at start, want 0", s, v)
 		}
