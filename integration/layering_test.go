@@ -65,7 +65,7 @@ func TestLayering(t *testing.T) {
 // changelog, nothing more of this module.
 func TestClientsLinkNoStorage(t *testing.T) {
 	const mod = "github.com/fidlog/fidlog/"
-	for _, pkg := range []string{"api/client", "cmd/lfs", "cmd/lctl", "cmd/mdc", "changelog"} {
+	for _, pkg := range []string{"api/client", "cmd/lfs", "cmd/lctl", "cmd/mdc", "cmd/fidlog-export", "changelog"} {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", mod+pkg).Output()
 		if err != nil {
 			t.Fatalf("go list -deps %s: %v", pkg, err)
