@@ -115,6 +115,10 @@ type readPlan struct {
 	batch      int
 	raw        bool
 	follow     bool
+	// chain streams checkpoints too, and the anchor first (anchor is
+	// cleared once sent).
+	chain  bool
+	anchor *bool
 }
 
 // plan validates r (reference 3.8: requested mask AND user mask, or either
@@ -156,6 +160,16 @@ func (c *changelogService) plan(r *changelogv1.ReadRequest) (readPlan, error) {
 		p.mask = reqMask
 	default:
 		p.mask = userMask
+	}
+	if r.GetChain() {
+		if !p.raw {
+			return p, argError("a chain read needs raw records")
+		}
+		if p.mask != 0 {
+			return p, argError("a chain read cannot filter by mask (the request's or the user's): every record is needed to verify the chain")
+		}
+		sendAnchor := true
+		p.chain, p.anchor = true, &sendAnchor
 	}
 	p.batch = c.s.opts.BatchRecords
 	if n := int(r.GetMaxBatchRecords()); n > 0 {
@@ -322,7 +336,14 @@ func (c *changelogService) batch(ctx context.Context, l *store.Log, p readPlan, 
 		msg.Records = make([]*changelogv1.Record, 0, min(p.batch, 4096))
 	}
 	count := 0
-	n, err := l.Scan(ctx, store.ReadOptions{Start: next, End: end, Mask: p.mask}, func(e store.Entry) error {
+	o := store.ReadOptions{Start: next, End: end, Mask: p.mask, Chain: p.chain, Trailing: p.chain && !p.follow}
+	if p.chain {
+		o.Anchor = *p.anchor
+	}
+	n, err := l.Scan(ctx, o, func(e store.Entry) error {
+		if e.Kind == changelog.ItemAnchor {
+			*p.anchor = false // once per stream
+		}
 		if p.raw {
 			if len(arena)+len(e.Raw) > cap(arena) {
 				// Keep earlier records where they are; start a new arena.
@@ -340,8 +361,13 @@ func (c *changelogService) batch(ctx context.Context, l *store.Log, p readPlan, 
 			msg.Records = append(msg.Records, pb)
 			size += proto.Size(pb) - len(e.Raw)
 		}
-		count++
 		size += len(e.Raw)
+		if e.Kind != changelog.ItemRecord {
+			// Never stop after a checkpoint or the anchor: the next
+			// scan would send it again.
+			return nil
+		}
+		count++
 		if count >= p.batch || size >= limit {
 			return store.ErrStop
 		}

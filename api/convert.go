@@ -144,6 +144,9 @@ func recordToPB(r *changelog.Record) *changelogv1.Record {
 	if r.ExtraFlags&changelog.ExtraXattr != 0 {
 		out.XattrName = r.XattrName
 	}
+	if !r.Hash.IsZero() {
+		out.Hash = r.Hash[:]
+	}
 	return out
 }
 

@@ -320,15 +320,20 @@ func (c *Client) Read(ctx context.Context, r *changelogv1.ReadRequest, fn func([
 }
 
 // Records returns the records of a Read message, decoding raw records.
+// The checkpoints and the anchor of a chain read are left out (read them
+// from RawRecords with changelog.KindOf).
 func Records(msg *changelogv1.ReadResponse) ([]*changelog.Record, error) {
 	if len(msg.GetRawRecords()) > 0 {
-		out := make([]*changelog.Record, len(msg.GetRawRecords()))
+		out := make([]*changelog.Record, 0, len(msg.GetRawRecords()))
 		for i, b := range msg.GetRawRecords() {
+			if k := changelog.KindOf(b); k == changelog.ItemCheckpoint || k == changelog.ItemAnchor {
+				continue
+			}
 			r, err := changelog.Decode(b)
 			if err != nil {
 				return nil, fmt.Errorf("client: record %d of batch: %w", i, err)
 			}
-			out[i] = r
+			out = append(out, r)
 		}
 		return out, nil
 	}
@@ -355,6 +360,7 @@ func RecordFromPB(r *changelogv1.Record) *changelog.Record {
 		Name: r.GetName(), SFID: FIDFromPB(r.GetSfid()), SPFID: FIDFromPB(r.GetSpfid()), SName: r.GetSname(),
 		JobID: r.GetJobid(), ExtraFlags: r.GetExtraFlags(), UID: r.GetUid(), GID: r.GetGid(),
 		NID: r.GetNid(), OpenFlags: r.GetOpenFlags(), XattrName: r.GetXattrName(),
+		Hash: changelog.Hash(append(r.GetHash(), make([]byte, changelog.HashSize)...)[:changelog.HashSize]),
 	}
 }
 

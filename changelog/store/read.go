@@ -21,11 +21,14 @@ type ReadOptions struct {
 	Mask changelog.Mask
 	// Limit stops after this many delivered records; 0 means no limit.
 	Limit int
-	// Chain delivers what a verifier needs, in stream order: first the
-	// anchor (the hash of the record before the first one delivered, or of
-	// the last purged record), then every record and, just before the
-	// record each precedes, the checkpoints. Mask must be 0.
+	// Chain delivers what a verifier needs, in stream order: every record
+	// and, just before the record each precedes, the checkpoints. Mask
+	// must be 0.
 	Chain bool
+	// Anchor, in a Chain scan, first delivers the anchor: the hash of the
+	// record before the first one delivered, or of the last purged record.
+	// A stream sends it once, at its start.
+	Anchor bool
 	// Trailing, in a Chain scan that ends at the durable index, also
 	// delivers the durable checkpoints written after the last record (which
 	// a later scan would deliver before the next record): for one-shot
@@ -111,7 +114,7 @@ func (l *Log) Scan(ctx context.Context, o ReadOptions, fn func(Entry) error) (ne
 		return start, nil
 	}
 	var cks *ckIter
-	if o.Chain {
+	if o.Chain && o.Anchor {
 		if start > first {
 			it.SetBounds(l.keys.record(start-1), l.keys.record(start))
 			if !it.First() {
@@ -126,6 +129,8 @@ func (l *Log) Scan(ctx context.Context, o ReadOptions, fn func(Entry) error) (ne
 			}
 			return start, err
 		}
+	}
+	if o.Chain {
 		cks = l.newCkIter(ckit, start, end+1)
 	}
 	lo, hi := l.keys.record(start), l.keys.record(end+1)
@@ -199,7 +204,7 @@ func (l *Log) Read(ctx context.Context, o ReadOptions) ([]*changelog.Record, cha
 func (l *Log) Verify(ctx context.Context, v *changelog.Verifier, from changelog.Index) error {
 	end := l.Durable()
 	var fed error
-	_, err := l.Scan(ctx, ReadOptions{Start: from, End: end, Chain: true, Trailing: true}, func(e Entry) error {
+	_, err := l.Scan(ctx, ReadOptions{Start: from, End: end, Chain: true, Anchor: true, Trailing: true}, func(e Entry) error {
 		if fed = v.Item(e.Raw); fed != nil {
 			return errStop
 		}

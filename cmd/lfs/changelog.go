@@ -18,7 +18,7 @@ import (
 const changelogUsage = "changelog [--follow] [--user USERNAME] [--mask MASK] <mdtname> [startrec [endrec]]"
 
 func newChangelogCmd(a *app) *cobra.Command {
-	var follow bool
+	var follow, hash bool
 	var user, mask, output string
 	cmd := &cobra.Command{
 		Use:         "changelog [--follow] [--user USERNAME] [--mask MASK] MDTNAME [STARTREC [ENDREC]]",
@@ -30,6 +30,7 @@ func newChangelogCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVarP(&user, "user", "u", "", "filter with this changelog user's mask (cl1, 1 or a name)")
 	cmd.Flags().StringVarP(&mask, "mask", "m", "", "show only these record types (Lustre mask syntax)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text (lfs changelog lines) or json (NDJSON)")
+	cmd.Flags().BoolVar(&hash, "hash", false, "text: add each record's chain hash as a trailing h=<hex> field; json: write a verifiable export (raw records, the chain's anchor and signed checkpoints) for lfs changelog_verify --input")
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(args) == 0 {
@@ -79,12 +80,34 @@ func newChangelogCmd(a *app) *cobra.Command {
 			Mask:       mask,
 			Raw:        true,
 		}
-		return a.readChangelog(cmd, req, output == "json")
+		mode := outText
+		switch {
+		case output == "json" && hash:
+			if mask != "" {
+				return cli.Usage(cmd, "lfs changelog: --hash with --output json writes a verifiable export, which needs every record: no --mask")
+			}
+			mode, req.Chain = outExport, true
+		case output == "json":
+			mode = outJSON
+		case hash:
+			mode = outTextHash
+		}
+		return a.readChangelog(cmd, req, mode)
 	}
 	return cmd
 }
 
-func (a *app) readChangelog(cmd *cobra.Command, req *changelogv1.ReadRequest, asJSON bool) error {
+// outMode is how lfs changelog prints records.
+type outMode int
+
+const (
+	outText     outMode = iota // Lustre's lines
+	outTextHash                // Lustre's lines with a trailing h=<hash>
+	outJSON                    // NDJSON, one JSON view per record
+	outExport                  // NDJSON with raw records, anchor and checkpoints
+)
+
+func (a *app) readChangelog(cmd *cobra.Command, req *changelogv1.ReadRequest, mode outMode) error {
 	conn, err := a.dial()
 	if err != nil {
 		return err
@@ -105,6 +128,14 @@ func (a *app) readChangelog(cmd *cobra.Command, req *changelogv1.ReadRequest, as
 		}
 		started = true
 		for _, raw := range resp.GetRawRecords() {
+			if k := changelog.KindOf(raw); k == changelog.ItemCheckpoint || k == changelog.ItemAnchor {
+				if mode == outExport {
+					if err := a.printItem(w, raw); err != nil {
+						return err
+					}
+				}
+				continue
+			}
 			r, derr := changelog.Decode(raw)
 			if derr != nil {
 				w.Flush()
@@ -114,7 +145,13 @@ func (a *app) readChangelog(cmd *cobra.Command, req *changelogv1.ReadRequest, as
 			if req.EndIndex != 0 && uint64(r.Index) > req.EndIndex {
 				return nil
 			}
-			if err := a.printRecord(w, enc, r, asJSON, &line); err != nil {
+			if mode == outExport {
+				if err := a.printItem(w, raw); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := a.printRecord(w, enc, r, mode, &line); err != nil {
 				return err
 			}
 		}
@@ -123,7 +160,7 @@ func (a *app) readChangelog(cmd *cobra.Command, req *changelogv1.ReadRequest, as
 			if req.EndIndex != 0 && uint64(r.Index) > req.EndIndex {
 				return nil
 			}
-			if err := a.printRecord(w, enc, r, asJSON, &line); err != nil {
+			if err := a.printRecord(w, enc, r, mode, &line); err != nil {
 				return err
 			}
 		}
@@ -151,15 +188,33 @@ func (a *app) readChangelog(cmd *cobra.Command, req *changelogv1.ReadRequest, as
 	return cli.Exit(cli.Errno(err))
 }
 
-func (a *app) printRecord(w *bufio.Writer, enc *json.Encoder, r *changelog.Record, asJSON bool, buf *[]byte) error {
-	if asJSON {
+func (a *app) printRecord(w *bufio.Writer, enc *json.Encoder, r *changelog.Record, mode outMode, buf *[]byte) error {
+	switch mode {
+	case outJSON, outExport:
 		if err := enc.Encode(r.JSON()); err != nil {
 			return cli.Exit(cli.EIO)
 		}
 		return nil
+	case outTextHash:
+		*buf = append(r.AppendLineHash((*buf)[:0]), '\n')
+	default:
+		*buf = append(r.AppendLine((*buf)[:0]), '\n')
 	}
-	*buf = append(r.AppendLine((*buf)[:0]), '\n')
 	if _, err := w.Write(*buf); err != nil {
+		return cli.Exit(cli.EIO)
+	}
+	return nil
+}
+
+// printItem writes one element of a chain read as a verifiable NDJSON line.
+func (a *app) printItem(w *bufio.Writer, raw []byte) error {
+	b, err := changelog.ItemJSON(raw)
+	if err != nil {
+		w.Flush()
+		fmt.Fprintf(a.stderr, "lfs changelog: cannot access changelog: %v\n", err)
+		return cli.Exit(cli.EIO)
+	}
+	if _, err := w.Write(append(b, '\n')); err != nil {
 		return cli.Exit(cli.EIO)
 	}
 	return nil

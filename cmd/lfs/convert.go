@@ -38,5 +38,6 @@ func recordFromPB(p *changelogv1.Record) *changelog.Record {
 		NID:        p.GetNid(),
 		OpenFlags:  p.GetOpenFlags(),
 		XattrName:  p.GetXattrName(),
+		Hash:       changelog.Hash(append(p.GetHash(), make([]byte, changelog.HashSize)...)[:changelog.HashSize]),
 	}
 }

@@ -1,6 +1,7 @@
 // Command lfs is the client side of Lustre's lfs for the changelog and FID
 // commands: changelog, changelog_clear, fid2path and path2fid, with Lustre's
-// syntax, output and errno exit statuses, against an mdtd server
+// syntax, output and errno exit statuses, and fidlog's changelog_verify
+// (tamper evidence), against an mdtd server
 // (--server host:port or unix:PATH, or $MDT_SERVER).
 package main
 
@@ -42,12 +43,12 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 			// lfs's main sets opterr = 0: an unknown option is reported by
 			// the command as "unrecognized option '<arg>'".
 			"opterr": "0",
-			"usage":  "lfs [--server TARGET] {changelog|changelog_clear|fid2path|path2fid} ...",
+			"usage":  "lfs [--server TARGET] {changelog|changelog_clear|changelog_verify|fid2path|path2fid} ...",
 		},
 	}
 	root.SetOut(stdout)
 	a.flags.Register(root.PersistentFlags())
-	root.AddCommand(newChangelogCmd(a), newChangelogClearCmd(a), newFid2PathCmd(a), newPath2FidCmd(a))
+	root.AddCommand(newChangelogCmd(a), newChangelogClearCmd(a), newChangelogVerifyCmd(a), newFid2PathCmd(a), newPath2FidCmd(a))
 	decorate(a, root)
 	return root
 }

@@ -815,7 +815,18 @@ type ReadRequest struct {
 	// Send each record as its stored bytes in raw_records instead of
 	// structured records: the server copies them from storage without
 	// decoding them. The Go client package decodes them.
-	Raw           bool `protobuf:"varint,9,opt,name=raw,proto3" json:"raw,omitempty"`
+	Raw bool `protobuf:"varint,9,opt,name=raw,proto3" json:"raw,omitempty"`
+	// Stream what a tamper-evidence verifier needs (lfs changelog_verify):
+	// raw_records then also carries, in stream order, the chain's anchor
+	// first (the hash of the record before the first one sent, or of the
+	// last purged record) and the signed checkpoints, each just before the
+	// record it precedes. Elements are told apart by their first byte (1 or
+	// 2: a record; 0x81: a checkpoint; 0x82: the anchor), as the changelog
+	// package's KindOf does. Needs raw; a mask (of the request or of the
+	// user) is INVALID_ARGUMENT, since a filtered stream cannot be verified.
+	// Without follow the stream also ends with the durable checkpoints
+	// written after the last record.
+	Chain         bool `protobuf:"varint,10,opt,name=chain,proto3" json:"chain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -909,6 +920,13 @@ func (x *ReadRequest) GetMaxBatchRecords() uint32 {
 func (x *ReadRequest) GetRaw() bool {
 	if x != nil {
 		return x.Raw
+	}
+	return false
+}
+
+func (x *ReadRequest) GetChain() bool {
+	if x != nil {
+		return x.Chain
 	}
 	return false
 }
@@ -1078,7 +1096,11 @@ type Record struct {
 	OpenFlags uint32 `protobuf:"varint,17,opt,name=open_flags,json=openFlags,proto3" json:"open_flags,omitempty"`
 	// Extended attribute name (x=) of an XATTR or GXATR record, e.g.
 	// "user.tag"; present when extra_flags has 0x8.
-	XattrName     string `protobuf:"bytes,18,opt,name=xattr_name,json=xattrName,proto3" json:"xattr_name,omitempty"`
+	XattrName string `protobuf:"bytes,18,opt,name=xattr_name,json=xattrName,proto3" json:"xattr_name,omitempty"`
+	// The record's chain hash, 32 bytes: SHA-256 of the previous record's
+	// hash and this record's stored bytes (see lfs changelog_verify). Empty
+	// for a record written before the hash chain existed.
+	Hash          []byte `protobuf:"bytes,19,opt,name=hash,proto3" json:"hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1239,6 +1261,13 @@ func (x *Record) GetXattrName() string {
 	return ""
 }
 
+func (x *Record) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
 var File_lustre_changelog_v1_changelog_proto protoreflect.FileDescriptor
 
 const file_lustre_changelog_v1_changelog_proto_rawDesc = "" +
@@ -1293,7 +1322,7 @@ const file_lustre_changelog_v1_changelog_proto_rawDesc = "" +
 	"firstIndex\x12#\n" +
 	"\rcurrent_index\x18\x02 \x01(\x04R\fcurrentIndex\x12#\n" +
 	"\rdurable_index\x18\x03 \x01(\x04R\fdurableIndex\x12\x18\n" +
-	"\aenabled\x18\x04 \x01(\bR\aenabled\"\x89\x02\n" +
+	"\aenabled\x18\x04 \x01(\bR\aenabled\"\x9f\x02\n" +
 	"\vReadRequest\x12\x16\n" +
 	"\x06device\x18\x01 \x01(\tR\x06device\x12\x1f\n" +
 	"\vstart_index\x18\x02 \x01(\x04R\n" +
@@ -1304,7 +1333,9 @@ const file_lustre_changelog_v1_changelog_proto_rawDesc = "" +
 	"\x0ffrom_user_point\x18\x06 \x01(\bR\rfromUserPoint\x12\x12\n" +
 	"\x04mask\x18\a \x01(\tR\x04mask\x12*\n" +
 	"\x11max_batch_records\x18\b \x01(\rR\x0fmaxBatchRecords\x12\x10\n" +
-	"\x03raw\x18\t \x01(\bR\x03raw\"\xe9\x01\n" +
+	"\x03raw\x18\t \x01(\bR\x03raw\x12\x14\n" +
+	"\x05chain\x18\n" +
+	" \x01(\bR\x05chain\"\xe9\x01\n" +
 	"\fReadResponse\x125\n" +
 	"\arecords\x18\x01 \x03(\v2\x1b.lustre.changelog.v1.RecordR\arecords\x12\x1f\n" +
 	"\vraw_records\x18\x02 \x03(\fR\n" +
@@ -1314,7 +1345,7 @@ const file_lustre_changelog_v1_changelog_proto_rawDesc = "" +
 	"firstIndex\x12\x1d\n" +
 	"\n" +
 	"next_index\x18\x05 \x01(\x04R\tnextIndex\x12\x1c\n" +
-	"\theartbeat\x18\x06 \x01(\bR\theartbeat\"\x81\x04\n" +
+	"\theartbeat\x18\x06 \x01(\bR\theartbeat\"\x95\x04\n" +
 	"\x06Record\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\rR\x04type\x12\x1b\n" +
@@ -1337,7 +1368,8 @@ const file_lustre_changelog_v1_changelog_proto_rawDesc = "" +
 	"\n" +
 	"open_flags\x18\x11 \x01(\rR\topenFlags\x12\x1d\n" +
 	"\n" +
-	"xattr_name\x18\x12 \x01(\tR\txattrName2\x9e\x04\n" +
+	"xattr_name\x18\x12 \x01(\tR\txattrName\x12\x12\n" +
+	"\x04hash\x18\x13 \x01(\fR\x04hash2\x9e\x04\n" +
 	"\x10ChangelogService\x12W\n" +
 	"\bRegister\x12$.lustre.changelog.v1.RegisterRequest\x1a%.lustre.changelog.v1.RegisterResponse\x12]\n" +
 	"\n" +
