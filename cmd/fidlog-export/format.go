@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/fidlog/fidlog/changelog"
@@ -66,6 +65,10 @@ const formatNames = "ndjson, scale-json, csv, lustre"
 // errBadLine: a line a format cannot read back.
 var errBadLine = errors.New("export: line not written by this format")
 
+// rfc3339Fixed is RFC 3339 in UTC with all nine digits of nanoseconds, so
+// that times sort as strings and have one width.
+const rfc3339Fixed = "2006-01-02T15:04:05.000000000Z07:00"
+
 // ndjsonSchema is the schemaVersion of every ndjson line.
 const ndjsonSchema = "1.0"
 
@@ -75,7 +78,7 @@ const ndjsonSchema = "1.0"
 func appendNDJSON(b []byte, e *event) []byte {
 	r := e.rec
 	b = append(b, `{"schemaVersion":"`+ndjsonSchema+`","time":"`...)
-	b = r.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = r.Time.UTC().AppendFormat(b, rfc3339Fixed)
 	b = append(b, `","device":`...)
 	b = appendJSONString(b, e.dev)
 	b = append(b, `,"index":`...)
@@ -343,7 +346,7 @@ func appendCSV(b []byte, e *event) []byte {
 	b = append(b, ',')
 	b = appendCSVField(b, spath, true)
 	b = append(b, ',')
-	b = r.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = r.Time.UTC().AppendFormat(b, rfc3339Fixed)
 	b = append(b, ',')
 	b = appendCSVField(b, e.dev, false)
 	b = append(b, ',')

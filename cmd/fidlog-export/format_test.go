@@ -43,7 +43,7 @@ func ndjsonReference(e *event) []byte {
 	r := e.rec
 	j := ndjsonRecord{
 		SchemaVersion: ndjsonSchema,
-		Time:          r.Time.UTC().Format(time.RFC3339Nano),
+		Time:          r.Time.UTC().Format(rfc3339Fixed),
 		Device:        e.dev,
 		Index:         uint64(r.Index),
 		Type:          r.Type.String(),
