@@ -121,7 +121,11 @@
 // orphan state (its stripe: opens, closes, unlinks and renames over it are
 // ordered), and the time-record dedup (setattr holds the stripes of the
 // parent and the object, so a record of a just-created object is noted
-// before any setattr of it can look).
+// before any setattr of it can look). The dedup epoch (MDT.epoch) is an
+// atomic counter the changelog advances through OnStateChange under its
+// own lock, in the critical section of each clear, deregistration, purge
+// and on/off switch; an operation reads it before Apply, so a change
+// racing with it can only cost an extra time record, never lose one.
 //
 // nodemapState.mu only serialises nodemap changes (clone, synced write,
 // publish) and is never taken with MDT.mu; requests read the published
