@@ -119,3 +119,42 @@ func TestMetricsDashboards(t *testing.T) {
 		metricValue(t, page, s)
 	}
 }
+
+// TestMetricsDedupSuppressed: mdt_changelog_dedup_suppressed_total counts
+// the access records changelog_dedup_window suppressed (0 at start).
+func TestMetricsDedupSuppressed(t *testing.T) {
+	dir := shortTemp(t)
+	_, m, _ := start(t, "--data", filepath.Join(dir, "data"), "--socket", filepath.Join(dir, "s.sock"), "--metrics", "127.0.0.1:0")
+	const series = "mdt_changelog_dedup_suppressed_total"
+	if v := metricValue(t, scrape(t, m[4]), series); v != 0 {
+		t.Fatalf("%s = %v at start", series, v)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := client.Dial("unix:" + m[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Register(ctx, m[1], "opens", "OPEN"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SetParam(ctx, "mdd.*.changelog_dedup_window", "60"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: "f"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		o, err := c.Namespace.Open(ctx, &mdtv1.OpenRequest{Path: "f", Flags: uint32(mdtv1.OpenFlag_OPEN_FLAG_READ)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Namespace.Close(ctx, &mdtv1.CloseRequest{Handle: o.GetHandle()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v := metricValue(t, scrape(t, m[4]), series); v != 4 {
+		t.Fatalf("%s = %v after 5 identical opens, want 4", series, v)
+	}
+}
