@@ -7,17 +7,38 @@
 //
 // # Identity and authorization
 //
-// Interceptors attach the caller to every request: the NID comes from the
-// connection (<ip>@tcp for TCP, IPv6 included; 0@lo on a unix socket), uid,
-// gid, groups and job id from the lustre-uid, lustre-gid, lustre-groups and
-// lustre-jobid metadata (missing: 0 or empty; malformed: INVALID_ARGUMENT
-// naming the key and value). While nodemaps are active (nodemap.active=1),
-// the changelog RPCs, SetParam and every nodemap change require root on an
-// admin nodemap (Identify reports Admin with mapped uid 0), else
-// PERMISSION_DENIED (EACCES, sanity-sec 35). Callers on a unix socket are
-// always the local administrator. Reads of parameters and nodemaps, and
-// namespace operations, are governed by the MDT itself (squashing,
-// permissions).
+// Nobody is who they say: identity comes from the transport.
+//
+//   - Unix socket (Serve on a unix listener): the kernel says who the peer
+//     is. Transport credentials read SO_PEERCRED and SO_PEERGROUPS when the
+//     connection is accepted (PeerCredInfo, from peer.FromContext). A peer
+//     running as root or as the server's own uid is the local
+//     administrator: it acts as the identity it asserts in the lustre-uid,
+//     lustre-gid and lustre-groups metadata (uid 0, gid 0 if none; a mount
+//     daemon forwards its callers this way). Any other peer acts as its own
+//     uid, gid and groups; asserting another uid or gid, or a group it is
+//     not in, is PERMISSION_DENIED (EPERM) and the request does nothing.
+//     Socket credentials are mdt.Cred.Local: never mapped by nodemaps, NID
+//     0@lo.
+//   - TCP: only with mutual TLS (Options.TLS must require and verify client
+//     certificates) or Options.Insecure; Serve refuses a TCP listener with
+//     neither (ErrNoTransportSecurity). An authenticated node asserts uids
+//     as a Lustre client kernel does (missing: 0); its NID <ip>@tcp (IPv6
+//     included) selects the nodemap that squashes, maps and filters.
+//
+// Malformed metadata is INVALID_ARGUMENT naming the key and value.
+//
+// The changelog RPCs (read, follow, clear, register, deregister, users,
+// state) need an unsquashed root with the rbac role chlg_ops; SetParam and
+// every nodemap change need root with local_admin (sanity-sec 35 and 64e).
+// authorize decides from the nodemap state directly (one NID
+// classification, no allocation, flat in the number of nodemaps):
+// Identify must report Admin, mapped uid 0 and the role. Root on the socket
+// always qualifies; a local non-root user never does; a TCP node does while
+// nodemaps are inactive, else from an admin=1 nodemap whose rbac holds the
+// role. Everyone else gets PERMISSION_DENIED (EPERM) and nothing changes.
+// Reads of parameters and nodemaps, and namespace operations, are governed
+// by the MDT itself (squashing, permissions).
 //
 // # Errors
 //

@@ -175,7 +175,7 @@ func Dial(target string, opts ...Option) (*Client, error) {
 			if !files.IsZero() {
 				var err error
 				if tc, err = files.Config(); err != nil {
-					return nil, err
+					return nil, &ConnError{Target: target, Errno: syscall.EINVAL, Err: err}
 				}
 			}
 		}
