@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -156,5 +158,62 @@ func TestMetricsDedupSuppressed(t *testing.T) {
 	}
 	if v := metricValue(t, scrape(t, m[4]), series); v != 4 {
 		t.Fatalf("%s = %v after 5 identical opens, want 4", series, v)
+	}
+}
+
+// TestGrafanaDashboard: every metric dist/grafana/mdtd-dashboard.json
+// queries is one a live mdtd exposes, with the labels its legends use.
+func TestGrafanaDashboard(t *testing.T) {
+	raw, err := os.ReadFile("../../dist/grafana/mdtd-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr, LegendFormat string }
+		}
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatal(err)
+	}
+	dir := shortTemp(t)
+	_, m, _ := start(t, "--data", filepath.Join(dir, "data"), "--metrics", "127.0.0.1:0")
+	c, err := client.Dial("unix:" + m[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Register(context.Background(), m[1], "", ""); err != nil {
+		t.Fatal(err)
+	}
+	page := scrape(t, m[4])
+	nameRE := regexp.MustCompile(`\b(?:mdt|grpc_server)_[a-z0-9_]+`)
+	labelRE := regexp.MustCompile(`\{\{(\w+)\}\}`)
+	n := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, name := range nameRE.FindAllString(tg.Expr, -1) {
+				n++
+				base := name
+				for _, suf := range []string{"_bucket", "_count", "_sum"} {
+					if b, ok := strings.CutSuffix(name, suf); ok && strings.Contains(page, "# TYPE "+b+" histogram") {
+						base = b
+					}
+				}
+				if !strings.Contains(page, "# TYPE "+base+" ") {
+					t.Errorf("panel %q queries %s, which mdtd does not expose", p.Title, name)
+					continue
+				}
+				for _, l := range labelRE.FindAllStringSubmatch(tg.LegendFormat, -1) {
+					if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `\{[^}]*\b` + l[1] + `="`).MatchString(page) {
+						t.Errorf("panel %q: %s has no label %s", p.Title, name, l[1])
+					}
+				}
+			}
+		}
+	}
+	if n < 10 {
+		t.Fatalf("dashboard queries only %d metrics", n)
 	}
 }
