@@ -38,6 +38,7 @@ var examples = map[string]string{
   lctl list_param -D -R nodemap
   lctl list_param 'nodemap.*.audit_mode'`,
 	"dl": `  lctl dl
+  lctl dl -y
   lctl device_list`,
 	"nodemap": `  lctl nodemap add backup
   lctl nodemap add_range --name backup --range 192.168.1.[1-254]@tcp

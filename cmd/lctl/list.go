@@ -151,9 +151,14 @@ func newDlCmd(a *app) *cobra.Command {
 		Use:         "dl",
 		Aliases:     []string{"device_list"},
 		Short:       "Show all devices the server serves (Lustre's device list)",
-		Annotations: map[string]string{"usage": "device_list"},
+		Annotations: map[string]string{"usage": "device_list [--target|-t] [--yaml|-y]"},
 		Args:        cobra.NoArgs,
 	}
+	var target, yaml bool
+	// -t adds the target NID of osc and mdc devices in Lustre; an MDT has
+	// none, so the lines stay as they are.
+	cmd.Flags().BoolVarP(&target, "target", "t", false, "show the target of client devices (none for an MDT)")
+	cmd.Flags().BoolVarP(&yaml, "yaml", "y", false, "print the list as YAML")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		conn, err := a.dial()
 		if err != nil {
@@ -176,6 +181,9 @@ func newDlCmd(a *app) *cobra.Command {
 			}
 		}
 		var b strings.Builder
+		if yaml && len(devs) > 0 {
+			b.WriteString("devices:\n")
+		}
 		for i, dev := range devs {
 			refs := 1
 			users, err := conn.Changelog.ListUsers(a.ctx(cmd), &changelogv1.ListUsersRequest{Device: dev})
@@ -183,6 +191,10 @@ func newDlCmd(a *app) *cobra.Command {
 				return err
 			} else if err == nil {
 				refs += len(users.GetUsers())
+			}
+			if yaml {
+				fmt.Fprintf(&b, "  - index: %d\n    status: UP\n    type: mdt\n    name: %s\n    uuid: %s\n    refcount: %d\n", i, dev, dev+"_UUID", refs)
+				continue
 			}
 			fmt.Fprintf(&b, "%3d %s %s %s %s %d\n", i, "UP", "mdt", dev, dev+"_UUID", refs)
 		}

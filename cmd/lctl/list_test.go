@@ -30,7 +30,9 @@ func TestListParamAndDl(t *testing.T) {
 	s.Run(t, runBuf, []clitest.Step{
 		{Args: []string{"dl"}, Stdout: "  0 UP mdt " + dev + " " + dev + "_UUID 2\n"},
 		{Args: []string{"device_list"}, Stdout: "  0 UP mdt " + dev + " " + dev + "_UUID 2\n"},
-		{Args: []string{"dl", "x"}, Code: 4, Stderr: "re:lctl: unknown command \"x\" for \"lctl dl\"\n", Stdout: "re:.*\nusage: device_list\n"},
+		{Args: []string{"dl", "x"}, Code: 4, Stderr: "re:lctl: unknown command \"x\" for \"lctl dl\"\n", Stdout: "re:.*\nusage: device_list \\[--target\\|-t\\] \\[--yaml\\|-y\\]\n"},
+		{Args: []string{"dl", "-t"}, Stdout: "  0 UP mdt " + dev + " " + dev + "_UUID 2\n"},
+		{Args: []string{"dl", "--yaml"}, Stdout: "devices:\n  - index: 0\n    status: UP\n    type: mdt\n    name: " + dev + "\n    uuid: " + dev + "_UUID\n    refcount: 2\n"},
 		{Args: []string{"list_param", "mdd.*"}, Stdout: mdd + "\n"},
 		{Args: []string{"list_param", "mdd/*/changelog_ma*"}, Stdout: mdd + ".changelog_mask\n" + mdd + ".changelog_max_idle_indexes\n" +
 			mdd + ".changelog_max_idle_time\n" + mdd + ".changelog_max_records\n"},
