@@ -2,7 +2,10 @@ package integration
 
 import (
 	"context"
+	"crypto/ed25519"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -117,6 +120,13 @@ func TestKillNine(t *testing.T) {
 		t.Fatalf("register: %v", err)
 	}
 	user := reg.GetDisplayName()
+	// Checkpoints often enough that the kills fall between some of them.
+	MustRun(t, s, "lctl", "set_param", "mdd."+device+".changelog_checkpoint_records=300")
+	pub, err := changelog.ParsePublicKey(getParam(t, s, "mdd."+device+".changelog_pubkey"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chain changelog.VerifySummary
 	const writers = 32
 	dirFID := make([]fid.FID, writers)
 	for w := range writers {
@@ -205,6 +215,10 @@ func TestKillNine(t *testing.T) {
 				prev = r.Index
 			}
 		}
+		// The hash chain and the signed checkpoints verify after the
+		// kill, from the first retained record (the follower's clears
+		// purge as it goes).
+		chain = verifyChain(t, c, pub)
 		gs, err := c.CL.GetState(c.Ctx(ctx), &changelogv1.GetStateRequest{Device: device})
 		if err != nil {
 			t.Fatal(err)
@@ -254,6 +268,9 @@ func TestKillNine(t *testing.T) {
 	}
 	fcancel()
 	fwg.Wait()
+	if chain.Checkpoints == 0 || chain.Signed == 0 {
+		t.Fatalf("no signed checkpoint verified after the last restart: %+v", chain)
+	}
 	fol.mu.Lock()
 	defer fol.mu.Unlock()
 	if len(fol.errs) > 0 {
@@ -268,4 +285,38 @@ func TestKillNine(t *testing.T) {
 			t.Fatalf("acknowledged create %s (%s): consumer saw %v %v", a.path, a.f, got, ok)
 		}
 	}
+}
+
+// verifyChain streams the log's chain (anchor, records, checkpoints) and
+// verifies it against pub up to the durable index.
+func verifyChain(t *testing.T, c *Conn, pub ed25519.PublicKey) changelog.VerifySummary {
+	t.Helper()
+	ctx := context.Background()
+	gs, err := c.CL.GetState(c.Ctx(ctx), &changelogv1.GetStateRequest{Device: device})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.CL.Read(c.Ctx(ctx), &changelogv1.ReadRequest{Device: device, Raw: true, Chain: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := changelog.NewVerifier(pub)
+	for {
+		resp, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("chain read: %v", err)
+		}
+		for _, raw := range resp.GetRawRecords() {
+			if err := v.Item(raw); err != nil {
+				t.Fatalf("chain after restart: %v", err)
+			}
+		}
+	}
+	if err := v.End(changelog.Index(gs.GetDurableIndex())); err != nil {
+		t.Fatalf("chain after restart: %v", err)
+	}
+	return v.Summary()
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -50,6 +51,10 @@ type mdtEnv struct {
 type mdtConfig struct {
 	changelogOn bool
 	settings    *store.Settings
+	// noChain writes records without the hash chain (and so without
+	// signed checkpoints): the baseline of T2c. Otherwise the MDT runs as
+	// mdtd does, with the chain and a checkpoint key in its directory.
+	noChain bool
 }
 
 func openMDT(dir string, cfg mdtConfig) (*mdtEnv, error) {
@@ -58,6 +63,8 @@ func openMDT(dir string, cfg mdtConfig) (*mdtEnv, error) {
 		FS:                countingFS(vfs.Default, &e.syncs),
 		Logger:            discard,
 		ChangelogDefaults: cfg.settings,
+		ChangelogNoChain:  cfg.noChain,
+		ChangelogKeyFile:  keyFile(dir, cfg.noChain),
 		ChangelogEvents: store.EventListener{
 			UserEvicted: func(changelog.User, string, uint64) { e.evicted.Add(1) },
 		},
@@ -73,6 +80,15 @@ func openMDT(dir string, cfg mdtConfig) (*mdtEnv, error) {
 		}
 	}
 	return e, nil
+}
+
+// keyFile is the checkpoint key of an MDT in dir, as mdtd keeps it; none
+// without the chain.
+func keyFile(dir string, noChain bool) string {
+	if noChain {
+		return ""
+	}
+	return filepath.Join(dir, "changelog.key")
 }
 
 // mkdirs creates the directories of clients 0..n-1.

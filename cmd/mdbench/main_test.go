@@ -31,7 +31,7 @@ func TestTableQuick(t *testing.T) {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
 	out := stdout.String()
-	for _, m := range []string{"| T1 durable", "| T1b ", "| T1c ", "| CPU µs per create", "| T2 ", "| T3 catch-up", "| T3 follow", "| T4 purge: clear", "| T4 purge: live", "| T5 ", "| T6 ", "| T7 "} {
+	for _, m := range []string{"| T1 durable", "| T1b ", "| T1c ", "| CPU µs per create", "| T2 ", "| T2c ", "| T3 catch-up", "| T3 follow", "| T4 purge: clear", "| T4 purge: live", "| T5 ", "| T6 ", "| T7 "} {
 		if !strings.Contains(out, m) {
 			t.Errorf("table has no %q row:\n%s", m, out)
 		}
@@ -47,9 +47,9 @@ func TestTableQuick(t *testing.T) {
 	if err := json.Unmarshal(data, &rows); err != nil {
 		t.Fatalf("JSON: %v\n%s", err, data)
 	}
-	// 2 concurrencies x (T1, T1b, T1c, CPU, T2) + T3 x2 + T4 x2 + T5 + T6 + T7.
-	if len(rows) != 17 {
-		t.Errorf("JSON has %d rows, want 17", len(rows))
+	// 2 concurrencies x (T1, T1b, T1c, CPU, T2, T2c) + T3 x2 + T4 x2 + T5 + T6 + T7.
+	if len(rows) != 19 {
+		t.Errorf("JSON has %d rows, want 19", len(rows))
 	}
 	for _, r := range rows {
 		if strings.HasPrefix(r.Measure, "CPU µs") {
