@@ -59,7 +59,7 @@ func withCaller(c caller) context.Context {
 
 // TestAuthorize checks who may read, clear and administer the changelog.
 func TestAuthorize(t *testing.T) {
-	s := authServer(t, 2)
+	s := authServer(t, 3)
 	m := s.m
 	// The default nodemap is as restrictive as it gets.
 	for _, p := range [][2]string{{"admin", "0"}, {"trusted", "0"}, {"rbac", "none"}, {"deny_unknown", "1"}} {
@@ -102,6 +102,16 @@ func TestAuthorize(t *testing.T) {
 	check("admin nodemap with chlg_ops", node("10.0.0.1@tcp", 0), nodemap.RoleChangelog, "")
 	check("chlg_ops is not local_admin", node("10.0.0.1@tcp", 0), nodemap.RoleLocalAdmin, "needs the rbac role local_admin")
 	check("root on the socket still", rootPeer, nodemap.RoleChangelog, "")
+	// fid2path needs byfid_ops, not root: nm1 has chlg_ops only now.
+	if err := s.needRole(withCaller(node("10.0.0.1@tcp", 1000)), nodemap.RoleByFID, "fid2path"); !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "byfid_ops") {
+		t.Errorf("fid2path without byfid_ops: %v", err)
+	}
+	if err := s.needRole(withCaller(node("10.0.0.2@tcp", 1000)), nodemap.RoleByFID, "fid2path"); err != nil {
+		t.Errorf("fid2path from a nodemap with every role: %v", err)
+	}
+	if err := s.needRole(withCaller(userPeer), nodemap.RoleByFID, "fid2path"); err != nil {
+		t.Errorf("fid2path on the socket: %v", err)
+	}
 	if err := m.NodemapActivate(false); err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,8 @@
 //
 // The changelog RPCs (read, follow, clear, register, deregister, users,
 // state) need an unsquashed root with the rbac role chlg_ops; SetParam and
-// every nodemap change need root with local_admin (sanity-sec 35 and 64e).
+// every nodemap change need root with local_admin (sanity-sec 35 and 64e);
+// Fid2Path needs byfid_ops, for any uid.
 // authorize decides from the nodemap state directly (one NID
 // classification, no allocation, flat in the number of nodemaps):
 // Identify must report Admin, mapped uid 0 and the role. Root on the socket

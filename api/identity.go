@@ -225,6 +225,21 @@ type callerStream struct {
 
 func (c *callerStream) Context() context.Context { return c.ctx }
 
+// needRole enforces an rbac role without asking for root: fid2path needs
+// byfid_ops (Lustre's rbac). Local callers and nodemaps inactive have
+// every role.
+func (s *Server) needRole(ctx context.Context, role nodemap.Roles, what string) error {
+	c := callerFrom(ctx)
+	id, err := s.m.Identify(c.cred)
+	if err != nil {
+		return err
+	}
+	if id.Roles.Has(role) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s needs the rbac role %s (nodemap '%s' grants %s)", ErrPermission, what, role, id.Nodemap, id.Roles)
+}
+
 // authorize enforces the rule for changelog access and administration
 // (sanity-sec 35 and 64e): the caller must be an unsquashed root whose
 // nodemap grants role. Root on the unix socket (acting as uid 0) always

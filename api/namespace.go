@@ -8,6 +8,7 @@ import (
 
 	"github.com/fidlog/fidlog/changelog"
 	"github.com/fidlog/fidlog/mdt"
+	"github.com/fidlog/fidlog/nodemap"
 	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
 )
 
@@ -209,6 +210,9 @@ func (n *namespaceService) Fid2Path(ctx context.Context, r *mdtv1.Fid2PathReques
 	}
 	if f.IsZero() {
 		return nil, argError("invalid FID '%s'", f)
+	}
+	if err := n.s.needRole(ctx, nodemap.RoleByFID, "fid2path"); err != nil {
+		return nil, err
 	}
 	link := -1
 	if r.Link != nil {

@@ -272,7 +272,14 @@ func TestSanitySec35(t *testing.T) {
 			t.Fatalf("%v without chlg_ops: %s", args, r)
 		}
 	}
+	fidD := strings.TrimSpace(mustSock(t, s, "lfs", "path2fid", "d"))
+	if got := strings.TrimSpace(MustRun(t, s, "lfs", "fid2path", "lustre", fidD)); got != "d" {
+		t.Fatalf("fid2path with byfid_ops = %q", got)
+	}
 	mustSock(t, s, "lctl", "nodemap_modify", "--name", "c0", "--property", "rbac", "--value", "chlg_ops")
+	if r := Run(t, s, "lfs", "fid2path", "lustre", fidD); r.Code != 1 || !strings.Contains(r.Stderr, "Operation not permitted") {
+		t.Fatalf("fid2path without byfid_ops: %s", r)
+	}
 	if out := MustRun(t, s, "lfs", "changelog", device); !strings.Contains(out, "MKDIR") {
 		t.Fatalf("chlg_ops cannot read: %q", out)
 	}
