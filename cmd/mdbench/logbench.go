@@ -194,11 +194,11 @@ func (b *bench) t3(ctx context.Context, e *mdtEnv) row {
 		return r
 	}
 	defer c.Close()
-	var ra, rb, ratio, msgs series
+	var ra, rb, ratio, msgs, ca, cb series
 	for rep := range b.cfg.reps {
 		var a, s float64
 		for _, isA := range [][]bool{{true, false}, {false, true}}[rep%2] {
-			start := time.Now()
+			start, cpu0 := time.Now(), processCPU()
 			if isA {
 				n, err := scanRaw(e.m.DB(), first)
 				if err == nil && n != int(last-first+1) {
@@ -210,6 +210,7 @@ func (b *bench) t3(ctx context.Context, e *mdtEnv) row {
 					return r
 				}
 				a = float64(n) / time.Since(start).Seconds()
+				ca = append(ca, float64(processCPU()-cpu0)/float64(n))
 				continue
 			}
 			stop := func() {}
@@ -226,15 +227,16 @@ func (b *bench) t3(ctx context.Context, e *mdtEnv) row {
 				return r
 			}
 			s = float64(n) / time.Since(start).Seconds()
+			cb = append(cb, float64(processCPU()-cpu0)/float64(n))
 			msgs = append(msgs, float64(n)/float64(max(m, 1)))
 		}
 		ra, rb, ratio = append(ra, a), append(rb, s), append(ratio, s/a)
 	}
 	r.BaselineValue, r.ServiceValue = ra.median(), rb.median()
 	r.Ratio, r.RatioMin, r.RatioMax, r.Reps = ratio.median(), ratio.min(), ratio.max(), len(ratio)
-	r.Baseline = fmtRate(r.BaselineValue) + " rec/s"
-	r.Service = fmt.Sprintf("%s rec/s (%.0f rec/msg)", fmtRate(r.ServiceValue), msgs.median())
-	r.Extra = map[string]float64{"records_per_message": msgs.median()}
+	r.Baseline = fmt.Sprintf("%s rec/s (%.0f ns CPU/rec)", fmtRate(r.BaselineValue), ca.median())
+	r.Service = fmt.Sprintf("%s rec/s (%.0f rec/msg, %.0f ns CPU/rec, server and client)", fmtRate(r.ServiceValue), msgs.median(), cb.median())
+	r.Extra = map[string]float64{"records_per_message": msgs.median(), "baseline_cpu_ns_per_rec": ca.median(), "service_cpu_ns_per_rec": cb.median()}
 	r.judge(boolp(r.Ratio >= 0.6))
 	return r
 }
