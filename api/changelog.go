@@ -311,6 +311,10 @@ func (c *changelogService) linger(ctx context.Context, l *store.Log, p readPlan,
 	_, _ = l.WaitDurable(lctx, full-1)
 }
 
+// rawRecordEstimate is the bytes per stored record a raw batch reserves
+// (records are ~100-200 bytes; the arena grows for larger ones).
+const rawRecordEstimate = 192
+
 // batch reads one message's worth of records starting at next: at most
 // p.batch records and about BatchBytes of encoded records. It returns the
 // message and the index to continue from.
@@ -328,12 +332,16 @@ func (c *changelogService) batch(ctx context.Context, l *store.Log, p readPlan, 
 	}
 	limit := c.s.opts.BatchBytes
 	size := 0
+	// Reserve for the records durable now, not for a full batch: a
+	// follow stream woken for one record must not allocate a megabyte
+	// (64 follow streams did, ~70 MB per commit).
+	want := min(p.batch, int(end-next+1))
 	var arena []byte
 	if p.raw {
-		msg.RawRecords = make([][]byte, 0, min(p.batch, 4096))
-		arena = make([]byte, 0, min(limit+limit/8, 128*p.batch))
+		msg.RawRecords = make([][]byte, 0, min(want+2, 4096))
+		arena = make([]byte, 0, min(limit+limit/8, rawRecordEstimate*want))
 	} else {
-		msg.Records = make([]*changelogv1.Record, 0, min(p.batch, 4096))
+		msg.Records = make([]*changelogv1.Record, 0, min(want, 4096))
 	}
 	count := 0
 	o := store.ReadOptions{Start: next, End: end, Mask: p.mask, Chain: p.chain, Trailing: p.chain && !p.follow}
@@ -346,8 +354,9 @@ func (c *changelogService) batch(ctx context.Context, l *store.Log, p readPlan, 
 		}
 		if p.raw {
 			if len(arena)+len(e.Raw) > cap(arena) {
-				// Keep earlier records where they are; start a new arena.
-				arena = make([]byte, 0, max(len(e.Raw), limit/4))
+				// Keep earlier records where they are; start a new arena,
+				// twice the last one, up to a quarter of a message.
+				arena = make([]byte, 0, max(len(e.Raw), min(limit/4, 2*cap(arena))))
 			}
 			off := len(arena)
 			arena = append(arena, e.Raw...)
