@@ -1,6 +1,7 @@
 package mdt
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -319,6 +320,10 @@ func Open(dir string, opts *Options) (*MDT, error) {
 		MemTableSize:          32 << 20,
 		Logger:                pebbleLogger{o.Logger, &m.fail, o.OnFatal},
 	}
+	// Pebble's events (flushes, compactions, WAL files, stalls, background
+	// errors) reach the same log as its other lines.
+	el := pebble.MakeLoggingEventListener(po.Logger)
+	po.EventListener = &el
 	// Bloom filters on every level: a create's "does the name exist?"
 	// check is a negative point lookup, which without filters seeks the
 	// index block of every level.
@@ -561,7 +566,9 @@ func pebbleAttrs(format string, args []any) []any {
 }
 
 func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Debug("pebble", pebbleAttrs(format, args)...)
+	if p.l.Enabled(context.Background(), slog.LevelDebug) {
+		p.l.Debug("pebble", pebbleAttrs(format, args)...)
+	}
 }
 func (p pebbleLogger) Errorf(format string, args ...any) {
 	p.l.Error("pebble", pebbleAttrs(format, args)...)

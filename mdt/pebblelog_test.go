@@ -50,7 +50,7 @@ func TestPebbleLogOneMsgKey(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	pebbleLines := 0
+	pebbleLines, jobs := 0, 0
 	sc := bufio.NewScanner(strings.NewReader(buf.String()))
 	for sc.Scan() {
 		line := sc.Bytes()
@@ -69,9 +69,12 @@ func TestPebbleLogOneMsgKey(t *testing.T) {
 		if text == "" || strings.HasPrefix(text, "[JOB") {
 			t.Errorf("pebble line without its text split out: %s", line)
 		}
+		if _, ok := rec["job"].(float64); ok {
+			jobs++
+		}
 	}
-	if pebbleLines == 0 {
-		t.Fatalf("no pebble lines in:\n%s", buf.String())
+	if pebbleLines == 0 || jobs == 0 {
+		t.Fatalf("%d pebble lines, %d of them with a job (the flush), in:\n%s", pebbleLines, jobs, buf.String())
 	}
 }
 
