@@ -416,3 +416,41 @@ func TestSyslogMutualTLS(t *testing.T) {
 	}
 	checkExactlyOnce(t, formats["lustre"], r.syslogMsgs(t, "tls", "fidlog", formats["lustre"], int(want)), map[string]changelog.Index{s.device: want})
 }
+
+// TestAuditTypesExported: the exporter's user is registered with mask ALL,
+// so the audit records the MDT writes (OPEN here, outside Lustre's default
+// user mask) are exported too.
+func TestAuditTypesExported(t *testing.T) {
+	s := startMDT(t)
+	c := s.client(t)
+	if _, err := c.SetParam(ctxT(t), "mdd."+s.device+".changelog_mask", "+OPEN"); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(shortTempDir(t), "audit")
+	x := startProc(t, "fidlog-export", "--mdt", s.target(), "--interval", "50ms", "--sink", "file://"+out+"?format=lustre")
+	waitFor(t, 30*time.Second, "exporting", func() bool { return strings.Contains(x.Output(), "msg=exporting") })
+	ctx := ctxT(t)
+	o, err := c.Namespace.Open(ctx, &mdtv1.OpenRequest{Path: "/f", Flags: 0x40 | 0x2, Mode: 0o644})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Namespace.Close(ctx, &mdtv1.CloseRequest{Handle: o.GetHandle()}); err != nil {
+		t.Fatal(err)
+	}
+	want := currentIndex(t, s, c)
+	waitFor(t, 30*time.Second, "all cleared", func() bool { return userIndex(t, s, c, "fidlog-export") == want })
+	if code := x.Stop(); code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, x.Output())
+	}
+	lines := dirLines(t, out, ".log")
+	checkExactlyOnce(t, formats["lustre"], lines, map[string]changelog.Index{s.device: want})
+	types := map[string]bool{}
+	for _, l := range lines {
+		types[strings.Fields(l)[2][2:]] = true
+	}
+	for _, typ := range []string{"CREAT", "OPEN", "CLOSE"} {
+		if !types[typ] {
+			t.Errorf("no %s record exported: %q", typ, lines)
+		}
+	}
+}

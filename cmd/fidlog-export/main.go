@@ -46,6 +46,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fidlog/fidlog/api/client"
+	"github.com/fidlog/fidlog/changelog"
 )
 
 // Exit codes.
@@ -60,6 +61,7 @@ const (
 type config struct {
 	mdts        []string
 	user        string
+	mask        string
 	sinks       []string
 	batch       int
 	interval    time.Duration
@@ -124,6 +126,7 @@ changelog GC (the message says how many records were lost).`,
 	f.StringArrayVar(&cfg.mdts, "mdt", nil, "MDT server to follow: unix:PATH or host:port (repeat for several MDTs)")
 	f.StringArrayVar(&cfg.sinks, "sink", nil, "destination URL: file:///DIR?format=ndjson&rotate=1h&size=256M&gzip=true, syslog+udp|tcp|tls://HOST:PORT?format=csv, nats://HOST:PORT?stream=FIDLOG (repeat for several)")
 	f.StringVar(&cfg.user, "user", "fidlog-export", "name of the changelog user on each MDT (registered on first start)")
+	f.StringVar(&cfg.mask, "mask", "ALL", "the user's record mask when it is registered (Lustre mask syntax); ALL: every type the MDT records, audit types included")
 	f.IntVar(&cfg.batch, "batch", 1000, "deliver and clear at least every this many records")
 	f.DurationVar(&cfg.interval, "interval", time.Second, "deliver and clear at least this often")
 	f.BoolVar(&cfg.paths, "paths", true, "resolve each record's full path with fid2path")
@@ -174,6 +177,9 @@ func (cfg *config) validate(senv sinkEnv) ([]sink, error) {
 	}
 	if cfg.user == "" || strings.ContainsAny(cfg.user, " \t\n") {
 		return nil, configErrorf("invalid --user '%s'", cfg.user)
+	}
+	if _, err := changelog.ParseMask(cfg.mask, changelog.DefMask); err != nil || cfg.mask == "" {
+		return nil, configErrorf("invalid --mask '%s'", cfg.mask)
 	}
 	if cfg.batch <= 0 {
 		return nil, configErrorf("invalid --batch %d: must be positive", cfg.batch)
@@ -281,7 +287,7 @@ func export(ctx context.Context, cfg *config, stderr io.Writer) int {
 		var registered bool
 		err = retry(ctx, log, cfg, c, t, func(ctx context.Context) error {
 			var err error
-			registered, err = src.ensureUser(ctx, cfg.user)
+			registered, err = src.ensureUser(ctx, cfg.user, cfg.mask)
 			return err
 		})
 		if err != nil {
@@ -290,7 +296,7 @@ func export(ctx context.Context, cfg *config, stderr io.Writer) int {
 		if cfg.paths {
 			src.paths = newResolver(c)
 		}
-		log.Info("mdt", "target", t, "device", src.dev, "user", src.user, "registered", registered, "cleared", uint64(src.start))
+		log.Info("mdt", "target", t, "device", src.dev, "user", src.user, "registered", registered, "mask", src.mask, "cleared", uint64(src.start))
 	}
 	x := newExporter(cfg, log, met, sources, sinks)
 	defer func() {

@@ -44,6 +44,7 @@ func TestRunRefusesBadConfig(t *testing.T) {
 		{"bad syslog facility", []string{"--mdt", "unix:/x", "--sink", "syslog+tcp://127.0.0.1:514?facility=mail2"}, "facility=mail2 is not a syslog facility"},
 		{"syslog without port", []string{"--mdt", "unix:/x", "--sink", "syslog+udp://loghost"}, "syslog needs host:port"},
 		{"nats bad stream", []string{"--mdt", "unix:/x", "--sink", "nats://127.0.0.1:4222?stream=a.b"}, "stream=a.b is not a stream name"},
+		{"bad mask", []string{"--mdt", "unix:/x", "--sink", okSink, "--mask", "CREAT,BOGUS"}, "invalid --mask 'CREAT,BOGUS'"},
 		{"bad batch", []string{"--mdt", "unix:/x", "--sink", okSink, "--batch", "0"}, "invalid --batch 0"},
 		{"argument", []string{"--mdt", "unix:/x", "--sink", okSink, "extra"}, "unknown command"},
 		{"bad flag", []string{"--nope"}, "unknown flag: --nope"},

@@ -20,6 +20,7 @@ type source struct {
 	dev    string // "lustre-MDT0000"
 	user   string // "cl<ID>-<name>", as Clear wants it
 	start  changelog.Index
+	mask   string // the user's mask, as the server lists it
 	paths  *resolver // nil: paths are not resolved
 }
 
@@ -40,9 +41,9 @@ func (s *source) discover(ctx context.Context) error {
 	return fmt.Errorf("server '%s' reports no MDT device", s.target)
 }
 
-// ensureUser finds the changelog user named name, registering it if it
-// does not exist yet, and returns its cleared index.
-func (s *source) ensureUser(ctx context.Context, name string) (registered bool, err error) {
+// ensureUser finds the changelog user named name, registering it with
+// mask if it does not exist yet (an existing user keeps its mask).
+func (s *source) ensureUser(ctx context.Context, name, mask string) (registered bool, err error) {
 	r, err := s.c.Users(ctx, s.dev)
 	if err != nil {
 		return false, err
@@ -50,14 +51,16 @@ func (s *source) ensureUser(ctx context.Context, name string) (registered bool, 
 	for _, u := range r.GetUsers() {
 		if u.GetName() == name {
 			s.user, s.start = u.GetDisplayName(), changelog.Index(u.GetIndex())
+			s.mask = strings.Join(u.GetMaskNames(), ",")
 			return false, nil
 		}
 	}
-	reg, err := s.c.Register(ctx, s.dev, name, "")
+	reg, err := s.c.Register(ctx, s.dev, name, mask)
 	if err != nil {
 		return false, err
 	}
 	s.user, s.start = reg.GetDisplayName(), changelog.Index(reg.GetIndex())
+	s.mask = strings.Join(reg.GetMaskNames(), ",")
 	return true, nil
 }
 
