@@ -20,7 +20,7 @@ type source struct {
 	dev    string // "lustre-MDT0000"
 	user   string // "cl<ID>-<name>", as Clear wants it
 	start  changelog.Index
-	mask   string // the user's mask, as the server lists it
+	mask   string    // the user's mask, as the server lists it
 	paths  *resolver // nil: paths are not resolved
 }
 
