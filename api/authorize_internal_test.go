@@ -134,8 +134,11 @@ func TestAuthorizeCostFlat(t *testing.T) {
 			}
 		})
 	}
+	// Pebble's background work (flushes after the nodemap writes) may
+	// add a stray allocation to the process-wide count: allow 2. Building
+	// the parameter tree cost 201 allocations with one nodemap.
 	one, many := allocs(1), allocs(300)
-	if many > one {
+	if one > 2 || many > one+2 {
 		t.Errorf("authorize allocates %v times with 300 nodemaps, %v with 1", many, one)
 	}
 	t.Logf("allocations per authorize: %v (1 nodemap), %v (300 nodemaps)", one, many)
