@@ -145,7 +145,9 @@ func recordToPB(r *changelog.Record) *changelogv1.Record {
 		out.XattrName = r.XattrName
 	}
 	if !r.Hash.IsZero() {
-		out.Hash = r.Hash[:]
+		// A copy: r may be a Record the caller reuses for the next
+		// record while this message waits to be sent.
+		out.Hash = append([]byte(nil), r.Hash[:]...)
 	}
 	return out
 }
