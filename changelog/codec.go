@@ -131,6 +131,19 @@ func appendString(dst []byte, s string) []byte {
 	return append(dst, s...)
 }
 
+// AppendStored appends r as the log stores it: the version 2 encoding
+// with r.Hash in its trailer, or version 1 for a record without a hash.
+// For a record decoded from the log these are the stored bytes (the
+// encoding is canonical), so a consumer that kept only the decoded record
+// can export what the chain covers.
+func AppendStored(dst []byte, r *Record) []byte {
+	if r.Hash.IsZero() {
+		return AppendEncode(dst, r)
+	}
+	dst = appendBody(dst, r, codecVersion2)
+	return append(dst, r.Hash[:]...)
+}
+
 // Encode returns the version 1 (unchained) encoding of r.
 func Encode(r *Record) []byte { return AppendEncode(nil, r) }
 

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 )
 
 // ErrTampered: verification found the log altered (changed, missing or
@@ -425,7 +427,7 @@ func (v *Verifier) JSONLine(line []byte) error {
 			}
 			continue
 		}
-		if !jsonEqual(got, w) {
+		if !jsonEqual(got, w) && !(k == "time" && sameTime(got, w)) {
 			return v.fail(expect, ProblemChanged, "field %s is %s, the record says %s", k, got, w)
 		}
 	}
@@ -449,6 +451,18 @@ var exportFields = map[string]struct{}{"schemaVersion": {}, "device": {}, "path"
 // optionalFields are record fields an export format may leave out: they
 // repeat what other fields say.
 var optionalFields = map[string]struct{}{"type_num": {}, "time_ns": {}, "extra_flags": {}}
+
+// sameTime reports whether two JSON strings are the same RFC 3339 instant
+// (exporters may print all nine digits of nanoseconds).
+func sameTime(a, b json.RawMessage) bool {
+	var x, y string
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	tx, err1 := time.Parse(time.RFC3339Nano, x)
+	ty, err2 := time.Parse(time.RFC3339Nano, y)
+	return err1 == nil && err2 == nil && tx.Equal(ty) && strings.HasSuffix(x, "Z") == strings.HasSuffix(y, "Z")
+}
 
 func jsonEqual(a, b json.RawMessage) bool {
 	var x, y any

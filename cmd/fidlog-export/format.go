@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -126,7 +128,16 @@ func appendNDJSON(b []byte, e *event) []byte {
 	if r.ExtraFlags&changelog.ExtraXattr != 0 {
 		b = appendJSONField(b, "xattr", r.XattrName)
 	}
-	return append(b, '}')
+	// The chain hash and the record as the log stores it: with them the
+	// files verify offline (lfs changelog_verify --input).
+	if !r.Hash.IsZero() {
+		b = append(b, `,"hash":"`...)
+		b = hex.AppendEncode(b, r.Hash[:])
+		b = append(b, '"')
+	}
+	b = append(b, `,"raw":"`...)
+	b = base64.StdEncoding.AppendEncode(b, changelog.AppendStored(nil, r))
+	return append(b, '"', '}')
 }
 
 // appendJSONField appends ,"key":"value" unless value is empty

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"strconv"
 	"testing"
@@ -37,6 +38,8 @@ type ndjsonRecord struct {
 	Mode          string  `json:"mode,omitempty"`
 	OpenFlags     string  `json:"open_flags,omitempty"`
 	Xattr         string  `json:"xattr,omitempty"`
+	Hash          string  `json:"hash,omitempty"`
+	Raw           string  `json:"raw"`
 }
 
 func ndjsonReference(e *event) []byte {
@@ -73,6 +76,10 @@ func ndjsonReference(e *event) []byte {
 	if r.ExtraFlags&changelog.ExtraXattr != 0 {
 		j.Xattr = r.XattrName
 	}
+	if !r.Hash.IsZero() {
+		j.Hash = r.Hash.String()
+	}
+	j.Raw = base64.StdEncoding.EncodeToString(changelog.AppendStored(nil, r))
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

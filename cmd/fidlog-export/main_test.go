@@ -119,6 +119,7 @@ func TestFormats(t *testing.T) {
 		JobID: "mv.0", ExtraFlags: changelog.ExtraUIDGID | changelog.ExtraNID | changelog.ExtraNIDBE,
 		UID: 500, GID: 100, NID: "192.168.0.7@tcp",
 	}
+	r.Hash = changelog.Seal(changelog.EncodeChained(r), changelog.Hash{}) // the first record of a chain
 	e := &event{dev: "lustre-MDT0000", rec: r, path: "/d/c", spath: "/d/a"}
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
