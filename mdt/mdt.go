@@ -249,7 +249,7 @@ type MDT struct {
 	// timeSeen remembers, per object, the changelog epoch in which it last
 	// had a record (MTIME/CTIME/ATIME dedup). Bounded; safe for
 	// concurrent use.
-	timeSeen *lru.Cache[fid.FID, uint64]
+	timeSeen *epochCache
 	// epoch is the time-record dedup epoch (Lustre's mc_starttime): a new
 	// one starts whenever changelogs turn on or off, a user clears or is
 	// removed, or records are purged. The changelog reports those changes
@@ -370,7 +370,7 @@ func Open(dir string, opts *Options) (*MDT, error) {
 		return fail(err)
 	}
 	// lru.New fails only for a size <= 0, which EnsureDefaults rules out.
-	if m.timeSeen, err = lru.New[fid.FID, uint64](o.MaxAuditEntries); err != nil {
+	if m.timeSeen, err = newEpochCache(o.MaxAuditEntries); err != nil {
 		return fail(err)
 	}
 	if m.omu.denied, err = lru.New[openKey, time.Time](o.MaxAuditEntries); err != nil {
