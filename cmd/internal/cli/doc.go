@@ -4,6 +4,12 @@
 // in an exit status. Choosing and dialing the server, TLS and the caller's
 // identity are the Go client's (api/client: client.Flags, client.Dial).
 //
+// Discoverability (complete.go): Live answers shell completion with the
+// names the server knows (devices, changelog user ids, parameter and
+// nodemap names), each question bounded by a 2 s timeout and silent when no
+// server answers; ApplyExamples sets the Examples: sections of a command
+// tree.
+//
 // Exit status convention: an operation that fails exits with the errno the
 // server reported (ENOENT 2, EACCES 13, EEXIST 17, EINVAL 22, ...); a usage
 // error exits with the command's usage code (4 for lfs and lctl, as Lustre
