@@ -85,7 +85,9 @@ func newEnvFS(t testing.TB, fs vfs.FS, dbdir string, opts ...func(*api.Options))
 	e.sock, e.tcp = "unix:"+sock, tl.Addr().String()
 	for _, l := range []net.Listener{ul, tl} {
 		e.wg.Go(func() {
-			if err := srv.Serve(l); err != nil {
+			// A Stop that comes before Serve started makes Serve return
+			// ErrServerStopped: not a failure.
+			if err := srv.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 				t.Errorf("serve %s: %v", l.Addr(), err)
 			}
 		})
