@@ -419,3 +419,75 @@ func TestEvictedWhileFollowing(t *testing.T) {
 		}
 	}
 }
+
+// TestChainRead: a chain read sends the anchor once, then every record
+// (across batches and a purge) so that the stream verifies; a chain read
+// that cannot be verified (structured records, a mask of the request or
+// of the user) is INVALID_ARGUMENT.
+func TestChainRead(t *testing.T) {
+	e := newEnv(t)
+	c := e.local()
+	ctx := ctxT(t)
+	u := register(t, c, "", "")
+	register(t, c, "dirs", "MKDIR")
+	touch(t, c, "", "f", 9)
+	if _, err := c.Clear(ctx, device, u.GetDisplayName(), 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Clear(ctx, device, "cl2", 3); err != nil {
+		t.Fatal(err)
+	}
+	gs, err := c.State(ctx, device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := gs.GetCurrentIndex()
+	for _, follow := range []bool{false, true} {
+		st, err := c.Changelog.Read(ctx, &changelogv1.ReadRequest{Device: device, Raw: true, Chain: true, MaxBatchRecords: 2, Follow: follow, EndIndex: last})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := changelog.NewVerifier()
+		anchors := 0
+		for {
+			m, err := st.Recv()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("follow=%v: %v", follow, err)
+			}
+			recs, err := client.Records(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				if r.Hash.IsZero() {
+					t.Errorf("record %d without a hash", r.Index)
+				}
+			}
+			for _, raw := range m.GetRawRecords() {
+				if changelog.KindOf(raw) == changelog.ItemAnchor {
+					anchors++
+				}
+				if err := v.Item(raw); err != nil {
+					t.Fatalf("follow=%v: %v", follow, err)
+				}
+			}
+		}
+		if err := v.End(changelog.Index(last)); err != nil {
+			t.Fatal(err)
+		}
+		if s := v.Summary(); anchors != 1 || s.First != 4 || uint64(s.Last) != last || !s.Linked {
+			t.Errorf("follow=%v: %d anchors, summary %+v", follow, anchors, s)
+		}
+	}
+	for _, req := range []*changelogv1.ReadRequest{
+		{Device: device, Chain: true},
+		{Device: device, Chain: true, Raw: true, Mask: "CREAT"},
+		{Device: device, Chain: true, Raw: true, User: "dirs"},
+	} {
+		err := c.Read(ctx, req, func([]*changelog.Record, *changelogv1.ReadResponse) error { return nil })
+		wantStatus(t, err, codes.InvalidArgument, "EINVAL", syscall.EINVAL, "chain read")
+	}
+}
