@@ -312,6 +312,12 @@ func TestAuthTCPUnprivileged(t *testing.T) {
 		t.Fatalf("with a certificate: %s", r)
 	}
 	wantOwner(t, s, "pub/tcpmine", nobody, nobody)
+	// The same with flags instead of the environment.
+	if r := tcp(nil, "mdc", "--tls-ca", filepath.Join(mine, "ca.crt"), "--tls-cert", filepath.Join(mine, "client.crt"),
+		"--tls-key", filepath.Join(mine, "client.key"), "touch", "pub/byflags"); r.Code != 0 {
+		t.Fatalf("with --tls-* flags: %s", r)
+	}
+	wantOwner(t, s, "pub/byflags", nobody, nobody)
 	for _, args := range [][]string{
 		{"lfs", "changelog", device},
 		{"lfs", "changelog_clear", device, "cl1", "0"},

@@ -55,7 +55,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Args:  cobra.ArbitraryArgs,
 		RunE:  cli.NoSubcommand,
 		Annotations: map[string]string{
-			"usage": "mdc [--server TARGET] [--uid UID] [--gid GID] [--groups G1,G2] [--jobid JOBID] VERB [ARGS...]",
+			"usage": "mdc [--server TARGET] [--tls-ca F --tls-cert F --tls-key F] [--uid UID] [--gid GID] [--groups G1,G2] [--jobid JOBID] VERB [ARGS...]",
 		},
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return a.connect(cmd) },
 	}
