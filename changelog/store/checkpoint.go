@@ -158,6 +158,13 @@ func (l *Log) PublicKey() ed25519.PublicKey {
 	return l.key.Public().(ed25519.PublicKey)
 }
 
+// CheckpointIndex returns the index the last checkpoint covers (0: none).
+func (l *Log) CheckpointIndex() changelog.Index {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mu.ckIndex
+}
+
 // Checkpoint writes a periodic checkpoint now if records were added since
 // the last one, and makes it durable. It returns the checkpoint, or nil if
 // there was nothing new to sign.

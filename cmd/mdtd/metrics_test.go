@@ -69,6 +69,8 @@ func TestMetricsDashboards(t *testing.T) {
 		`mdt_changelog_records_appended_total{type="GXATR"}`,
 		`mdt_changelog_records_purged_total`,
 		`mdtd_tcp_insecure`,
+		`mdt_changelog_checkpoints_total{kind="periodic"}`,
+		`mdt_changelog_checkpoints_total{kind="rotation"}`,
 		`grpc_server_started_total{grpc_method="Create",grpc_service="lustre.mdt.v1.NamespaceService",grpc_type="unary"}`,
 		`grpc_server_handled_total{grpc_code="PermissionDenied",grpc_method="Clear",grpc_service="lustre.changelog.v1.ChangelogService",grpc_type="unary"}`,
 		`grpc_server_started_total{grpc_method="Read",grpc_service="lustre.changelog.v1.ChangelogService",grpc_type="server_stream"}`,
@@ -76,6 +78,11 @@ func TestMetricsDashboards(t *testing.T) {
 		if v := metricValue(t, page, s); v != 0 {
 			t.Errorf("%s = %v at start, want 0", s, v)
 		}
+	}
+
+	// The checkpoint signing key, as changelog_pubkey prints it.
+	if !regexp.MustCompile(`(?m)^mdt_changelog_signing_key_info\{device="lustre-MDT0000",pubkey="ed25519:[A-Za-z0-9+/]{43}="\} 1$`).MatchString(page) {
+		t.Error("no mdt_changelog_signing_key_info series")
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

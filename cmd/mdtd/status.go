@@ -109,6 +109,8 @@ type statusView struct {
 	MaxRecs   uint64
 	RateNow   string
 	GC        string
+	Pubkey    string // checkpoint signing key (changelog_pubkey)
+	Signed    uint64 // index the last signed checkpoint covers
 	Consumers []consumerRow
 	Chart     template.HTML
 }
@@ -126,6 +128,11 @@ func (p *statusPage) view(ctx context.Context) statusView {
 	if st.Current >= st.First {
 		v.Retained = uint64(st.Current - st.First + 1)
 	}
+	v.Pubkey = "none (no signed checkpoints)"
+	if k := l.PublicKey(); k != nil {
+		v.Pubkey = changelog.FormatPublicKey(k)
+	}
+	v.Signed = uint64(l.CheckpointIndex())
 	switch {
 	case !set.GC:
 		v.GC = "off (changelog_gc=0): no user is evicted"
@@ -345,6 +352,8 @@ var statusFragment = template.Must(template.New("fragment").Parse(`<section id="
 <tr><th>retained records</th><td>{{.Retained}} of at most {{.MaxRecs}}</td></tr>
 <tr><th>records/s (last {{"10 s"}})</th><td id="rate-now">{{.RateNow}}</td></tr>
 <tr><th>GC</th><td>{{.GC}}</td></tr>
+<tr><th>checkpoint signing key</th><td id="pubkey">{{.Pubkey}}</td></tr>
+<tr><th>last signed checkpoint covers</th><td id="signed">{{.Signed}}</td></tr>
 </table>
 </section>
 <section>

@@ -79,6 +79,7 @@ func TestStatusPageHTML(t *testing.T) {
 		`<tr class="consumer" data-user="cl2-backup">`,
 		`<td class="cleared">5</td><td class="lag">15</td>`,
 		`caught up: never evicted`,
+		`<td id="pubkey">ed25519:`,
 		`<svg id="rate-chart"`,
 		`<polyline class="rate"`,
 		`fetch("/status/fragment"`,
