@@ -97,13 +97,13 @@ func attrToPB(a mdt.Attr) *commonv1.Attr {
 		Fid: fidToPB(a.FID), Type: typeToPB(a.Type), Mode: a.Mode & 07777,
 		Uid: a.UID, Gid: a.GID, Size: a.Size, Nlink: a.Nlink,
 		AtimeNs: timeToNS(a.Atime), MtimeNs: timeToNS(a.Mtime), CtimeNs: timeToNS(a.Ctime),
-		Rdev: a.Rdev, SymlinkTarget: a.Target,
+		Rdev: a.Rdev, SymlinkTarget: []byte(a.Target),
 	}
 }
 
 // dirEntryToPB converts a directory entry.
 func dirEntryToPB(e mdt.DirEntry) *mdtv1.DirEntry {
-	return &mdtv1.DirEntry{Name: e.Name, Fid: fidToPB(e.FID), Type: typeToPB(e.Type)}
+	return &mdtv1.DirEntry{Name: []byte(e.Name), Fid: fidToPB(e.FID), Type: typeToPB(e.Type)}
 }
 
 // setattrFromPB converts the fields to change.
@@ -126,11 +126,11 @@ func recordToPB(r *changelog.Record) *changelogv1.Record {
 	out := &changelogv1.Record{
 		Index: uint64(r.Index), Type: uint32(r.Type), TypeName: r.Type.String(),
 		Flags: uint32(r.Flags), TimeNs: timeToNS(r.Time),
-		Tfid: fidToPB(r.TFID), Pfid: optFidToPB(r.PFID), Name: r.Name,
+		Tfid: fidToPB(r.TFID), Pfid: optFidToPB(r.PFID), Name: []byte(r.Name),
 		Jobid: r.JobID, ExtraFlags: r.ExtraFlags,
 	}
 	if !r.SFID.IsZero() {
-		out.Sfid, out.Spfid, out.Sname = fidToPB(r.SFID), fidToPB(r.SPFID), r.SName
+		out.Sfid, out.Spfid, out.Sname = fidToPB(r.SFID), fidToPB(r.SPFID), []byte(r.SName)
 	}
 	if r.ExtraFlags&changelog.ExtraUIDGID != 0 {
 		out.Uid, out.Gid = r.UID, r.GID

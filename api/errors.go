@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -145,9 +147,30 @@ func errnoStatus(e syscall.Errno, err error) error {
 }
 
 func withInfo(c codes.Code, msg, reason string, md map[string]string) error {
-	st := status.New(c, msg)
+	st := status.New(c, escapeInvalidUTF8(msg))
 	if d, err := st.WithDetails(&errdetails.ErrorInfo{Domain: ErrorDomain, Reason: reason, Metadata: md}); err == nil {
 		st = d
 	}
 	return st.Err()
+}
+
+// escapeInvalidUTF8 writes the bytes of s that are not UTF-8 (a POSIX name
+// in a message may be any bytes) as \xNN: a status message is a protobuf
+// string, which must be valid UTF-8 or the whole status is lost.
+func escapeInvalidUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n <= 1 {
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+			i++
+			continue
+		}
+		b.WriteString(s[i : i+n])
+		i += n
+	}
+	return b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -85,5 +86,20 @@ func TestToStatus(t *testing.T) {
 	md := st.Details()[0].(*errdetails.ErrorInfo).GetMetadata()
 	if md["user"] != "cl3-r" || md["gc"] != "capacity" || md["index"] != "7" || md["unprocessed"] != "9" {
 		t.Errorf("eviction metadata %v", md)
+	}
+}
+
+func TestEscapeInvalidUTF8(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain 'café'":       "plain 'café'",
+		"open 'caf\xe9\xff'": `open 'caf\xe9\xff'`,
+	} {
+		if got := escapeInvalidUTF8(in); got != want {
+			t.Errorf("escapeInvalidUTF8(%q) = %q, want %q", in, got, want)
+		}
+	}
+	st, _ := status.FromError(toStatus(&mdt.PathError{Op: "getxattr", Path: "caf\xe9", Err: mdt.ErrNoData}))
+	if len(st.Details()) != 1 || !strings.Contains(st.Message(), `caf\xe9`) {
+		t.Fatalf("status of a non-UTF-8 path lost its details: %v", st.Proto())
 	}
 }

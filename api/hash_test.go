@@ -21,7 +21,7 @@ func TestDecodedRecordsCarryTheirOwnHash(t *testing.T) {
 	ctx := ctxT(t)
 	register(t, c, "", "")
 	for i := range 5 {
-		if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: fmt.Sprintf("f%d", i)}); err != nil {
+		if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: []byte(fmt.Sprintf("f%d", i))}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -173,7 +173,7 @@ func touch(t testing.TB, c *client.Client, dir, prefix string, n int) {
 	t.Helper()
 	ctx := ctxT(t)
 	for i := range n {
-		if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: dir + "/" + prefix + strconv.Itoa(i), Mode: 0644}); err != nil {
+		if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: []byte(dir + "/" + prefix + strconv.Itoa(i)), Mode: 0644}); err != nil {
 			t.Fatal(err)
 		}
 	}

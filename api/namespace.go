@@ -31,7 +31,7 @@ type namespaceService struct {
 func cred(ctx context.Context) mdt.Cred { return callerFrom(ctx).cred }
 
 func (n *namespaceService) Stat(ctx context.Context, r *mdtv1.StatRequest) (*mdtv1.StatResponse, error) {
-	a, err := n.s.m.Stat(ctx, cred(ctx), r.GetPath())
+	a, err := n.s.m.Stat(ctx, cred(ctx), string(r.GetPath()))
 	if err != nil {
 		return nil, err
 	}
@@ -39,26 +39,15 @@ func (n *namespaceService) Stat(ctx context.Context, r *mdtv1.StatRequest) (*mdt
 }
 
 func (n *namespaceService) Readdir(ctx context.Context, r *mdtv1.ReaddirRequest) (*mdtv1.ReaddirResponse, error) {
-	ents, err := n.s.m.Readdir(ctx, cred(ctx), r.GetPath())
-	if err != nil {
-		return nil, err
-	}
-	slices.SortFunc(ents, func(a, b mdt.DirEntry) int { return strings.Compare(a.Name, b.Name) })
-	if after := r.GetStartAfter(); after != "" {
-		i, found := slices.BinarySearchFunc(ents, after, func(e mdt.DirEntry, t string) int { return strings.Compare(e.Name, t) })
-		if found {
-			i++
-		}
-		ents = ents[i:]
-	}
 	limit := defaultReaddirEntries
 	if m := int(r.GetMaxEntries()); m > 0 {
 		limit = min(m, maxReaddirEntries)
 	}
-	out := &mdtv1.ReaddirResponse{}
-	if len(ents) > limit {
-		ents, out.More = ents[:limit], true
+	ents, more, err := n.s.m.ReaddirPage(ctx, cred(ctx), string(r.GetPath()), string(r.GetStartAfter()), limit)
+	if err != nil {
+		return nil, err
 	}
+	out := &mdtv1.ReaddirResponse{More: more}
 	out.Entries = make([]*mdtv1.DirEntry, len(ents))
 	for i, e := range ents {
 		out.Entries[i] = dirEntryToPB(e)
@@ -67,7 +56,7 @@ func (n *namespaceService) Readdir(ctx context.Context, r *mdtv1.ReaddirRequest)
 }
 
 func (n *namespaceService) Mkdir(ctx context.Context, r *mdtv1.MkdirRequest) (*mdtv1.MkdirResponse, error) {
-	a, err := n.s.m.Mkdir(ctx, cred(ctx), r.GetPath(), r.GetMode()&07777)
+	a, err := n.s.m.Mkdir(ctx, cred(ctx), string(r.GetPath()), r.GetMode()&07777)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +64,7 @@ func (n *namespaceService) Mkdir(ctx context.Context, r *mdtv1.MkdirRequest) (*m
 }
 
 func (n *namespaceService) Create(ctx context.Context, r *mdtv1.CreateRequest) (*mdtv1.CreateResponse, error) {
-	a, created, err := n.s.m.CreateFile(ctx, cred(ctx), r.GetPath(), r.GetMode()&07777, r.GetExclusive())
+	a, created, err := n.s.m.CreateFile(ctx, cred(ctx), string(r.GetPath()), r.GetMode()&07777, r.GetExclusive())
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +76,7 @@ func (n *namespaceService) Mknod(ctx context.Context, r *mdtv1.MknodRequest) (*m
 	if err != nil {
 		return nil, err
 	}
-	a, err := n.s.m.Mknod(ctx, cred(ctx), r.GetPath(), t, perm, r.GetRdev())
+	a, err := n.s.m.Mknod(ctx, cred(ctx), string(r.GetPath()), t, perm, r.GetRdev())
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +84,7 @@ func (n *namespaceService) Mknod(ctx context.Context, r *mdtv1.MknodRequest) (*m
 }
 
 func (n *namespaceService) Link(ctx context.Context, r *mdtv1.LinkRequest) (*mdtv1.LinkResponse, error) {
-	a, err := n.s.m.Link(ctx, cred(ctx), r.GetOldPath(), r.GetNewPath())
+	a, err := n.s.m.Link(ctx, cred(ctx), string(r.GetOldPath()), string(r.GetNewPath()))
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +92,7 @@ func (n *namespaceService) Link(ctx context.Context, r *mdtv1.LinkRequest) (*mdt
 }
 
 func (n *namespaceService) Symlink(ctx context.Context, r *mdtv1.SymlinkRequest) (*mdtv1.SymlinkResponse, error) {
-	a, err := n.s.m.Symlink(ctx, cred(ctx), r.GetTarget(), r.GetPath())
+	a, err := n.s.m.Symlink(ctx, cred(ctx), string(r.GetTarget()), string(r.GetPath()))
 	if err != nil {
 		return nil, err
 	}
@@ -111,21 +100,21 @@ func (n *namespaceService) Symlink(ctx context.Context, r *mdtv1.SymlinkRequest)
 }
 
 func (n *namespaceService) Unlink(ctx context.Context, r *mdtv1.UnlinkRequest) (*mdtv1.UnlinkResponse, error) {
-	if err := n.s.m.Unlink(ctx, cred(ctx), r.GetPath()); err != nil {
+	if err := n.s.m.Unlink(ctx, cred(ctx), string(r.GetPath())); err != nil {
 		return nil, err
 	}
 	return &mdtv1.UnlinkResponse{}, nil
 }
 
 func (n *namespaceService) Rmdir(ctx context.Context, r *mdtv1.RmdirRequest) (*mdtv1.RmdirResponse, error) {
-	if err := n.s.m.Rmdir(ctx, cred(ctx), r.GetPath()); err != nil {
+	if err := n.s.m.Rmdir(ctx, cred(ctx), string(r.GetPath())); err != nil {
 		return nil, err
 	}
 	return &mdtv1.RmdirResponse{}, nil
 }
 
 func (n *namespaceService) Rename(ctx context.Context, r *mdtv1.RenameRequest) (*mdtv1.RenameResponse, error) {
-	if err := n.s.m.Rename(ctx, cred(ctx), r.GetSrcPath(), r.GetDstPath()); err != nil {
+	if err := n.s.m.Rename(ctx, cred(ctx), string(r.GetSrcPath()), string(r.GetDstPath())); err != nil {
 		return nil, err
 	}
 	return &mdtv1.RenameResponse{}, nil
@@ -137,10 +126,10 @@ func (n *namespaceService) Open(ctx context.Context, r *mdtv1.OpenRequest) (*mdt
 	}
 	created := false
 	if r.GetFlags()&changelog.OpenCreate != 0 {
-		_, statErr := n.s.m.Stat(ctx, cred(ctx), r.GetPath())
+		_, statErr := n.s.m.Stat(ctx, cred(ctx), string(r.GetPath()))
 		created = mdt.Errno(statErr) == syscall.ENOENT
 	}
-	h, a, err := n.s.m.Open(ctx, cred(ctx), r.GetPath(), r.GetFlags(), r.GetMode()&07777)
+	h, a, err := n.s.m.Open(ctx, cred(ctx), string(r.GetPath()), r.GetFlags(), r.GetMode()&07777)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +144,7 @@ func (n *namespaceService) Close(ctx context.Context, r *mdtv1.CloseRequest) (*m
 }
 
 func (n *namespaceService) Setattr(ctx context.Context, r *mdtv1.SetattrRequest) (*mdtv1.SetattrResponse, error) {
-	a, err := n.s.m.Setattr(ctx, cred(ctx), r.GetPath(), setattrFromPB(r))
+	a, err := n.s.m.Setattr(ctx, cred(ctx), string(r.GetPath()), setattrFromPB(r))
 	if err != nil {
 		return nil, err
 	}
@@ -173,21 +162,21 @@ func (n *namespaceService) Setxattr(ctx context.Context, r *mdtv1.SetxattrReques
 	default:
 		return nil, argError("unknown setxattr mode %d", r.GetMode())
 	}
-	if err := n.s.m.Setxattr(ctx, cred(ctx), r.GetPath(), r.GetName(), r.GetValue(), flags); err != nil {
+	if err := n.s.m.Setxattr(ctx, cred(ctx), string(r.GetPath()), r.GetName(), r.GetValue(), flags); err != nil {
 		return nil, err
 	}
 	return &mdtv1.SetxattrResponse{}, nil
 }
 
 func (n *namespaceService) Removexattr(ctx context.Context, r *mdtv1.RemovexattrRequest) (*mdtv1.RemovexattrResponse, error) {
-	if err := n.s.m.Removexattr(ctx, cred(ctx), r.GetPath(), r.GetName()); err != nil {
+	if err := n.s.m.Removexattr(ctx, cred(ctx), string(r.GetPath()), r.GetName()); err != nil {
 		return nil, err
 	}
 	return &mdtv1.RemovexattrResponse{}, nil
 }
 
 func (n *namespaceService) Getxattr(ctx context.Context, r *mdtv1.GetxattrRequest) (*mdtv1.GetxattrResponse, error) {
-	v, err := n.s.m.Getxattr(ctx, cred(ctx), r.GetPath(), r.GetName())
+	v, err := n.s.m.Getxattr(ctx, cred(ctx), string(r.GetPath()), r.GetName())
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +184,7 @@ func (n *namespaceService) Getxattr(ctx context.Context, r *mdtv1.GetxattrReques
 }
 
 func (n *namespaceService) Listxattr(ctx context.Context, r *mdtv1.ListxattrRequest) (*mdtv1.ListxattrResponse, error) {
-	names, err := n.s.m.Listxattr(ctx, cred(ctx), r.GetPath())
+	names, err := n.s.m.Listxattr(ctx, cred(ctx), string(r.GetPath()))
 	if err != nil {
 		return nil, err
 	}
@@ -222,17 +211,57 @@ func (n *namespaceService) Fid2Path(ctx context.Context, r *mdtv1.Fid2PathReques
 	if err != nil {
 		return nil, err
 	}
+	out := make([][]byte, len(paths))
 	for i, p := range paths {
 		// The wire form of the root is "", with no leading '/'.
-		paths[i] = strings.TrimPrefix(p, "/")
+		out[i] = []byte(strings.TrimPrefix(p, "/"))
 	}
-	return &mdtv1.Fid2PathResponse{Paths: paths}, nil
+	return &mdtv1.Fid2PathResponse{Paths: out}, nil
 }
 
 func (n *namespaceService) Path2Fid(ctx context.Context, r *mdtv1.Path2FidRequest) (*mdtv1.Path2FidResponse, error) {
-	f, err := n.s.m.Path2Fid(ctx, cred(ctx), r.GetPath())
+	f, err := n.s.m.Path2Fid(ctx, cred(ctx), string(r.GetPath()))
 	if err != nil {
 		return nil, err
 	}
 	return &mdtv1.Path2FidResponse{Fid: fidToPB(f)}, nil
+}
+
+func (n *namespaceService) Write(ctx context.Context, r *mdtv1.WriteRequest) (*mdtv1.WriteResponse, error) {
+	a, err := n.s.m.WriteFile(ctx, cred(ctx), r.GetHandle(), r.GetOffset(), r.GetData())
+	if err != nil {
+		return nil, err
+	}
+	return &mdtv1.WriteResponse{Attr: attrToPB(a)}, nil
+}
+
+func (n *namespaceService) Read(ctx context.Context, r *mdtv1.ReadRequest) (*mdtv1.ReadResponse, error) {
+	data, err := n.s.m.ReadFile(ctx, cred(ctx), r.GetHandle(), r.GetOffset(), int(r.GetLength()))
+	if err != nil {
+		return nil, err
+	}
+	return &mdtv1.ReadResponse{Data: data}, nil
+}
+
+func (n *namespaceService) StatFid(ctx context.Context, r *mdtv1.StatFidRequest) (*mdtv1.StatFidResponse, error) {
+	f, err := fidFromPB(r.GetFid(), "fid")
+	if err != nil {
+		return nil, err
+	}
+	a, err := n.s.m.StatFID(ctx, cred(ctx), f)
+	if err != nil {
+		return nil, err
+	}
+	return &mdtv1.StatFidResponse{Attr: attrToPB(a)}, nil
+}
+
+func (n *namespaceService) Statfs(ctx context.Context, _ *mdtv1.StatfsRequest) (*mdtv1.StatfsResponse, error) {
+	st, err := n.s.m.Statfs(ctx, cred(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return &mdtv1.StatfsResponse{
+		BlockSize: st.BlockSize, Blocks: st.Blocks, BlocksFree: st.BlocksFree, BlocksAvailable: st.BlocksAv,
+		Files: st.Files, FilesFree: st.FilesFree, NameMax: st.NameMax,
+	}, nil
 }

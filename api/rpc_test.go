@@ -62,22 +62,22 @@ func TestNamespaceRPCs(t *testing.T) {
 	ns := c.Namespace
 	ctx := ctxT(t)
 
-	d, err := ns.Mkdir(ctx, &mdtv1.MkdirRequest{Path: "/d", Mode: 0755})
+	d, err := ns.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte("/d"), Mode: 0755})
 	if err != nil || d.GetAttr().GetType() != commonv1.ObjectType_OBJECT_TYPE_DIR || d.GetAttr().GetMode() != 0755 {
 		t.Fatalf("mkdir: %v %v", d, err)
 	}
-	cr, err := ns.Create(ctx, &mdtv1.CreateRequest{Path: "d/f", Mode: 0640})
+	cr, err := ns.Create(ctx, &mdtv1.CreateRequest{Path: []byte("d/f"), Mode: 0640})
 	if err != nil || !cr.GetCreated() || cr.GetAttr().GetType() != commonv1.ObjectType_OBJECT_TYPE_REG {
 		t.Fatalf("create: %v %v", cr, err)
 	}
-	cr2, err := ns.Create(ctx, &mdtv1.CreateRequest{Path: "d/f", Mode: 0640})
+	cr2, err := ns.Create(ctx, &mdtv1.CreateRequest{Path: []byte("d/f"), Mode: 0640})
 	if err != nil || cr2.GetCreated() {
 		t.Fatalf("second create: %v %v", cr2, err)
 	}
-	_, err = ns.Create(ctx, &mdtv1.CreateRequest{Path: "d/f", Exclusive: true})
+	_, err = ns.Create(ctx, &mdtv1.CreateRequest{Path: []byte("d/f"), Exclusive: true})
 	wantStatus(t, err, codes.AlreadyExists, "EEXIST", syscall.EEXIST, "d/f")
 	for i := range 5 {
-		if _, err := ns.Create(ctx, &mdtv1.CreateRequest{Path: "d/g" + string(rune('a'+i))}); err != nil {
+		if _, err := ns.Create(ctx, &mdtv1.CreateRequest{Path: []byte("d/g" + string(rune('a'+i)))}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -85,12 +85,12 @@ func TestNamespaceRPCs(t *testing.T) {
 	var all []string
 	after := ""
 	for {
-		r, err := ns.Readdir(ctx, &mdtv1.ReaddirRequest{Path: "d", StartAfter: after, MaxEntries: 2})
+		r, err := ns.Readdir(ctx, &mdtv1.ReaddirRequest{Path: []byte("d"), StartAfter: []byte(after), MaxEntries: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, en := range r.GetEntries() {
-			all = append(all, en.GetName())
+			all = append(all, string(en.GetName()))
 		}
 		if !r.GetMore() {
 			break
@@ -100,23 +100,23 @@ func TestNamespaceRPCs(t *testing.T) {
 	if want := []string{"f", "ga", "gb", "gc", "gd", "ge"}; !slices.Equal(all, want) {
 		t.Fatalf("readdir %v, want %v", all, want)
 	}
-	if _, err := ns.Link(ctx, &mdtv1.LinkRequest{OldPath: "d/f", NewPath: "d/h"}); err != nil {
+	if _, err := ns.Link(ctx, &mdtv1.LinkRequest{OldPath: []byte("d/f"), NewPath: []byte("d/h")}); err != nil {
 		t.Fatal(err)
 	}
-	sl, err := ns.Symlink(ctx, &mdtv1.SymlinkRequest{Target: "f", Path: "d/s"})
-	if err != nil || sl.GetAttr().GetSymlinkTarget() != "f" {
+	sl, err := ns.Symlink(ctx, &mdtv1.SymlinkRequest{Target: []byte("f"), Path: []byte("d/s")})
+	if err != nil || string(sl.GetAttr().GetSymlinkTarget()) != "f" {
 		t.Fatalf("symlink: %v %v", sl, err)
 	}
-	mk, err := ns.Mknod(ctx, &mdtv1.MknodRequest{Path: "d/p", Mode: 0010644})
+	mk, err := ns.Mknod(ctx, &mdtv1.MknodRequest{Path: []byte("d/p"), Mode: 0010644})
 	if err != nil || mk.GetAttr().GetType() != commonv1.ObjectType_OBJECT_TYPE_FIFO {
 		t.Fatalf("mknod: %v %v", mk, err)
 	}
-	_, err = ns.Mknod(ctx, &mdtv1.MknodRequest{Path: "d/q", Mode: 0040755})
+	_, err = ns.Mknod(ctx, &mdtv1.MknodRequest{Path: []byte("d/q"), Mode: 0040755})
 	wantStatus(t, err, codes.InvalidArgument, "EINVAL", syscall.EINVAL, "040755")
-	if _, err := ns.Rename(ctx, &mdtv1.RenameRequest{SrcPath: "d/h", DstPath: "d/h2"}); err != nil {
+	if _, err := ns.Rename(ctx, &mdtv1.RenameRequest{SrcPath: []byte("d/h"), DstPath: []byte("d/h2")}); err != nil {
 		t.Fatal(err)
 	}
-	op, err := ns.Open(ctx, &mdtv1.OpenRequest{Path: "d/new", Flags: uint32(mdtv1.OpenFlag_OPEN_FLAG_CREAT | mdtv1.OpenFlag_OPEN_FLAG_WRITE), Mode: 0600})
+	op, err := ns.Open(ctx, &mdtv1.OpenRequest{Path: []byte("d/new"), Flags: uint32(mdtv1.OpenFlag_OPEN_FLAG_CREAT | mdtv1.OpenFlag_OPEN_FLAG_WRITE), Mode: 0600})
 	if err != nil || op.GetHandle() == 0 || !op.GetCreated() {
 		t.Fatalf("open: %v %v", op, err)
 	}
@@ -125,30 +125,30 @@ func TestNamespaceRPCs(t *testing.T) {
 	}
 	_, err = ns.Close(ctx, &mdtv1.CloseRequest{Handle: op.GetHandle()})
 	wantStatus(t, err, codes.NotFound, "EBADF", syscall.EBADF)
-	_, err = ns.Open(ctx, &mdtv1.OpenRequest{Path: "d/f", Flags: 0x100000})
+	_, err = ns.Open(ctx, &mdtv1.OpenRequest{Path: []byte("d/f"), Flags: 0x100000})
 	wantStatus(t, err, codes.InvalidArgument, "EINVAL", syscall.EINVAL, "0x100000")
 	size := uint64(42)
-	sa, err := ns.Setattr(ctx, &mdtv1.SetattrRequest{Path: "d/f", Size: &size})
+	sa, err := ns.Setattr(ctx, &mdtv1.SetattrRequest{Path: []byte("d/f"), Size: &size})
 	if err != nil || sa.GetAttr().GetSize() != 42 {
 		t.Fatalf("setattr: %v %v", sa, err)
 	}
-	if _, err := ns.Setxattr(ctx, &mdtv1.SetxattrRequest{Path: "d/f", Name: "user.tag", Value: []byte("v1")}); err != nil {
+	if _, err := ns.Setxattr(ctx, &mdtv1.SetxattrRequest{Path: []byte("d/f"), Name: "user.tag", Value: []byte("v1")}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = ns.Setxattr(ctx, &mdtv1.SetxattrRequest{Path: "d/f", Name: "user.tag", Value: []byte("v2"), Mode: mdtv1.SetxattrMode_SETXATTR_MODE_CREATE})
+	_, err = ns.Setxattr(ctx, &mdtv1.SetxattrRequest{Path: []byte("d/f"), Name: "user.tag", Value: []byte("v2"), Mode: mdtv1.SetxattrMode_SETXATTR_MODE_CREATE})
 	wantStatus(t, err, codes.AlreadyExists, "EEXIST", syscall.EEXIST)
-	gx, err := ns.Getxattr(ctx, &mdtv1.GetxattrRequest{Path: "d/f", Name: "user.tag"})
+	gx, err := ns.Getxattr(ctx, &mdtv1.GetxattrRequest{Path: []byte("d/f"), Name: "user.tag"})
 	if err != nil || string(gx.GetValue()) != "v1" {
 		t.Fatalf("getxattr: %v %v", gx, err)
 	}
-	lx, err := ns.Listxattr(ctx, &mdtv1.ListxattrRequest{Path: "d/f"})
+	lx, err := ns.Listxattr(ctx, &mdtv1.ListxattrRequest{Path: []byte("d/f")})
 	if err != nil || !slices.Equal(lx.GetNames(), []string{"user.tag"}) {
 		t.Fatalf("listxattr: %v %v", lx, err)
 	}
-	if _, err := ns.Removexattr(ctx, &mdtv1.RemovexattrRequest{Path: "d/f", Name: "user.tag"}); err != nil {
+	if _, err := ns.Removexattr(ctx, &mdtv1.RemovexattrRequest{Path: []byte("d/f"), Name: "user.tag"}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = ns.Getxattr(ctx, &mdtv1.GetxattrRequest{Path: "d/f", Name: "user.tag"})
+	_, err = ns.Getxattr(ctx, &mdtv1.GetxattrRequest{Path: []byte("d/f"), Name: "user.tag"})
 	wantStatus(t, err, codes.NotFound, "ENODATA", syscall.ENODATA)
 
 	f, err := c.Path2Fid(ctx, "d/f")
@@ -170,27 +170,27 @@ func TestNamespaceRPCs(t *testing.T) {
 	_, err = c.Fid2Path(ctx, fid.FID{Seq: 0x200000bad, Oid: 7}, -1)
 	wantStatus(t, err, codes.NotFound, "ENOENT", syscall.ENOENT, "[0x200000bad:0x7:0x0]")
 
-	_, err = ns.Stat(ctx, &mdtv1.StatRequest{Path: "d/missing"})
+	_, err = ns.Stat(ctx, &mdtv1.StatRequest{Path: []byte("d/missing")})
 	wantStatus(t, err, codes.NotFound, "ENOENT", syscall.ENOENT, "d/missing")
-	_, err = ns.Stat(ctx, &mdtv1.StatRequest{Path: "d/../f"})
+	_, err = ns.Stat(ctx, &mdtv1.StatRequest{Path: []byte("d/../f")})
 	wantStatus(t, err, codes.InvalidArgument, "EINVAL", syscall.EINVAL, "d/../f")
-	_, err = ns.Mkdir(ctx, &mdtv1.MkdirRequest{Path: "d/" + strings.Repeat("x", 256)})
+	_, err = ns.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte("d/" + strings.Repeat("x", 256))})
 	wantStatus(t, err, codes.InvalidArgument, "ENAMETOOLONG", syscall.ENAMETOOLONG)
-	_, err = ns.Mkdir(ctx, &mdtv1.MkdirRequest{Path: "d"})
+	_, err = ns.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte("d")})
 	wantStatus(t, err, codes.AlreadyExists, "EEXIST", syscall.EEXIST, "d")
-	_, err = ns.Rmdir(ctx, &mdtv1.RmdirRequest{Path: "d"})
+	_, err = ns.Rmdir(ctx, &mdtv1.RmdirRequest{Path: []byte("d")})
 	wantStatus(t, err, codes.FailedPrecondition, "ENOTEMPTY", syscall.ENOTEMPTY, "d")
-	_, err = ns.Unlink(ctx, &mdtv1.UnlinkRequest{Path: "d"})
+	_, err = ns.Unlink(ctx, &mdtv1.UnlinkRequest{Path: []byte("d")})
 	wantStatus(t, err, codes.FailedPrecondition, "EISDIR", syscall.EISDIR)
-	_, err = ns.Mkdir(ctx, &mdtv1.MkdirRequest{Path: "d/f/x"})
+	_, err = ns.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte("d/f/x")})
 	wantStatus(t, err, codes.FailedPrecondition, "ENOTDIR", syscall.ENOTDIR)
 
 	// Permission: uid 1000 cannot create in a 0755 root-owned directory.
 	u := e.dial(e.sock, client.WithUID(1000), client.WithGID(1000))
-	_, err = u.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: "d/nope"})
+	_, err = u.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: []byte("d/nope")})
 	wantStatus(t, err, codes.PermissionDenied, "EACCES", syscall.EACCES)
 
-	if _, err := ns.Unlink(ctx, &mdtv1.UnlinkRequest{Path: "d/f"}); err != nil {
+	if _, err := ns.Unlink(ctx, &mdtv1.UnlinkRequest{Path: []byte("d/f")}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -350,17 +350,17 @@ func TestIdentityMetadata(t *testing.T) {
 		{"lustre-groups", "10,x,12"}, {"lustre-jobid", strings.Repeat("j", 32)},
 	} {
 		mctx := metadata.AppendToOutgoingContext(ctx, tc.key, tc.value)
-		_, err := c.Namespace.Stat(mctx, &mdtv1.StatRequest{Path: "/"})
+		_, err := c.Namespace.Stat(mctx, &mdtv1.StatRequest{Path: []byte("/")})
 		wantStatus(t, err, codes.InvalidArgument, "EINVAL", syscall.EINVAL, tc.key)
 	}
 
 	// Records carry the NID of the connection, and uid/gid/jobid.
 	tcp := e.dial(e.tcp, client.WithUID(0), client.WithGID(0), client.WithJobID("job.tcp"))
-	if _, err := tcp.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: "viatcp", Mode: 0777}); err != nil {
+	if _, err := tcp.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte("viatcp"), Mode: 0777}); err != nil {
 		t.Fatal(err)
 	}
 	u := e.dial(e.sock, client.WithUID(500), client.WithGID(600), client.WithGroups(7, 8), client.WithJobID("job.unix"))
-	if _, err := u.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: "viatcp/viaunix"}); err != nil {
+	if _, err := u.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte("viatcp/viaunix")}); err != nil {
 		t.Fatal(err)
 	}
 	var recs []*changelog.Record

@@ -42,12 +42,12 @@ func TestFollowConcurrentWriters(t *testing.T) {
 	var wg sync.WaitGroup
 	for w := range writers {
 		wc := e.dial(e.sock, client.WithJobID(fmt.Sprintf("w%d", w)))
-		if _, err := wc.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: fmt.Sprintf("w%d", w), Mode: 0755}); err != nil {
+		if _, err := wc.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte(fmt.Sprintf("w%d", w)), Mode: 0755}); err != nil {
 			t.Fatal(err)
 		}
 		wg.Go(func() {
 			for i := range perWriter {
-				if _, err := wc.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: fmt.Sprintf("w%d/f%d", w, i)}); err != nil {
+				if _, err := wc.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: []byte(fmt.Sprintf("w%d/f%d", w, i))}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -157,13 +157,13 @@ func TestRawAndStructuredAgree(t *testing.T) {
 	register(t, c, "", "ALL")
 	touch(t, c, "", "f", 5)
 	ns := c.Namespace
-	ns.Mkdir(ctx, &mdtv1.MkdirRequest{Path: "d"})
-	ns.Rename(ctx, &mdtv1.RenameRequest{SrcPath: "f1", DstPath: "d/g"})
-	ns.Setxattr(ctx, &mdtv1.SetxattrRequest{Path: "f2", Name: "user.x", Value: []byte("1")})
-	ns.Getxattr(ctx, &mdtv1.GetxattrRequest{Path: "f2", Name: "user.x"})
-	op, _ := ns.Open(ctx, &mdtv1.OpenRequest{Path: "f3", Flags: 3})
+	ns.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte("d")})
+	ns.Rename(ctx, &mdtv1.RenameRequest{SrcPath: []byte("f1"), DstPath: []byte("d/g")})
+	ns.Setxattr(ctx, &mdtv1.SetxattrRequest{Path: []byte("f2"), Name: "user.x", Value: []byte("1")})
+	ns.Getxattr(ctx, &mdtv1.GetxattrRequest{Path: []byte("f2"), Name: "user.x"})
+	op, _ := ns.Open(ctx, &mdtv1.OpenRequest{Path: []byte("f3"), Flags: 3})
 	ns.Close(ctx, &mdtv1.CloseRequest{Handle: op.GetHandle()})
-	ns.Unlink(ctx, &mdtv1.UnlinkRequest{Path: "f4"})
+	ns.Unlink(ctx, &mdtv1.UnlinkRequest{Path: []byte("f4")})
 
 	read := func(raw bool) []*changelog.Record {
 		var out []*changelog.Record
@@ -207,10 +207,10 @@ func TestReadFilters(t *testing.T) {
 	register(t, c, "dirs", "MKDIR,RMDIR,CREAT")
 	ns := c.Namespace
 	for i := range 4 {
-		ns.Mkdir(ctx, &mdtv1.MkdirRequest{Path: fmt.Sprintf("d%d", i)})   // 1,3,5,7
-		ns.Create(ctx, &mdtv1.CreateRequest{Path: fmt.Sprintf("f%d", i)}) // 2,4,6,8
+		ns.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte(fmt.Sprintf("d%d", i))})   // 1,3,5,7
+		ns.Create(ctx, &mdtv1.CreateRequest{Path: []byte(fmt.Sprintf("f%d", i))}) // 2,4,6,8
 	}
-	ns.Rmdir(ctx, &mdtv1.RmdirRequest{Path: "d0"}) // 9
+	ns.Rmdir(ctx, &mdtv1.RmdirRequest{Path: []byte("d0")}) // 9
 	read := func(req *changelogv1.ReadRequest) (idx []changelog.Index) {
 		req.Device = device
 		err := c.Read(ctx, req, func(recs []*changelog.Record, _ *changelogv1.ReadResponse) error {

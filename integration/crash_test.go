@@ -130,7 +130,7 @@ func TestKillNine(t *testing.T) {
 	const writers = 32
 	dirFID := make([]fid.FID, writers)
 	for w := range writers {
-		resp, err := c.NS.Mkdir(c.Ctx(ctx), &mdtv1.MkdirRequest{Path: fmt.Sprintf("w%d", w), Mode: 0o755})
+		resp, err := c.NS.Mkdir(c.Ctx(ctx), &mdtv1.MkdirRequest{Path: []byte(fmt.Sprintf("w%d", w)), Mode: 0o755})
 		if err != nil {
 			t.Fatalf("mkdir: %v", err)
 		}
@@ -167,7 +167,7 @@ func TestKillNine(t *testing.T) {
 				for i := 0; !stop.Load(); i++ {
 					name := fmt.Sprintf("it%d-%d", it, i)
 					p := fmt.Sprintf("w%d/%s", w, name)
-					resp, err := c.NS.Create(c.Ctx(ctx), &mdtv1.CreateRequest{Path: p, Mode: 0o644, Exclusive: true})
+					resp, err := c.NS.Create(c.Ctx(ctx), &mdtv1.CreateRequest{Path: []byte(p), Mode: 0o644, Exclusive: true})
 					if err != nil {
 						return // the server died
 					}
@@ -234,7 +234,7 @@ func TestKillNine(t *testing.T) {
 		cleared := fol.cleared
 		fol.mu.Unlock()
 		for _, a := range mustHave {
-			sr, err := c.NS.Stat(c.Ctx(ctx), &mdtv1.StatRequest{Path: a.path})
+			sr, err := c.NS.Stat(c.Ctx(ctx), &mdtv1.StatRequest{Path: []byte(a.path)})
 			if err != nil {
 				t.Fatalf("iteration %d: acknowledged create %s lost: %v", it, a.path, err)
 			}

@@ -61,7 +61,7 @@ func TestLogFullFailsCleanly(t *testing.T) {
 	setParam(t, c, "mdd."+device+".changelog_max_records", "20")
 	var i int
 	for i = 0; i < 100; i++ {
-		_, err = c.NS.Create(ctx, &mdtv1.CreateRequest{Path: fmt.Sprintf("f%d", i), Mode: 0o644})
+		_, err = c.NS.Create(ctx, &mdtv1.CreateRequest{Path: []byte(fmt.Sprintf("f%d", i)), Mode: 0o644})
 		if err != nil {
 			break
 		}
@@ -78,10 +78,13 @@ func TestLogFullFailsCleanly(t *testing.T) {
 		name string
 		do   func() error
 	}{
-		{"mkdir", func() error { _, err := c.NS.Mkdir(ctx, &mdtv1.MkdirRequest{Path: "d", Mode: 0o755}); return err }},
-		{"unlink", func() error { _, err := c.NS.Unlink(ctx, &mdtv1.UnlinkRequest{Path: "f0"}); return err }},
+		{"mkdir", func() error {
+			_, err := c.NS.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte("d"), Mode: 0o755})
+			return err
+		}},
+		{"unlink", func() error { _, err := c.NS.Unlink(ctx, &mdtv1.UnlinkRequest{Path: []byte("f0")}); return err }},
 		{"rename", func() error {
-			_, err := c.NS.Rename(ctx, &mdtv1.RenameRequest{SrcPath: "f1", DstPath: "g1"})
+			_, err := c.NS.Rename(ctx, &mdtv1.RenameRequest{SrcPath: []byte("f1"), DstPath: []byte("g1")})
 			return err
 		}},
 	} {
@@ -90,12 +93,12 @@ func TestLogFullFailsCleanly(t *testing.T) {
 		}
 	}
 	for _, p := range []string{"f20", "d", "g1"} {
-		if _, err := c.NS.Stat(ctx, &mdtv1.StatRequest{Path: p}); errnoOf(err) != 2 {
+		if _, err := c.NS.Stat(ctx, &mdtv1.StatRequest{Path: []byte(p)}); errnoOf(err) != 2 {
 			t.Errorf("%s exists after a failed operation: %v", p, err)
 		}
 	}
 	for _, p := range []string{"f0", "f1"} {
-		if _, err := c.NS.Stat(ctx, &mdtv1.StatRequest{Path: p}); err != nil {
+		if _, err := c.NS.Stat(ctx, &mdtv1.StatRequest{Path: []byte(p)}); err != nil {
 			t.Errorf("%s lost after a failed operation: %v", p, err)
 		}
 	}
@@ -106,7 +109,7 @@ func TestLogFullFailsCleanly(t *testing.T) {
 	if _, err := c.CL.Clear(ctx, &changelogv1.ClearRequest{Device: device, User: reg.GetDisplayName()}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.NS.Create(ctx, &mdtv1.CreateRequest{Path: "f20", Mode: 0o644}); err != nil {
+	if _, err := c.NS.Create(ctx, &mdtv1.CreateRequest{Path: []byte("f20"), Mode: 0o644}); err != nil {
 		t.Fatalf("create after clear: %v", err)
 	}
 	if got := currentIndex(t, c); got != cur+1 {
@@ -124,7 +127,7 @@ func TestBadInputKeepsServing(t *testing.T) {
 	if _, err := c.CL.Register(ctx, &changelogv1.RegisterRequest{Device: device, Mask: "ALL"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.NS.Mkdir(ctx, &mdtv1.MkdirRequest{Path: "d", Mode: 0o755}); err != nil {
+	if _, err := c.NS.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte("d"), Mode: 0o755}); err != nil {
 		t.Fatal(err)
 	}
 	cur := currentIndex(t, c)
@@ -135,7 +138,7 @@ func TestBadInputKeepsServing(t *testing.T) {
 	}{
 		{"d/.", 22}, {"d/..", 22}, {"d/a\x00b", 22}, {"d/" + long, 36},
 	} {
-		_, err := c.NS.Create(ctx, &mdtv1.CreateRequest{Path: tc.path, Mode: 0o644})
+		_, err := c.NS.Create(ctx, &mdtv1.CreateRequest{Path: []byte(tc.path), Mode: 0o644})
 		if errnoOf(err) != tc.errno {
 			t.Errorf("create %q: %v (errno %d), want errno %d", tc.path, err, errnoOf(err), tc.errno)
 		}
@@ -170,7 +173,7 @@ func TestBadInputKeepsServing(t *testing.T) {
 	}
 	// An oversized message is refused by the transport, not by a crash.
 	big := make([]byte, 8<<20)
-	if _, err := c.NS.Setxattr(ctx, &mdtv1.SetxattrRequest{Path: "d", Name: "user.big", Value: big}); err == nil {
+	if _, err := c.NS.Setxattr(ctx, &mdtv1.SetxattrRequest{Path: []byte("d"), Name: "user.big", Value: big}); err == nil {
 		t.Error("an 8 MiB xattr was accepted")
 	}
 	// Clients that vanish mid-stream.
@@ -197,7 +200,7 @@ func TestBadInputKeepsServing(t *testing.T) {
 		t.Fatalf("bad input recorded something: current index %d -> %d", cur, got)
 	}
 	// Still serving, and still recording.
-	if _, err := c.NS.Create(ctx, &mdtv1.CreateRequest{Path: "d/ok", Mode: 0o644}); err != nil {
+	if _, err := c.NS.Create(ctx, &mdtv1.CreateRequest{Path: []byte("d/ok"), Mode: 0o644}); err != nil {
 		t.Fatalf("server not serving after bad input: %v\n%s", err, s.Logs())
 	}
 	if got := currentIndex(t, c); got <= cur {

@@ -59,7 +59,7 @@ func TestLoad(t *testing.T) {
 	}
 	setParam(t, c, "mdd."+device+".changelog_max_records", strconv.Itoa(capRecords))
 	for w := range writers {
-		if _, err := c.NS.Mkdir(c.Ctx(ctx), &mdtv1.MkdirRequest{Path: fmt.Sprintf("w%d", w), Mode: 0o755}); err != nil {
+		if _, err := c.NS.Mkdir(c.Ctx(ctx), &mdtv1.MkdirRequest{Path: []byte(fmt.Sprintf("w%d", w)), Mode: 0o755}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -145,7 +145,7 @@ func TestLoad(t *testing.T) {
 					failures.Add(1)
 					return
 				}
-				if _, err := c.NS.Create(c.Ctx(ctx), &mdtv1.CreateRequest{Path: fmt.Sprintf("w%d/f%d", w, i), Mode: 0o644}); err != nil {
+				if _, err := c.NS.Create(c.Ctx(ctx), &mdtv1.CreateRequest{Path: []byte(fmt.Sprintf("w%d/f%d", w, i)), Mode: 0o644}); err != nil {
 					failures.Add(1)
 					continue
 				}

@@ -49,7 +49,7 @@ func serverNamespace(t *testing.T, c *Conn) mirror {
 	t.Helper()
 	ns := mirror{}
 	ctx := c.Ctx(context.Background())
-	root, err := c.NS.Stat(ctx, &mdtv1.StatRequest{Path: "/"})
+	root, err := c.NS.Stat(ctx, &mdtv1.StatRequest{Path: []byte("/")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,17 +57,17 @@ func serverNamespace(t *testing.T, c *Conn) mirror {
 	walk = func(path string, dir fid.FID) {
 		after := ""
 		for {
-			rd, err := c.NS.Readdir(ctx, &mdtv1.ReaddirRequest{Path: path, StartAfter: after})
+			rd, err := c.NS.Readdir(ctx, &mdtv1.ReaddirRequest{Path: []byte(path), StartAfter: []byte(after)})
 			if err != nil {
 				t.Fatalf("readdir %q: %v", path, err)
 			}
 			for _, de := range rd.GetEntries() {
 				f := fidOf(de.GetFid())
-				ns[entry{dir, de.GetName()}] = f
+				ns[entry{dir, string(de.GetName())}] = f
 				if de.GetType().String() == "OBJECT_TYPE_DIR" {
-					walk(strings.TrimPrefix(path+"/"+de.GetName(), "/"), f)
+					walk(strings.TrimPrefix(path+"/"+string(de.GetName()), "/"), f)
 				}
-				after = de.GetName()
+				after = string(de.GetName())
 			}
 			if !rd.GetMore() {
 				return
@@ -103,17 +103,17 @@ func TestMirrorOracle(t *testing.T) {
 		switch k := rng.IntN(100); {
 		case k < 25:
 			p := join(pick(dirs), name())
-			if _, err := c.NS.Create(cx, &mdtv1.CreateRequest{Path: p, Mode: 0o644}); err == nil {
+			if _, err := c.NS.Create(cx, &mdtv1.CreateRequest{Path: []byte(p), Mode: 0o644}); err == nil {
 				files = append(files, p)
 			}
 		case k < 35:
 			p := join(pick(dirs), "d"+name())
-			if _, err := c.NS.Mkdir(cx, &mdtv1.MkdirRequest{Path: p, Mode: 0o755}); err == nil {
+			if _, err := c.NS.Mkdir(cx, &mdtv1.MkdirRequest{Path: []byte(p), Mode: 0o755}); err == nil {
 				dirs = append(dirs, p)
 			}
 		case k < 45 && len(files) > 0:
 			p := join(pick(dirs), name())
-			if _, err := c.NS.Link(cx, &mdtv1.LinkRequest{OldPath: pick(files), NewPath: p}); err == nil {
+			if _, err := c.NS.Link(cx, &mdtv1.LinkRequest{OldPath: []byte(pick(files)), NewPath: []byte(p)}); err == nil {
 				files = append(files, p)
 			}
 		case k < 60 && len(files) > 0:
@@ -123,13 +123,13 @@ func TestMirrorOracle(t *testing.T) {
 				dst = pick(files)
 			}
 			src := pick(files)
-			if _, err := c.NS.Rename(cx, &mdtv1.RenameRequest{SrcPath: src, DstPath: dst}); err == nil {
+			if _, err := c.NS.Rename(cx, &mdtv1.RenameRequest{SrcPath: []byte(src), DstPath: []byte(dst)}); err == nil {
 				files = append(files, dst)
 			}
 		case k < 63 && len(dirs) > 1:
 			src := pick(dirs[1:])
 			dst := join(pick(dirs), "d"+name())
-			if _, err := c.NS.Rename(cx, &mdtv1.RenameRequest{SrcPath: src, DstPath: dst}); err == nil {
+			if _, err := c.NS.Rename(cx, &mdtv1.RenameRequest{SrcPath: []byte(src), DstPath: []byte(dst)}); err == nil {
 				dirs = append(dirs, dst)
 			}
 		case k < 75 && len(files) > 0:
@@ -137,23 +137,23 @@ func TestMirrorOracle(t *testing.T) {
 			// Sometimes unlink a file that is open.
 			var h uint64
 			if rng.IntN(3) == 0 {
-				if or, err := c.NS.Open(cx, &mdtv1.OpenRequest{Path: p, Flags: uint32(changelog.OpenRead | changelog.OpenWrite)}); err == nil {
+				if or, err := c.NS.Open(cx, &mdtv1.OpenRequest{Path: []byte(p), Flags: uint32(changelog.OpenRead | changelog.OpenWrite)}); err == nil {
 					h = or.GetHandle()
 				}
 			}
-			_, _ = c.NS.Unlink(cx, &mdtv1.UnlinkRequest{Path: p})
+			_, _ = c.NS.Unlink(cx, &mdtv1.UnlinkRequest{Path: []byte(p)})
 			if h != 0 {
 				_, _ = c.NS.Close(cx, &mdtv1.CloseRequest{Handle: h})
 			}
 		case k < 80 && len(dirs) > 1:
-			_, _ = c.NS.Rmdir(cx, &mdtv1.RmdirRequest{Path: pick(dirs[1:])})
+			_, _ = c.NS.Rmdir(cx, &mdtv1.RmdirRequest{Path: []byte(pick(dirs[1:]))})
 		case k < 85:
-			_, _ = c.NS.Symlink(cx, &mdtv1.SymlinkRequest{Target: "../" + name(), Path: join(pick(dirs), "s"+name())})
+			_, _ = c.NS.Symlink(cx, &mdtv1.SymlinkRequest{Target: []byte("../" + name()), Path: []byte(join(pick(dirs), "s"+name()))})
 		case k < 92 && len(files) > 0:
-			_, _ = c.NS.Setxattr(cx, &mdtv1.SetxattrRequest{Path: pick(files), Name: "user.k" + name(), Value: []byte("v")})
+			_, _ = c.NS.Setxattr(cx, &mdtv1.SetxattrRequest{Path: []byte(pick(files)), Name: "user.k" + name(), Value: []byte("v")})
 		default:
 			if len(files) > 0 {
-				_, _ = c.NS.Getxattr(cx, &mdtv1.GetxattrRequest{Path: pick(files), Name: "user.kn1"})
+				_, _ = c.NS.Getxattr(cx, &mdtv1.GetxattrRequest{Path: []byte(pick(files)), Name: "user.kn1"})
 			}
 		}
 		if (i+1)%(ops/3) == 0 && i+1 < ops {

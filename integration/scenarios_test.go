@@ -308,16 +308,16 @@ func TestAuditModeZero(t *testing.T) {
 	backup := DialFrom(t, s, "127.0.0.2", 0, 0)
 	client := DialFrom(t, s, "127.0.0.3", 501, 501)
 	ctx := context.Background()
-	if _, err := backup.NS.Mkdir(backup.Ctx(ctx), &mdtv1.MkdirRequest{Path: "hidden", Mode: 0o777}); err != nil {
+	if _, err := backup.NS.Mkdir(backup.Ctx(ctx), &mdtv1.MkdirRequest{Path: []byte("hidden"), Mode: 0o777}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := backup.NS.Create(backup.Ctx(ctx), &mdtv1.CreateRequest{Path: "hidden/f", Mode: 0o644}); err != nil {
+	if _, err := backup.NS.Create(backup.Ctx(ctx), &mdtv1.CreateRequest{Path: []byte("hidden/f"), Mode: 0o644}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client.NS.Create(client.Ctx(ctx), &mdtv1.CreateRequest{Path: "hidden/g", Mode: 0o644}); err != nil {
+	if _, err := client.NS.Create(client.Ctx(ctx), &mdtv1.CreateRequest{Path: []byte("hidden/g"), Mode: 0o644}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := backup.NS.Unlink(backup.Ctx(ctx), &mdtv1.UnlinkRequest{Path: "hidden/g"}); err != nil {
+	if _, err := backup.NS.Unlink(backup.Ctx(ctx), &mdtv1.UnlinkRequest{Path: []byte("hidden/g")}); err != nil {
 		t.Fatal(err)
 	}
 	lines := changelogLines(mustSock(t, s, "lfs", "changelog", device))
@@ -325,7 +325,7 @@ func TestAuditModeZero(t *testing.T) {
 		t.Fatalf("want exactly the audited client's CREAT of g, got:\n%s", strings.Join(lines, "\n"))
 	}
 	// The unaudited changes happened all the same.
-	if _, err := client.NS.Stat(client.Ctx(ctx), &mdtv1.StatRequest{Path: "hidden/f"}); err != nil {
+	if _, err := client.NS.Stat(client.Ctx(ctx), &mdtv1.StatRequest{Path: []byte("hidden/f")}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -34,7 +34,7 @@ func TestStorageFailureExits(t *testing.T) {
 	create := func(p string) error {
 		cctx, cancel := context.WithTimeout(c.Ctx(ctx), 10*time.Second)
 		defer cancel()
-		_, err := c.NS.Create(cctx, &mdtv1.CreateRequest{Path: p, Mode: 0o644, Exclusive: true})
+		_, err := c.NS.Create(cctx, &mdtv1.CreateRequest{Path: []byte(p), Mode: 0o644, Exclusive: true})
 		if err == nil {
 			acked = append(acked, p)
 		}
@@ -84,7 +84,7 @@ func TestStorageFailureExits(t *testing.T) {
 	s.Restart()
 	c = Dial(t, s, 0, 0)
 	for _, p := range acked {
-		if _, err := c.NS.Stat(c.Ctx(ctx), &mdtv1.StatRequest{Path: p}); err != nil {
+		if _, err := c.NS.Stat(c.Ctx(ctx), &mdtv1.StatRequest{Path: []byte(p)}); err != nil {
 			t.Fatalf("acknowledged create %s lost after the storage failure: %v", p, err)
 		}
 	}

@@ -131,6 +131,9 @@ func (t *txn) setattr(parent *inode, obj *inode, s SetattrArgs) bool {
 	}
 	if s.Size != nil {
 		valid |= validSize | validMtime | validCtime
+		if err := t.truncateData(obj.FID, obj.Size, *s.Size); err != nil && t.err == nil {
+			t.err = err
+		}
 		obj.Size = *s.Size
 		obj.Mtime = t.now
 	}

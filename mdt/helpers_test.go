@@ -253,10 +253,10 @@ func walkTree(t testing.TB, m *MDT) map[entry]bool {
 	return out
 }
 
-// assertNoKeysOf checks that no inode, link, xattr or orphan key of f is left.
+// assertNoKeysOf checks that no inode, link, xattr, data or orphan key of f is left.
 func assertNoKeysOf(t testing.TB, m *MDT, f fid.FID) {
 	t.Helper()
-	for _, pre := range []byte{ksInode, ksLink, ksXattr, ksOrphan} {
+	for _, pre := range []byte{ksInode, ksLink, ksXattr, ksOrphan, ksData} {
 		lo := fidKey(pre, f, 0)
 		it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 		if err != nil {

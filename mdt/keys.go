@@ -17,6 +17,8 @@ import (
 //	'l' FID linkseq(u32 BE)               -> link: parentFID name (hard links and
 //	                                         fid2path, in link order = key order)
 //	'x' FID name                          -> xattr value
+//	'b' FID chunk(u64 BE)                 -> file content: bytes [chunk*ChunkSize,
+//	                                         +len) (Data-on-MDT, data.go)
 //	'o' FID                               -> "" : object with nlink 0 kept for
 //	                                         open handles (dropped at next Open)
 //	'm' name                              -> MDT metadata:
@@ -35,6 +37,7 @@ const (
 	ksLink      = 'l'
 	ksXattr     = 'x'
 	ksOrphan    = 'o'
+	ksData      = 'b'
 	ksMeta      = 'm'
 	ksNodemap   = 'n'
 )
@@ -82,6 +85,17 @@ func xattrKey(f fid.FID, name string) []byte {
 func xattrRange(f fid.FID) (lo, hi []byte) {
 	return fidKey(ksXattr, f, 0), prefixEnd(fidKey(ksXattr, f, 0))
 }
+
+func chunkKey(f fid.FID, ci uint64) []byte {
+	return binary.BigEndian.AppendUint64(fidKey(ksData, f, 8), ci)
+}
+
+func chunkRange(f fid.FID) (lo, hi []byte) {
+	return fidKey(ksData, f, 0), prefixEnd(fidKey(ksData, f, 0))
+}
+
+// chunkIndexOf returns the chunk number of a chunk key.
+func chunkIndexOf(key []byte) uint64 { return binary.BigEndian.Uint64(key[1+fid.KeySize:]) }
 
 func orphanKey(f fid.FID) []byte { return fidKey(ksOrphan, f, 0) }
 

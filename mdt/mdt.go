@@ -241,6 +241,7 @@ func (ino *inode) attr() Attr {
 type MDT struct {
 	opts  Options
 	dev   string
+	dir   string // the store's directory (statfs)
 	db    *pebble.DB
 	log   *store.Log
 	alloc *fid.Allocator
@@ -312,7 +313,7 @@ func Open(dir string, opts *Options) (*MDT, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	m := &MDT{opts: o, dev: fmt.Sprintf("%s-MDT%04x", o.FSName, o.Index)}
+	m := &MDT{opts: o, dir: dir, dev: fmt.Sprintf("%s-MDT%04x", o.FSName, o.Index)}
 	po := &pebble.Options{
 		FS:                    o.FS,
 		FormatMajorVersion:    pebble.FormatNewest,

@@ -34,6 +34,7 @@ type handle struct {
 	key     openKey
 	flags   uint32
 	counted bool // counted in omu.openers (OPEN was in the mask at open)
+	wrote   bool // data was written through it (MTIME at close); guarded by omu
 }
 
 // openCount returns the number of open handles of f.
@@ -340,6 +341,18 @@ func (m *MDT) closeLocked(cl *caller, ls *lockSet, h uint64) (*store.Pending, er
 	}
 	t := m.newTxn(cl)
 	defer t.close()
+	m.omu.Lock()
+	wrote := hd.wrote
+	m.omu.Unlock()
+	ino, err := m.getInode(hd.key.fid)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err // ErrNotFound: already gone, nothing to drop
+	}
+	if wrote && ino != nil && ino.Nlink > 0 {
+		if err := t.closeTimes(ino); err != nil {
+			return nil, err
+		}
+	}
 	if m.wants(cl, changelog.CLClose) {
 		var due bool
 		if m.log.Enabled(changelog.CLOpen) {
@@ -353,17 +366,9 @@ func (m *MDT) closeLocked(cl *caller, ls *lockSet, h uint64) (*store.Pending, er
 			}
 		}
 	}
-	if lastHandle {
-		ino, err := m.getInode(hd.key.fid)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			// Already gone: nothing to drop.
-		case err != nil:
+	if lastHandle && ino != nil && ino.Nlink == 0 {
+		if err := m.deleteObject(t.b, ino.FID); err != nil {
 			return nil, err
-		case ino.Nlink == 0:
-			if err := m.deleteObject(t.b, ino.FID); err != nil {
-				return nil, err
-			}
 		}
 	}
 	pend, err := t.apply()

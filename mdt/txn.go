@@ -78,6 +78,7 @@ type txn struct {
 	b    *pebble.Batch
 	recs []*changelog.Record
 	now  int64
+	err  error // a failure while building the batch; apply returns it
 }
 
 func (m *MDT) newTxn(cl *caller) *txn {
@@ -152,6 +153,9 @@ func (t *txn) removeLink(parent fid.FID, name string, ino *inode) error {
 // locks held, and notes which objects had a record for the time-record
 // dedup. On error nothing was committed.
 func (t *txn) apply() (p *store.Pending, err error) {
+	if t.err != nil {
+		return nil, t.err
+	}
 	// The epoch is read before the records get their indices: if a new
 	// epoch starts in between, the objects are noted in the old one and
 	// their next time record is kept (an extra record, never a lost one).
@@ -245,10 +249,10 @@ func (m *MDT) scan(lo, hi []byte, fn func(k, v []byte) error) error {
 }
 
 // deleteObject adds to b the removal of f's inode, remaining links,
-// xattrs and orphan mark. Point deletes only (no range tombstones on the
-// namespace). If the links or xattrs cannot be listed it returns ErrIO and
-// the caller must not commit b (a half-deleted object would keep keys no
-// inode owns).
+// xattrs, content chunks and orphan mark. Point deletes only (no range
+// tombstones on the namespace). If the links or xattrs cannot be listed it
+// returns ErrIO and the caller must not commit b (a half-deleted object
+// would keep keys no inode owns).
 func (m *MDT) deleteObject(b *pebble.Batch, f fid.FID) error {
 	mustBatch(b.Delete(inodeKey(f), nil))
 	mustBatch(b.Delete(orphanKey(f), nil))
@@ -261,6 +265,10 @@ func (m *MDT) deleteObject(b *pebble.Batch, f fid.FID) error {
 		return fmt.Errorf("deleting %v: %w", f, err)
 	}
 	lo, hi = xattrRange(f)
+	if err := m.scan(lo, hi, del); err != nil {
+		return fmt.Errorf("deleting %v: %w", f, err)
+	}
+	lo, hi = chunkRange(f)
 	if err := m.scan(lo, hi, del); err != nil {
 		return fmt.Errorf("deleting %v: %w", f, err)
 	}

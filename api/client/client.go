@@ -357,7 +357,7 @@ func RecordFromPB(r *changelogv1.Record) *changelog.Record {
 	return &changelog.Record{
 		Index: changelog.Index(r.GetIndex()), Type: changelog.Type(r.GetType()), Flags: uint16(r.GetFlags()),
 		Time: time.Unix(0, r.GetTimeNs()), TFID: FIDFromPB(r.GetTfid()), PFID: FIDFromPB(r.GetPfid()),
-		Name: r.GetName(), SFID: FIDFromPB(r.GetSfid()), SPFID: FIDFromPB(r.GetSpfid()), SName: r.GetSname(),
+		Name: string(r.GetName()), SFID: FIDFromPB(r.GetSfid()), SPFID: FIDFromPB(r.GetSpfid()), SName: string(r.GetSname()),
 		JobID: r.GetJobid(), ExtraFlags: r.GetExtraFlags(), UID: r.GetUid(), GID: r.GetGid(),
 		NID: r.GetNid(), OpenFlags: r.GetOpenFlags(), XattrName: r.GetXattrName(),
 		Hash: changelog.Hash(append(r.GetHash(), make([]byte, changelog.HashSize)...)[:changelog.HashSize]),
@@ -384,12 +384,19 @@ func (c *Client) Fid2Path(ctx context.Context, f fid.FID, link int) ([]string, e
 		req.Link = &l
 	}
 	r, err := c.Namespace.Fid2Path(ctx, req)
-	return r.GetPaths(), err
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(r.GetPaths()))
+	for i, p := range r.GetPaths() {
+		out[i] = string(p)
+	}
+	return out, nil
 }
 
 // Path2Fid returns the FID of path.
 func (c *Client) Path2Fid(ctx context.Context, path string) (fid.FID, error) {
-	r, err := c.Namespace.Path2Fid(ctx, &mdtv1.Path2FidRequest{Path: path})
+	r, err := c.Namespace.Path2Fid(ctx, &mdtv1.Path2FidRequest{Path: []byte(path)})
 	return FIDFromPB(r.GetFid()), err
 }
 

@@ -20,7 +20,7 @@ func TestCodecReadResponse(t *testing.T) {
 	for name, wire := range map[string][]byte{
 		"raw":        rawWire,
 		"heartbeat":  mustMarshal(t, &changelogv1.ReadResponse{Heartbeat: true, DurableIndex: 3, FirstIndex: 2, NextIndex: 4}),
-		"structured": mustMarshal(t, &changelogv1.ReadResponse{Records: []*changelogv1.Record{{Index: 7, TypeName: "01CREAT", Name: "x"}}, NextIndex: 8}),
+		"structured": mustMarshal(t, &changelogv1.ReadResponse{Records: []*changelogv1.Record{{Index: 7, TypeName: "01CREAT", Name: []byte("x")}}, NextIndex: 8}),
 		"empty":      nil,
 		"unknown":    append(append([]byte(nil), rawWire...), unknown...),
 		"truncated":  rawWire[:len(rawWire)-3],

@@ -32,7 +32,7 @@ func BenchmarkExport(b *testing.B) {
 	ns := startNATS(b)
 	c := s.client(b)
 	ctx := ctxT(b)
-	if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: "/bench", Mode: 0o755}); err != nil {
+	if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte("/bench"), Mode: 0o755}); err != nil {
 		b.Fatal(err)
 	}
 	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
@@ -56,7 +56,7 @@ func BenchmarkExport(b *testing.B) {
 		for w := range 8 {
 			wg.Go(func() {
 				for i := w; i < n; i += 8 {
-					if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: fmt.Sprintf("/bench/r%d-%d", rep, i), Mode: 0o644}); err != nil {
+					if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: []byte(fmt.Sprintf("/bench/r%d-%d", rep, i)), Mode: 0o644}); err != nil {
 						b.Error(err)
 						return
 					}

@@ -100,7 +100,7 @@ func TestJetStreamOutage(t *testing.T) {
 		"--max-backoff", "300ms", "--lag-interval", "100ms", "--metrics", "127.0.0.1:0", "--sink", sink)
 	addr := metricsAddr(t, x)
 	label := `{sink="nats://` + ns.hostPort() + `"}`
-	if _, err := c.Namespace.Mkdir(ctxT(t), &mdtv1.MkdirRequest{Path: "/d", Mode: 0o755}); err != nil {
+	if _, err := c.Namespace.Mkdir(ctxT(t), &mdtv1.MkdirRequest{Path: []byte("/d"), Mode: 0o755}); err != nil {
 		t.Fatal(err)
 	}
 	createFiles(t, c, "/d", "a", 50)
@@ -154,7 +154,7 @@ func TestSyslogRsyslog(t *testing.T) {
 		"--sink", fmt.Sprintf("syslog+tcp://127.0.0.1:%d", plain.port("tcp")),
 		"--sink", fmt.Sprintf("syslog+udp://127.0.0.1:%d?format=lustre&app=lustre-audit", plain.port("udp")),
 		"--sink", fmt.Sprintf("syslog+tls://127.0.0.1:%d?format=ndjson&ca=%s", secure.port("tls"), certs.ca))
-	if _, err := c.Namespace.Mkdir(ctxT(t), &mdtv1.MkdirRequest{Path: "/d", Mode: 0o755}); err != nil {
+	if _, err := c.Namespace.Mkdir(ctxT(t), &mdtv1.MkdirRequest{Path: []byte("/d"), Mode: 0o755}); err != nil {
 		t.Fatal(err)
 	}
 	createFiles(t, c, "/d", "f", 200)
@@ -180,7 +180,7 @@ func TestSyslogOutage(t *testing.T) {
 	x := startProc(t, "fidlog-export", "--mdt", s.target(), "--interval", "50ms", "--max-backoff", "300ms",
 		"--metrics", "127.0.0.1:0", "--sink", sink)
 	addr := metricsAddr(t, x)
-	if _, err := c.Namespace.Mkdir(ctxT(t), &mdtv1.MkdirRequest{Path: "/d", Mode: 0o755}); err != nil {
+	if _, err := c.Namespace.Mkdir(ctxT(t), &mdtv1.MkdirRequest{Path: []byte("/d"), Mode: 0o755}); err != nil {
 		t.Fatal(err)
 	}
 	createFiles(t, c, "/d", "a", 50)
@@ -288,7 +288,7 @@ func TestEvictedSaysHowManyLost(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.Namespace.Mkdir(ctxT(t), &mdtv1.MkdirRequest{Path: "/d", Mode: 0o755}); err != nil {
+	if _, err := c.Namespace.Mkdir(ctxT(t), &mdtv1.MkdirRequest{Path: []byte("/d"), Mode: 0o755}); err != nil {
 		t.Fatal(err)
 	}
 	i := 0
@@ -339,7 +339,7 @@ func TestMutualTLS(t *testing.T) {
 		"--tls-ca", f("ca.crt"), "--tls-cert", f("client.crt"), "--tls-key", f("client.key"),
 		"--sink", "file://"+out+"?format=lustre")
 	waitFor(t, 30*time.Second, "exporting", func() bool { return strings.Contains(x.Output(), "msg=exporting") })
-	if _, err := c.Namespace.Mkdir(ctxT(t), &mdtv1.MkdirRequest{Path: "/d", Mode: 0o755}); err != nil {
+	if _, err := c.Namespace.Mkdir(ctxT(t), &mdtv1.MkdirRequest{Path: []byte("/d"), Mode: 0o755}); err != nil {
 		t.Fatal(err)
 	}
 	createFiles(t, c, "/d", "f", 20)
@@ -370,7 +370,7 @@ func TestMDTKilled(t *testing.T) {
 	x := startProc(t, "fidlog-export", "--mdt", s.target(), "--interval", "50ms", "--max-backoff", "300ms",
 		"--sink", "file://"+out+"?format=ndjson")
 	c := s.client(t)
-	if _, err := c.Namespace.Mkdir(ctxT(t), &mdtv1.MkdirRequest{Path: "/d", Mode: 0o755}); err != nil {
+	if _, err := c.Namespace.Mkdir(ctxT(t), &mdtv1.MkdirRequest{Path: []byte("/d"), Mode: 0o755}); err != nil {
 		t.Fatal(err)
 	}
 	createFiles(t, c, "/d", "a", 100)
@@ -400,7 +400,7 @@ func TestSyslogMutualTLS(t *testing.T) {
 	bad := startProc(t, "fidlog-export", "--mdt", s.target(), "--interval", "50ms", "--max-backoff", "200ms",
 		"--sink", fmt.Sprintf("syslog+tls://127.0.0.1:%d?format=lustre&ca=%s", r.port("tls"), certs.ca))
 	waitFor(t, 30*time.Second, "exporting", func() bool { return strings.Contains(bad.Output(), "msg=exporting") })
-	if _, err := c.Namespace.Mkdir(ctxT(t), &mdtv1.MkdirRequest{Path: "/d", Mode: 0o755}); err != nil {
+	if _, err := c.Namespace.Mkdir(ctxT(t), &mdtv1.MkdirRequest{Path: []byte("/d"), Mode: 0o755}); err != nil {
 		t.Fatal(err)
 	}
 	createFiles(t, c, "/d", "f", 30)
@@ -432,7 +432,7 @@ func TestAuditTypesExported(t *testing.T) {
 	x := startProc(t, "fidlog-export", "--mdt", s.target(), "--interval", "50ms", "--sink", "file://"+out+"?format=lustre")
 	waitFor(t, 30*time.Second, "exporting", func() bool { return strings.Contains(x.Output(), "msg=exporting") })
 	ctx := ctxT(t)
-	o, err := c.Namespace.Open(ctx, &mdtv1.OpenRequest{Path: "/f", Flags: 0x40 | 0x2, Mode: 0o644})
+	o, err := c.Namespace.Open(ctx, &mdtv1.OpenRequest{Path: []byte("/f"), Flags: 0x40 | 0x2, Mode: 0o644})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -236,7 +236,7 @@ type load struct {
 func startLoad(t testing.TB, c *client.Client, dir string) *load {
 	t.Helper()
 	ctx := ctxT(t)
-	if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: dir, Mode: 0o755}); err != nil {
+	if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte(dir), Mode: 0o755}); err != nil {
 		t.Fatal(err)
 	}
 	l := &load{stop: make(chan struct{})}
@@ -247,7 +247,7 @@ func startLoad(t testing.TB, c *client.Client, dir string) *load {
 				return
 			default:
 			}
-			if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: fmt.Sprintf("%s/f%d", dir, i), Mode: 0o644}); err != nil {
+			if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: []byte(fmt.Sprintf("%s/f%d", dir, i)), Mode: 0o644}); err != nil {
 				t.Errorf("create: %v", err)
 				return
 			}
@@ -518,7 +518,7 @@ func createFiles(t testing.TB, c *client.Client, dir, prefix string, n int) {
 	t.Helper()
 	ctx := ctxT(t)
 	for i := range n {
-		if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: fmt.Sprintf("%s/%s%d", dir, prefix, i), Mode: 0o644}); err != nil {
+		if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: []byte(fmt.Sprintf("%s/%s%d", dir, prefix, i)), Mode: 0o644}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -105,7 +105,8 @@ func newFid2PathCmd(a *app) *cobra.Command {
 				}
 				continue
 			}
-			for i, p := range resp.GetPaths() {
+			for i, pb := range resp.GetPaths() {
+				p := string(pb)
 				linkno := i
 				if link >= 0 {
 					linkno = link
@@ -168,7 +169,7 @@ func newPath2FidCmd(a *app) *cobra.Command {
 		ns := conn.Namespace
 		first := 0
 		for _, p := range args {
-			resp, err := ns.Path2Fid(ctx, &mdtv1.Path2FidRequest{Path: p})
+			resp, err := ns.Path2Fid(ctx, &mdtv1.Path2FidRequest{Path: []byte(p)})
 			var out string
 			if err == nil && parents {
 				out, err = a.parentsOf(cmd, ns, fidFromPB(resp.GetFid()))
@@ -210,12 +211,13 @@ func (a *app) parentsOf(cmd *cobra.Command, ns mdtv1.NamespaceServiceClient, f f
 		return "", err
 	}
 	var parts []string
-	for _, p := range resp.GetPaths() {
+	for _, pb := range resp.GetPaths() {
+		p := string(pb)
 		if p == "" { // the root has no parent
 			return "", syscall.ENODATA
 		}
 		dir, name := path.Split(p)
-		pr, err := ns.Path2Fid(ctx, &mdtv1.Path2FidRequest{Path: dir})
+		pr, err := ns.Path2Fid(ctx, &mdtv1.Path2FidRequest{Path: []byte(dir)})
 		if err != nil {
 			return "", err
 		}

@@ -112,7 +112,7 @@ func (lc *loadClient) path(name string) string { return lc.dir + "/" + name }
 
 func (lc *loadClient) create(ctx context.Context) error {
 	name := lc.newName()
-	_, err := lc.c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: lc.path(name), Mode: 0o644, Exclusive: true})
+	_, err := lc.c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: []byte(lc.path(name)), Mode: 0o644, Exclusive: true})
 	if err == nil {
 		lc.pool = append(lc.pool, name)
 	}
@@ -136,10 +136,10 @@ func (lc *loadClient) do(ctx context.Context, op string, n uint64) (bool, error)
 	case opCreate:
 		return true, lc.create(ctx)
 	case opStat:
-		_, err := ns.Stat(ctx, &mdtv1.StatRequest{Path: lc.path(lc.pool[pick()])})
+		_, err := ns.Stat(ctx, &mdtv1.StatRequest{Path: []byte(lc.path(lc.pool[pick()]))})
 		return true, err
 	case opOpenClose:
-		r, err := ns.Open(ctx, &mdtv1.OpenRequest{Path: lc.path(lc.pool[pick()]), Flags: uint32(mdtv1.OpenFlag_OPEN_FLAG_READ)})
+		r, err := ns.Open(ctx, &mdtv1.OpenRequest{Path: []byte(lc.path(lc.pool[pick()])), Flags: uint32(mdtv1.OpenFlag_OPEN_FLAG_READ)})
 		if err != nil {
 			return true, err
 		}
@@ -148,14 +148,14 @@ func (lc *loadClient) do(ctx context.Context, op string, n uint64) (bool, error)
 	case opRename:
 		i := pick()
 		to := lc.newName()
-		_, err := ns.Rename(ctx, &mdtv1.RenameRequest{SrcPath: lc.path(lc.pool[i]), DstPath: lc.path(to)})
+		_, err := ns.Rename(ctx, &mdtv1.RenameRequest{SrcPath: []byte(lc.path(lc.pool[i])), DstPath: []byte(lc.path(to))})
 		if err == nil {
 			lc.pool[i] = to
 		}
 		return true, err
 	case opUnlink:
 		i := len(lc.pool) - 1
-		_, err := ns.Unlink(ctx, &mdtv1.UnlinkRequest{Path: lc.path(lc.pool[i])})
+		_, err := ns.Unlink(ctx, &mdtv1.UnlinkRequest{Path: []byte(lc.path(lc.pool[i]))})
 		if err == nil {
 			lc.pool = lc.pool[:i]
 		}
@@ -216,8 +216,8 @@ func runLoad(ctx context.Context, cfg *loadConfig, stdout, stderr io.Writer) err
 	}
 	ns := clients[0].c.Namespace
 	for _, d := range []string{cfg.dir, run} {
-		if _, err := ns.Mkdir(ctx, &mdtv1.MkdirRequest{Path: d, Mode: 0o755}); err != nil {
-			if _, serr := ns.Stat(ctx, &mdtv1.StatRequest{Path: d}); serr != nil {
+		if _, err := ns.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte(d), Mode: 0o755}); err != nil {
+			if _, serr := ns.Stat(ctx, &mdtv1.StatRequest{Path: []byte(d)}); serr != nil {
 				return fmt.Errorf("setup: mkdir %s: %w", d, err)
 			}
 		}
@@ -227,7 +227,7 @@ func runLoad(ctx context.Context, cfg *loadConfig, stdout, stderr io.Writer) err
 	errs := make([]error, len(clients))
 	for i, lc := range clients {
 		wg.Go(func() {
-			if _, err := lc.c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: lc.dir, Mode: 0o755}); err != nil {
+			if _, err := lc.c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte(lc.dir), Mode: 0o755}); err != nil {
 				errs[i] = fmt.Errorf("setup: mkdir %s: %w", lc.dir, err)
 				return
 			}

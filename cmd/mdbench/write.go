@@ -347,7 +347,7 @@ func (g *grpcEnv) close() error {
 }
 
 func (g *grpcEnv) createOp(ctx context.Context, c int, n uint64) error {
-	_, err := g.conns[c%len(g.conns)].Namespace.Create(ctx, &mdtv1.CreateRequest{Path: filePath(c, n), Mode: 0o644, Exclusive: true})
+	_, err := g.conns[c%len(g.conns)].Namespace.Create(ctx, &mdtv1.CreateRequest{Path: []byte(filePath(c, n)), Mode: 0o644, Exclusive: true})
 	return err
 }
 

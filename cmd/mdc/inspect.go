@@ -94,7 +94,7 @@ func (a *app) longLine(name string, at *commonv1.Attr) string {
 	}
 	s := fmt.Sprintf("%s %d %d %d %s %s %s", modeString(at), at.GetNlink(), at.GetUid(), at.GetGid(), size, mt, name)
 	if at.GetType() == commonv1.ObjectType_OBJECT_TYPE_LNK {
-		s += " -> " + at.GetSymlinkTarget()
+		s += " -> " + string(at.GetSymlinkTarget())
 	}
 	return s
 }
@@ -109,7 +109,7 @@ func (a *app) lsCmd() *cobra.Command {
 			args = []string{"/"}
 		}
 		return a.done(a.each(args, func(p string) error {
-			st, err := a.ns.Stat(a.ctx, &mdtv1.StatRequest{Path: p})
+			st, err := a.ns.Stat(a.ctx, &mdtv1.StatRequest{Path: []byte(p)})
 			if err != nil {
 				return a.fail(err, "cannot access '%s'", p)
 			}
@@ -128,21 +128,22 @@ func (a *app) lsCmd() *cobra.Command {
 			var b strings.Builder
 			after := ""
 			for {
-				rd, err := a.ns.Readdir(a.ctx, &mdtv1.ReaddirRequest{Path: p, StartAfter: after})
+				rd, err := a.ns.Readdir(a.ctx, &mdtv1.ReaddirRequest{Path: []byte(p), StartAfter: []byte(after)})
 				if err != nil {
 					return a.fail(err, "cannot open directory '%s'", p)
 				}
 				for _, e := range rd.GetEntries() {
-					after = e.GetName()
+					name := string(e.GetName())
+					after = name
 					if !long {
-						b.WriteString(e.GetName() + "\n")
+						b.WriteString(name + "\n")
 						continue
 					}
-					est, err := a.ns.Stat(a.ctx, &mdtv1.StatRequest{Path: path.Join(p, e.GetName())})
+					est, err := a.ns.Stat(a.ctx, &mdtv1.StatRequest{Path: []byte(path.Join(p, name))})
 					if err != nil {
-						return a.fail(err, "cannot access '%s'", path.Join(p, e.GetName()))
+						return a.fail(err, "cannot access '%s'", path.Join(p, name))
 					}
-					b.WriteString(a.longLine(e.GetName(), est.GetAttr()) + "\n")
+					b.WriteString(a.longLine(name, est.GetAttr()) + "\n")
 				}
 				if !rd.GetMore() || len(rd.GetEntries()) == 0 {
 					break
@@ -159,7 +160,7 @@ func (a *app) statCmd() *cobra.Command {
 	return a.verb("stat PATH...", "Show attributes (a simplified coreutils stat, plus the FID)", cobra.MinimumNArgs(1),
 		func(cmd *cobra.Command, args []string) error {
 			return a.each(args, func(p string) error {
-				st, err := a.ns.Stat(a.ctx, &mdtv1.StatRequest{Path: p})
+				st, err := a.ns.Stat(a.ctx, &mdtv1.StatRequest{Path: []byte(p)})
 				if err != nil {
 					return a.fail(err, "cannot stat '%s'", p)
 				}
@@ -169,7 +170,7 @@ func (a *app) statCmd() *cobra.Command {
 				}
 				name := p
 				if at.GetType() == commonv1.ObjectType_OBJECT_TYPE_LNK {
-					name += " -> " + at.GetSymlinkTarget()
+					name += " -> " + string(at.GetSymlinkTarget())
 				}
 				fmt.Fprintf(a.stdout, "  File: %s\n  Size: %d\t%s\n   FID: %s\tLinks: %d\nAccess: (%04o/%s)  Uid: %d  Gid: %d\nAccess: %s\nModify: %s\nChange: %s\n",
 					name, at.GetSize(), typeName(at.GetType()), fidOf(at), at.GetNlink(),
@@ -217,7 +218,7 @@ func (a *app) openCmd() *cobra.Command {
 			}
 			mode = uint32(m)
 		}
-		o, err := a.ns.Open(a.ctx, &mdtv1.OpenRequest{Path: args[0], Flags: uint32(flags), Mode: mode})
+		o, err := a.ns.Open(a.ctx, &mdtv1.OpenRequest{Path: []byte(args[0]), Flags: uint32(flags), Mode: mode})
 		if err != nil {
 			return a.done(a.fail(err, "cannot open '%s'", args[0]))
 		}

@@ -44,7 +44,7 @@ func (a *app) verbs() []*cobra.Command {
 	return []*cobra.Command{
 		a.mkdirCmd(), a.touchCmd(), a.mknodCmd(), a.lnCmd(), a.rmCmd(), a.rmdirCmd(), a.mvCmd(),
 		a.chmodCmd(), a.chownCmd(), a.truncateCmd(), a.setfattrCmd(), a.getfattrCmd(), a.catCmd(),
-		a.lsCmd(), a.statCmd(), a.openCmd(), a.closeCmd(),
+		a.lsCmd(), a.statCmd(), a.openCmd(), a.closeCmd(), a.mountCmd(),
 	}
 }
 
@@ -68,7 +68,7 @@ func (a *app) mkdirCmd() *cobra.Command {
 		}
 		return a.done(a.each(args, func(p string) error {
 			if !parents {
-				_, err := a.ns.Mkdir(a.ctx, &mdtv1.MkdirRequest{Path: p, Mode: mode})
+				_, err := a.ns.Mkdir(a.ctx, &mdtv1.MkdirRequest{Path: []byte(p), Mode: mode})
 				if err != nil {
 					return a.fail(err, "cannot create directory '%s'", p)
 				}
@@ -81,9 +81,9 @@ func (a *app) mkdirCmd() *cobra.Command {
 				if i == len(parts)-1 {
 					m = mode
 				}
-				_, err := a.ns.Mkdir(a.ctx, &mdtv1.MkdirRequest{Path: sub, Mode: m})
+				_, err := a.ns.Mkdir(a.ctx, &mdtv1.MkdirRequest{Path: []byte(sub), Mode: m})
 				if isErrno(err, cli.EEXIST) {
-					st, serr := a.ns.Stat(a.ctx, &mdtv1.StatRequest{Path: sub})
+					st, serr := a.ns.Stat(a.ctx, &mdtv1.StatRequest{Path: []byte(sub)})
 					if serr == nil && st.GetAttr().GetType() == commonv1.ObjectType_OBJECT_TYPE_DIR {
 						continue
 					}
@@ -113,10 +113,10 @@ func (a *app) touchCmd() *cobra.Command {
 	return a.verb("touch PATH...", "Create empty files (open O_CREAT + close), or set their times", cobra.MinimumNArgs(1),
 		func(cmd *cobra.Command, args []string) error {
 			return a.each(args, func(p string) error {
-				_, err := a.ns.Stat(a.ctx, &mdtv1.StatRequest{Path: p})
+				_, err := a.ns.Stat(a.ctx, &mdtv1.StatRequest{Path: []byte(p)})
 				if isErrno(err, cli.ENOENT) {
 					o, err := a.ns.Open(a.ctx, &mdtv1.OpenRequest{
-						Path:  p,
+						Path:  []byte(p),
 						Flags: uint32(mdtv1.OpenFlag_OPEN_FLAG_WRITE | mdtv1.OpenFlag_OPEN_FLAG_CREAT),
 						Mode:  0o666 &^ umask(),
 					})
@@ -132,7 +132,7 @@ func (a *app) touchCmd() *cobra.Command {
 					return a.fail(err, "cannot touch '%s'", p)
 				}
 				now := time.Now().UnixNano()
-				if _, err := a.ns.Setattr(a.ctx, &mdtv1.SetattrRequest{Path: p, AtimeNs: &now, MtimeNs: &now}); err != nil {
+				if _, err := a.ns.Setattr(a.ctx, &mdtv1.SetattrRequest{Path: []byte(p), AtimeNs: &now, MtimeNs: &now}); err != nil {
 					return a.fail(err, "setting times of '%s'", p)
 				}
 				return nil
@@ -185,7 +185,7 @@ func (a *app) mknodCmd() *cobra.Command {
 			}
 			rdev = makedev(maj, min)
 		}
-		_, err := a.ns.Mknod(a.ctx, &mdtv1.MknodRequest{Path: args[0], Mode: typ | perm, Rdev: rdev})
+		_, err := a.ns.Mknod(a.ctx, &mdtv1.MknodRequest{Path: []byte(args[0]), Mode: typ | perm, Rdev: rdev})
 		if err != nil {
 			err = a.fail(err, "'%s'", args[0])
 		}
@@ -196,7 +196,7 @@ func (a *app) mknodCmd() *cobra.Command {
 
 // intoDir returns dst/base(src) when dst is an existing directory, else dst.
 func (a *app) intoDir(src, dst string) string {
-	st, err := a.ns.Stat(a.ctx, &mdtv1.StatRequest{Path: dst})
+	st, err := a.ns.Stat(a.ctx, &mdtv1.StatRequest{Path: []byte(dst)})
 	if err == nil && st.GetAttr().GetType() == commonv1.ObjectType_OBJECT_TYPE_DIR {
 		return path.Join(dst, path.Base(src))
 	}
@@ -211,10 +211,10 @@ func (a *app) lnCmd() *cobra.Command {
 		target, link := args[0], a.intoDir(args[0], args[1])
 		var err error
 		if symbolic {
-			if _, err = a.ns.Symlink(a.ctx, &mdtv1.SymlinkRequest{Target: target, Path: link}); err != nil {
+			if _, err = a.ns.Symlink(a.ctx, &mdtv1.SymlinkRequest{Target: []byte(target), Path: []byte(link)}); err != nil {
 				err = a.fail(err, "failed to create symbolic link '%s'", link)
 			}
-		} else if _, err = a.ns.Link(a.ctx, &mdtv1.LinkRequest{OldPath: target, NewPath: link}); err != nil {
+		} else if _, err = a.ns.Link(a.ctx, &mdtv1.LinkRequest{OldPath: []byte(target), NewPath: []byte(link)}); err != nil {
 			err = a.fail(err, "failed to create hard link '%s' => '%s'", link, target)
 		}
 		return a.done(err)
@@ -228,7 +228,7 @@ func (a *app) rmCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "ignore nonexistent files")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		return a.done(a.each(args, func(p string) error {
-			_, err := a.ns.Unlink(a.ctx, &mdtv1.UnlinkRequest{Path: p})
+			_, err := a.ns.Unlink(a.ctx, &mdtv1.UnlinkRequest{Path: []byte(p)})
 			if err == nil || (force && isErrno(err, cli.ENOENT)) {
 				return nil
 			}
@@ -242,7 +242,7 @@ func (a *app) rmdirCmd() *cobra.Command {
 	return a.verb("rmdir PATH...", "Remove empty directories (RMDIR)", cobra.MinimumNArgs(1),
 		func(cmd *cobra.Command, args []string) error {
 			return a.each(args, func(p string) error {
-				if _, err := a.ns.Rmdir(a.ctx, &mdtv1.RmdirRequest{Path: p}); err != nil {
+				if _, err := a.ns.Rmdir(a.ctx, &mdtv1.RmdirRequest{Path: []byte(p)}); err != nil {
 					return a.fail(err, "failed to remove '%s'", p)
 				}
 				return nil
@@ -254,7 +254,7 @@ func (a *app) mvCmd() *cobra.Command {
 	return a.verb("mv SRC DST", "Rename (RENME)", cobra.ExactArgs(2),
 		func(cmd *cobra.Command, args []string) error {
 			src, dst := args[0], a.intoDir(args[0], args[1])
-			if _, err := a.ns.Rename(a.ctx, &mdtv1.RenameRequest{SrcPath: src, DstPath: dst}); err != nil {
+			if _, err := a.ns.Rename(a.ctx, &mdtv1.RenameRequest{SrcPath: []byte(src), DstPath: []byte(dst)}); err != nil {
 				return a.fail(err, "cannot move '%s' to '%s'", src, dst)
 			}
 			return nil
@@ -271,7 +271,7 @@ func (a *app) chmodCmd() *cobra.Command {
 		}
 		mode := uint32(m)
 		return a.done(a.each(args[1:], func(p string) error {
-			if _, err := a.ns.Setattr(a.ctx, &mdtv1.SetattrRequest{Path: p, Mode: &mode}); err != nil {
+			if _, err := a.ns.Setattr(a.ctx, &mdtv1.SetattrRequest{Path: []byte(p), Mode: &mode}); err != nil {
 				if isErrno(err, cli.ENOENT) {
 					return a.fail(err, "cannot access '%s'", p)
 				}
@@ -312,7 +312,7 @@ func (a *app) chownCmd() *cobra.Command {
 			return bad()
 		}
 		return a.done(a.each(args[1:], func(p string) error {
-			req.Path = p
+			req.Path = []byte(p)
 			if _, err := a.ns.Setattr(a.ctx, req); err != nil {
 				if isErrno(err, cli.ENOENT) {
 					return a.fail(err, "cannot access '%s'", p)
@@ -368,10 +368,10 @@ func (a *app) truncateCmd() *cobra.Command {
 			return cli.Usage(cmd, "mdc truncate: invalid number: '%s'", sizeText)
 		}
 		return a.done(a.each(args, func(p string) error {
-			_, err := a.ns.Stat(a.ctx, &mdtv1.StatRequest{Path: p})
+			_, err := a.ns.Stat(a.ctx, &mdtv1.StatRequest{Path: []byte(p)})
 			if !isErrno(err, cli.ENOENT) {
 				if err == nil {
-					_, err = a.ns.Setattr(a.ctx, &mdtv1.SetattrRequest{Path: p, Size: &size})
+					_, err = a.ns.Setattr(a.ctx, &mdtv1.SetattrRequest{Path: []byte(p), Size: &size})
 				}
 				if err != nil {
 					return a.fail(err, "cannot open '%s' for writing", p)
@@ -380,14 +380,14 @@ func (a *app) truncateCmd() *cobra.Command {
 			}
 			// Like coreutils: open(O_WRONLY|O_CREAT), ftruncate, close.
 			o, err := a.ns.Open(a.ctx, &mdtv1.OpenRequest{
-				Path:  p,
+				Path:  []byte(p),
 				Flags: uint32(mdtv1.OpenFlag_OPEN_FLAG_WRITE | mdtv1.OpenFlag_OPEN_FLAG_CREAT),
 				Mode:  0o666 &^ umask(),
 			})
 			if err != nil {
 				return a.fail(err, "cannot open '%s' for writing", p)
 			}
-			_, err = a.ns.Setattr(a.ctx, &mdtv1.SetattrRequest{Path: p, Size: &size})
+			_, err = a.ns.Setattr(a.ctx, &mdtv1.SetattrRequest{Path: []byte(p), Size: &size})
 			_, cerr := a.ns.Close(a.ctx, &mdtv1.CloseRequest{Handle: o.GetHandle()})
 			if err == nil {
 				err = cerr
@@ -435,9 +435,9 @@ func (a *app) setfattrCmd() *cobra.Command {
 		return a.done(a.each(args, func(p string) error {
 			var err error
 			if remove != "" {
-				_, err = a.ns.Removexattr(a.ctx, &mdtv1.RemovexattrRequest{Path: p, Name: remove})
+				_, err = a.ns.Removexattr(a.ctx, &mdtv1.RemovexattrRequest{Path: []byte(p), Name: remove})
 			} else {
-				_, err = a.ns.Setxattr(a.ctx, &mdtv1.SetxattrRequest{Path: p, Name: name, Value: val})
+				_, err = a.ns.Setxattr(a.ctx, &mdtv1.SetxattrRequest{Path: []byte(p), Name: name, Value: val})
 			}
 			if err != nil {
 				return a.fail(err, "%s", p)
@@ -478,7 +478,7 @@ func (a *app) getfattrCmd() *cobra.Command {
 		return a.done(a.each(args, func(p string) error {
 			names := []string{name}
 			if dump {
-				l, err := a.ns.Listxattr(a.ctx, &mdtv1.ListxattrRequest{Path: p})
+				l, err := a.ns.Listxattr(a.ctx, &mdtv1.ListxattrRequest{Path: []byte(p)})
 				if err != nil {
 					return a.fail(err, "%s", p)
 				}
@@ -494,7 +494,7 @@ func (a *app) getfattrCmd() *cobra.Command {
 			}
 			var b strings.Builder
 			for _, n := range names {
-				r, err := a.ns.Getxattr(a.ctx, &mdtv1.GetxattrRequest{Path: p, Name: n})
+				r, err := a.ns.Getxattr(a.ctx, &mdtv1.GetxattrRequest{Path: []byte(p), Name: n})
 				if isErrno(err, cli.ENODATA) {
 					fmt.Fprintf(a.stderr, "%s: %s: No such attribute\n", p, n)
 					if a.rc == 0 {
@@ -523,7 +523,7 @@ func (a *app) catCmd() *cobra.Command {
 	return a.verb("cat PATH...", "Open read-only and close (OPEN, CLOSE per the audit rules); prints nothing", cobra.MinimumNArgs(1),
 		func(cmd *cobra.Command, args []string) error {
 			return a.each(args, func(p string) error {
-				o, err := a.ns.Open(a.ctx, &mdtv1.OpenRequest{Path: p, Flags: uint32(mdtv1.OpenFlag_OPEN_FLAG_READ)})
+				o, err := a.ns.Open(a.ctx, &mdtv1.OpenRequest{Path: []byte(p), Flags: uint32(mdtv1.OpenFlag_OPEN_FLAG_READ)})
 				if err != nil {
 					return a.fail(err, "%s", p)
 				}

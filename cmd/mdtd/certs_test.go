@@ -156,7 +156,7 @@ func TestMutualTLS(t *testing.T) {
 			return err
 		}
 		defer c.Close()
-		_, err = c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: path})
+		_, err = c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte(path)})
 		return err
 	}
 	good := client.TLSFiles{CA: filepath.Join(pki, "ca.crt"), Cert: filepath.Join(pki, "client.crt"), Key: filepath.Join(pki, "client.key")}
@@ -181,11 +181,11 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	r, err := c.Namespace.Readdir(ctx, &mdtv1.ReaddirRequest{Path: "/"})
+	r, err := c.Namespace.Readdir(ctx, &mdtv1.ReaddirRequest{Path: []byte("/")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.GetEntries()) != 1 || r.GetEntries()[0].GetName() != "ok" {
+	if len(r.GetEntries()) != 1 || string(r.GetEntries()[0].GetName()) != "ok" {
 		t.Errorf("namespace after refused clients: %v", r.GetEntries())
 	}
 }

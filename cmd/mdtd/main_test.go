@@ -177,7 +177,7 @@ func TestRunInProcess(t *testing.T) {
 	if _, err := c.Register(ctx, "testfs-MDT0001", "watch", ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: "d"}); err != nil {
+	if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte("d")}); err != nil {
 		t.Fatal(err)
 	}
 	st, err := c.Changelog.Read(ctx, &changelogv1.ReadRequest{Device: "testfs-MDT0001", Follow: true})
@@ -278,7 +278,7 @@ func TestBinarySIGTERM(t *testing.T) {
 	if _, err := c.Register(ctx, m[1], "", ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: "f"}); err != nil {
+	if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: []byte("f")}); err != nil {
 		t.Fatal(err)
 	}
 	st, err := c.Changelog.Read(ctx, &changelogv1.ReadRequest{Device: m[1], Follow: true, Raw: true})

@@ -93,11 +93,11 @@ func TestMetricsDashboards(t *testing.T) {
 	}
 	defer c.Close()
 	for i := range 3 {
-		if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: "f" + strconv.Itoa(i)}); err != nil {
+		if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: []byte("f" + strconv.Itoa(i))}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: "f0"}); err == nil {
+	if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte("f0")}); err == nil {
 		t.Fatal("mkdir over a file succeeded")
 	}
 	page = scrape(t, m[4])
@@ -151,11 +151,11 @@ func TestMetricsDedupSuppressed(t *testing.T) {
 	if _, err := c.SetParam(ctx, "mdd.*.changelog_dedup_window", "60"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: "f"}); err != nil {
+	if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: []byte("f")}); err != nil {
 		t.Fatal(err)
 	}
 	for range 5 {
-		o, err := c.Namespace.Open(ctx, &mdtv1.OpenRequest{Path: "f", Flags: uint32(mdtv1.OpenFlag_OPEN_FLAG_READ)})
+		o, err := c.Namespace.Open(ctx, &mdtv1.OpenRequest{Path: []byte("f"), Flags: uint32(mdtv1.OpenFlag_OPEN_FLAG_READ)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -37,7 +37,7 @@ func statusServer(t *testing.T) string {
 		t.Fatal(err)
 	}
 	for i := range 20 {
-		if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: fmt.Sprintf("d%d", i)}); err != nil {
+		if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte(fmt.Sprintf("d%d", i))}); err != nil {
 			t.Fatal(err)
 		}
 	}

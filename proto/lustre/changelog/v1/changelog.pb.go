@@ -1064,15 +1064,16 @@ type Record struct {
 	// record has no parent (OPEN, CLOSE, ...).
 	Pfid *v1.Fid `protobuf:"bytes,7,opt,name=pfid,proto3" json:"pfid,omitempty"`
 	// Entry name within pfid (for a rename, the destination name); empty when
-	// the record has no name.
-	Name string `protobuf:"bytes,8,opt,name=name,proto3" json:"name,omitempty"`
+	// the record has no name. Any bytes but '/' and NUL (POSIX names need
+	// not be UTF-8).
+	Name []byte `protobuf:"bytes,8,opt,name=name,proto3" json:"name,omitempty"`
 	// Rename source FID (s=): the renamed object; set only for records with
 	// the rename extension (RENME, MIGRT).
 	Sfid *v1.Fid `protobuf:"bytes,9,opt,name=sfid,proto3" json:"sfid,omitempty"`
 	// Rename source parent FID (sp=); set only with sfid.
 	Spfid *v1.Fid `protobuf:"bytes,10,opt,name=spfid,proto3" json:"spfid,omitempty"`
-	// Rename source name (the old name); set only with sfid.
-	Sname string `protobuf:"bytes,11,opt,name=sname,proto3" json:"sname,omitempty"`
+	// Rename source name (the old name), bytes like name; set only with sfid.
+	Sname []byte `protobuf:"bytes,11,opt,name=sname,proto3" json:"sname,omitempty"`
 	// Job id (j=) the client sent with the request, at most 31 bytes; empty
 	// when none was sent.
 	Jobid string `protobuf:"bytes,12,opt,name=jobid,proto3" json:"jobid,omitempty"`
@@ -1184,11 +1185,11 @@ func (x *Record) GetPfid() *v1.Fid {
 	return nil
 }
 
-func (x *Record) GetName() string {
+func (x *Record) GetName() []byte {
 	if x != nil {
 		return x.Name
 	}
-	return ""
+	return nil
 }
 
 func (x *Record) GetSfid() *v1.Fid {
@@ -1205,11 +1206,11 @@ func (x *Record) GetSpfid() *v1.Fid {
 	return nil
 }
 
-func (x *Record) GetSname() string {
+func (x *Record) GetSname() []byte {
 	if x != nil {
 		return x.Sname
 	}
-	return ""
+	return nil
 }
 
 func (x *Record) GetJobid() string {
@@ -1354,11 +1355,11 @@ const file_lustre_changelog_v1_changelog_proto_rawDesc = "" +
 	"\atime_ns\x18\x05 \x01(\x03R\x06timeNs\x12)\n" +
 	"\x04tfid\x18\x06 \x01(\v2\x15.lustre.common.v1.FidR\x04tfid\x12)\n" +
 	"\x04pfid\x18\a \x01(\v2\x15.lustre.common.v1.FidR\x04pfid\x12\x12\n" +
-	"\x04name\x18\b \x01(\tR\x04name\x12)\n" +
+	"\x04name\x18\b \x01(\fR\x04name\x12)\n" +
 	"\x04sfid\x18\t \x01(\v2\x15.lustre.common.v1.FidR\x04sfid\x12+\n" +
 	"\x05spfid\x18\n" +
 	" \x01(\v2\x15.lustre.common.v1.FidR\x05spfid\x12\x14\n" +
-	"\x05sname\x18\v \x01(\tR\x05sname\x12\x14\n" +
+	"\x05sname\x18\v \x01(\fR\x05sname\x12\x14\n" +
 	"\x05jobid\x18\f \x01(\tR\x05jobid\x12\x1f\n" +
 	"\vextra_flags\x18\r \x01(\x04R\n" +
 	"extraFlags\x12\x10\n" +

@@ -203,7 +203,7 @@ type Attr struct {
 	Rdev uint64 `protobuf:"varint,11,opt,name=rdev,proto3" json:"rdev,omitempty"`
 	// Target of a symbolic link, exactly as given to Symlink; empty for other
 	// types.
-	SymlinkTarget string `protobuf:"bytes,12,opt,name=symlink_target,json=symlinkTarget,proto3" json:"symlink_target,omitempty"`
+	SymlinkTarget []byte `protobuf:"bytes,12,opt,name=symlink_target,json=symlinkTarget,proto3" json:"symlink_target,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -315,11 +315,11 @@ func (x *Attr) GetRdev() uint64 {
 	return 0
 }
 
-func (x *Attr) GetSymlinkTarget() string {
+func (x *Attr) GetSymlinkTarget() []byte {
 	if x != nil {
 		return x.SymlinkTarget
 	}
-	return ""
+	return nil
 }
 
 var File_lustre_common_v1_common_proto protoreflect.FileDescriptor
@@ -344,7 +344,7 @@ const file_lustre_common_v1_common_proto_rawDesc = "" +
 	"\bctime_ns\x18\n" +
 	" \x01(\x03R\actimeNs\x12\x12\n" +
 	"\x04rdev\x18\v \x01(\x04R\x04rdev\x12%\n" +
-	"\x0esymlink_target\x18\f \x01(\tR\rsymlinkTarget*\xbe\x01\n" +
+	"\x0esymlink_target\x18\f \x01(\fR\rsymlinkTarget*\xbe\x01\n" +
 	"\n" +
 	"ObjectType\x12\x1b\n" +
 	"\x17OBJECT_TYPE_UNSPECIFIED\x10\x00\x12\x13\n" +

@@ -159,7 +159,7 @@ func (SetxattrMode) EnumDescriptor() ([]byte, []int) {
 type StatRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path of the object, relative to the root.
-	Path          string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path          []byte `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -194,11 +194,11 @@ func (*StatRequest) Descriptor() ([]byte, []int) {
 	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{0}
 }
 
-func (x *StatRequest) GetPath() string {
+func (x *StatRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 // StatResponse carries the object's attributes.
@@ -251,11 +251,11 @@ func (x *StatResponse) GetAttr() *v1.Attr {
 type ReaddirRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path of the directory, relative to the root.
-	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path []byte `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// Return only entries whose names sort after this one (byte order); empty
 	// starts at the beginning. Pass the last name of the previous page to
 	// continue.
-	StartAfter string `protobuf:"bytes,2,opt,name=start_after,json=startAfter,proto3" json:"start_after,omitempty"`
+	StartAfter []byte `protobuf:"bytes,2,opt,name=start_after,json=startAfter,proto3" json:"start_after,omitempty"`
 	// Most entries to return; 0 means the server default. The server may
 	// return fewer.
 	MaxEntries    uint32 `protobuf:"varint,3,opt,name=max_entries,json=maxEntries,proto3" json:"max_entries,omitempty"`
@@ -293,18 +293,18 @@ func (*ReaddirRequest) Descriptor() ([]byte, []int) {
 	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{2}
 }
 
-func (x *ReaddirRequest) GetPath() string {
+func (x *ReaddirRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
-func (x *ReaddirRequest) GetStartAfter() string {
+func (x *ReaddirRequest) GetStartAfter() []byte {
 	if x != nil {
 		return x.StartAfter
 	}
-	return ""
+	return nil
 }
 
 func (x *ReaddirRequest) GetMaxEntries() uint32 {
@@ -372,8 +372,8 @@ func (x *ReaddirResponse) GetMore() bool {
 // DirEntry is one name in a directory.
 type DirEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The entry's name (one path component).
-	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The entry's name (one path component): any bytes but '/' and NUL.
+	Name []byte `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// FID of the object the entry names.
 	Fid *v1.Fid `protobuf:"bytes,2,opt,name=fid,proto3" json:"fid,omitempty"`
 	// File type of the object the entry names.
@@ -412,11 +412,11 @@ func (*DirEntry) Descriptor() ([]byte, []int) {
 	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{4}
 }
 
-func (x *DirEntry) GetName() string {
+func (x *DirEntry) GetName() []byte {
 	if x != nil {
 		return x.Name
 	}
-	return ""
+	return nil
 }
 
 func (x *DirEntry) GetFid() *v1.Fid {
@@ -437,7 +437,7 @@ func (x *DirEntry) GetType() v1.ObjectType {
 type MkdirRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path of the new directory; its parent must exist.
-	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path []byte `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// Permission bits (mask 07777) of the new directory; the server applies
 	// no umask.
 	Mode          uint32 `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"`
@@ -475,11 +475,11 @@ func (*MkdirRequest) Descriptor() ([]byte, []int) {
 	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{5}
 }
 
-func (x *MkdirRequest) GetPath() string {
+func (x *MkdirRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 func (x *MkdirRequest) GetMode() uint32 {
@@ -539,7 +539,7 @@ func (x *MkdirResponse) GetAttr() *v1.Attr {
 type CreateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path of the new file; its parent must exist.
-	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path []byte `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// Permission bits (mask 07777) of the new file; the server applies no
 	// umask.
 	Mode uint32 `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"`
@@ -581,11 +581,11 @@ func (*CreateRequest) Descriptor() ([]byte, []int) {
 	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{7}
 }
 
-func (x *CreateRequest) GetPath() string {
+func (x *CreateRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 func (x *CreateRequest) GetMode() uint32 {
@@ -661,7 +661,7 @@ func (x *CreateResponse) GetCreated() bool {
 type MknodRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path of the new node; its parent must exist.
-	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path []byte `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// Full POSIX mode: file type bits (S_IFCHR 0020000, S_IFBLK 0060000,
 	// S_IFIFO 0010000, S_IFSOCK 0140000, S_IFREG 0100000; 0 means S_IFREG)
 	// plus permission bits (mask 07777). Directory and symlink types are
@@ -704,11 +704,11 @@ func (*MknodRequest) Descriptor() ([]byte, []int) {
 	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{9}
 }
 
-func (x *MknodRequest) GetPath() string {
+func (x *MknodRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 func (x *MknodRequest) GetMode() uint32 {
@@ -775,9 +775,9 @@ func (x *MknodResponse) GetAttr() *v1.Attr {
 type LinkRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path of the existing object; it must not be a directory.
-	OldPath string `protobuf:"bytes,1,opt,name=old_path,json=oldPath,proto3" json:"old_path,omitempty"`
+	OldPath []byte `protobuf:"bytes,1,opt,name=old_path,json=oldPath,proto3" json:"old_path,omitempty"`
 	// The new name; its parent must exist and the name must not.
-	NewPath       string `protobuf:"bytes,2,opt,name=new_path,json=newPath,proto3" json:"new_path,omitempty"`
+	NewPath       []byte `protobuf:"bytes,2,opt,name=new_path,json=newPath,proto3" json:"new_path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -812,18 +812,18 @@ func (*LinkRequest) Descriptor() ([]byte, []int) {
 	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{11}
 }
 
-func (x *LinkRequest) GetOldPath() string {
+func (x *LinkRequest) GetOldPath() []byte {
 	if x != nil {
 		return x.OldPath
 	}
-	return ""
+	return nil
 }
 
-func (x *LinkRequest) GetNewPath() string {
+func (x *LinkRequest) GetNewPath() []byte {
 	if x != nil {
 		return x.NewPath
 	}
-	return ""
+	return nil
 }
 
 // LinkResponse describes the linked object.
@@ -877,9 +877,9 @@ type SymlinkRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The link's target text, stored as is and never resolved by the server;
 	// 1 to 4096 bytes.
-	Target string `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Target []byte `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
 	// Path of the new link; its parent must exist.
-	Path          string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	Path          []byte `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -914,18 +914,18 @@ func (*SymlinkRequest) Descriptor() ([]byte, []int) {
 	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{13}
 }
 
-func (x *SymlinkRequest) GetTarget() string {
+func (x *SymlinkRequest) GetTarget() []byte {
 	if x != nil {
 		return x.Target
 	}
-	return ""
+	return nil
 }
 
-func (x *SymlinkRequest) GetPath() string {
+func (x *SymlinkRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 // SymlinkResponse describes the new symbolic link.
@@ -979,7 +979,7 @@ type UnlinkRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path of the name to remove; a directory is FAILED_PRECONDITION
 	// ("EISDIR").
-	Path          string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path          []byte `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1014,11 +1014,11 @@ func (*UnlinkRequest) Descriptor() ([]byte, []int) {
 	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{15}
 }
 
-func (x *UnlinkRequest) GetPath() string {
+func (x *UnlinkRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 // UnlinkResponse is empty: success means the name is gone.
@@ -1063,7 +1063,7 @@ type RmdirRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path of the directory; it must be empty ("ENOTEMPTY") and not the root
 	// ("EBUSY").
-	Path          string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path          []byte `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1098,11 +1098,11 @@ func (*RmdirRequest) Descriptor() ([]byte, []int) {
 	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{17}
 }
 
-func (x *RmdirRequest) GetPath() string {
+func (x *RmdirRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 // RmdirResponse is empty: success means the directory is gone.
@@ -1146,10 +1146,10 @@ func (*RmdirResponse) Descriptor() ([]byte, []int) {
 type RenameRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path of the name to move.
-	SrcPath string `protobuf:"bytes,1,opt,name=src_path,json=srcPath,proto3" json:"src_path,omitempty"`
+	SrcPath []byte `protobuf:"bytes,1,opt,name=src_path,json=srcPath,proto3" json:"src_path,omitempty"`
 	// The destination name. If it exists it is replaced, provided the types
 	// are compatible (a directory only by an empty directory).
-	DstPath       string `protobuf:"bytes,2,opt,name=dst_path,json=dstPath,proto3" json:"dst_path,omitempty"`
+	DstPath       []byte `protobuf:"bytes,2,opt,name=dst_path,json=dstPath,proto3" json:"dst_path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1184,18 +1184,18 @@ func (*RenameRequest) Descriptor() ([]byte, []int) {
 	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{19}
 }
 
-func (x *RenameRequest) GetSrcPath() string {
+func (x *RenameRequest) GetSrcPath() []byte {
 	if x != nil {
 		return x.SrcPath
 	}
-	return ""
+	return nil
 }
 
-func (x *RenameRequest) GetDstPath() string {
+func (x *RenameRequest) GetDstPath() []byte {
 	if x != nil {
 		return x.DstPath
 	}
-	return ""
+	return nil
 }
 
 // RenameResponse is empty: success means the rename happened.
@@ -1239,7 +1239,7 @@ func (*RenameResponse) Descriptor() ([]byte, []int) {
 type OpenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path of the regular file to open (or create, with CREAT).
-	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path []byte `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// OR of OpenFlag bits (Lustre MDS open flags): READ 0x1, WRITE 0x2,
 	// EXEC 0x4, CREAT 0x40, EXCL 0x80, TRUNC 0x200, APPEND 0x400.
 	Flags uint32 `protobuf:"varint,2,opt,name=flags,proto3" json:"flags,omitempty"`
@@ -1280,11 +1280,11 @@ func (*OpenRequest) Descriptor() ([]byte, []int) {
 	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{21}
 }
 
-func (x *OpenRequest) GetPath() string {
+func (x *OpenRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 func (x *OpenRequest) GetFlags() uint32 {
@@ -1451,13 +1451,465 @@ func (*CloseResponse) Descriptor() ([]byte, []int) {
 	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{24}
 }
 
+// WriteRequest carries data to store through an open handle.
+type WriteRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A handle from Open with WRITE, TRUNC or APPEND; others are NOT_FOUND
+	// ("EBADF").
+	Handle uint64 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	// Byte offset of the first byte; ignored for handles opened with APPEND
+	// (the data goes at the end).
+	Offset uint64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// The data, at most 1 MiB.
+	Data          []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteRequest) Reset() {
+	*x = WriteRequest{}
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteRequest) ProtoMessage() {}
+
+func (x *WriteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteRequest.ProtoReflect.Descriptor instead.
+func (*WriteRequest) Descriptor() ([]byte, []int) {
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *WriteRequest) GetHandle() uint64 {
+	if x != nil {
+		return x.Handle
+	}
+	return 0
+}
+
+func (x *WriteRequest) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *WriteRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// WriteResponse describes the file after the write.
+type WriteResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The file's attributes after the write.
+	Attr          *v1.Attr `protobuf:"bytes,1,opt,name=attr,proto3" json:"attr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteResponse) Reset() {
+	*x = WriteResponse{}
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteResponse) ProtoMessage() {}
+
+func (x *WriteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteResponse.ProtoReflect.Descriptor instead.
+func (*WriteResponse) Descriptor() ([]byte, []int) {
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *WriteResponse) GetAttr() *v1.Attr {
+	if x != nil {
+		return x.Attr
+	}
+	return nil
+}
+
+// ReadRequest selects a range of an open file.
+type ReadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A handle from Open with READ; others are NOT_FOUND ("EBADF").
+	Handle uint64 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	// Byte offset of the first byte.
+	Offset uint64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Most bytes to return, at most 1 MiB.
+	Length        uint32 `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadRequest) Reset() {
+	*x = ReadRequest{}
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadRequest) ProtoMessage() {}
+
+func (x *ReadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
+func (*ReadRequest) Descriptor() ([]byte, []int) {
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ReadRequest) GetHandle() uint64 {
+	if x != nil {
+		return x.Handle
+	}
+	return 0
+}
+
+func (x *ReadRequest) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ReadRequest) GetLength() uint32 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+// ReadResponse carries the data read.
+type ReadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The bytes from offset, shorter than length only at the end of the
+	// file.
+	Data          []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadResponse) Reset() {
+	*x = ReadResponse{}
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadResponse) ProtoMessage() {}
+
+func (x *ReadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
+func (*ReadResponse) Descriptor() ([]byte, []int) {
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ReadResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// StatFidRequest names the object by FID.
+type StatFidRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The object's FID.
+	Fid           *v1.Fid `protobuf:"bytes,1,opt,name=fid,proto3" json:"fid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatFidRequest) Reset() {
+	*x = StatFidRequest{}
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatFidRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatFidRequest) ProtoMessage() {}
+
+func (x *StatFidRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatFidRequest.ProtoReflect.Descriptor instead.
+func (*StatFidRequest) Descriptor() ([]byte, []int) {
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *StatFidRequest) GetFid() *v1.Fid {
+	if x != nil {
+		return x.Fid
+	}
+	return nil
+}
+
+// StatFidResponse carries the object's attributes.
+type StatFidResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The object's attributes.
+	Attr          *v1.Attr `protobuf:"bytes,1,opt,name=attr,proto3" json:"attr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatFidResponse) Reset() {
+	*x = StatFidResponse{}
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatFidResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatFidResponse) ProtoMessage() {}
+
+func (x *StatFidResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatFidResponse.ProtoReflect.Descriptor instead.
+func (*StatFidResponse) Descriptor() ([]byte, []int) {
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *StatFidResponse) GetAttr() *v1.Attr {
+	if x != nil {
+		return x.Attr
+	}
+	return nil
+}
+
+// StatfsRequest asks for the MDT's capacity.
+type StatfsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatfsRequest) Reset() {
+	*x = StatfsRequest{}
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatfsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatfsRequest) ProtoMessage() {}
+
+func (x *StatfsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatfsRequest.ProtoReflect.Descriptor instead.
+func (*StatfsRequest) Descriptor() ([]byte, []int) {
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{31}
+}
+
+// StatfsResponse is the MDT's capacity, as statfs(2) reports it.
+type StatfsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Block size in bytes of the counts below.
+	BlockSize uint32 `protobuf:"varint,1,opt,name=block_size,json=blockSize,proto3" json:"block_size,omitempty"`
+	// Total blocks of the store's file system.
+	Blocks uint64 `protobuf:"varint,2,opt,name=blocks,proto3" json:"blocks,omitempty"`
+	// Free blocks.
+	BlocksFree uint64 `protobuf:"varint,3,opt,name=blocks_free,json=blocksFree,proto3" json:"blocks_free,omitempty"`
+	// Free blocks available to unprivileged users.
+	BlocksAvailable uint64 `protobuf:"varint,4,opt,name=blocks_available,json=blocksAvailable,proto3" json:"blocks_available,omitempty"`
+	// Total inodes of the store's file system.
+	Files uint64 `protobuf:"varint,5,opt,name=files,proto3" json:"files,omitempty"`
+	// Free inodes.
+	FilesFree uint64 `protobuf:"varint,6,opt,name=files_free,json=filesFree,proto3" json:"files_free,omitempty"`
+	// Longest name component in bytes (255).
+	NameMax       uint32 `protobuf:"varint,7,opt,name=name_max,json=nameMax,proto3" json:"name_max,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatfsResponse) Reset() {
+	*x = StatfsResponse{}
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatfsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatfsResponse) ProtoMessage() {}
+
+func (x *StatfsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatfsResponse.ProtoReflect.Descriptor instead.
+func (*StatfsResponse) Descriptor() ([]byte, []int) {
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *StatfsResponse) GetBlockSize() uint32 {
+	if x != nil {
+		return x.BlockSize
+	}
+	return 0
+}
+
+func (x *StatfsResponse) GetBlocks() uint64 {
+	if x != nil {
+		return x.Blocks
+	}
+	return 0
+}
+
+func (x *StatfsResponse) GetBlocksFree() uint64 {
+	if x != nil {
+		return x.BlocksFree
+	}
+	return 0
+}
+
+func (x *StatfsResponse) GetBlocksAvailable() uint64 {
+	if x != nil {
+		return x.BlocksAvailable
+	}
+	return 0
+}
+
+func (x *StatfsResponse) GetFiles() uint64 {
+	if x != nil {
+		return x.Files
+	}
+	return 0
+}
+
+func (x *StatfsResponse) GetFilesFree() uint64 {
+	if x != nil {
+		return x.FilesFree
+	}
+	return 0
+}
+
+func (x *StatfsResponse) GetNameMax() uint32 {
+	if x != nil {
+		return x.NameMax
+	}
+	return 0
+}
+
 // SetattrRequest lists the attributes to change; unset fields are left
 // alone. The attribute-valid bits recorded in the changelog are derived from
 // which fields are set.
 type SetattrRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path of the object, relative to the root.
-	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path []byte `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// New permission bits (mask 07777); the type cannot change.
 	Mode *uint32 `protobuf:"varint,2,opt,name=mode,proto3,oneof" json:"mode,omitempty"`
 	// New owner user id.
@@ -1479,7 +1931,7 @@ type SetattrRequest struct {
 
 func (x *SetattrRequest) Reset() {
 	*x = SetattrRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[25]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1491,7 +1943,7 @@ func (x *SetattrRequest) String() string {
 func (*SetattrRequest) ProtoMessage() {}
 
 func (x *SetattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[25]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1504,14 +1956,14 @@ func (x *SetattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetattrRequest.ProtoReflect.Descriptor instead.
 func (*SetattrRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{25}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{33}
 }
 
-func (x *SetattrRequest) GetPath() string {
+func (x *SetattrRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 func (x *SetattrRequest) GetMode() uint32 {
@@ -1574,7 +2026,7 @@ type SetattrResponse struct {
 
 func (x *SetattrResponse) Reset() {
 	*x = SetattrResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[26]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +2038,7 @@ func (x *SetattrResponse) String() string {
 func (*SetattrResponse) ProtoMessage() {}
 
 func (x *SetattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[26]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +2051,7 @@ func (x *SetattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetattrResponse.ProtoReflect.Descriptor instead.
 func (*SetattrResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{26}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SetattrResponse) GetAttr() *v1.Attr {
@@ -1613,7 +2065,7 @@ func (x *SetattrResponse) GetAttr() *v1.Attr {
 type SetxattrRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path of the object, relative to the root.
-	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path []byte `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// Attribute name including its namespace, e.g. "user.tag",
 	// "trusted.hsm"; 1 to 255 bytes.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
@@ -1627,7 +2079,7 @@ type SetxattrRequest struct {
 
 func (x *SetxattrRequest) Reset() {
 	*x = SetxattrRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[27]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1639,7 +2091,7 @@ func (x *SetxattrRequest) String() string {
 func (*SetxattrRequest) ProtoMessage() {}
 
 func (x *SetxattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[27]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1652,14 +2104,14 @@ func (x *SetxattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetxattrRequest.ProtoReflect.Descriptor instead.
 func (*SetxattrRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{27}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{35}
 }
 
-func (x *SetxattrRequest) GetPath() string {
+func (x *SetxattrRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 func (x *SetxattrRequest) GetName() string {
@@ -1692,7 +2144,7 @@ type SetxattrResponse struct {
 
 func (x *SetxattrResponse) Reset() {
 	*x = SetxattrResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[28]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1704,7 +2156,7 @@ func (x *SetxattrResponse) String() string {
 func (*SetxattrResponse) ProtoMessage() {}
 
 func (x *SetxattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[28]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1717,14 +2169,14 @@ func (x *SetxattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetxattrResponse.ProtoReflect.Descriptor instead.
 func (*SetxattrResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{28}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{36}
 }
 
 // RemovexattrRequest names the extended attribute to remove.
 type RemovexattrRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path of the object, relative to the root.
-	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path []byte `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// Attribute name including its namespace, e.g. "user.tag".
 	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1733,7 +2185,7 @@ type RemovexattrRequest struct {
 
 func (x *RemovexattrRequest) Reset() {
 	*x = RemovexattrRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[29]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1745,7 +2197,7 @@ func (x *RemovexattrRequest) String() string {
 func (*RemovexattrRequest) ProtoMessage() {}
 
 func (x *RemovexattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[29]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1758,14 +2210,14 @@ func (x *RemovexattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovexattrRequest.ProtoReflect.Descriptor instead.
 func (*RemovexattrRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{29}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{37}
 }
 
-func (x *RemovexattrRequest) GetPath() string {
+func (x *RemovexattrRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 func (x *RemovexattrRequest) GetName() string {
@@ -1784,7 +2236,7 @@ type RemovexattrResponse struct {
 
 func (x *RemovexattrResponse) Reset() {
 	*x = RemovexattrResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[30]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1796,7 +2248,7 @@ func (x *RemovexattrResponse) String() string {
 func (*RemovexattrResponse) ProtoMessage() {}
 
 func (x *RemovexattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[30]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1809,14 +2261,14 @@ func (x *RemovexattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovexattrResponse.ProtoReflect.Descriptor instead.
 func (*RemovexattrResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{30}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{38}
 }
 
 // GetxattrRequest names the extended attribute to read.
 type GetxattrRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path of the object, relative to the root.
-	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path []byte `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// Attribute name including its namespace, e.g. "user.tag".
 	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1825,7 +2277,7 @@ type GetxattrRequest struct {
 
 func (x *GetxattrRequest) Reset() {
 	*x = GetxattrRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[31]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1837,7 +2289,7 @@ func (x *GetxattrRequest) String() string {
 func (*GetxattrRequest) ProtoMessage() {}
 
 func (x *GetxattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[31]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1850,14 +2302,14 @@ func (x *GetxattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetxattrRequest.ProtoReflect.Descriptor instead.
 func (*GetxattrRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{31}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{39}
 }
 
-func (x *GetxattrRequest) GetPath() string {
+func (x *GetxattrRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 func (x *GetxattrRequest) GetName() string {
@@ -1878,7 +2330,7 @@ type GetxattrResponse struct {
 
 func (x *GetxattrResponse) Reset() {
 	*x = GetxattrResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[32]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1890,7 +2342,7 @@ func (x *GetxattrResponse) String() string {
 func (*GetxattrResponse) ProtoMessage() {}
 
 func (x *GetxattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[32]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1903,7 +2355,7 @@ func (x *GetxattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetxattrResponse.ProtoReflect.Descriptor instead.
 func (*GetxattrResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{32}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetxattrResponse) GetValue() []byte {
@@ -1917,14 +2369,14 @@ func (x *GetxattrResponse) GetValue() []byte {
 type ListxattrRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path of the object, relative to the root.
-	Path          string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path          []byte `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListxattrRequest) Reset() {
 	*x = ListxattrRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[33]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1936,7 +2388,7 @@ func (x *ListxattrRequest) String() string {
 func (*ListxattrRequest) ProtoMessage() {}
 
 func (x *ListxattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[33]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1949,14 +2401,14 @@ func (x *ListxattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListxattrRequest.ProtoReflect.Descriptor instead.
 func (*ListxattrRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{33}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{41}
 }
 
-func (x *ListxattrRequest) GetPath() string {
+func (x *ListxattrRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 // ListxattrResponse lists an object's extended attribute names.
@@ -1970,7 +2422,7 @@ type ListxattrResponse struct {
 
 func (x *ListxattrResponse) Reset() {
 	*x = ListxattrResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[34]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2434,7 @@ func (x *ListxattrResponse) String() string {
 func (*ListxattrResponse) ProtoMessage() {}
 
 func (x *ListxattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[34]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2447,7 @@ func (x *ListxattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListxattrResponse.ProtoReflect.Descriptor instead.
 func (*ListxattrResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{34}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListxattrResponse) GetNames() []string {
@@ -2019,7 +2471,7 @@ type Fid2PathRequest struct {
 
 func (x *Fid2PathRequest) Reset() {
 	*x = Fid2PathRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[35]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2031,7 +2483,7 @@ func (x *Fid2PathRequest) String() string {
 func (*Fid2PathRequest) ProtoMessage() {}
 
 func (x *Fid2PathRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[35]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2044,7 +2496,7 @@ func (x *Fid2PathRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fid2PathRequest.ProtoReflect.Descriptor instead.
 func (*Fid2PathRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{35}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Fid2PathRequest) GetFid() *v1.Fid {
@@ -2067,14 +2519,14 @@ type Fid2PathResponse struct {
 	// One path per hard link (a single one when link was set), relative to
 	// the root without a leading '/', e.g. "dir/sub/file"; the root directory
 	// itself is "". A link number past the last link is NOT_FOUND.
-	Paths         []string `protobuf:"bytes,1,rep,name=paths,proto3" json:"paths,omitempty"`
+	Paths         [][]byte `protobuf:"bytes,1,rep,name=paths,proto3" json:"paths,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Fid2PathResponse) Reset() {
 	*x = Fid2PathResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[36]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2086,7 +2538,7 @@ func (x *Fid2PathResponse) String() string {
 func (*Fid2PathResponse) ProtoMessage() {}
 
 func (x *Fid2PathResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[36]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2099,10 +2551,10 @@ func (x *Fid2PathResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fid2PathResponse.ProtoReflect.Descriptor instead.
 func (*Fid2PathResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{36}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{44}
 }
 
-func (x *Fid2PathResponse) GetPaths() []string {
+func (x *Fid2PathResponse) GetPaths() [][]byte {
 	if x != nil {
 		return x.Paths
 	}
@@ -2113,14 +2565,14 @@ func (x *Fid2PathResponse) GetPaths() []string {
 type Path2FidRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path of the object, relative to the root.
-	Path          string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path          []byte `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Path2FidRequest) Reset() {
 	*x = Path2FidRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[37]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2132,7 +2584,7 @@ func (x *Path2FidRequest) String() string {
 func (*Path2FidRequest) ProtoMessage() {}
 
 func (x *Path2FidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[37]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2145,14 +2597,14 @@ func (x *Path2FidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Path2FidRequest.ProtoReflect.Descriptor instead.
 func (*Path2FidRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{37}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{45}
 }
 
-func (x *Path2FidRequest) GetPath() string {
+func (x *Path2FidRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 // Path2FidResponse carries the object's FID.
@@ -2166,7 +2618,7 @@ type Path2FidResponse struct {
 
 func (x *Path2FidResponse) Reset() {
 	*x = Path2FidResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[38]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2178,7 +2630,7 @@ func (x *Path2FidResponse) String() string {
 func (*Path2FidResponse) ProtoMessage() {}
 
 func (x *Path2FidResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[38]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2191,7 +2643,7 @@ func (x *Path2FidResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Path2FidResponse.ProtoReflect.Descriptor instead.
 func (*Path2FidResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{38}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Path2FidResponse) GetFid() *v1.Fid {
@@ -2207,12 +2659,12 @@ const file_lustre_mdt_v1_namespace_proto_rawDesc = "" +
 	"\n" +
 	"\x1dlustre/mdt/v1/namespace.proto\x12\rlustre.mdt.v1\x1a\x1dlustre/common/v1/common.proto\"!\n" +
 	"\vStatRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\":\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\":\n" +
 	"\fStatResponse\x12*\n" +
 	"\x04attr\x18\x01 \x01(\v2\x16.lustre.common.v1.AttrR\x04attr\"f\n" +
 	"\x0eReaddirRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1f\n" +
-	"\vstart_after\x18\x02 \x01(\tR\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\x12\x1f\n" +
+	"\vstart_after\x18\x02 \x01(\fR\n" +
 	"startAfter\x12\x1f\n" +
 	"\vmax_entries\x18\x03 \x01(\rR\n" +
 	"maxEntries\"X\n" +
@@ -2220,49 +2672,49 @@ const file_lustre_mdt_v1_namespace_proto_rawDesc = "" +
 	"\aentries\x18\x01 \x03(\v2\x17.lustre.mdt.v1.DirEntryR\aentries\x12\x12\n" +
 	"\x04more\x18\x02 \x01(\bR\x04more\"y\n" +
 	"\bDirEntry\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
+	"\x04name\x18\x01 \x01(\fR\x04name\x12'\n" +
 	"\x03fid\x18\x02 \x01(\v2\x15.lustre.common.v1.FidR\x03fid\x120\n" +
 	"\x04type\x18\x03 \x01(\x0e2\x1c.lustre.common.v1.ObjectTypeR\x04type\"6\n" +
 	"\fMkdirRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\rR\x04mode\";\n" +
 	"\rMkdirResponse\x12*\n" +
 	"\x04attr\x18\x01 \x01(\v2\x16.lustre.common.v1.AttrR\x04attr\"U\n" +
 	"\rCreateRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x1c\n" +
 	"\texclusive\x18\x03 \x01(\bR\texclusive\"V\n" +
 	"\x0eCreateResponse\x12*\n" +
 	"\x04attr\x18\x01 \x01(\v2\x16.lustre.common.v1.AttrR\x04attr\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\bR\acreated\"J\n" +
 	"\fMknodRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x12\n" +
 	"\x04rdev\x18\x03 \x01(\x04R\x04rdev\";\n" +
 	"\rMknodResponse\x12*\n" +
 	"\x04attr\x18\x01 \x01(\v2\x16.lustre.common.v1.AttrR\x04attr\"C\n" +
 	"\vLinkRequest\x12\x19\n" +
-	"\bold_path\x18\x01 \x01(\tR\aoldPath\x12\x19\n" +
-	"\bnew_path\x18\x02 \x01(\tR\anewPath\":\n" +
+	"\bold_path\x18\x01 \x01(\fR\aoldPath\x12\x19\n" +
+	"\bnew_path\x18\x02 \x01(\fR\anewPath\":\n" +
 	"\fLinkResponse\x12*\n" +
 	"\x04attr\x18\x01 \x01(\v2\x16.lustre.common.v1.AttrR\x04attr\"<\n" +
 	"\x0eSymlinkRequest\x12\x16\n" +
-	"\x06target\x18\x01 \x01(\tR\x06target\x12\x12\n" +
-	"\x04path\x18\x02 \x01(\tR\x04path\"=\n" +
+	"\x06target\x18\x01 \x01(\fR\x06target\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\fR\x04path\"=\n" +
 	"\x0fSymlinkResponse\x12*\n" +
 	"\x04attr\x18\x01 \x01(\v2\x16.lustre.common.v1.AttrR\x04attr\"#\n" +
 	"\rUnlinkRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\"\x10\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\"\x10\n" +
 	"\x0eUnlinkResponse\"\"\n" +
 	"\fRmdirRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\"\x0f\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\"\x0f\n" +
 	"\rRmdirResponse\"E\n" +
 	"\rRenameRequest\x12\x19\n" +
-	"\bsrc_path\x18\x01 \x01(\tR\asrcPath\x12\x19\n" +
-	"\bdst_path\x18\x02 \x01(\tR\adstPath\"\x10\n" +
+	"\bsrc_path\x18\x01 \x01(\fR\asrcPath\x12\x19\n" +
+	"\bdst_path\x18\x02 \x01(\fR\adstPath\"\x10\n" +
 	"\x0eRenameResponse\"K\n" +
 	"\vOpenRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x12\x14\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\x12\x14\n" +
 	"\x05flags\x18\x02 \x01(\rR\x05flags\x12\x12\n" +
 	"\x04mode\x18\x03 \x01(\rR\x04mode\"l\n" +
 	"\fOpenResponse\x12\x16\n" +
@@ -2271,9 +2723,37 @@ const file_lustre_mdt_v1_namespace_proto_rawDesc = "" +
 	"\acreated\x18\x03 \x01(\bR\acreated\"&\n" +
 	"\fCloseRequest\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\x04R\x06handle\"\x0f\n" +
-	"\rCloseResponse\"\xad\x02\n" +
+	"\rCloseResponse\"R\n" +
+	"\fWriteRequest\x12\x16\n" +
+	"\x06handle\x18\x01 \x01(\x04R\x06handle\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\";\n" +
+	"\rWriteResponse\x12*\n" +
+	"\x04attr\x18\x01 \x01(\v2\x16.lustre.common.v1.AttrR\x04attr\"U\n" +
+	"\vReadRequest\x12\x16\n" +
+	"\x06handle\x18\x01 \x01(\x04R\x06handle\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x16\n" +
+	"\x06length\x18\x03 \x01(\rR\x06length\"\"\n" +
+	"\fReadResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"9\n" +
+	"\x0eStatFidRequest\x12'\n" +
+	"\x03fid\x18\x01 \x01(\v2\x15.lustre.common.v1.FidR\x03fid\"=\n" +
+	"\x0fStatFidResponse\x12*\n" +
+	"\x04attr\x18\x01 \x01(\v2\x16.lustre.common.v1.AttrR\x04attr\"\x0f\n" +
+	"\rStatfsRequest\"\xe3\x01\n" +
+	"\x0eStatfsResponse\x12\x1d\n" +
+	"\n" +
+	"block_size\x18\x01 \x01(\rR\tblockSize\x12\x16\n" +
+	"\x06blocks\x18\x02 \x01(\x04R\x06blocks\x12\x1f\n" +
+	"\vblocks_free\x18\x03 \x01(\x04R\n" +
+	"blocksFree\x12)\n" +
+	"\x10blocks_available\x18\x04 \x01(\x04R\x0fblocksAvailable\x12\x14\n" +
+	"\x05files\x18\x05 \x01(\x04R\x05files\x12\x1d\n" +
+	"\n" +
+	"files_free\x18\x06 \x01(\x04R\tfilesFree\x12\x19\n" +
+	"\bname_max\x18\a \x01(\rR\anameMax\"\xad\x02\n" +
 	"\x0eSetattrRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x12\x17\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\x12\x17\n" +
 	"\x04mode\x18\x02 \x01(\rH\x00R\x04mode\x88\x01\x01\x12\x15\n" +
 	"\x03uid\x18\x03 \x01(\rH\x01R\x03uid\x88\x01\x01\x12\x15\n" +
 	"\x03gid\x18\x04 \x01(\rH\x02R\x03gid\x88\x01\x01\x12\x17\n" +
@@ -2291,22 +2771,22 @@ const file_lustre_mdt_v1_namespace_proto_rawDesc = "" +
 	"\x0fSetattrResponse\x12*\n" +
 	"\x04attr\x18\x01 \x01(\v2\x16.lustre.common.v1.AttrR\x04attr\"\x80\x01\n" +
 	"\x0fSetxattrRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x03 \x01(\fR\x05value\x12/\n" +
 	"\x04mode\x18\x04 \x01(\x0e2\x1b.lustre.mdt.v1.SetxattrModeR\x04mode\"\x12\n" +
 	"\x10SetxattrResponse\"<\n" +
 	"\x12RemovexattrRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"\x15\n" +
 	"\x13RemovexattrResponse\"9\n" +
 	"\x0fGetxattrRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"(\n" +
 	"\x10GetxattrResponse\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\"&\n" +
 	"\x10ListxattrRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\")\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\")\n" +
 	"\x11ListxattrResponse\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\"\\\n" +
 	"\x0fFid2PathRequest\x12'\n" +
@@ -2314,9 +2794,9 @@ const file_lustre_mdt_v1_namespace_proto_rawDesc = "" +
 	"\x04link\x18\x02 \x01(\rH\x00R\x04link\x88\x01\x01B\a\n" +
 	"\x05_link\"(\n" +
 	"\x10Fid2PathResponse\x12\x14\n" +
-	"\x05paths\x18\x01 \x03(\tR\x05paths\"%\n" +
+	"\x05paths\x18\x01 \x03(\fR\x05paths\"%\n" +
 	"\x0fPath2FidRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\";\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\";\n" +
 	"\x10Path2FidResponse\x12'\n" +
 	"\x03fid\x18\x01 \x01(\v2\x15.lustre.common.v1.FidR\x03fid*\xb9\x01\n" +
 	"\bOpenFlag\x12\x19\n" +
@@ -2331,8 +2811,7 @@ const file_lustre_mdt_v1_namespace_proto_rawDesc = "" +
 	"\fSetxattrMode\x12\x1d\n" +
 	"\x19SETXATTR_MODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14SETXATTR_MODE_CREATE\x10\x01\x12\x19\n" +
-	"\x15SETXATTR_MODE_REPLACE\x10\x022\xf2\n" +
-	"\n" +
+	"\x15SETXATTR_MODE_REPLACE\x10\x022\x88\r\n" +
 	"\x10NamespaceService\x12?\n" +
 	"\x04Stat\x12\x1a.lustre.mdt.v1.StatRequest\x1a\x1b.lustre.mdt.v1.StatResponse\x12H\n" +
 	"\aReaddir\x12\x1d.lustre.mdt.v1.ReaddirRequest\x1a\x1e.lustre.mdt.v1.ReaddirResponse\x12B\n" +
@@ -2345,7 +2824,11 @@ const file_lustre_mdt_v1_namespace_proto_rawDesc = "" +
 	"\x05Rmdir\x12\x1b.lustre.mdt.v1.RmdirRequest\x1a\x1c.lustre.mdt.v1.RmdirResponse\x12E\n" +
 	"\x06Rename\x12\x1c.lustre.mdt.v1.RenameRequest\x1a\x1d.lustre.mdt.v1.RenameResponse\x12?\n" +
 	"\x04Open\x12\x1a.lustre.mdt.v1.OpenRequest\x1a\x1b.lustre.mdt.v1.OpenResponse\x12B\n" +
-	"\x05Close\x12\x1b.lustre.mdt.v1.CloseRequest\x1a\x1c.lustre.mdt.v1.CloseResponse\x12H\n" +
+	"\x05Close\x12\x1b.lustre.mdt.v1.CloseRequest\x1a\x1c.lustre.mdt.v1.CloseResponse\x12B\n" +
+	"\x05Write\x12\x1b.lustre.mdt.v1.WriteRequest\x1a\x1c.lustre.mdt.v1.WriteResponse\x12?\n" +
+	"\x04Read\x12\x1a.lustre.mdt.v1.ReadRequest\x1a\x1b.lustre.mdt.v1.ReadResponse\x12H\n" +
+	"\aStatFid\x12\x1d.lustre.mdt.v1.StatFidRequest\x1a\x1e.lustre.mdt.v1.StatFidResponse\x12E\n" +
+	"\x06Statfs\x12\x1c.lustre.mdt.v1.StatfsRequest\x1a\x1d.lustre.mdt.v1.StatfsResponse\x12H\n" +
 	"\aSetattr\x12\x1d.lustre.mdt.v1.SetattrRequest\x1a\x1e.lustre.mdt.v1.SetattrResponse\x12K\n" +
 	"\bSetxattr\x12\x1e.lustre.mdt.v1.SetxattrRequest\x1a\x1f.lustre.mdt.v1.SetxattrResponse\x12T\n" +
 	"\vRemovexattr\x12!.lustre.mdt.v1.RemovexattrRequest\x1a\".lustre.mdt.v1.RemovexattrResponse\x12K\n" +
@@ -2367,7 +2850,7 @@ func file_lustre_mdt_v1_namespace_proto_rawDescGZIP() []byte {
 }
 
 var file_lustre_mdt_v1_namespace_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_lustre_mdt_v1_namespace_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_lustre_mdt_v1_namespace_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_lustre_mdt_v1_namespace_proto_goTypes = []any{
 	(OpenFlag)(0),               // 0: lustre.mdt.v1.OpenFlag
 	(SetxattrMode)(0),           // 1: lustre.mdt.v1.SetxattrMode
@@ -2396,82 +2879,101 @@ var file_lustre_mdt_v1_namespace_proto_goTypes = []any{
 	(*OpenResponse)(nil),        // 24: lustre.mdt.v1.OpenResponse
 	(*CloseRequest)(nil),        // 25: lustre.mdt.v1.CloseRequest
 	(*CloseResponse)(nil),       // 26: lustre.mdt.v1.CloseResponse
-	(*SetattrRequest)(nil),      // 27: lustre.mdt.v1.SetattrRequest
-	(*SetattrResponse)(nil),     // 28: lustre.mdt.v1.SetattrResponse
-	(*SetxattrRequest)(nil),     // 29: lustre.mdt.v1.SetxattrRequest
-	(*SetxattrResponse)(nil),    // 30: lustre.mdt.v1.SetxattrResponse
-	(*RemovexattrRequest)(nil),  // 31: lustre.mdt.v1.RemovexattrRequest
-	(*RemovexattrResponse)(nil), // 32: lustre.mdt.v1.RemovexattrResponse
-	(*GetxattrRequest)(nil),     // 33: lustre.mdt.v1.GetxattrRequest
-	(*GetxattrResponse)(nil),    // 34: lustre.mdt.v1.GetxattrResponse
-	(*ListxattrRequest)(nil),    // 35: lustre.mdt.v1.ListxattrRequest
-	(*ListxattrResponse)(nil),   // 36: lustre.mdt.v1.ListxattrResponse
-	(*Fid2PathRequest)(nil),     // 37: lustre.mdt.v1.Fid2PathRequest
-	(*Fid2PathResponse)(nil),    // 38: lustre.mdt.v1.Fid2PathResponse
-	(*Path2FidRequest)(nil),     // 39: lustre.mdt.v1.Path2FidRequest
-	(*Path2FidResponse)(nil),    // 40: lustre.mdt.v1.Path2FidResponse
-	(*v1.Attr)(nil),             // 41: lustre.common.v1.Attr
-	(*v1.Fid)(nil),              // 42: lustre.common.v1.Fid
-	(v1.ObjectType)(0),          // 43: lustre.common.v1.ObjectType
+	(*WriteRequest)(nil),        // 27: lustre.mdt.v1.WriteRequest
+	(*WriteResponse)(nil),       // 28: lustre.mdt.v1.WriteResponse
+	(*ReadRequest)(nil),         // 29: lustre.mdt.v1.ReadRequest
+	(*ReadResponse)(nil),        // 30: lustre.mdt.v1.ReadResponse
+	(*StatFidRequest)(nil),      // 31: lustre.mdt.v1.StatFidRequest
+	(*StatFidResponse)(nil),     // 32: lustre.mdt.v1.StatFidResponse
+	(*StatfsRequest)(nil),       // 33: lustre.mdt.v1.StatfsRequest
+	(*StatfsResponse)(nil),      // 34: lustre.mdt.v1.StatfsResponse
+	(*SetattrRequest)(nil),      // 35: lustre.mdt.v1.SetattrRequest
+	(*SetattrResponse)(nil),     // 36: lustre.mdt.v1.SetattrResponse
+	(*SetxattrRequest)(nil),     // 37: lustre.mdt.v1.SetxattrRequest
+	(*SetxattrResponse)(nil),    // 38: lustre.mdt.v1.SetxattrResponse
+	(*RemovexattrRequest)(nil),  // 39: lustre.mdt.v1.RemovexattrRequest
+	(*RemovexattrResponse)(nil), // 40: lustre.mdt.v1.RemovexattrResponse
+	(*GetxattrRequest)(nil),     // 41: lustre.mdt.v1.GetxattrRequest
+	(*GetxattrResponse)(nil),    // 42: lustre.mdt.v1.GetxattrResponse
+	(*ListxattrRequest)(nil),    // 43: lustre.mdt.v1.ListxattrRequest
+	(*ListxattrResponse)(nil),   // 44: lustre.mdt.v1.ListxattrResponse
+	(*Fid2PathRequest)(nil),     // 45: lustre.mdt.v1.Fid2PathRequest
+	(*Fid2PathResponse)(nil),    // 46: lustre.mdt.v1.Fid2PathResponse
+	(*Path2FidRequest)(nil),     // 47: lustre.mdt.v1.Path2FidRequest
+	(*Path2FidResponse)(nil),    // 48: lustre.mdt.v1.Path2FidResponse
+	(*v1.Attr)(nil),             // 49: lustre.common.v1.Attr
+	(*v1.Fid)(nil),              // 50: lustre.common.v1.Fid
+	(v1.ObjectType)(0),          // 51: lustre.common.v1.ObjectType
 }
 var file_lustre_mdt_v1_namespace_proto_depIdxs = []int32{
-	41, // 0: lustre.mdt.v1.StatResponse.attr:type_name -> lustre.common.v1.Attr
+	49, // 0: lustre.mdt.v1.StatResponse.attr:type_name -> lustre.common.v1.Attr
 	6,  // 1: lustre.mdt.v1.ReaddirResponse.entries:type_name -> lustre.mdt.v1.DirEntry
-	42, // 2: lustre.mdt.v1.DirEntry.fid:type_name -> lustre.common.v1.Fid
-	43, // 3: lustre.mdt.v1.DirEntry.type:type_name -> lustre.common.v1.ObjectType
-	41, // 4: lustre.mdt.v1.MkdirResponse.attr:type_name -> lustre.common.v1.Attr
-	41, // 5: lustre.mdt.v1.CreateResponse.attr:type_name -> lustre.common.v1.Attr
-	41, // 6: lustre.mdt.v1.MknodResponse.attr:type_name -> lustre.common.v1.Attr
-	41, // 7: lustre.mdt.v1.LinkResponse.attr:type_name -> lustre.common.v1.Attr
-	41, // 8: lustre.mdt.v1.SymlinkResponse.attr:type_name -> lustre.common.v1.Attr
-	41, // 9: lustre.mdt.v1.OpenResponse.attr:type_name -> lustre.common.v1.Attr
-	41, // 10: lustre.mdt.v1.SetattrResponse.attr:type_name -> lustre.common.v1.Attr
-	1,  // 11: lustre.mdt.v1.SetxattrRequest.mode:type_name -> lustre.mdt.v1.SetxattrMode
-	42, // 12: lustre.mdt.v1.Fid2PathRequest.fid:type_name -> lustre.common.v1.Fid
-	42, // 13: lustre.mdt.v1.Path2FidResponse.fid:type_name -> lustre.common.v1.Fid
-	2,  // 14: lustre.mdt.v1.NamespaceService.Stat:input_type -> lustre.mdt.v1.StatRequest
-	4,  // 15: lustre.mdt.v1.NamespaceService.Readdir:input_type -> lustre.mdt.v1.ReaddirRequest
-	7,  // 16: lustre.mdt.v1.NamespaceService.Mkdir:input_type -> lustre.mdt.v1.MkdirRequest
-	9,  // 17: lustre.mdt.v1.NamespaceService.Create:input_type -> lustre.mdt.v1.CreateRequest
-	11, // 18: lustre.mdt.v1.NamespaceService.Mknod:input_type -> lustre.mdt.v1.MknodRequest
-	13, // 19: lustre.mdt.v1.NamespaceService.Link:input_type -> lustre.mdt.v1.LinkRequest
-	15, // 20: lustre.mdt.v1.NamespaceService.Symlink:input_type -> lustre.mdt.v1.SymlinkRequest
-	17, // 21: lustre.mdt.v1.NamespaceService.Unlink:input_type -> lustre.mdt.v1.UnlinkRequest
-	19, // 22: lustre.mdt.v1.NamespaceService.Rmdir:input_type -> lustre.mdt.v1.RmdirRequest
-	21, // 23: lustre.mdt.v1.NamespaceService.Rename:input_type -> lustre.mdt.v1.RenameRequest
-	23, // 24: lustre.mdt.v1.NamespaceService.Open:input_type -> lustre.mdt.v1.OpenRequest
-	25, // 25: lustre.mdt.v1.NamespaceService.Close:input_type -> lustre.mdt.v1.CloseRequest
-	27, // 26: lustre.mdt.v1.NamespaceService.Setattr:input_type -> lustre.mdt.v1.SetattrRequest
-	29, // 27: lustre.mdt.v1.NamespaceService.Setxattr:input_type -> lustre.mdt.v1.SetxattrRequest
-	31, // 28: lustre.mdt.v1.NamespaceService.Removexattr:input_type -> lustre.mdt.v1.RemovexattrRequest
-	33, // 29: lustre.mdt.v1.NamespaceService.Getxattr:input_type -> lustre.mdt.v1.GetxattrRequest
-	35, // 30: lustre.mdt.v1.NamespaceService.Listxattr:input_type -> lustre.mdt.v1.ListxattrRequest
-	37, // 31: lustre.mdt.v1.NamespaceService.Fid2Path:input_type -> lustre.mdt.v1.Fid2PathRequest
-	39, // 32: lustre.mdt.v1.NamespaceService.Path2Fid:input_type -> lustre.mdt.v1.Path2FidRequest
-	3,  // 33: lustre.mdt.v1.NamespaceService.Stat:output_type -> lustre.mdt.v1.StatResponse
-	5,  // 34: lustre.mdt.v1.NamespaceService.Readdir:output_type -> lustre.mdt.v1.ReaddirResponse
-	8,  // 35: lustre.mdt.v1.NamespaceService.Mkdir:output_type -> lustre.mdt.v1.MkdirResponse
-	10, // 36: lustre.mdt.v1.NamespaceService.Create:output_type -> lustre.mdt.v1.CreateResponse
-	12, // 37: lustre.mdt.v1.NamespaceService.Mknod:output_type -> lustre.mdt.v1.MknodResponse
-	14, // 38: lustre.mdt.v1.NamespaceService.Link:output_type -> lustre.mdt.v1.LinkResponse
-	16, // 39: lustre.mdt.v1.NamespaceService.Symlink:output_type -> lustre.mdt.v1.SymlinkResponse
-	18, // 40: lustre.mdt.v1.NamespaceService.Unlink:output_type -> lustre.mdt.v1.UnlinkResponse
-	20, // 41: lustre.mdt.v1.NamespaceService.Rmdir:output_type -> lustre.mdt.v1.RmdirResponse
-	22, // 42: lustre.mdt.v1.NamespaceService.Rename:output_type -> lustre.mdt.v1.RenameResponse
-	24, // 43: lustre.mdt.v1.NamespaceService.Open:output_type -> lustre.mdt.v1.OpenResponse
-	26, // 44: lustre.mdt.v1.NamespaceService.Close:output_type -> lustre.mdt.v1.CloseResponse
-	28, // 45: lustre.mdt.v1.NamespaceService.Setattr:output_type -> lustre.mdt.v1.SetattrResponse
-	30, // 46: lustre.mdt.v1.NamespaceService.Setxattr:output_type -> lustre.mdt.v1.SetxattrResponse
-	32, // 47: lustre.mdt.v1.NamespaceService.Removexattr:output_type -> lustre.mdt.v1.RemovexattrResponse
-	34, // 48: lustre.mdt.v1.NamespaceService.Getxattr:output_type -> lustre.mdt.v1.GetxattrResponse
-	36, // 49: lustre.mdt.v1.NamespaceService.Listxattr:output_type -> lustre.mdt.v1.ListxattrResponse
-	38, // 50: lustre.mdt.v1.NamespaceService.Fid2Path:output_type -> lustre.mdt.v1.Fid2PathResponse
-	40, // 51: lustre.mdt.v1.NamespaceService.Path2Fid:output_type -> lustre.mdt.v1.Path2FidResponse
-	33, // [33:52] is the sub-list for method output_type
-	14, // [14:33] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	50, // 2: lustre.mdt.v1.DirEntry.fid:type_name -> lustre.common.v1.Fid
+	51, // 3: lustre.mdt.v1.DirEntry.type:type_name -> lustre.common.v1.ObjectType
+	49, // 4: lustre.mdt.v1.MkdirResponse.attr:type_name -> lustre.common.v1.Attr
+	49, // 5: lustre.mdt.v1.CreateResponse.attr:type_name -> lustre.common.v1.Attr
+	49, // 6: lustre.mdt.v1.MknodResponse.attr:type_name -> lustre.common.v1.Attr
+	49, // 7: lustre.mdt.v1.LinkResponse.attr:type_name -> lustre.common.v1.Attr
+	49, // 8: lustre.mdt.v1.SymlinkResponse.attr:type_name -> lustre.common.v1.Attr
+	49, // 9: lustre.mdt.v1.OpenResponse.attr:type_name -> lustre.common.v1.Attr
+	49, // 10: lustre.mdt.v1.WriteResponse.attr:type_name -> lustre.common.v1.Attr
+	50, // 11: lustre.mdt.v1.StatFidRequest.fid:type_name -> lustre.common.v1.Fid
+	49, // 12: lustre.mdt.v1.StatFidResponse.attr:type_name -> lustre.common.v1.Attr
+	49, // 13: lustre.mdt.v1.SetattrResponse.attr:type_name -> lustre.common.v1.Attr
+	1,  // 14: lustre.mdt.v1.SetxattrRequest.mode:type_name -> lustre.mdt.v1.SetxattrMode
+	50, // 15: lustre.mdt.v1.Fid2PathRequest.fid:type_name -> lustre.common.v1.Fid
+	50, // 16: lustre.mdt.v1.Path2FidResponse.fid:type_name -> lustre.common.v1.Fid
+	2,  // 17: lustre.mdt.v1.NamespaceService.Stat:input_type -> lustre.mdt.v1.StatRequest
+	4,  // 18: lustre.mdt.v1.NamespaceService.Readdir:input_type -> lustre.mdt.v1.ReaddirRequest
+	7,  // 19: lustre.mdt.v1.NamespaceService.Mkdir:input_type -> lustre.mdt.v1.MkdirRequest
+	9,  // 20: lustre.mdt.v1.NamespaceService.Create:input_type -> lustre.mdt.v1.CreateRequest
+	11, // 21: lustre.mdt.v1.NamespaceService.Mknod:input_type -> lustre.mdt.v1.MknodRequest
+	13, // 22: lustre.mdt.v1.NamespaceService.Link:input_type -> lustre.mdt.v1.LinkRequest
+	15, // 23: lustre.mdt.v1.NamespaceService.Symlink:input_type -> lustre.mdt.v1.SymlinkRequest
+	17, // 24: lustre.mdt.v1.NamespaceService.Unlink:input_type -> lustre.mdt.v1.UnlinkRequest
+	19, // 25: lustre.mdt.v1.NamespaceService.Rmdir:input_type -> lustre.mdt.v1.RmdirRequest
+	21, // 26: lustre.mdt.v1.NamespaceService.Rename:input_type -> lustre.mdt.v1.RenameRequest
+	23, // 27: lustre.mdt.v1.NamespaceService.Open:input_type -> lustre.mdt.v1.OpenRequest
+	25, // 28: lustre.mdt.v1.NamespaceService.Close:input_type -> lustre.mdt.v1.CloseRequest
+	27, // 29: lustre.mdt.v1.NamespaceService.Write:input_type -> lustre.mdt.v1.WriteRequest
+	29, // 30: lustre.mdt.v1.NamespaceService.Read:input_type -> lustre.mdt.v1.ReadRequest
+	31, // 31: lustre.mdt.v1.NamespaceService.StatFid:input_type -> lustre.mdt.v1.StatFidRequest
+	33, // 32: lustre.mdt.v1.NamespaceService.Statfs:input_type -> lustre.mdt.v1.StatfsRequest
+	35, // 33: lustre.mdt.v1.NamespaceService.Setattr:input_type -> lustre.mdt.v1.SetattrRequest
+	37, // 34: lustre.mdt.v1.NamespaceService.Setxattr:input_type -> lustre.mdt.v1.SetxattrRequest
+	39, // 35: lustre.mdt.v1.NamespaceService.Removexattr:input_type -> lustre.mdt.v1.RemovexattrRequest
+	41, // 36: lustre.mdt.v1.NamespaceService.Getxattr:input_type -> lustre.mdt.v1.GetxattrRequest
+	43, // 37: lustre.mdt.v1.NamespaceService.Listxattr:input_type -> lustre.mdt.v1.ListxattrRequest
+	45, // 38: lustre.mdt.v1.NamespaceService.Fid2Path:input_type -> lustre.mdt.v1.Fid2PathRequest
+	47, // 39: lustre.mdt.v1.NamespaceService.Path2Fid:input_type -> lustre.mdt.v1.Path2FidRequest
+	3,  // 40: lustre.mdt.v1.NamespaceService.Stat:output_type -> lustre.mdt.v1.StatResponse
+	5,  // 41: lustre.mdt.v1.NamespaceService.Readdir:output_type -> lustre.mdt.v1.ReaddirResponse
+	8,  // 42: lustre.mdt.v1.NamespaceService.Mkdir:output_type -> lustre.mdt.v1.MkdirResponse
+	10, // 43: lustre.mdt.v1.NamespaceService.Create:output_type -> lustre.mdt.v1.CreateResponse
+	12, // 44: lustre.mdt.v1.NamespaceService.Mknod:output_type -> lustre.mdt.v1.MknodResponse
+	14, // 45: lustre.mdt.v1.NamespaceService.Link:output_type -> lustre.mdt.v1.LinkResponse
+	16, // 46: lustre.mdt.v1.NamespaceService.Symlink:output_type -> lustre.mdt.v1.SymlinkResponse
+	18, // 47: lustre.mdt.v1.NamespaceService.Unlink:output_type -> lustre.mdt.v1.UnlinkResponse
+	20, // 48: lustre.mdt.v1.NamespaceService.Rmdir:output_type -> lustre.mdt.v1.RmdirResponse
+	22, // 49: lustre.mdt.v1.NamespaceService.Rename:output_type -> lustre.mdt.v1.RenameResponse
+	24, // 50: lustre.mdt.v1.NamespaceService.Open:output_type -> lustre.mdt.v1.OpenResponse
+	26, // 51: lustre.mdt.v1.NamespaceService.Close:output_type -> lustre.mdt.v1.CloseResponse
+	28, // 52: lustre.mdt.v1.NamespaceService.Write:output_type -> lustre.mdt.v1.WriteResponse
+	30, // 53: lustre.mdt.v1.NamespaceService.Read:output_type -> lustre.mdt.v1.ReadResponse
+	32, // 54: lustre.mdt.v1.NamespaceService.StatFid:output_type -> lustre.mdt.v1.StatFidResponse
+	34, // 55: lustre.mdt.v1.NamespaceService.Statfs:output_type -> lustre.mdt.v1.StatfsResponse
+	36, // 56: lustre.mdt.v1.NamespaceService.Setattr:output_type -> lustre.mdt.v1.SetattrResponse
+	38, // 57: lustre.mdt.v1.NamespaceService.Setxattr:output_type -> lustre.mdt.v1.SetxattrResponse
+	40, // 58: lustre.mdt.v1.NamespaceService.Removexattr:output_type -> lustre.mdt.v1.RemovexattrResponse
+	42, // 59: lustre.mdt.v1.NamespaceService.Getxattr:output_type -> lustre.mdt.v1.GetxattrResponse
+	44, // 60: lustre.mdt.v1.NamespaceService.Listxattr:output_type -> lustre.mdt.v1.ListxattrResponse
+	46, // 61: lustre.mdt.v1.NamespaceService.Fid2Path:output_type -> lustre.mdt.v1.Fid2PathResponse
+	48, // 62: lustre.mdt.v1.NamespaceService.Path2Fid:output_type -> lustre.mdt.v1.Path2FidResponse
+	40, // [40:63] is the sub-list for method output_type
+	17, // [17:40] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_lustre_mdt_v1_namespace_proto_init() }
@@ -2479,15 +2981,15 @@ func file_lustre_mdt_v1_namespace_proto_init() {
 	if File_lustre_mdt_v1_namespace_proto != nil {
 		return
 	}
-	file_lustre_mdt_v1_namespace_proto_msgTypes[25].OneofWrappers = []any{}
-	file_lustre_mdt_v1_namespace_proto_msgTypes[35].OneofWrappers = []any{}
+	file_lustre_mdt_v1_namespace_proto_msgTypes[33].OneofWrappers = []any{}
+	file_lustre_mdt_v1_namespace_proto_msgTypes[43].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lustre_mdt_v1_namespace_proto_rawDesc), len(file_lustre_mdt_v1_namespace_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   39,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

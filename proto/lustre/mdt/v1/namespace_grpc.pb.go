@@ -35,6 +35,10 @@ const (
 	NamespaceService_Rename_FullMethodName      = "/lustre.mdt.v1.NamespaceService/Rename"
 	NamespaceService_Open_FullMethodName        = "/lustre.mdt.v1.NamespaceService/Open"
 	NamespaceService_Close_FullMethodName       = "/lustre.mdt.v1.NamespaceService/Close"
+	NamespaceService_Write_FullMethodName       = "/lustre.mdt.v1.NamespaceService/Write"
+	NamespaceService_Read_FullMethodName        = "/lustre.mdt.v1.NamespaceService/Read"
+	NamespaceService_StatFid_FullMethodName     = "/lustre.mdt.v1.NamespaceService/StatFid"
+	NamespaceService_Statfs_FullMethodName      = "/lustre.mdt.v1.NamespaceService/Statfs"
 	NamespaceService_Setattr_FullMethodName     = "/lustre.mdt.v1.NamespaceService/Setattr"
 	NamespaceService_Setxattr_FullMethodName    = "/lustre.mdt.v1.NamespaceService/Setxattr"
 	NamespaceService_Removexattr_FullMethodName = "/lustre.mdt.v1.NamespaceService/Removexattr"
@@ -108,8 +112,25 @@ type NamespaceServiceClient interface {
 	// a handle for Close (changelog: CREAT if created, OPEN per Lustre's open
 	// de-duplication rules; a permission denial may record NOPEN).
 	Open(ctx context.Context, in *OpenRequest, opts ...grpc.CallOption) (*OpenResponse, error)
-	// Close releases a handle from Open (changelog: CLOSE per Lustre's rules).
+	// Close releases a handle from Open (changelog: CLOSE per Lustre's rules,
+	// preceded by MTIME when the handle wrote data, with the time-record
+	// dedup of setattr).
 	Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error)
+	// Write stores data in a file opened for writing (Data-on-MDT: the
+	// content lives in the MDT's store, chunked by FID). It sets size and
+	// mtime and is durable before the reply; it records nothing itself (the
+	// MTIME of written data is recorded at close).
+	Write(ctx context.Context, in *WriteRequest, opts ...grpc.CallOption) (*WriteResponse, error)
+	// Read returns data of a file opened for reading. Holes read as zeros;
+	// reading at or past the end returns no data.
+	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error)
+	// StatFid returns the attributes of the object a FID names, including an
+	// unlinked object that is still open (no permission needed, like a
+	// Lustre client's getattr by FID).
+	StatFid(ctx context.Context, in *StatFidRequest, opts ...grpc.CallOption) (*StatFidResponse, error)
+	// Statfs reports the MDT's capacity (statfs(2) of its store) and object
+	// counts.
+	Statfs(ctx context.Context, in *StatfsRequest, opts ...grpc.CallOption) (*StatfsResponse, error)
 	// Setattr changes the attributes that are set in the request (changelog:
 	// one of TRUNC, SATTR, MTIME, CTIME, ATIME by Lustre's precedence).
 	Setattr(ctx context.Context, in *SetattrRequest, opts ...grpc.CallOption) (*SetattrResponse, error)
@@ -259,6 +280,46 @@ func (c *namespaceServiceClient) Close(ctx context.Context, in *CloseRequest, op
 	return out, nil
 }
 
+func (c *namespaceServiceClient) Write(ctx context.Context, in *WriteRequest, opts ...grpc.CallOption) (*WriteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteResponse)
+	err := c.cc.Invoke(ctx, NamespaceService_Write_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *namespaceServiceClient) Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReadResponse)
+	err := c.cc.Invoke(ctx, NamespaceService_Read_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *namespaceServiceClient) StatFid(ctx context.Context, in *StatFidRequest, opts ...grpc.CallOption) (*StatFidResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StatFidResponse)
+	err := c.cc.Invoke(ctx, NamespaceService_StatFid_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *namespaceServiceClient) Statfs(ctx context.Context, in *StatfsRequest, opts ...grpc.CallOption) (*StatfsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StatfsResponse)
+	err := c.cc.Invoke(ctx, NamespaceService_Statfs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *namespaceServiceClient) Setattr(ctx context.Context, in *SetattrRequest, opts ...grpc.CallOption) (*SetattrResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SetattrResponse)
@@ -393,8 +454,25 @@ type NamespaceServiceServer interface {
 	// a handle for Close (changelog: CREAT if created, OPEN per Lustre's open
 	// de-duplication rules; a permission denial may record NOPEN).
 	Open(context.Context, *OpenRequest) (*OpenResponse, error)
-	// Close releases a handle from Open (changelog: CLOSE per Lustre's rules).
+	// Close releases a handle from Open (changelog: CLOSE per Lustre's rules,
+	// preceded by MTIME when the handle wrote data, with the time-record
+	// dedup of setattr).
 	Close(context.Context, *CloseRequest) (*CloseResponse, error)
+	// Write stores data in a file opened for writing (Data-on-MDT: the
+	// content lives in the MDT's store, chunked by FID). It sets size and
+	// mtime and is durable before the reply; it records nothing itself (the
+	// MTIME of written data is recorded at close).
+	Write(context.Context, *WriteRequest) (*WriteResponse, error)
+	// Read returns data of a file opened for reading. Holes read as zeros;
+	// reading at or past the end returns no data.
+	Read(context.Context, *ReadRequest) (*ReadResponse, error)
+	// StatFid returns the attributes of the object a FID names, including an
+	// unlinked object that is still open (no permission needed, like a
+	// Lustre client's getattr by FID).
+	StatFid(context.Context, *StatFidRequest) (*StatFidResponse, error)
+	// Statfs reports the MDT's capacity (statfs(2) of its store) and object
+	// counts.
+	Statfs(context.Context, *StatfsRequest) (*StatfsResponse, error)
 	// Setattr changes the attributes that are set in the request (changelog:
 	// one of TRUNC, SATTR, MTIME, CTIME, ATIME by Lustre's precedence).
 	Setattr(context.Context, *SetattrRequest) (*SetattrResponse, error)
@@ -459,6 +537,18 @@ func (UnimplementedNamespaceServiceServer) Open(context.Context, *OpenRequest) (
 }
 func (UnimplementedNamespaceServiceServer) Close(context.Context, *CloseRequest) (*CloseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Close not implemented")
+}
+func (UnimplementedNamespaceServiceServer) Write(context.Context, *WriteRequest) (*WriteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Write not implemented")
+}
+func (UnimplementedNamespaceServiceServer) Read(context.Context, *ReadRequest) (*ReadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Read not implemented")
+}
+func (UnimplementedNamespaceServiceServer) StatFid(context.Context, *StatFidRequest) (*StatFidResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StatFid not implemented")
+}
+func (UnimplementedNamespaceServiceServer) Statfs(context.Context, *StatfsRequest) (*StatfsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Statfs not implemented")
 }
 func (UnimplementedNamespaceServiceServer) Setattr(context.Context, *SetattrRequest) (*SetattrResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Setattr not implemented")
@@ -718,6 +808,78 @@ func _NamespaceService_Close_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NamespaceService_Write_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WriteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServiceServer).Write(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NamespaceService_Write_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServiceServer).Write(ctx, req.(*WriteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _NamespaceService_Read_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServiceServer).Read(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NamespaceService_Read_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServiceServer).Read(ctx, req.(*ReadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _NamespaceService_StatFid_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StatFidRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServiceServer).StatFid(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NamespaceService_StatFid_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServiceServer).StatFid(ctx, req.(*StatFidRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _NamespaceService_Statfs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StatfsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServiceServer).Statfs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NamespaceService_Statfs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServiceServer).Statfs(ctx, req.(*StatfsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _NamespaceService_Setattr_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(SetattrRequest)
 	if err := dec(in); err != nil {
@@ -898,6 +1060,22 @@ var NamespaceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Close",
 			Handler:    _NamespaceService_Close_Handler,
+		},
+		{
+			MethodName: "Write",
+			Handler:    _NamespaceService_Write_Handler,
+		},
+		{
+			MethodName: "Read",
+			Handler:    _NamespaceService_Read_Handler,
+		},
+		{
+			MethodName: "StatFid",
+			Handler:    _NamespaceService_StatFid_Handler,
+		},
+		{
+			MethodName: "Statfs",
+			Handler:    _NamespaceService_Statfs_Handler,
 		},
 		{
 			MethodName: "Setattr",

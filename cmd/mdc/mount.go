@@ -1,0 +1,866 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/spf13/cobra"
+
+	"github.com/fidlog/fidlog/api/client"
+	"github.com/fidlog/fidlog/cmd/internal/cli"
+	"github.com/fidlog/fidlog/fid"
+	commonv1 "github.com/fidlog/fidlog/proto/lustre/common/v1"
+	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
+)
+
+// The mount (mdc mount) is a FUSE client of one MDT built on
+// github.com/hanwen/go-fuse/v2 (maintained, pure Go, mounts directly as
+// root where no fusermount exists). Every FUSE request becomes one or a few
+// NamespaceService calls that carry the calling process's uid, gid,
+// supplementary groups and job id, so the server checks permissions and
+// records the changelog as that process. A FUSE release has no caller: the
+// handle remembers who opened it, and the close is sent as the opener.
+// Kernel entry and attribute caches are off (timeouts 0), so every
+// operation reaches the server and is audited.
+
+// defaultJobIDFormat is Lustre's jobid_var=procname_uid: "<comm>.<uid>".
+const defaultJobIDFormat = "%e.%u"
+
+// mountRPCTimeout bounds each call, so that a server that is down makes
+// operations fail (EIO/ENOTCONN) instead of hanging.
+const mountRPCTimeout = 30 * time.Second
+
+func (a *app) mountCmd() *cobra.Command {
+	var jobFmt string
+	var debug bool
+	cmd := a.verb("mount MOUNTPOINT", "Mount the MDT with FUSE (foreground, until umount, SIGINT or SIGTERM)", cobra.ExactArgs(1),
+		func(cmd *cobra.Command, args []string) error {
+			if err := checkJobIDFormat(jobFmt); err != nil {
+				return cli.Usage(cmd, "mdc mount: --jobid-format '%s': %v", jobFmt, err)
+			}
+			return a.mount(cmd.Context(), args[0], jobFmt, debug)
+		})
+	cmd.Flags().StringVar(&jobFmt, "jobid-format", defaultJobIDFormat,
+		"job id of each request, as Lustre's jobid_name: %e process name, %u uid, %g gid, %p pid, %h host, %% a '%'")
+	cmd.Flags().BoolVar(&debug, "debug", false, "log every FUSE request on stderr")
+	return cmd
+}
+
+func checkJobIDFormat(f string) error {
+	for i := 0; i < len(f); i++ {
+		if f[i] != '%' {
+			continue
+		}
+		if i+1 == len(f) || !strings.ContainsRune("eugph%", rune(f[i+1])) {
+			return errors.New("unknown conversion (use %e %u %g %p %h %%)")
+		}
+		i++
+	}
+	return nil
+}
+
+// mount serves the mount point until it is unmounted or a signal arrives.
+func (a *app) mount(ctx context.Context, dir, jobFmt string, debug bool) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return a.fail(err, "mount point '%s'", dir)
+	}
+	if !st.IsDir() {
+		return a.fail(syscall.ENOTDIR, "mount point '%s'", dir)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return a.fail(err, "mount point '%s'", dir)
+	}
+	if len(ents) > 0 {
+		return a.fail(syscall.ENOTEMPTY, "mount point '%s' is not empty", dir)
+	}
+	// The server must answer before the kernel sees the mount.
+	rctx, cancel := context.WithTimeout(ctx, mountRPCTimeout)
+	_, err = a.ns.StatFid(a.ctx, &mdtv1.StatFidRequest{Fid: fidToPB(fid.Root)})
+	cancel()
+	_ = rctx
+	if err != nil {
+		return a.fail(err, "cannot reach the MDT at '%s'", a.conn.Target())
+	}
+	host, _ := os.Hostname()
+	if i := strings.IndexByte(host, '.'); i > 0 {
+		host = host[:i]
+	}
+	mfs := &mountFS{ns: a.ns, jobFmt: jobFmt, host: host}
+	root := &node{m: mfs, fid: fid.Root}
+	zero := time.Duration(0)
+	opts := &fs.Options{
+		MountOptions: fuse.MountOptions{
+			DirectMount:        true,
+			AllowOther:         true, // other users' processes are the point
+			FsName:             "fidlog:" + a.conn.Target(),
+			Name:               "fidlog",
+			DisableReadDirPlus: true,
+			MaxWrite:           1 << 20,
+			Debug:              debug,
+		},
+		EntryTimeout:    &zero,
+		AttrTimeout:     &zero,
+		NegativeTimeout: &zero,
+		RootStableAttr:  &fs.StableAttr{Ino: ino(fid.Root), Mode: syscall.S_IFDIR},
+	}
+	srv, err := fs.Mount(dir, root, opts)
+	if err != nil {
+		fmt.Fprintf(a.stderr, "mdc: mount '%s': %v\n", dir, err)
+		if a.rc == 0 {
+			a.rc = int(errnoOfMount(err))
+		}
+		return nil
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	go func() {
+		srv.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-sigs:
+		for {
+			if err := srv.Unmount(); err == nil {
+				break
+			}
+			// Busy (a process has its cwd inside): retry until it lets
+			// go or another signal forces a lazy unmount.
+			select {
+			case <-sigs:
+				_ = syscall.Unmount(dir, syscall.MNT_DETACH)
+			case <-time.After(200 * time.Millisecond):
+			case <-done:
+			}
+			select {
+			case <-done:
+			default:
+				continue
+			}
+			break
+		}
+		<-done
+	}
+	return nil
+}
+
+func errnoOfMount(err error) syscall.Errno {
+	var n syscall.Errno
+	if errors.As(err, &n) {
+		return n
+	}
+	return syscall.EIO
+}
+
+func fidToPB(f fid.FID) *commonv1.Fid { return &commonv1.Fid{Seq: f.Seq, Oid: f.Oid, Ver: f.Ver} }
+
+func fidFromPB(f *commonv1.Fid) fid.FID {
+	return fid.FID{Seq: f.GetSeq(), Oid: f.GetOid(), Ver: f.GetVer()}
+}
+
+// ino is Lustre's fid_flatten: the inode number a client shows for a FID.
+func ino(f fid.FID) uint64 {
+	if f.Seq < 0x200000000 { // IGIF and special sequences
+		return f.Seq<<32 | uint64(f.Oid)
+	}
+	n := f.Seq<<24 + (f.Seq>>24)&0xffffff0000 + uint64(f.Oid)
+	if n == 0 {
+		n = 1
+	}
+	return n
+}
+
+// mountFS is the state shared by every node of one mount.
+type mountFS struct {
+	ns     mdtv1.NamespaceServiceClient
+	jobFmt string
+	host   string
+}
+
+// caller is the identity of the process behind a FUSE request.
+type caller struct {
+	id client.Identity
+}
+
+// callerOf reads the identity of the process that made the request: uid
+// and gid from the request, supplementary groups and the process name
+// from /proc.
+func (m *mountFS) callerOf(ctx context.Context) caller {
+	c, ok := fuse.FromContext(ctx)
+	if !ok {
+		return caller{}
+	}
+	id := client.Identity{UID: c.Uid, GID: c.Gid}
+	comm := ""
+	if b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(c.Pid), 10) + "/comm"); err == nil {
+		comm = strings.TrimRight(string(b), "\n")
+	}
+	if b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(c.Pid), 10) + "/status"); err == nil {
+		for l := range strings.Lines(string(b)) {
+			if g, ok := strings.CutPrefix(l, "Groups:"); ok {
+				for _, f := range strings.Fields(g) {
+					if n, err := strconv.ParseUint(f, 10, 32); err == nil {
+						id.Groups = append(id.Groups, uint32(n))
+					}
+				}
+				break
+			}
+		}
+	}
+	id.JobID = m.jobID(comm, c.Uid, c.Gid, c.Pid)
+	return caller{id: id}
+}
+
+// jobID expands the job id format (Lustre's jobid_name conversions).
+func (m *mountFS) jobID(comm string, uid, gid, pid uint32) string {
+	var b strings.Builder
+	f := m.jobFmt
+	for i := 0; i < len(f); i++ {
+		if f[i] != '%' || i+1 == len(f) {
+			b.WriteByte(f[i])
+			continue
+		}
+		i++
+		switch f[i] {
+		case 'e':
+			b.WriteString(comm)
+		case 'u':
+			b.WriteString(strconv.FormatUint(uint64(uid), 10))
+		case 'g':
+			b.WriteString(strconv.FormatUint(uint64(gid), 10))
+		case 'p':
+			b.WriteString(strconv.FormatUint(uint64(pid), 10))
+		case 'h':
+			b.WriteString(m.host)
+		case '%':
+			b.WriteByte('%')
+		}
+	}
+	// Job ids are text of at most 31 bytes (Lustre's LUSTRE_JOBID_SIZE - 1).
+	s := strings.ToValidUTF8(b.String(), "?")
+	if len(s) > 31 {
+		s = s[:31]
+		for !utf8Valid(s) {
+			s = s[:len(s)-1]
+		}
+	}
+	return s
+}
+
+func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "\x00") == s }
+
+// call returns a context for one RPC as c, bounded by mountRPCTimeout.
+func (c caller) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), mountRPCTimeout)
+	return c.id.Context(ctx), cancel
+}
+
+// errno turns a failed call into the errno the kernel returns.
+func errno(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	if n := cli.Errno(err); n > 0 {
+		return syscall.Errno(n)
+	}
+	return syscall.EIO
+}
+
+// node is one file system object, known by its FID; path-based calls use
+// the path of the node in the kernel's tree.
+type node struct {
+	fs.Inode
+	m   *mountFS
+	fid fid.FID
+}
+
+var (
+	_ fs.NodeLookuper       = (*node)(nil)
+	_ fs.NodeGetattrer      = (*node)(nil)
+	_ fs.NodeSetattrer      = (*node)(nil)
+	_ fs.NodeOpener         = (*node)(nil)
+	_ fs.NodeCreater        = (*node)(nil)
+	_ fs.NodeReader         = (*node)(nil)
+	_ fs.NodeWriter         = (*node)(nil)
+	_ fs.NodeFlusher        = (*node)(nil)
+	_ fs.NodeFsyncer        = (*node)(nil)
+	_ fs.NodeReleaser       = (*node)(nil)
+	_ fs.NodeMkdirer        = (*node)(nil)
+	_ fs.NodeMknoder        = (*node)(nil)
+	_ fs.NodeSymlinker      = (*node)(nil)
+	_ fs.NodeLinker         = (*node)(nil)
+	_ fs.NodeReadlinker     = (*node)(nil)
+	_ fs.NodeUnlinker       = (*node)(nil)
+	_ fs.NodeRmdirer        = (*node)(nil)
+	_ fs.NodeRenamer        = (*node)(nil)
+	_ fs.NodeGetxattrer     = (*node)(nil)
+	_ fs.NodeSetxattrer     = (*node)(nil)
+	_ fs.NodeListxattrer    = (*node)(nil)
+	_ fs.NodeRemovexattrer  = (*node)(nil)
+	_ fs.NodeStatfser       = (*node)(nil)
+	_ fs.NodeAccesser       = (*node)(nil)
+	_ fs.NodeOpendirHandler = (*node)(nil)
+	_ fs.FileReaddirenter   = (*dirHandle)(nil)
+	_ fs.FileSeekdirer      = (*dirHandle)(nil)
+)
+
+func (n *node) path() string { return n.Path(nil) }
+
+func (n *node) child(name string) string {
+	if p := n.path(); p != "" {
+		return p + "/" + name
+	}
+	return name
+}
+
+// typeBits maps an object type to its S_IFMT bits.
+func typeBits(t commonv1.ObjectType) uint32 {
+	switch t {
+	case commonv1.ObjectType_OBJECT_TYPE_DIR:
+		return syscall.S_IFDIR
+	case commonv1.ObjectType_OBJECT_TYPE_LNK:
+		return syscall.S_IFLNK
+	case commonv1.ObjectType_OBJECT_TYPE_CHR:
+		return syscall.S_IFCHR
+	case commonv1.ObjectType_OBJECT_TYPE_BLK:
+		return syscall.S_IFBLK
+	case commonv1.ObjectType_OBJECT_TYPE_FIFO:
+		return syscall.S_IFIFO
+	case commonv1.ObjectType_OBJECT_TYPE_SOCK:
+		return syscall.S_IFSOCK
+	}
+	return syscall.S_IFREG
+}
+
+func fillAttr(out *fuse.Attr, a *commonv1.Attr) {
+	f := fidFromPB(a.GetFid())
+	out.Ino = ino(f)
+	out.Mode = typeBits(a.GetType()) | a.GetMode()&07777
+	out.Size = a.GetSize()
+	out.Blocks = (a.GetSize() + 511) / 512
+	out.Blksize = 4096
+	out.Nlink = a.GetNlink()
+	out.Uid, out.Gid = a.GetUid(), a.GetGid()
+	out.Rdev = uint32(a.GetRdev())
+	split := func(ns int64) (uint64, uint32) { return uint64(ns / 1e9), uint32(ns % 1e9) }
+	out.Atime, out.Atimensec = split(a.GetAtimeNs())
+	out.Mtime, out.Mtimensec = split(a.GetMtimeNs())
+	out.Ctime, out.Ctimensec = split(a.GetCtimeNs())
+}
+
+// newChild makes (or finds) the kernel-tree node of an object.
+func (n *node) newChild(ctx context.Context, a *commonv1.Attr, out *fuse.EntryOut) *fs.Inode {
+	fillAttr(&out.Attr, a)
+	f := fidFromPB(a.GetFid())
+	return n.NewInode(ctx, &node{m: n.m, fid: f}, fs.StableAttr{Mode: typeBits(a.GetType()), Ino: ino(f)})
+}
+
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := n.m.ns.Stat(cctx, &mdtv1.StatRequest{Path: []byte(n.child(name))})
+	if err != nil {
+		return nil, errno(err)
+	}
+	return n.newChild(ctx, r.GetAttr(), out), 0
+}
+
+func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := n.m.ns.StatFid(cctx, &mdtv1.StatFidRequest{Fid: fidToPB(n.fid)})
+	if err != nil {
+		return errno(err)
+	}
+	fillAttr(&out.Attr, r.GetAttr())
+	return 0
+}
+
+func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	req := &mdtv1.SetattrRequest{Path: []byte(n.path())}
+	if v, ok := in.GetMode(); ok {
+		m := v & 07777
+		req.Mode = &m
+	}
+	if v, ok := in.GetUID(); ok {
+		req.Uid = &v
+	}
+	if v, ok := in.GetGID(); ok {
+		req.Gid = &v
+	}
+	if v, ok := in.GetSize(); ok {
+		req.Size = &v
+	}
+	if v, ok := in.GetATime(); ok {
+		ns := v.UnixNano()
+		req.AtimeNs = &ns
+	}
+	if v, ok := in.GetMTime(); ok {
+		ns := v.UnixNano()
+		req.MtimeNs = &ns
+	}
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := n.m.ns.Setattr(cctx, req)
+	if err != nil {
+		return errno(err)
+	}
+	fillAttr(&out.Attr, r.GetAttr())
+	return 0
+}
+
+// openFlags maps open(2) flags to Lustre's MDS open flags.
+func openFlags(flags uint32) uint32 {
+	var f uint32
+	switch flags & syscall.O_ACCMODE {
+	case syscall.O_RDONLY:
+		f = uint32(mdtv1.OpenFlag_OPEN_FLAG_READ)
+	case syscall.O_WRONLY:
+		f = uint32(mdtv1.OpenFlag_OPEN_FLAG_WRITE)
+	default:
+		f = uint32(mdtv1.OpenFlag_OPEN_FLAG_READ | mdtv1.OpenFlag_OPEN_FLAG_WRITE)
+	}
+	const fmodeExec = 0x20 // __FMODE_EXEC: the open of an execve
+	if flags&fmodeExec != 0 {
+		f = uint32(mdtv1.OpenFlag_OPEN_FLAG_EXEC)
+	}
+	if flags&syscall.O_TRUNC != 0 {
+		f |= uint32(mdtv1.OpenFlag_OPEN_FLAG_TRUNC)
+	}
+	if flags&syscall.O_APPEND != 0 {
+		f |= uint32(mdtv1.OpenFlag_OPEN_FLAG_APPEND)
+	}
+	if flags&syscall.O_CREAT != 0 {
+		f |= uint32(mdtv1.OpenFlag_OPEN_FLAG_CREAT)
+	}
+	if flags&syscall.O_EXCL != 0 {
+		f |= uint32(mdtv1.OpenFlag_OPEN_FLAG_EXCL)
+	}
+	return f
+}
+
+// fileHandle is one server open handle and who opened it: the close is
+// sent as the opener (a FUSE release carries no caller).
+type fileHandle struct {
+	h      uint64
+	opener caller
+	append bool
+	mu     sync.Mutex
+	closed bool
+}
+
+func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := n.m.ns.Open(cctx, &mdtv1.OpenRequest{Path: []byte(n.path()), Flags: openFlags(flags &^ (syscall.O_CREAT | syscall.O_EXCL))})
+	if err != nil {
+		return nil, 0, errno(err)
+	}
+	return &fileHandle{h: r.GetHandle(), opener: c, append: flags&syscall.O_APPEND != 0}, 0, 0
+}
+
+func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := n.m.ns.Open(cctx, &mdtv1.OpenRequest{Path: []byte(n.child(name)), Flags: openFlags(flags | syscall.O_CREAT), Mode: mode & 07777})
+	if err != nil {
+		return nil, nil, 0, errno(err)
+	}
+	ch := n.newChild(ctx, r.GetAttr(), out)
+	return ch, &fileHandle{h: r.GetHandle(), opener: c, append: flags&syscall.O_APPEND != 0}, 0, 0
+}
+
+func (n *node) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	fh, ok := f.(*fileHandle)
+	if !ok {
+		return nil, syscall.EBADF
+	}
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := n.m.ns.Read(cctx, &mdtv1.ReadRequest{Handle: fh.h, Offset: uint64(off), Length: uint32(len(dest))})
+	if err != nil {
+		return nil, errno(err)
+	}
+	return fuse.ReadResultData(r.GetData()), 0
+}
+
+func (n *node) Write(ctx context.Context, f fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	fh, ok := f.(*fileHandle)
+	if !ok {
+		return 0, syscall.EBADF
+	}
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	if _, err := n.m.ns.Write(cctx, &mdtv1.WriteRequest{Handle: fh.h, Offset: uint64(off), Data: data}); err != nil {
+		return 0, errno(err)
+	}
+	return uint32(len(data)), 0
+}
+
+// Flush has nothing to do: every write is durable on the server before
+// it returns.
+func (n *node) Flush(context.Context, fs.FileHandle) syscall.Errno { return 0 }
+
+// Fsync has nothing to do, for the same reason.
+func (n *node) Fsync(context.Context, fs.FileHandle, uint32) syscall.Errno { return 0 }
+
+func (n *node) Release(ctx context.Context, f fs.FileHandle) syscall.Errno {
+	fh, ok := f.(*fileHandle)
+	if !ok {
+		return syscall.EBADF
+	}
+	fh.mu.Lock()
+	defer fh.mu.Unlock()
+	if fh.closed {
+		return 0
+	}
+	cctx, cancel := fh.opener.call(ctx)
+	defer cancel()
+	if _, err := n.m.ns.Close(cctx, &mdtv1.CloseRequest{Handle: fh.h}); err != nil {
+		return errno(err)
+	}
+	fh.closed = true
+	return 0
+}
+
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := n.m.ns.Mkdir(cctx, &mdtv1.MkdirRequest{Path: []byte(n.child(name)), Mode: mode & 07777})
+	if err != nil {
+		return nil, errno(err)
+	}
+	return n.newChild(ctx, r.GetAttr(), out), 0
+}
+
+func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := n.m.ns.Mknod(cctx, &mdtv1.MknodRequest{Path: []byte(n.child(name)), Mode: mode, Rdev: uint64(dev)})
+	if err != nil {
+		return nil, errno(err)
+	}
+	return n.newChild(ctx, r.GetAttr(), out), 0
+}
+
+func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := n.m.ns.Symlink(cctx, &mdtv1.SymlinkRequest{Target: []byte(target), Path: []byte(n.child(name))})
+	if err != nil {
+		return nil, errno(err)
+	}
+	return n.newChild(ctx, r.GetAttr(), out), 0
+}
+
+func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	t, ok := target.(*node)
+	if !ok {
+		return nil, syscall.EXDEV
+	}
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := n.m.ns.Link(cctx, &mdtv1.LinkRequest{OldPath: []byte(t.path()), NewPath: []byte(n.child(name))})
+	if err != nil {
+		return nil, errno(err)
+	}
+	return n.newChild(ctx, r.GetAttr(), out), 0
+}
+
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := n.m.ns.StatFid(cctx, &mdtv1.StatFidRequest{Fid: fidToPB(n.fid)})
+	if err != nil {
+		return nil, errno(err)
+	}
+	if r.GetAttr().GetType() != commonv1.ObjectType_OBJECT_TYPE_LNK {
+		return nil, syscall.EINVAL
+	}
+	return r.GetAttr().GetSymlinkTarget(), 0
+}
+
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	_, err := n.m.ns.Unlink(cctx, &mdtv1.UnlinkRequest{Path: []byte(n.child(name))})
+	return errno(err)
+}
+
+func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	_, err := n.m.ns.Rmdir(cctx, &mdtv1.RmdirRequest{Path: []byte(n.child(name))})
+	return errno(err)
+}
+
+func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	np, ok := newParent.(*node)
+	if !ok {
+		return syscall.EXDEV
+	}
+	const renameNoreplace, renameExchange = 1, 2
+	if flags&renameExchange != 0 {
+		return syscall.EINVAL // not supported by the server
+	}
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	dst := np.child(newName)
+	if flags&renameNoreplace != 0 {
+		if _, err := n.m.ns.Stat(cctx, &mdtv1.StatRequest{Path: []byte(dst)}); err == nil {
+			return syscall.EEXIST
+		}
+	}
+	_, err := n.m.ns.Rename(cctx, &mdtv1.RenameRequest{SrcPath: []byte(n.child(name)), DstPath: []byte(dst)})
+	return errno(err)
+}
+
+// isACL reports POSIX ACL names: the server stores xattrs but does not
+// apply ACLs to permission checks or modes, so the mount refuses them
+// (EOPNOTSUPP, as a Lustre client mounted without acl) and programs such as
+// cp -a fall back to chmod.
+func isACL(name string) bool { return strings.HasPrefix(name, "system.posix_acl_") }
+
+func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if isACL(attr) {
+		return 0, syscall.EOPNOTSUPP
+	}
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := n.m.ns.Getxattr(cctx, &mdtv1.GetxattrRequest{Path: []byte(n.path()), Name: attr})
+	if err != nil {
+		return 0, errno(err)
+	}
+	v := r.GetValue()
+	if len(dest) < len(v) {
+		return uint32(len(v)), syscall.ERANGE
+	}
+	return uint32(copy(dest, v)), 0
+}
+
+func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	if isACL(attr) {
+		return syscall.EOPNOTSUPP
+	}
+	mode := mdtv1.SetxattrMode_SETXATTR_MODE_UNSPECIFIED
+	switch {
+	case flags&1 != 0: // XATTR_CREATE
+		mode = mdtv1.SetxattrMode_SETXATTR_MODE_CREATE
+	case flags&2 != 0: // XATTR_REPLACE
+		mode = mdtv1.SetxattrMode_SETXATTR_MODE_REPLACE
+	}
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	_, err := n.m.ns.Setxattr(cctx, &mdtv1.SetxattrRequest{Path: []byte(n.path()), Name: attr, Value: data, Mode: mode})
+	return errno(err)
+}
+
+func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	if isACL(attr) {
+		return syscall.EOPNOTSUPP
+	}
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	_, err := n.m.ns.Removexattr(cctx, &mdtv1.RemovexattrRequest{Path: []byte(n.path()), Name: attr})
+	return errno(err)
+}
+
+func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := n.m.ns.Listxattr(cctx, &mdtv1.ListxattrRequest{Path: []byte(n.path())})
+	if err != nil {
+		return 0, errno(err)
+	}
+	var b []byte
+	for _, name := range r.GetNames() {
+		b = append(append(b, name...), 0)
+	}
+	if len(dest) < len(b) {
+		return uint32(len(b)), syscall.ERANGE
+	}
+	return uint32(copy(dest, b)), 0
+}
+
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := n.m.ns.Statfs(cctx, &mdtv1.StatfsRequest{})
+	if err != nil {
+		return errno(err)
+	}
+	out.Bsize, out.Frsize = r.GetBlockSize(), r.GetBlockSize()
+	out.Blocks, out.Bfree, out.Bavail = r.GetBlocks(), r.GetBlocksFree(), r.GetBlocksAvailable()
+	out.Files, out.Ffree = r.GetFiles(), r.GetFilesFree()
+	out.NameLen = r.GetNameMax()
+	return 0
+}
+
+// Access answers access(2) from the object's attributes as the server's
+// permission check would (root may do anything but execute a file that no
+// one may execute).
+func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
+	c := n.m.callerOf(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := n.m.ns.StatFid(cctx, &mdtv1.StatFidRequest{Fid: fidToPB(n.fid)})
+	if err != nil {
+		return errno(err)
+	}
+	a := r.GetAttr()
+	mode := a.GetMode()
+	if c.id.UID == 0 {
+		if mask&1 != 0 && a.GetType() != commonv1.ObjectType_OBJECT_TYPE_DIR && mode&0o111 == 0 {
+			return syscall.EACCES
+		}
+		return 0
+	}
+	var bits uint32
+	switch {
+	case c.id.UID == a.GetUid():
+		bits = mode >> 6 & 7
+	case c.id.GID == a.GetGid() || slicesContains(c.id.Groups, a.GetGid()):
+		bits = mode >> 3 & 7
+	default:
+		bits = mode & 7
+	}
+	if mask&7&^bits != 0 {
+		return syscall.EACCES
+	}
+	return 0
+}
+
+func slicesContains(s []uint32, v uint32) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// readdirPage is how many entries one Readdir call asks for.
+const readdirPage = 1024
+
+// OpendirHandle checks that the caller may list the directory and returns
+// a cursor over it.
+func (n *node) OpendirHandle(ctx context.Context, _ uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	c := n.m.callerOf(ctx)
+	d := &dirHandle{n: n, c: c, p: n.path()}
+	if e := d.fetch(ctx); e != 0 {
+		return nil, 0, e
+	}
+	return d, 0, 0
+}
+
+// dirHandle is an open directory: the entries read so far, in name order,
+// fetched a page at a time with a name cursor, so a listing of N entries
+// costs O(N) on the server. An entry's offset is its position in this
+// handle's list, which only grows: offsets stay valid while the directory
+// changes (entries added after the cursor appear, removed ones already
+// read stay read).
+type dirHandle struct {
+	n    *node
+	c    caller
+	p    string
+	mu   sync.Mutex
+	ents []fuse.DirEntry
+	pos  int
+	more bool
+}
+
+// fetch reads the next page after the last name read.
+func (d *dirHandle) fetch(ctx context.Context) syscall.Errno {
+	if d.ents == nil {
+		d.ents = []fuse.DirEntry{
+			{Name: ".", Mode: syscall.S_IFDIR, Ino: ino(d.n.fid), Off: 1},
+			{Name: "..", Mode: syscall.S_IFDIR, Ino: 1, Off: 2},
+		}
+	}
+	after := ""
+	if len(d.ents) > 2 {
+		after = d.ents[len(d.ents)-1].Name
+	}
+	cctx, cancel := d.c.call(ctx)
+	defer cancel()
+	r, err := d.n.m.ns.Readdir(cctx, &mdtv1.ReaddirRequest{Path: []byte(d.p), StartAfter: []byte(after), MaxEntries: readdirPage})
+	if err != nil {
+		return errno(err)
+	}
+	for _, e := range r.GetEntries() {
+		d.ents = append(d.ents, fuse.DirEntry{
+			Name: string(e.GetName()), Mode: typeBits(e.GetType()),
+			Ino: ino(fidFromPB(e.GetFid())), Off: uint64(len(d.ents) + 1),
+		})
+	}
+	d.more = r.GetMore() && len(r.GetEntries()) > 0
+	return 0
+}
+
+func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pos == len(d.ents) && d.more {
+		if e := d.fetch(ctx); e != 0 {
+			return nil, e
+		}
+	}
+	if d.pos == len(d.ents) {
+		return nil, 0
+	}
+	e := d.ents[d.pos]
+	d.pos++
+	return &e, 0
+}
+
+// Seekdir moves to an offset Readdirent gave; 0 (rewinddir) starts over
+// with a fresh listing.
+func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if off == 0 {
+		d.ents, d.pos = nil, 0
+		return d.fetch(ctx)
+	}
+	for uint64(len(d.ents)) < off && d.more {
+		if e := d.fetch(ctx); e != 0 {
+			return e
+		}
+	}
+	d.pos = int(min(off, uint64(len(d.ents))))
+	return 0
+}
