@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -167,6 +168,58 @@ func TestHist(t *testing.T) {
 	for v := uint64(0); v < 1<<20; v = v*3/2 + 1 {
 		if i := histIndex(v); histIndex(histValue(i)) != i {
 			t.Errorf("bucket %d of %d: value %d maps to %d", i, v, histValue(i), histIndex(histValue(i)))
+		}
+	}
+}
+
+// TestTableMount runs T8 at a tiny size: where the FUSE mount can run
+// (root, /dev/fuse, tar) both rows must have figures from every phase;
+// elsewhere both rows must say SKIPPED with the reason, loudly.
+func TestTableMount(t *testing.T) {
+	if testing.Short() {
+		t.Skip("mounts and builds mdc")
+	}
+	dir := t.TempDir()
+	jsonPath := filepath.Join(dir, "table.json")
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"table", "--only", "T8", "--tar-files", "30", "--reps", "2", "--json", jsonPath, "--tmpdir", dir}, &stdout, &stderr)
+	if code != exitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	data, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []row
+	if err := json.Unmarshal(data, &rows); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, data)
+	}
+	if len(rows) != 2 || !strings.HasPrefix(rows[0].Measure, "T8 ") || !strings.HasPrefix(rows[1].Measure, "T8b ") {
+		t.Fatalf("rows: %+v", rows)
+	}
+	canMount := os.Geteuid() == 0
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		canMount = false
+	}
+	if _, err := exec.LookPath("tar"); err != nil {
+		canMount = false
+	}
+	for _, r := range rows {
+		if !canMount {
+			if r.Result != "skipped" || !strings.Contains(stdout.String(), "| SKIPPED: ") {
+				t.Errorf("%s: result %q without root, /dev/fuse or tar\n%s", r.Measure, r.Result, stdout.String())
+			}
+			t.Logf("SKIP (loud): T8 cannot mount here: %s", r.Service)
+			continue
+		}
+		if r.Result != "pass" && r.Result != "miss" {
+			t.Errorf("%s: result %q: %s", r.Measure, r.Result, r.Error)
+		}
+		if r.Reps != 2 || r.BaselineValue <= 0 || r.ServiceValue <= 0 || r.Ratio <= 0 {
+			t.Errorf("%s: no figures: %+v", r.Measure, r)
+		}
+		if r.Extra["baseline_rpcs_per_file"] < 3 || r.Extra["service_rpcs_per_file"] < 3 {
+			t.Errorf("%s: fewer than open+write+close per file: %v", r.Measure, r.Extra)
 		}
 	}
 }

@@ -38,6 +38,9 @@ type tableConfig struct {
 	t3Batch    int // T3 max_batch_records; 0 = the server's default
 	// reclaimTimeout bounds the wait for T4's space reclaim.
 	reclaimTimeout time.Duration
+	tarFiles       int    // T8 files per archive
+	mdcPath        string // T8 mdc binary; "" = find it
+	mount          bool   // run T8 (also when --only names it)
 }
 
 func (c *tableConfig) wants(measure string) bool {
@@ -50,6 +53,11 @@ func (c *tableConfig) wants(measure string) bool {
 		}
 	}
 	return false
+}
+
+// wantsExplicit reports whether --only names measure.
+func (c *tableConfig) wantsExplicit(measure string) bool {
+	return len(c.only) > 0 && c.wants(measure)
 }
 
 func (c *tableConfig) logf(format string, args ...any) {
@@ -66,10 +74,11 @@ func newTableCmd(stdout, stderr io.Writer) *cobra.Command {
 		cfg                  tableConfig
 		phase, warmup        time.Duration
 		reps, records, small int
+		tarFiles             int
 		capRecords           uint64
 	)
 	cmd := &cobra.Command{
-		Use:   "table [--quick|--full] [--json FILE] [--cpuprofile DIR|--profile DIR]",
+		Use:   "table [--quick|--full] [--mount] [--json FILE] [--cpuprofile DIR|--profile DIR]",
 		Short: "Measure the whole table (service vs baseline, same run) and print it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -85,6 +94,7 @@ func newTableCmd(stdout, stderr io.Writer) *cobra.Command {
 				cfg.records, cfg.capRecords = 10_000_000, 10_000
 			}
 			cfg.concs, cfg.t6Conc, cfg.streams = []int{1, 8, 32, 128}, 32, 64
+			cfg.tarFiles = 1000
 			f := cmd.Flags()
 			if f.Changed("phase") {
 				cfg.phase = phase
@@ -103,6 +113,9 @@ func newTableCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			if f.Changed("cap") {
 				cfg.capRecords = capRecords
+			}
+			if f.Changed("tar-files") {
+				cfg.tarFiles = tarFiles
 			}
 			if f.Changed("conc") {
 				cfg.concs = nil
@@ -126,6 +139,8 @@ func newTableCmd(stdout, stderr io.Writer) *cobra.Command {
 				return usagef("--records must be >= 1000 and --small-records >= 100")
 			case cfg.capRecords < 100:
 				return usagef("--cap must be >= 100")
+			case cfg.tarFiles < 1:
+				return usagef("--tar-files must be >= 1")
 			}
 			if verbose {
 				cfg.progress = stderr
@@ -154,9 +169,12 @@ func newTableCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.DurationVar(&cfg.reclaimTimeout, "reclaim-timeout", 15*time.Second, "how long T4 waits for space to come back")
 	f.IntVar(&cfg.grpcConns, "grpc-conns", 4, "T1b client connections shared by the clients (0 = one per client)")
 	f.IntVar(&cfg.t3Batch, "t3-batch", 0, "T3 max_batch_records (0 = the server's default)")
+	f.IntVar(&tarFiles, "tar-files", 0, "T8 files per tar archive")
+	f.BoolVar(&cfg.mount, "mount", false, "also run T8: tar x through mdc mount vs a direct client (needs root, /dev/fuse, tar)")
+	f.StringVar(&cfg.mdcPath, "mdc", "", "T8: the mdc binary that mounts (default: next to mdbench, on PATH, or built with go)")
 	f.StringVar(&conc, "conc", "", "comma-separated concurrencies of T1/T1b/T2")
-	f.StringVar(&only, "only", "", "comma-separated measures to run (T1,T1b,T2,T3,T4,T5,T6,T7)")
-	for _, name := range []string{"phase", "warmup", "reps", "records", "small-records", "cap", "conc", "only", "reclaim-timeout", "grpc-conns", "t3-batch"} {
+	f.StringVar(&only, "only", "", "comma-separated measures to run (T1,T1b,T2,T3,T4,T5,T6,T7,T8); T8 also with --mount")
+	for _, name := range []string{"phase", "warmup", "reps", "records", "small-records", "cap", "conc", "only", "reclaim-timeout", "grpc-conns", "t3-batch", "tar-files"} {
 		_ = f.MarkHidden(name)
 	}
 	return cmd
@@ -247,6 +265,7 @@ func runTable(ctx context.Context, cfg *tableConfig, stdout io.Writer) error {
 		{"T2", b.t2},
 		{"T6", b.t6},
 		{"T3", b.logMeasures}, // T3, T7, T5, T4 share the big log
+		{"T8", b.t8},
 	}
 	for _, s := range steps {
 		if ctx.Err() != nil {
@@ -260,6 +279,8 @@ func runTable(ctx context.Context, cfg *tableConfig, stdout io.Writer) error {
 			if !cfg.wants("T3") && !cfg.wants("T4") && !cfg.wants("T5") && !cfg.wants("T7") {
 				continue
 			}
+		} else if s.name == "T8" && !cfg.mount && !cfg.wantsExplicit("T8") {
+			continue
 		} else if !cfg.wants(s.name) {
 			continue
 		}

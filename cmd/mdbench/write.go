@@ -263,6 +263,8 @@ type grpcEnv struct {
 	recording atomic.Bool
 	hmu       sync.Mutex
 	handler   hist
+	// rpcs counts the RPCs served (T8: RPCs per file).
+	rpcs atomic.Int64
 }
 
 // measure wraps a phase's onMeasure hook so that handler times are
@@ -308,6 +310,7 @@ func openGRPC(ctx context.Context, dir string, cfg mdtConfig, conns int) (*grpcE
 	}
 	g := &grpcEnv{mdtEnv: e}
 	g.srv, g.addr, g.done, err = startServer(e, func(_ string, d time.Duration, err error) {
+		g.rpcs.Add(1)
 		if err == nil && g.recording.Load() {
 			g.hmu.Lock()
 			g.handler.add(d)
