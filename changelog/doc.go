@@ -14,7 +14,10 @@
 //   - Encode then Decode gives back the same record (a rapid property and
 //     a fuzz target cover it).
 //   - The text line is Lustre's `lfs changelog` line, times in UTC; the
-//     JSON form is a view struct with stable field names.
+//     JSON form is a view struct with stable field names. Names are
+//     bytes: one that is not valid UTF-8 also gets name_b64 /
+//     source_name_b64 with its exact bytes (NameB64, JSONName), so the
+//     JSON is reversible and valid UTF-8 lines are unchanged.
 //   - MARK is always in a mask (MinMask), as in Lustre.
 //
 // # Tamper evidence (chain.go, checkpoint.go, verify.go)

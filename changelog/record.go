@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fidlog/fidlog/fid"
 )
@@ -185,6 +186,13 @@ func (r *Record) Line() string { return string(r.AppendLine(nil)) }
 
 // JSONRecord is the JSON view of a record: one object per record, named
 // fields, for log pipelines (NDJSON). Absent fields are omitted.
+//
+// Names are bytes (any but '/' and NUL) and JSON strings are UTF-8, so a
+// name that is not valid UTF-8 is written twice: name (or source_name) as
+// encoding/json writes it, each invalid byte as U+FFFD, for people, and
+// name_b64 (source_name_b64) holding the exact bytes in standard base64,
+// for programs (JSONName reads the pair back). A valid UTF-8 name has no
+// _b64 field, so its line is unchanged.
 type JSONRecord struct {
 	Index      uint64  `json:"index"`
 	Type       string  `json:"type"`
@@ -195,9 +203,11 @@ type JSONRecord struct {
 	Target     string  `json:"target"`
 	Parent     string  `json:"parent,omitempty"`
 	Name       string  `json:"name,omitempty"`
+	NameB64    string  `json:"name_b64,omitempty"`
 	Source     string  `json:"source,omitempty"`
 	SrcParent  string  `json:"source_parent,omitempty"`
 	SrcName    string  `json:"source_name,omitempty"`
+	SrcNameB64 string  `json:"source_name_b64,omitempty"`
 	JobID      string  `json:"jobid,omitempty"`
 	ExtraFlags string  `json:"extra_flags"`
 	UID        *uint64 `json:"uid,omitempty"`
@@ -242,6 +252,7 @@ func (r *Record) JSON() JSONRecord {
 		TimeNS:     r.Time.UnixNano(),
 		Target:     r.TFID.String(),
 		Name:       r.Name,
+		NameB64:    NameB64(r.Name),
 		JobID:      r.JobID,
 		ExtraFlags: fmt.Sprintf("0x%x", r.ExtraFlags),
 	}
@@ -250,6 +261,7 @@ func (r *Record) JSON() JSONRecord {
 	}
 	if !r.SFID.IsZero() {
 		j.Source, j.SrcParent, j.SrcName = r.SFID.String(), r.SPFID.String(), r.SName
+		j.SrcNameB64 = NameB64(r.SName)
 	}
 	if r.ExtraFlags&ExtraUIDGID != 0 {
 		uid, gid := r.UID, r.GID
@@ -273,6 +285,29 @@ func (r *Record) JSON() JSONRecord {
 		j.Hash = r.Hash.String()
 	}
 	return j
+}
+
+// NameB64 returns the _b64 companion of a name (or path) in the JSON
+// views: "" for valid UTF-8, which JSON carries as it is, else the exact
+// bytes in standard base64.
+func NameB64(name string) string {
+	if utf8.ValidString(name) {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString([]byte(name))
+}
+
+// JSONName returns the exact bytes of a name from its two JSON fields
+// (name and name_b64): the base64 when present, else the string.
+func JSONName(name, b64 string) (string, error) {
+	if b64 == "" {
+		return name, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return "", fmt.Errorf("changelog: bad base64 name %q: %w", b64, err)
+	}
+	return string(b), nil
 }
 
 // JSONRaw returns the JSON view of r with raw, r's stored encoding, in

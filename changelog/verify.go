@@ -445,8 +445,9 @@ func (v *Verifier) JSONLine(line []byte) error {
 }
 
 // exportFields are fields an exporter adds that the chain does not cover
-// (paths are resolved at export time; the device is the stream's).
-var exportFields = map[string]struct{}{"schemaVersion": {}, "device": {}, "path": {}, "source_path": {}}
+// (paths, and their _b64 companions, are resolved at export time; the
+// device is the stream's).
+var exportFields = map[string]struct{}{"schemaVersion": {}, "device": {}, "path": {}, "path_b64": {}, "source_path": {}, "source_path_b64": {}}
 
 // optionalFields are record fields an export format may leave out: they
 // repeat what other fields say.

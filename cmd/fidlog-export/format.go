@@ -98,7 +98,9 @@ func appendNDJSON(b []byte, e *event) []byte {
 		b = append(b, '"')
 	}
 	b = appendJSONField(b, "name", r.Name)
+	b = appendB64Field(b, "name_b64", r.Name)
 	b = appendJSONField(b, "path", e.path)
+	b = appendB64Field(b, "path_b64", e.path)
 	if !r.SFID.IsZero() {
 		b = append(b, `,"source":"`...)
 		b = append(b, r.SFID.String()...)
@@ -106,7 +108,9 @@ func appendNDJSON(b []byte, e *event) []byte {
 		b = append(b, r.SPFID.String()...)
 		b = append(b, '"')
 		b = appendJSONField(b, "source_name", r.SName)
+		b = appendB64Field(b, "source_name_b64", r.SName)
 		b = appendJSONField(b, "source_path", e.spath)
+		b = appendB64Field(b, "source_path_b64", e.spath)
 	}
 	if r.ExtraFlags&changelog.ExtraUIDGID != 0 {
 		b = append(b, `,"uid":`...)
@@ -150,6 +154,20 @@ func appendJSONField(b []byte, key, value string) []byte {
 	b = append(b, key...)
 	b = append(b, '"', ':')
 	return appendJSONString(b, value)
+}
+
+// appendB64Field appends ,"key":"<base64 of value>" when value is not
+// valid UTF-8 (changelog.NameB64): the exact bytes of a name or path that
+// the JSON string beside it shows with U+FFFD.
+func appendB64Field(b []byte, key, value string) []byte {
+	if utf8.ValidString(value) {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, key...)
+	b = append(b, '"', ':', '"')
+	b = base64.StdEncoding.AppendEncode(b, []byte(value))
+	return append(b, '"')
 }
 
 const hexDigits = "0123456789abcdef"
@@ -223,7 +241,9 @@ func objectFID(r *changelog.Record) fid.FID {
 type scaleRecord struct {
 	LWEJSON       string  `json:"LWE_JSON"`
 	Path          string  `json:"path"`
+	PathB64       string  `json:"path_b64,omitempty"`
 	OldPath       string  `json:"oldPath,omitempty"`
+	OldPathB64    string  `json:"oldPath_b64,omitempty"`
 	ClusterName   string  `json:"clusterName"`
 	NodeName      string  `json:"nodeName"`
 	NFSClientIP   *string `json:"nfsClientIp"`
@@ -294,6 +314,7 @@ func appendScaleJSON(b []byte, e *event) []byte {
 			s.OldPath = r.SName
 		}
 	}
+	s.PathB64, s.OldPathB64 = changelog.NameB64(s.Path), changelog.NameB64(s.OldPath)
 	if r.ExtraFlags&changelog.ExtraNID != 0 && r.NID != "" {
 		nid := r.NID
 		s.NFSClientIP = &nid

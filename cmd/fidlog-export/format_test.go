@@ -26,11 +26,15 @@ type ndjsonRecord struct {
 	Target        string  `json:"target"`
 	Parent        string  `json:"parent,omitempty"`
 	Name          string  `json:"name,omitempty"`
+	NameB64       string  `json:"name_b64,omitempty"`
 	Path          string  `json:"path,omitempty"`
+	PathB64       string  `json:"path_b64,omitempty"`
 	Source        string  `json:"source,omitempty"`
 	SrcParent     string  `json:"source_parent,omitempty"`
 	SrcName       string  `json:"source_name,omitempty"`
+	SrcNameB64    string  `json:"source_name_b64,omitempty"`
 	SrcPath       string  `json:"source_path,omitempty"`
+	SrcPathB64    string  `json:"source_path_b64,omitempty"`
 	UID           *uint64 `json:"uid,omitempty"`
 	GID           *uint64 `json:"gid,omitempty"`
 	NID           string  `json:"nid,omitempty"`
@@ -53,7 +57,9 @@ func ndjsonReference(e *event) []byte {
 		Flags:         "0x" + strconv.FormatUint(uint64(r.Flags&changelog.FlagMask), 16),
 		Target:        r.TFID.String(),
 		Name:          r.Name,
+		NameB64:       changelog.NameB64(r.Name),
 		Path:          e.path,
+		PathB64:       changelog.NameB64(e.path),
 		JobID:         r.JobID,
 	}
 	if !r.PFID.IsZero() {
@@ -61,6 +67,7 @@ func ndjsonReference(e *event) []byte {
 	}
 	if !r.SFID.IsZero() {
 		j.Source, j.SrcParent, j.SrcName, j.SrcPath = r.SFID.String(), r.SPFID.String(), r.SName, e.spath
+		j.SrcNameB64, j.SrcPathB64 = changelog.NameB64(r.SName), changelog.NameB64(e.spath)
 	}
 	if r.ExtraFlags&changelog.ExtraUIDGID != 0 {
 		uid, gid := r.UID, r.GID
