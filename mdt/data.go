@@ -154,7 +154,9 @@ func (m *MDT) getChunk(f fid.FID, ci uint64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %w", ErrIO, err)
 	}
 	out := append([]byte(nil), v...)
-	_ = closer.Close()
+	if err := closer.Close(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrIO, err)
+	}
 	return out, nil
 }
 
@@ -193,7 +195,7 @@ func (t *txn) truncateData(f fid.FID, old, size uint64) error {
 // ReadFile returns up to n bytes at off through handle h, which must be
 // open for reading (EBADF otherwise). It returns fewer bytes only at the end
 // of the file, and none at or past it. Reads record nothing.
-func (m *MDT) ReadFile(ctx context.Context, c Cred, h uint64, off uint64, n int) ([]byte, error) {
+func (m *MDT) ReadFile(ctx context.Context, c Cred, h uint64, off uint64, n int) (_ []byte, err error) {
 	name := "handle " + strconv.FormatUint(h, 10)
 	if _, err := m.begin(ctx, c); err != nil {
 		return nil, pathErr("read", name, err)
@@ -211,13 +213,19 @@ func (m *MDT) ReadFile(ctx context.Context, c Cred, h uint64, off uint64, n int)
 	m.mu.RLock()
 	snap := m.db.NewSnapshot()
 	m.mu.RUnlock()
-	defer snap.Close()
+	defer func() {
+		if cerr := snap.Close(); cerr != nil && err == nil {
+			err = pathErr("read", name, fmt.Errorf("%w: %w", ErrIO, cerr))
+		}
+	}()
 	v, closer, err := snap.Get(inodeKey(hd.key.fid))
 	if err != nil {
 		return nil, pathErr("read", name, storeErr(err))
 	}
 	ino, err := decodeInode(hd.key.fid, v)
-	_ = closer.Close()
+	if cerr := closer.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("%w: %w", ErrIO, cerr)
+	}
 	if err != nil {
 		return nil, pathErr("read", name, err)
 	}
@@ -300,7 +308,7 @@ func (m *MDT) Statfs(ctx context.Context, c Cred) (Statfs, error) {
 // more follow. It reads only the page from the store, so listing a
 // directory of N entries in pages costs O(N) overall. It needs read
 // permission on p.
-func (m *MDT) ReaddirPage(ctx context.Context, c Cred, p, after string, limit int) ([]DirEntry, bool, error) {
+func (m *MDT) ReaddirPage(ctx context.Context, c Cred, p, after string, limit int) (_ []DirEntry, _ bool, err error) {
 	cl, err := m.begin(ctx, c)
 	if err != nil {
 		return nil, false, pathErr("readdir", p, err)
@@ -328,7 +336,11 @@ func (m *MDT) ReaddirPage(ctx context.Context, c Cred, p, after string, limit in
 	if err != nil {
 		return nil, false, pathErr("readdir", p, fmt.Errorf("%w: %w", ErrIO, err))
 	}
-	defer it.Close()
+	defer func() {
+		if cerr := it.Close(); cerr != nil && err == nil {
+			err = pathErr("readdir", p, fmt.Errorf("%w: %w", ErrIO, cerr))
+		}
+	}()
 	var out []DirEntry
 	for it.First(); it.Valid(); it.Next() {
 		if len(out) == limit {
