@@ -143,7 +143,9 @@ func (s *Server) start() {
 	}
 	s.done = make(chan struct{})
 	addr := make(chan string, 1)
+	scanned := make(chan struct{}) // every line of the output is in s.logs
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		sent := false
@@ -166,6 +168,8 @@ func (s *Server) start() {
 	go func() {
 		err := s.cmd.Wait()
 		pw.Close()
+		// done means the process is gone and its last lines are in Logs.
+		<-scanned
 		s.mu.Lock()
 		s.exit = err
 		s.mu.Unlock()
