@@ -412,6 +412,7 @@ func TestAuthDefaultSocket(t *testing.T) {
 	if r := asNobody("mdc", "mkdir", "x"); r.Code != int(syscall.EACCES) {
 		t.Errorf("nobody, no flags, mkdir in / (0755 root): %s", r)
 	}
+	wantAbsent(t, s, "x")
 	if r := asRoot("lfs", "changelog", device); r.Code != 0 || !regexp.MustCompile(`^1 02MKDIR .* u=0:0 nid=0@lo .*\bpics\n$`).MatchString(r.Stdout) {
 		t.Errorf("root reads, no flags: %s", r)
 	}
@@ -449,6 +450,11 @@ func TestAuthDefaultSocket(t *testing.T) {
 	}
 	other := func(name string, args ...string) Result { return RunAs(t, 1000, 1000, noEnv, name, args...) }
 	wantEPERM(t, "another user reads", other("lfs", "changelog", device))
+	wantEPERM(t, "another user clears", other("lfs", "changelog_clear", device, "cl1", "0"))
+	wantEPERM(t, "another user deregisters", other("lctl", "--device", device, "changelog_deregister", "cl1"))
+	if r := asNobody("lctl", "get_param", "-n", "mdd."+device+".changelog_users"); r.Code != 0 || !regexp.MustCompile(`(?m)^cl1 +1 `).MatchString(r.Stdout) {
+		t.Errorf("another user's refused clear/deregister moved cl1 off 1: %s", r)
+	}
 	if err := u.Stop(); err != nil {
 		t.Fatal(err)
 	}
