@@ -59,13 +59,11 @@ func applyConfig(fs *pflag.FlagSet, file string, getenv func(string) (string, bo
 		if slices.Contains(notConfigurable, f.Name) {
 			return
 		}
-		switch {
-		case f.Changed:
+		if f.Changed {
 			src[f.Name] = fromFlag
 			return
-		default:
-			src[f.Name] = fromDefault
 		}
+		src[f.Name] = fromDefault
 		if v, ok := getenv(envName(f.Name)); ok {
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Sprintf("invalid %s '%s': %v", envName(f.Name), v, err))
