@@ -315,13 +315,7 @@ func (g *group) wait() error {
 	}
 	l := g.l
 	if err := g.b.SyncWait(); err != nil {
-		l.mu.Lock()
-		if l.mu.failed == nil {
-			l.mu.failed = fmt.Errorf("%w: wal sync: %v", changelog.ErrIO, err)
-		}
-		l.writeErrorLocked(err)
-		l.mu.Unlock()
-		g.err = fmt.Errorf("%w: wal sync: %v", changelog.ErrIO, err)
+		g.err = l.syncFailed(err)
 	} else {
 		closeBatch(g.b)
 		l.syncedTo(g.seq, g.idx)

@@ -19,16 +19,23 @@ func (l *Log) syncTo(seq uint64) error {
 	s := l.applied.Load()
 	idx := changelog.Index(l.appliedI.Load())
 	if err := l.db.LogData(nil, pebble.Sync); err != nil {
-		l.mu.Lock()
-		if l.mu.failed == nil {
-			l.mu.failed = fmt.Errorf("%w: wal sync: %v", changelog.ErrIO, err)
-		}
-		l.writeErrorLocked(err)
-		l.mu.Unlock()
-		return fmt.Errorf("%w: wal sync: %v", changelog.ErrIO, err)
+		return l.syncFailed(err)
 	}
 	l.syncedTo(s, idx)
 	return nil
+}
+
+// syncFailed latches a failed WAL sync (the log is unusable from then on:
+// applied batches may not be durable) and returns the error to report.
+func (l *Log) syncFailed(err error) error {
+	err2 := fmt.Errorf("%w: wal sync: %v", changelog.ErrIO, err)
+	l.mu.Lock()
+	if l.mu.failed == nil {
+		l.mu.failed = err2
+	}
+	l.writeErrorLocked(err)
+	l.mu.Unlock()
+	return err2
 }
 
 // syncedTo notes that every batch up to seq, so every record up to idx, is
