@@ -87,7 +87,7 @@ func (a *app) mount(ctx context.Context, dir, jobFmt string, debug bool) error {
 	}
 	// The server must answer before the kernel sees the mount.
 	rctx, cancel := context.WithTimeout(ctx, mountRPCTimeout)
-	_, err = a.ns.StatFid(a.ctx, &mdtv1.StatFidRequest{Fid: fidToPB(fid.Root)})
+	_, err = a.ns.StatFid(a.ctx, &mdtv1.StatFidRequest{Fid: client.FIDToPB(fid.Root)})
 	cancel()
 	_ = rctx
 	if err != nil {
@@ -164,12 +164,6 @@ func errnoOfMount(err error) syscall.Errno {
 		return n
 	}
 	return syscall.EIO
-}
-
-func fidToPB(f fid.FID) *commonv1.Fid { return &commonv1.Fid{Seq: f.Seq, Oid: f.Oid, Ver: f.Ver} }
-
-func fidFromPB(f *commonv1.Fid) fid.FID {
-	return fid.FID{Seq: f.GetSeq(), Oid: f.GetOid(), Ver: f.GetVer()}
 }
 
 // ino is Lustre's fid_flatten: the inode number a client shows for a FID.
@@ -347,7 +341,7 @@ func typeBits(t commonv1.ObjectType) uint32 {
 }
 
 func fillAttr(out *fuse.Attr, a *commonv1.Attr) {
-	f := fidFromPB(a.GetFid())
+	f := client.FIDFromPB(a.GetFid())
 	out.Ino = ino(f)
 	out.Mode = typeBits(a.GetType()) | a.GetMode()&07777
 	out.Size = a.GetSize()
@@ -365,7 +359,7 @@ func fillAttr(out *fuse.Attr, a *commonv1.Attr) {
 // newChild makes (or finds) the kernel-tree node of an object.
 func (n *node) newChild(ctx context.Context, a *commonv1.Attr, out *fuse.EntryOut) *fs.Inode {
 	fillAttr(&out.Attr, a)
-	f := fidFromPB(a.GetFid())
+	f := client.FIDFromPB(a.GetFid())
 	return n.NewInode(ctx, &node{m: n.m, fid: f}, fs.StableAttr{Mode: typeBits(a.GetType()), Ino: ino(f)})
 }
 
@@ -384,7 +378,7 @@ func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) 
 	c := n.m.callerOf(ctx)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	r, err := n.m.ns.StatFid(cctx, &mdtv1.StatFidRequest{Fid: fidToPB(n.fid)})
+	r, err := n.m.ns.StatFid(cctx, &mdtv1.StatFidRequest{Fid: client.FIDToPB(n.fid)})
 	if err != nil {
 		return errno(err)
 	}
@@ -596,7 +590,7 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	c := n.m.callerOf(ctx)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	r, err := n.m.ns.StatFid(cctx, &mdtv1.StatFidRequest{Fid: fidToPB(n.fid)})
+	r, err := n.m.ns.StatFid(cctx, &mdtv1.StatFidRequest{Fid: client.FIDToPB(n.fid)})
 	if err != nil {
 		return nil, errno(err)
 	}
@@ -737,7 +731,7 @@ func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
 	c := n.m.callerOf(ctx)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	r, err := n.m.ns.StatFid(cctx, &mdtv1.StatFidRequest{Fid: fidToPB(n.fid)})
+	r, err := n.m.ns.StatFid(cctx, &mdtv1.StatFidRequest{Fid: client.FIDToPB(n.fid)})
 	if err != nil {
 		return errno(err)
 	}
@@ -824,7 +818,7 @@ func (d *dirHandle) fetch(ctx context.Context) syscall.Errno {
 	for _, e := range r.GetEntries() {
 		d.ents = append(d.ents, fuse.DirEntry{
 			Name: string(e.GetName()), Mode: typeBits(e.GetType()),
-			Ino: ino(fidFromPB(e.GetFid())), Off: uint64(len(d.ents) + 1),
+			Ino: ino(client.FIDFromPB(e.GetFid())), Off: uint64(len(d.ents) + 1),
 		})
 	}
 	d.more = r.GetMore() && len(r.GetEntries()) > 0
