@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -747,7 +748,7 @@ func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
 	switch {
 	case c.id.UID == a.GetUid():
 		bits = mode >> 6 & 7
-	case c.id.GID == a.GetGid() || slicesContains(c.id.Groups, a.GetGid()):
+	case c.id.GID == a.GetGid() || slices.Contains(c.id.Groups, a.GetGid()):
 		bits = mode >> 3 & 7
 	default:
 		bits = mode & 7
@@ -756,15 +757,6 @@ func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
 		return syscall.EACCES
 	}
 	return 0
-}
-
-func slicesContains(s []uint32, v uint32) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // readdirPage is how many entries one Readdir call asks for.
