@@ -378,8 +378,13 @@ func TestMountIdentity(t *testing.T) {
 	sh(t, m.Dir, nil, "mkdir u && chown 1000:1000 u && mkdir private && chmod 700 private && echo s > private/secret && echo s > closed && chmod 600 closed")
 	user := &syscall.Credential{Uid: 1000, Gid: 1000}
 	sh(t, filepath.Join(m.Dir, "u"), user, "tar xf "+archive+" && ls -ln t/d00 | head -3")
-	if _, err := os.Stat(filepath.Join(m.Dir, "u/t/d00/f0000-caf\xe9-\xff")); err != nil {
+	// The mount shows what tar as uid 1000 created as owned by 1000:1000.
+	fi, err := os.Stat(filepath.Join(m.Dir, "u/t/d00/f0000-caf\xe9-\xff"))
+	if err != nil {
 		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 1000 || st.Gid != 1000 {
+		t.Fatalf("tar's file as uid 1000 is owned by %d:%d in the mount", st.Uid, st.Gid)
 	}
 	cmd := exec.Command("cat", filepath.Join(m.Dir, "private/secret"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: user}
