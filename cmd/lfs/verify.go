@@ -115,7 +115,7 @@ func (a *app) verifyOnline(cmd *cobra.Command, dev string, from changelog.Index,
 		fmt.Fprintf(a.stderr, "lfs changelog_verify: %s: %s\n", dev, cli.Strerror(cli.Errno(err)))
 		return cli.Exit(cli.Errno(err))
 	}
-	st, err := conn.Changelog.GetState(ctx, &changelogv1.GetStateRequest{Device: dev})
+	st, err := conn.State(ctx, dev)
 	if err != nil {
 		return fail(err)
 	}
