@@ -349,8 +349,10 @@ echo replaced > t/d09/f0009.new && mv t/d09/f0009.new t/d09/f0009
 		t.Error("no CREAT record with the Latin-1 name f0000-caf\\xe9-\\xff")
 	}
 	out := MustRun(t, s, "lfs", "changelog", device)
-	if !strings.Contains(out, " j=tar.0 ") || !strings.Contains(out, " j=git.0 ") && !strings.Contains(out, "j=git") {
-		t.Errorf("lfs changelog lacks tar.0 / git job ids")
+	for _, j := range []string{" j=tar.0 ", " j=git.0 "} {
+		if !strings.Contains(out, j) {
+			t.Errorf("lfs changelog lacks the job id%s(procname_uid of the program that acted)", j)
+		}
 	}
 	if !strings.Contains(out, "f0000-caf\xe9-\xff") {
 		t.Error("lfs changelog does not print the Latin-1 name as its bytes")
@@ -524,7 +526,9 @@ func TestMountServerKill(t *testing.T) {
 	if checked < 200 {
 		t.Fatalf("only %d files checked (tar output %d lines)", checked, len(names))
 	}
-	sh(t, m.Dir, nil, "mkdir after && echo ok > after/f && cat after/f")
+	if got := sh(t, m.Dir, nil, "mkdir after && echo ok > after/f && cat after/f"); strings.TrimSpace(got) != "ok" {
+		t.Fatalf("after the restart the mount reads back %q, want ok", got)
+	}
 	m.Unmount()
 }
 
