@@ -206,14 +206,14 @@ func (c *changelogService) Read(r *changelogv1.ReadRequest, stream grpc.ServerSt
 // one (reference/performance.md 4.4); at most two built messages wait.
 func (c *changelogService) stream(ctx context.Context, p readPlan, stream grpc.ServerStreamingServer[changelogv1.ReadResponse]) error {
 	g, gctx := errgroup.WithContext(ctx)
-	out := make(chan *changelogv1.ReadResponse, 2)
+	out := make(chan any, 2) // *changelogv1.ReadResponse or *wireResponse
 	g.Go(func() error {
 		defer close(out)
 		return c.produce(gctx, p, out)
 	})
 	g.Go(func() error {
 		for msg := range out {
-			if err := stream.Send(msg); err != nil {
+			if err := stream.SendMsg(msg); err != nil {
 				return err
 			}
 		}
@@ -224,7 +224,7 @@ func (c *changelogService) stream(ctx context.Context, p readPlan, stream grpc.S
 
 // produce builds the messages of a Read: batches of everything durable,
 // then (follow) waits for commits, with heartbeats while idle.
-func (c *changelogService) produce(ctx context.Context, p readPlan, out chan<- *changelogv1.ReadResponse) error {
+func (c *changelogService) produce(ctx context.Context, p readPlan, out chan<- any) error {
 	l := c.s.m.Log()
 	next := p.start
 	stop := p.end // last index to send; 0 while following without end
@@ -234,7 +234,7 @@ func (c *changelogService) produce(ctx context.Context, p readPlan, out chan<- *
 			stop = d
 		}
 	}
-	send := func(msg *changelogv1.ReadResponse) error {
+	send := func(msg any) error {
 		select {
 		case out <- msg:
 			return nil
@@ -251,16 +251,18 @@ func (c *changelogService) produce(ctx context.Context, p readPlan, out chan<- *
 		}
 		// Send everything durable now, batch by batch.
 		if next <= l.Durable() {
-			msg, n, err := c.batch(ctx, l, p, next, stop, &rec)
+			msg, count, n, err := c.batch(ctx, l, p, next, stop, &rec)
 			if err != nil {
 				return err
 			}
 			next = n
-			if len(msg.Records) > 0 || len(msg.RawRecords) > 0 {
+			if count > 0 {
 				if err := send(msg); err != nil {
 					return err
 				}
 				lastSend = time.Now()
+			} else if w, ok := msg.(*wireResponse); ok {
+				w.free()
 			}
 			continue
 		}
@@ -312,38 +314,41 @@ func (c *changelogService) linger(ctx context.Context, l *store.Log, p readPlan,
 }
 
 // rawRecordEstimate is the bytes per stored record a raw batch reserves
-// (records are ~100-200 bytes; the arena grows for larger ones).
+// (records are ~100-200 bytes; the buffer grows for larger ones).
 const rawRecordEstimate = 192
 
 // batch reads one message's worth of records starting at next: at most
 // p.batch records and about BatchBytes of encoded records. It returns the
-// message and the index to continue from.
-func (c *changelogService) batch(ctx context.Context, l *store.Log, p readPlan, next, stop changelog.Index, rec *changelog.Record) (*changelogv1.ReadResponse, changelog.Index, error) {
-	st := l.State()
-	msg := &changelogv1.ReadResponse{DurableIndex: uint64(st.Durable), FirstIndex: uint64(st.First)}
+// message (a *wireResponse for raw records, else a ReadResponse), the
+// number of entries in it and the index to continue from.
+func (c *changelogService) batch(ctx context.Context, l *store.Log, p readPlan, next, stop changelog.Index, rec *changelog.Record) (any, int, changelog.Index, error) {
+	durable, first := l.Durable(), l.First()
 	// Scan no further than the durable index this message reports.
-	end := st.Durable
+	end := durable
 	if stop != 0 {
 		end = min(end, stop)
 	}
 	if next > end || end == 0 {
-		msg.NextIndex = uint64(next)
-		return msg, next, nil
+		return &changelogv1.ReadResponse{DurableIndex: uint64(durable), FirstIndex: uint64(first), NextIndex: uint64(next)}, 0, next, nil
 	}
 	limit := c.s.opts.BatchBytes
-	size := 0
+	size, count := 0, 0
 	// Reserve for the records durable now, not for a full batch: a
-	// follow stream woken for one record must not allocate a megabyte
-	// (64 follow streams did, ~70 MB per commit).
+	// follow stream woken for one record must not take a megabyte (64
+	// follow streams did, ~70 MB per commit).
 	want := min(p.batch, int(end-next+1))
-	var arena []byte
+	var (
+		msg  *changelogv1.ReadResponse
+		wire *wireResponse
+	)
 	if p.raw {
-		msg.RawRecords = make([][]byte, 0, min(want+2, 4096))
-		arena = make([]byte, 0, min(limit+limit/8, rawRecordEstimate*want))
+		wire = newWireResponse(min(limit+limit/8, rawRecordEstimate*want) + 32)
+		wire.varint(wireDurable, uint64(durable))
+		wire.varint(wireFirst, uint64(first))
 	} else {
+		msg = &changelogv1.ReadResponse{DurableIndex: uint64(durable), FirstIndex: uint64(first)}
 		msg.Records = make([]*changelogv1.Record, 0, min(want, 4096))
 	}
-	count := 0
 	o := store.ReadOptions{Start: next, End: end, Mask: p.mask, Chain: p.chain, Trailing: p.chain && !p.follow}
 	if p.chain {
 		o.Anchor = *p.anchor
@@ -352,15 +357,8 @@ func (c *changelogService) batch(ctx context.Context, l *store.Log, p readPlan, 
 		if e.Kind == changelog.ItemAnchor {
 			*p.anchor = false // once per stream
 		}
-		if p.raw {
-			if len(arena)+len(e.Raw) > cap(arena) {
-				// Keep earlier records where they are; start a new arena,
-				// twice the last one, up to a quarter of a message.
-				arena = make([]byte, 0, max(len(e.Raw), min(limit/4, 2*cap(arena))))
-			}
-			off := len(arena)
-			arena = append(arena, e.Raw...)
-			msg.RawRecords = append(msg.RawRecords, arena[off:len(arena):len(arena)])
+		if wire != nil {
+			wire.add(e.Raw)
 		} else {
 			*rec = changelog.Record{}
 			if err := changelog.DecodeInto(rec, e.Raw); err != nil {
@@ -383,8 +381,15 @@ func (c *changelogService) batch(ctx context.Context, l *store.Log, p readPlan, 
 		return nil
 	})
 	if err != nil {
-		return nil, next, err
+		if wire != nil {
+			wire.free()
+		}
+		return nil, 0, next, err
+	}
+	if wire != nil {
+		wire.varint(wireNext, uint64(n))
+		return wire, wire.records, n, nil
 	}
 	msg.NextIndex = uint64(n)
-	return msg, n, nil
+	return msg, len(msg.Records), n, nil
 }

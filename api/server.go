@@ -213,6 +213,9 @@ func (s *Server) newGRPC(creds credentials.TransportCredentials) *grpc.Server {
 		// creates over gRPC growing and copying its stack. Beyond this
 		// many RPCs in flight gRPC starts a goroutine per RPC again.
 		grpc.NumStreamWorkers(streamWorkers),
+		// Raw Read batches are sent in the wire form they are built in
+		// (wire.go); every other message goes through protobuf.
+		grpc.ForceServerCodecV2(newServerCodec()),
 	}
 	opts = append(append([]grpc.ServerOption(nil), s.opts.ServerOptions...), opts...)
 	gs := grpc.NewServer(opts...)

@@ -11,11 +11,15 @@ import (
 )
 
 // codec is gRPC's proto codec, except that a ReadResponse carrying raw
-// records is decoded by hand: the message is copied once and every raw
-// record is a slice of that copy (capacity clipped to the record), instead
-// of one allocation and copy per record. Catch-up profiles put a third of
-// the client's CPU in protobuf's per-record copies. A message with any
-// other field (structured records, unknown fields) goes through protobuf.
+// records is decoded by hand, without copying: every raw record is a
+// slice of the buffer gRPC read it into (capacity clipped to the record),
+// and the codec keeps a reference to each buffer it slices so that gRPC
+// never reuses it; a record split across two buffers is copied. Catch-up
+// profiles put a third of the client's CPU in protobuf's per-record
+// copies, and then, with one copy of each message, 14 % in allocating,
+// clearing and filling that copy (makeslice, memclrNoHeapPointers,
+// BufferSlice.CopyTo). A message with any other field (structured records,
+// unknown fields) goes through protobuf.
 type codec struct{ encoding.CodecV2 }
 
 func newCodec() codec { return codec{encoding.GetCodecV2(gproto.Name)} }
@@ -34,48 +38,125 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return c.CodecV2.Unmarshal(data, v)
 	}
-	b := data.Materialize() // a copy: data is freed when this returns
-	if decodeRaw(b, msg) {
+	r := sliceReader{bufs: data}
+	if r.decode(msg) {
+		// gRPC frees data when this returns: keep what msg aliases.
+		for i, used := range r.used {
+			if used {
+				data[i].Ref()
+			}
+		}
 		return nil
 	}
-	return proto.Unmarshal(b, msg)
+	return proto.Unmarshal(data.Materialize(), msg)
 }
 
-// decodeRaw decodes b into msg if b holds only the fields it knows, with
-// raw records aliasing b. It returns false (msg unspecified) otherwise.
-func decodeRaw(b []byte, msg *changelogv1.ReadResponse) bool {
+// sliceReader reads the fields of a message spread over gRPC's buffers.
+type sliceReader struct {
+	bufs mem.BufferSlice
+	i    int    // buffer of cur
+	cur  []byte // what is left of bufs[i]
+	used []bool // buffers a record aliases
+}
+
+// more reports whether bytes are left, moving to the next non-empty buffer.
+func (r *sliceReader) more() bool {
+	for len(r.cur) == 0 {
+		if r.i >= len(r.bufs) {
+			return false
+		}
+		r.cur = r.bufs[r.i].ReadOnlyData()
+		r.i++
+	}
+	return true
+}
+
+// varint reads a varint.
+func (r *sliceReader) varint() (uint64, bool) {
+	if !r.more() {
+		return 0, false
+	}
+	if v, n := protowire.ConsumeVarint(r.cur); n > 0 {
+		r.cur = r.cur[n:]
+		return v, true
+	}
+	// Split across buffers (or malformed): byte by byte.
+	var v uint64
+	for shift := uint(0); shift < 64; shift += 7 {
+		if !r.more() {
+			return 0, false
+		}
+		b := r.cur[0]
+		r.cur = r.cur[1:]
+		v |= uint64(b&0x7f) << shift
+		if b < 0x80 {
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+// bytes reads n bytes: a slice of the current buffer if they are all in
+// it, else a copy.
+func (r *sliceReader) bytes(n uint64) ([]byte, bool) {
+	if n == 0 {
+		return []byte{}, true
+	}
+	if !r.more() {
+		return nil, false
+	}
+	if n <= uint64(len(r.cur)) {
+		v := r.cur[:n:n]
+		r.cur = r.cur[n:]
+		if r.used == nil {
+			r.used = make([]bool, len(r.bufs))
+		}
+		r.used[r.i-1] = true
+		return v, true
+	}
+	if n > uint64(r.bufs.Len()) {
+		return nil, false
+	}
+	out := make([]byte, 0, n)
+	for uint64(len(out)) < n {
+		if !r.more() {
+			return nil, false
+		}
+		k := min(uint64(len(r.cur)), n-uint64(len(out)))
+		out = append(out, r.cur[:k]...)
+		r.cur = r.cur[k:]
+	}
+	return out, true
+}
+
+// decode decodes the message into msg if it holds only the fields it
+// knows. It returns false (msg unspecified) otherwise.
+func (r *sliceReader) decode(msg *changelogv1.ReadResponse) bool {
 	msg.Reset()
-	n := 0
-	for p := b; len(p) > 0; {
-		num, typ, l := protowire.ConsumeField(p)
-		if l < 0 {
+	if size := r.bufs.Len(); size > 0 {
+		// Records are ~100-200 bytes; append grows it if they are smaller.
+		msg.RawRecords = make([][]byte, 0, size/96+1)
+	}
+	for r.more() {
+		tag, ok := r.varint()
+		if !ok || tag>>3 > uint64(protowire.MaxValidNumber) {
 			return false
 		}
-		if num == fRaw && typ == protowire.BytesType {
-			n++
-		}
-		p = p[l:]
-	}
-	if n > 0 {
-		msg.RawRecords = make([][]byte, 0, n)
-	}
-	for len(b) > 0 {
-		num, typ, l := protowire.ConsumeTag(b)
-		if l < 0 {
-			return false
-		}
-		b = b[l:]
+		num, typ := protowire.Number(tag>>3), protowire.Type(tag&7)
 		switch {
 		case num == fRaw && typ == protowire.BytesType:
-			v, l := protowire.ConsumeBytes(b)
-			if l < 0 {
+			n, ok := r.varint()
+			if !ok {
 				return false
 			}
-			msg.RawRecords = append(msg.RawRecords, v[:len(v):len(v)])
-			b = b[l:]
+			v, ok := r.bytes(n)
+			if !ok {
+				return false
+			}
+			msg.RawRecords = append(msg.RawRecords, v)
 		case (num == fDurable || num == fFirst || num == fNext || num == fHeartbeat) && typ == protowire.VarintType:
-			v, l := protowire.ConsumeVarint(b)
-			if l < 0 {
+			v, ok := r.varint()
+			if !ok {
 				return false
 			}
 			switch num {
@@ -88,10 +169,12 @@ func decodeRaw(b []byte, msg *changelogv1.ReadResponse) bool {
 			case fHeartbeat:
 				msg.Heartbeat = protowire.DecodeBool(v)
 			}
-			b = b[l:]
 		default:
 			return false
 		}
+	}
+	if len(msg.RawRecords) == 0 {
+		msg.RawRecords = nil
 	}
 	return true
 }

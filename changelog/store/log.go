@@ -193,6 +193,12 @@ type Log struct {
 		durable changelog.Index
 		ch      chan struct{} // closed and replaced when durable advances
 	}
+	// durableA is dmu.durable and purgedA is mu.purged, published for
+	// readers that take neither lock (Durable, First: a stream reads both
+	// for every message).
+	durableA atomic.Uint64
+	purgedA  atomic.Uint64
+	closedA  atomic.Bool // mu.closed
 
 	gcKick      chan struct{}
 	compactKick chan struct{}
@@ -335,8 +341,10 @@ func (l *Log) load() error {
 		l.opts.Logger.Info("changelog_orphans_dropped", "device", l.opts.Device, "first", uint64(first), "to", uint64(floor))
 	}
 	l.mu.purged = floor
+	l.purgedA.Store(uint64(floor))
 	l.recalcMaskLocked()
 	l.dmu.durable = cur
+	l.durableA.Store(uint64(cur))
 	l.appliedI.Store(uint64(cur))
 	return nil
 }
@@ -390,6 +398,7 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.mu.closed = true
+	l.closedA.Store(true)
 	l.mu.Unlock()
 	l.cancel()
 	close(l.stop)

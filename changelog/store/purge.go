@@ -45,6 +45,7 @@ func (l *Log) purgeLocked(b *pebble.Batch) error {
 		f(l.mu.purged+1, floor)
 	}
 	l.mu.purged = floor
+	l.purgedA.Store(uint64(floor))
 	l.mu.anchor = anchor
 	l.changedLocked(RecordsPurged)
 	if uint64(floor)-l.compactFrom.Load() >= reclaimThreshold {

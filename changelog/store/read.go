@@ -66,22 +66,32 @@ func (l *Log) Scan(ctx context.Context, o ReadOptions, fn func(Entry) error) (ne
 	if o.Chain && o.Mask != 0 {
 		return o.Start, errors.New("changelog: a chain scan cannot filter by mask")
 	}
-	l.mu.Lock()
-	first := l.mu.purged + 1
-	closed := l.mu.closed
-	anchor := changelog.Anchor{Index: l.mu.purged, Hash: l.mu.anchor}
-	var it, ckit *pebble.Iterator
-	if o.Chain && !closed {
-		// Under the lock, so that no purge falls between the anchor and
-		// the iterators' views.
-		if it, err = l.db.NewIter(nil); err == nil {
-			if ckit, err = l.db.NewIter(nil); err != nil {
-				err = errors.Join(err, it.Close())
-				it = nil
+	var (
+		first    changelog.Index
+		closed   bool
+		anchor   changelog.Anchor
+		it, ckit *pebble.Iterator
+	)
+	if o.Chain {
+		l.mu.Lock()
+		first, closed = l.mu.purged+1, l.mu.closed
+		anchor = changelog.Anchor{Index: l.mu.purged, Hash: l.mu.anchor}
+		if !closed {
+			// Under the lock, so that no purge falls between the anchor
+			// and the iterators' views.
+			if it, err = l.db.NewIter(nil); err == nil {
+				if ckit, err = l.db.NewIter(nil); err != nil {
+					err = errors.Join(err, it.Close())
+					it = nil
+				}
 			}
 		}
+		l.mu.Unlock()
+	} else {
+		// No lock: a purge between this load and the iterator's view only
+		// means the scan finds those records gone and starts after them.
+		first, closed = l.First(), l.closedA.Load()
 	}
-	l.mu.Unlock()
 	if closed {
 		return o.Start, changelog.ErrClosed
 	}

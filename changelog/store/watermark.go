@@ -54,6 +54,7 @@ func (l *Log) publishDurable(idx changelog.Index) {
 	l.dmu.Lock()
 	if idx > l.dmu.durable {
 		l.dmu.durable = idx
+		l.durableA.Store(uint64(idx))
 		close(l.dmu.ch)
 		l.dmu.ch = make(chan struct{})
 	}
@@ -61,11 +62,12 @@ func (l *Log) publishDurable(idx changelog.Index) {
 }
 
 // Durable returns the durable watermark: every record up to it is synced.
-func (l *Log) Durable() changelog.Index {
-	l.dmu.Lock()
-	defer l.dmu.Unlock()
-	return l.dmu.durable
-}
+// It takes no lock.
+func (l *Log) Durable() changelog.Index { return changelog.Index(l.durableA.Load()) }
+
+// First returns the first retained index (one past the last purged
+// record; records below it are gone). It takes no lock.
+func (l *Log) First() changelog.Index { return changelog.Index(l.purgedA.Load()) + 1 }
 
 // WaitDurable blocks until the durable watermark passes after, the context
 // ends, or the log closes. It returns the watermark. Followers are woken by
