@@ -54,6 +54,15 @@
 //     type, target, identity, flags) is not stored, and a CLOSE whose OPEN
 //     was so suppressed is not either; changelog_dedup_suppressed counts
 //     them since the MDT was opened.
+//   - Namespace cache (nscache.go, Options.NamespaceCacheEntries): inodes
+//     and directory entries are read through a bounded in-memory cache,
+//     and a directory created since Open is known complete (a lookup of a
+//     new name needs no read). A transaction marks what it writes pending
+//     before Apply and installs it after Apply succeeded (drops it if
+//     not), under its stripes; pending keys are read from Pebble. So a
+//     lookup answers what Pebble would, except that a change not yet
+//     acknowledged nor durable may still show its old value to a reader
+//     that takes no stripe, as it could before the change was applied.
 //   - No error vanishes: a storage error is returned (ErrIO) and the batch
 //     is not committed; state that breaks a namespace invariant (an entry
 //     without its link record, an undecodable orphan key) is ErrCorrupt
@@ -95,6 +104,8 @@
 //	       once per 131072 FIDs: the one fsync under these locks, by design)
 //	    -> MDT.omu (open/audit state; brief, never across I/O)
 //	    -> store.Log's locks (inside Apply)
+//	    -> nsCache shard locks (leaves, before and after Apply; also
+//	       taken by readers holding no stripe; never across I/O)
 //
 // MDT.mu is held for writing only by operations that change what path
 // walks rely on without object locks: directory renames (ancestry) and

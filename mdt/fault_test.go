@@ -75,6 +75,8 @@ func TestNoSpace(t *testing.T) {
 	if len(after) != len(before) {
 		t.Fatalf("tree changed: %v -> %v", before, after)
 	}
+	// The failed operations left nothing of theirs in the namespace cache.
+	checkCache(t, e.m)
 	if a := must[Attr](t)(e.m.Stat(ctx, root, "d/f")); !attrEqual(a, beforeAttr) {
 		t.Fatalf("attributes changed: %+v -> %+v", beforeAttr, a)
 	}

@@ -55,6 +55,11 @@ type Options struct {
 	// MaxAuditEntries bounds each of the audit caches (time-record dedup,
 	// denied-open rate limit); default 65536 entries each.
 	MaxAuditEntries int
+	// NamespaceCacheEntries bounds the namespace cache (nscache.go): about
+	// this many inodes and this many directory entries are kept in memory
+	// (roughly 150 and 100 bytes each); default 262144; negative: no cache
+	// (every lookup reads Pebble).
+	NamespaceCacheEntries int
 	// OnFatal is called when Pebble reports a fatal storage error (a
 	// failed WAL write or sync, a failed MANIFEST update), from the
 	// goroutine that failed, after the failure is latched (every later
@@ -93,6 +98,9 @@ func (o *Options) EnsureDefaults() *Options {
 	}
 	if o.MaxAuditEntries <= 0 {
 		o.MaxAuditEntries = 1 << 16
+	}
+	if o.NamespaceCacheEntries == 0 {
+		o.NamespaceCacheEntries = 1 << 18
 	}
 	if o.OnFatal == nil {
 		o.OnFatal = func(error) { os.Exit(ExitStorageFailure) }
@@ -246,6 +254,8 @@ type MDT struct {
 	log   *store.Log
 	alloc *fid.Allocator
 	nm    *nodemapState
+	// nsc caches inodes and directory entries (nil: off); see nscache.go.
+	nsc *nsCache
 
 	// timeSeen remembers, per object, the changelog epoch in which it last
 	// had a record (MTIME/CTIME/ATIME dedup). Bounded; safe for
@@ -313,7 +323,7 @@ func Open(dir string, opts *Options) (*MDT, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	m := &MDT{opts: o, dir: dir, dev: fmt.Sprintf("%s-MDT%04x", o.FSName, o.Index)}
+	m := &MDT{opts: o, dir: dir, dev: fmt.Sprintf("%s-MDT%04x", o.FSName, o.Index), nsc: newNSCache(o.NamespaceCacheEntries)}
 	po := &pebble.Options{
 		FS:                    o.FS,
 		FormatMajorVersion:    pebble.FormatNewest,

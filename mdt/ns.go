@@ -257,6 +257,7 @@ func (t *txn) create(parent *inode, name string, typ FileType, mode uint32, rdev
 	if typ == TypeDir {
 		ino.Nlink = 2
 		parent.Nlink++
+		t.ns.newDirs = append(t.ns.newDirs, f)
 	}
 	t.addLink(parent.FID, name, ino)
 	t.putInode(ino)

@@ -367,7 +367,7 @@ func (m *MDT) closeLocked(cl *caller, ls *lockSet, h uint64) (*store.Pending, er
 		}
 	}
 	if lastHandle && ino != nil && ino.Nlink == 0 {
-		if err := m.deleteObject(t.b, ino.FID); err != nil {
+		if err := t.deleteObject(ino.FID); err != nil {
 			return nil, err
 		}
 	}

@@ -36,6 +36,8 @@ type workload struct {
 	m   *MDT
 	rng *rand.Rand
 	ok  map[string]int // successful operations by kind
+	// onErr, if set, is told the outcome of every step.
+	onErr func(kind string, err error)
 }
 
 // pick returns a random existing entry (path, type) or the root.
@@ -128,6 +130,9 @@ func (w *workload) step() {
 				w.t.Errorf("close: %v", cerr)
 			}
 		}
+	}
+	if w.onErr != nil {
+		w.onErr(kind, err)
 	}
 	if err == nil {
 		w.ok[kind]++
@@ -260,6 +265,7 @@ func TestMirrorOracle(t *testing.T) {
 			t.Errorf("directory %v: nlink %d, %d subdirectories", d, a.Nlink, n)
 		}
 	}
+	checkCache(t, e.m)
 	// And the same after a restart.
 	e.reopen()
 	if again := fold(walkTree(t, e.m), func(en entry) string { return kindOf(en.Type) }); len(again) != len(got) {
@@ -308,4 +314,5 @@ func TestConcurrentOracle(t *testing.T) {
 	if e.m.OpenHandles() != 0 {
 		t.Fatalf("%d handles left open", e.m.OpenHandles())
 	}
+	checkCache(t, e.m)
 }

@@ -95,8 +95,15 @@ func mayDelete(id *Identity, dir, victim *inode) error {
 	return nil
 }
 
-// getInode reads an object; ErrNotFound if it does not exist.
+// getInode reads an object (a copy the caller may change); ErrNotFound if
+// it does not exist. The namespace cache answers if it can.
 func (m *MDT) getInode(f fid.FID) (ino *inode, err error) {
+	var gen uint64
+	if m.nsc != nil {
+		if ino, gen = m.nsc.getInode(f); ino != nil {
+			return ino, nil
+		}
+	}
 	ok, err := get(m.db, inodeKey(f), func(v []byte) error {
 		ino, err = decodeInode(f, v)
 		return err
@@ -104,16 +111,35 @@ func (m *MDT) getInode(f fid.FID) (ino *inode, err error) {
 	if err == nil && !ok {
 		return nil, ErrNotFound
 	}
+	if err == nil && m.nsc != nil {
+		m.nsc.fillInode(ino, gen)
+	}
 	return ino, err
 }
 
 // lookup finds name in directory dir; ok is false if there is no entry.
+// The namespace cache answers if it can.
 func (m *MDT) lookup(dir fid.FID, name string) (f fid.FID, t FileType, ok bool, err error) {
+	var gen uint64
+	if m.nsc != nil {
+		d, r, g := m.nsc.lookup(dir, name)
+		switch r {
+		case lookupFound:
+			return d.fid, d.typ, true, nil
+		case lookupAbsent:
+			return fid.FID{}, 0, false, nil
+		}
+		gen = g
+	}
 	ok, err = get(m.db, direntKey(dir, name), func(v []byte) error {
 		f, t, err = decodeDirent(v)
 		return err
 	})
-	return f, t, ok && err == nil, err
+	ok = ok && err == nil
+	if ok && m.nsc != nil {
+		m.nsc.fillDent(dir, name, dent{fid: f, typ: t}, gen)
+	}
+	return f, t, ok, err
 }
 
 // resolveOpts select how resolve treats a path. The zero value resolves

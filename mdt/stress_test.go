@@ -40,11 +40,20 @@ func TestConcurrentStress(t *testing.T) {
 	e := newEnv(t)
 	e.setParam("mdd.*.changelog_mask", "ALL")
 	e.register("")
-	const workers = 16
 	per := 1500
 	if testing.Short() || raceEnabled {
 		per = 400
 	}
+	runStress(t, e, 16, per)
+	checkNamespace(t, e)
+	e.reopen()
+	checkNamespace(t, e)
+}
+
+// runStress runs the stress workload: workers goroutines of per random
+// operations each on a tiny shared tree, bounded in time.
+func runStress(t *testing.T, e *env, workers, per int) {
+	t.Helper()
 	var (
 		mu     sync.Mutex
 		ok     = map[string]int{}
@@ -142,14 +151,12 @@ func TestConcurrentStress(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	checkNamespace(t, e)
-	e.reopen()
-	checkNamespace(t, e)
 }
 
 // checkNamespace checks the changelog replay against the namespace, link
 // counts and link records against the entries, and that the DB holds
-// exactly the reachable objects and no orphan.
+// exactly the reachable objects and no orphan, and the namespace cache
+// against Pebble.
 func checkNamespace(t *testing.T, e *env) {
 	t.Helper()
 	recs := e.records(0)
@@ -236,6 +243,8 @@ func checkNamespace(t *testing.T, e *env) {
 	if e.m.OpenHandles() != 0 {
 		t.Errorf("%d handles left open", e.m.OpenHandles())
 	}
+	// The namespace cache agrees with what is stored.
+	checkCache(t, e.m)
 	if t.Failed() {
 		t.FailNow()
 	}

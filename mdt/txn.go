@@ -79,6 +79,10 @@ type txn struct {
 	recs []*changelog.Record
 	now  int64
 	err  error // a failure while building the batch; apply returns it
+	// ns is what the batch changes of inodes and directory entries, for
+	// the namespace cache (nscache.go): every such write goes through
+	// putInode, addLink, removeLink or deleteObject.
+	ns nsChanges
 }
 
 func (m *MDT) newTxn(cl *caller) *txn {
@@ -100,9 +104,19 @@ func mustBatch(err error) {
 	}
 }
 
-// set and del add a write to the batch (see mustBatch).
-func (t *txn) set(k, v []byte) { mustBatch(t.b.Set(k, v, nil)) }
-func (t *txn) del(k []byte)    { mustBatch(t.b.Delete(k, nil)) }
+// set and del add a write to the batch (see mustBatch). Inodes and
+// directory entries are written only by putInode, addLink, removeLink and
+// deleteObject, which tell the namespace cache; set and del refuse them.
+func (t *txn) set(k, v []byte) { t.check(k); mustBatch(t.b.Set(k, v, nil)) }
+func (t *txn) del(k []byte)    { t.check(k); mustBatch(t.b.Delete(k, nil)) }
+
+// check panics for a key the namespace cache must hear of: such a write
+// bypassing it would leave the cache stale.
+func (t *txn) check(k []byte) {
+	if len(k) > 0 && (k[0] == ksInode || k[0] == ksDirent) {
+		panic(fmt.Sprintf("mdt: namespace key %x written around the namespace cache", k))
+	}
+}
 
 // record adds a record of type typ if it is wanted and returns it (nil if
 // not wanted).
@@ -122,11 +136,15 @@ func (t *txn) unrecord(rec *changelog.Record) {
 	}
 }
 
-func (t *txn) putInode(ino *inode) { t.set(inodeKey(ino.FID), encodeInode(ino)) }
+func (t *txn) putInode(ino *inode) {
+	mustBatch(t.b.Set(inodeKey(ino.FID), encodeInode(ino), nil))
+	t.ns.putInode(ino)
+}
 
 // addLink adds directory entry parent/name -> ino and ino's link record.
 func (t *txn) addLink(parent fid.FID, name string, ino *inode) {
-	t.set(direntKey(parent, name), encodeDirent(ino.FID, ino.Type))
+	mustBatch(t.b.Set(direntKey(parent, name), encodeDirent(ino.FID, ino.Type), nil))
+	t.ns.dents = append(t.ns.dents, dentChange{dir: parent, name: name, e: dent{fid: ino.FID, typ: ino.Type}})
 	t.set(linkKey(ino.FID, ino.NextLink), encodeLink(parent, name))
 	ino.NextLink++
 }
@@ -141,7 +159,8 @@ func (t *txn) removeLink(parent fid.FID, name string, ino *inode) error {
 	}
 	for _, l := range links {
 		if l.parent == parent && l.name == name {
-			t.del(direntKey(parent, name))
+			mustBatch(t.b.Delete(direntKey(parent, name), nil))
+			t.ns.dents = append(t.ns.dents, dentChange{dir: parent, name: name, del: true})
 			t.del(linkKey(ino.FID, l.seq))
 			return nil
 		}
@@ -160,9 +179,22 @@ func (t *txn) apply() (p *store.Pending, err error) {
 	// epoch starts in between, the objects are noted in the old one and
 	// their next time record is kept (an extra record, never a lost one).
 	ep := t.m.epoch.Load()
+	nsc := t.m.nsc
+	if nsc != nil && t.ns.empty() {
+		nsc = nil
+	}
+	if nsc != nil {
+		nsc.begin(&t.ns)
+	}
 	p, err = t.m.log.Apply(t.b, t.recs)
 	if err != nil {
+		if nsc != nil {
+			nsc.abort(&t.ns)
+		}
 		return nil, storeErr(err)
+	}
+	if nsc != nil {
+		nsc.commit(&t.ns)
 	}
 	t.m.noteRecords(t.recs, ep)
 	t.m.dedupNote(t.recs)
@@ -283,5 +315,15 @@ func (t *txn) dropLastLink(ino *inode) error {
 		t.set(orphanKey(ino.FID), nil)
 		return nil
 	}
-	return t.m.deleteObject(t.b, ino.FID)
+	return t.deleteObject(ino.FID)
+}
+
+// deleteObject adds the removal of object f to the batch (see
+// MDT.deleteObject) and tells the namespace cache.
+func (t *txn) deleteObject(f fid.FID) error {
+	if err := t.m.deleteObject(t.b, f); err != nil {
+		return err
+	}
+	t.ns.delInode(f)
+	return nil
 }
