@@ -53,7 +53,13 @@ func Seal(b []byte, prev Hash) Hash {
 // Sealer seals records with a reused SHA-256 state: the sequencer keeps one
 // under its lock so that sealing allocates nothing. Not safe for
 // concurrent use.
-type Sealer struct{ d hash.Hash }
+type Sealer struct {
+	d hash.Hash
+	// in and out are the previous hash and the digest: the hash state
+	// is an interface, so slices of locals passed to it would escape to
+	// the heap on every call.
+	in, out [HashSize]byte
+}
 
 // Seal is the package-level Seal with s's state.
 func (s *Sealer) Seal(b []byte, prev Hash) Hash {
@@ -61,12 +67,12 @@ func (s *Sealer) Seal(b []byte, prev Hash) Hash {
 		s.d = sha256.New()
 	}
 	s.d.Reset()
-	s.d.Write(prev[:])
+	s.in = prev
+	s.d.Write(s.in[:])
 	s.d.Write(b[:len(b)-HashSize])
-	var h Hash
-	s.d.Sum(h[:0])
-	copy(b[len(b)-HashSize:], h[:])
-	return h
+	s.d.Sum(s.out[:0])
+	copy(b[len(b)-HashSize:], s.out[:])
+	return s.out
 }
 
 // Chained reports whether b is a version 2 (chained) encoding.

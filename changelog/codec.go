@@ -60,7 +60,17 @@ func AppendEncode(dst []byte, r *Record) []byte { return appendBody(dst, r, code
 // previous hash are known.
 func AppendEncodeChained(dst []byte, r *Record) []byte {
 	dst = appendBody(dst, r, codecVersion2)
-	return append(dst, make([]byte, HashSize)...)
+	var zero [HashSize]byte
+	return append(dst, zero[:]...)
+}
+
+// maxEncodedSize bounds the version 2 encoding of r, so that Encode and
+// EncodeChained allocate once (appending from nil grew the buffer five
+// times for a typical CREAT).
+func maxEncodedSize(r *Record) int {
+	const varint = binary.MaxVarintLen64
+	return hdrSize + 2*fid.KeySize + 8*varint + HashSize +
+		len(r.SName) + len(r.JobID) + len(r.NID) + len(r.XattrName) + len(r.Name)
 }
 
 func appendBody(dst []byte, r *Record, version byte) []byte {
@@ -145,11 +155,13 @@ func AppendStored(dst []byte, r *Record) []byte {
 }
 
 // Encode returns the version 1 (unchained) encoding of r.
-func Encode(r *Record) []byte { return AppendEncode(nil, r) }
+func Encode(r *Record) []byte { return AppendEncode(make([]byte, 0, maxEncodedSize(r)), r) }
 
 // EncodeChained returns the version 2 encoding of r with a zero hash
 // trailer (see Seal).
-func EncodeChained(r *Record) []byte { return AppendEncodeChained(nil, r) }
+func EncodeChained(r *Record) []byte {
+	return AppendEncodeChained(make([]byte, 0, maxEncodedSize(r)), r)
+}
 
 // minLen returns the shortest valid encoding of the version in b[0], or 0
 // for an unknown version.
