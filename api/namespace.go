@@ -136,6 +136,21 @@ func (n *namespaceService) Open(ctx context.Context, r *mdtv1.OpenRequest) (*mdt
 	return &mdtv1.OpenResponse{Handle: h, Attr: attrToPB(a), Created: created}, nil
 }
 
+func (n *namespaceService) OpenFid(ctx context.Context, r *mdtv1.OpenFidRequest) (*mdtv1.OpenFidResponse, error) {
+	f, err := fidFromPB(r.GetFid(), "fid")
+	if err != nil {
+		return nil, err
+	}
+	if bad := r.GetFlags() &^ openFlagsAllowed; bad != 0 {
+		return nil, argError("open flags %#x: unknown bits %#x", r.GetFlags(), bad)
+	}
+	h, a, err := n.s.m.OpenFID(ctx, cred(ctx), f, r.GetFlags(), r.GetReopenHandle())
+	if err != nil {
+		return nil, err
+	}
+	return &mdtv1.OpenFidResponse{Handle: h, Attr: attrToPB(a)}, nil
+}
+
 func (n *namespaceService) Close(ctx context.Context, r *mdtv1.CloseRequest) (*mdtv1.CloseResponse, error) {
 	if err := n.s.m.CloseFile(ctx, cred(ctx), r.GetHandle()); err != nil {
 		return nil, err
@@ -144,7 +159,22 @@ func (n *namespaceService) Close(ctx context.Context, r *mdtv1.CloseRequest) (*m
 }
 
 func (n *namespaceService) Setattr(ctx context.Context, r *mdtv1.SetattrRequest) (*mdtv1.SetattrResponse, error) {
-	a, err := n.s.m.Setattr(ctx, cred(ctx), string(r.GetPath()), setattrFromPB(r))
+	var (
+		a   mdt.Attr
+		err error
+	)
+	if r.GetFid() != nil {
+		f, ferr := fidFromPB(r.GetFid(), "fid")
+		if ferr != nil {
+			return nil, ferr
+		}
+		a, err = n.s.m.SetattrFID(ctx, cred(ctx), f, r.GetHandle(), setattrFromPB(r))
+	} else {
+		if r.GetHandle() != 0 {
+			return nil, argError("setattr: handle %d without fid", r.GetHandle())
+		}
+		a, err = n.s.m.Setattr(ctx, cred(ctx), string(r.GetPath()), setattrFromPB(r))
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -109,9 +109,10 @@ func (m *MDT) loadDedupWindow() error {
 // was aimed.
 type denial struct {
 	op    changelog.Type
-	path  string // the entry the operation names
-	src   string // rename: the source entry; link: the object linked
-	xattr string // setxattr/removexattr: the attribute name
+	path  string  // the entry the operation names
+	src   string  // rename: the source entry; link: the object linked
+	xattr string  // setxattr/removexattr: the attribute name
+	fid   fid.FID // an operation by FID (path empty): the object
 }
 
 // deny records a DENY for an operation that failed with EACCES or EPERM,
@@ -137,6 +138,9 @@ func (m *MDT) deny(ctx context.Context, c Cred, d denial, err error) error {
 	}
 	m.mu.RLock()
 	tfid, pfid, name := m.namedEntry(d.path)
+	if !d.fid.IsZero() {
+		tfid, pfid, name = d.fid, fid.Zero, ""
+	}
 	var sfid, spfid fid.FID
 	var sname string
 	if d.op == changelog.CLRename {

@@ -32,8 +32,9 @@
 //     exactly one link record (FID, seq) -> (parent, name) and vice versa;
 //     an object's nlink equals its number of links (directories: 2 + number
 //     of subdirectories, the root included); an object with nlink 0 exists
-//     only while handles are open on it, marked by an orphan key, and such
-//     objects are removed at the last close or at the next Open.
+//     only while handles are open on it or while it awaits a reopen after
+//     a restart, marked by an orphan key, and such objects are removed at
+//     the last close or when orphan_grace ends (see "Open unlinked files").
 //   - FIDs are never reused: the allocator's sequence is synced before any
 //     FID of it is handed out (fid.Allocator).
 //   - Bounded state: open handles are capped (ENFILE); opener counters
@@ -81,6 +82,32 @@
 // level (its target resolved from the link's directory or, if absolute,
 // from the root; a target that is again a symlink is ELOOP, a missing
 // target ENOENT even with CREATE).
+//
+// # Open unlinked files
+//
+// The last unlink of an object with open handles keeps it (nlink 0) with an
+// orphan key, in the unlink's batch. Handles live in memory and die with
+// the process, so Open lists the orphan keys it finds and keeps those
+// objects for mdd.<dev>.orphan_grace seconds (default 300, stored; 0
+// removes them before Open returns), as a Lustre MDT keeps orphans through
+// its recovery window while clients replay their opens. A client that held
+// a handle calls OpenFID with reopen (the mount does so, as the opener, when
+// it reconnects or finds a handle unknown): the same permission checks as an
+// open, no OPEN record (the original was recorded) and no truncation, and
+// the handle counts as an opener, so its last close records CLOSE with the
+// reopening (= original) identity and flags and removes the object. When
+// the window ends, a goroutine owned by the MDT (Close stops and waits for
+// it) removes each orphan that has no handle, one batch each, with no
+// record: the UNLNK was recorded, no process closed it, and Lustre's
+// orphan cleanup after recovery writes none either. Crash safety: the
+// orphan key is written with the unlink, removed with the object in the
+// last close's or the window's batch, so a crash at any point leaves
+// either the object with its key (kept for the next start's window: never
+// lost within a window, never leaked past one) or neither. Handle numbers
+// carry a start counter (stored, synced at Open) in their top bits, so a
+// handle from before a restart never names another open after it (EBADF).
+// SetattrFID changes an object reached through an open file (ftruncate,
+// fchmod, futimens), unlinked or not.
 //
 // # Deliberate differences from Lustre
 //

@@ -51,6 +51,11 @@ const (
 	metaDeniedNext = "deniednext"
 	// metaDedupWindow holds changelog_dedup_window.
 	metaDedupWindow = "dedupwindow"
+	// metaBoot counts the starts of the MDT (the high bits of handle
+	// numbers).
+	metaBoot = "boot"
+	// metaOrphanGrace holds orphan_grace.
+	metaOrphanGrace = "orphangrace"
 )
 
 func fidKey(prefix byte, f fid.FID, extra int) []byte {

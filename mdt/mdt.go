@@ -315,6 +315,19 @@ type MDT struct {
 		// changelog_deniednext of that moment (mdd's mou_deniednext).
 		denied *lru.Cache[openKey, time.Time]
 	}
+
+	// orphans is the window in which orphans of the previous run await
+	// their reopen (orphan.go). pending and the channels are set at
+	// Open; mu guards grace and pending afterwards.
+	orphans struct {
+		mu      sync.Mutex
+		grace   uint32 // orphan_grace, seconds
+		start   time.Time
+		pending map[fid.FID]bool
+		kick    chan struct{} // orphan_grace changed
+		stop    chan struct{} // Close
+		wg      sync.WaitGroup
+	}
 }
 
 // Open opens (creating if needed) the MDT stored in dir.
@@ -397,11 +410,18 @@ func Open(dir string, opts *Options) (*MDT, error) {
 	m.omu.openers = make(map[openKey]int)
 	m.omu.quiet = make(map[openKey]bool)
 	m.omu.perFID = make(map[fid.FID]int)
+	boot, err := m.nextBoot()
+	if err != nil {
+		return fail(err)
+	}
+	m.omu.next = boot << handleBits
+	m.startOrphanWindow()
 	return m, nil
 }
 
-// initStore creates the root directory on first open, drops orphans left
-// by open-unlinked objects, and loads MDT parameters.
+// initStore creates the root directory on first open, lists the orphans
+// left by open-unlinked objects (kept for orphan_grace, orphan.go), and
+// loads MDT parameters.
 func (m *MDT) initStore() error {
 	b := m.db.NewBatch()
 	defer func() { mustBatch(b.Close()) }()
@@ -414,15 +434,7 @@ func (m *MDT) initStore() error {
 	} else if err != nil {
 		return err
 	}
-	lo, hi := orphanRange()
-	if err := m.scan(lo, hi, func(k, _ []byte) error {
-		f, err := fid.FromKey(k[1:])
-		if err != nil {
-			return fmt.Errorf("%w: orphan key %x: %w", ErrCorrupt, k, err)
-		}
-		dirty = true
-		return m.deleteObject(b, f)
-	}); err != nil {
+	if err := m.loadOrphans(); err != nil {
 		return err
 	}
 	if dirty {
@@ -443,12 +455,14 @@ func (m *MDT) initStore() error {
 	return m.loadDedupWindow()
 }
 
-// Close closes the changelog and the DB. Open handles are dropped (their
-// objects, if unlinked, are removed at the next Open).
+// Close closes the changelog and the DB. Open handles are dropped; their
+// objects, if unlinked, stay as orphans that the next Open keeps for
+// orphan_grace (a client may reopen them by FID) and then removes.
 func (m *MDT) Close() (err error) {
 	if m.closed.Swap(true) {
 		return nil
 	}
+	m.stopOrphanWindow()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	err = m.log.Close()

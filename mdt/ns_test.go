@@ -369,11 +369,13 @@ func TestOpenUnlinkedKeepsObject(t *testing.T) {
 	wantErrno(t, second(e.m.StatFID(ctx, root, a.FID)), syscall.ENOENT)
 	assertNoKeysOf(t, e.m, a.FID)
 
-	// An orphan left by a restart (handle lost) is removed at Open.
+	// An orphan left by a restart (handle lost) is removed at Open when
+	// orphan_grace is 0 (orphan_test.go covers the window).
 	h, a, err = e.m.Open(ctx, root, "g", changelog.OpenWrite|changelog.OpenCreate, 0644)
 	ok(t, err)
 	_ = h
 	ok(t, e.m.Unlink(ctx, root, "g"))
+	e.setParam("mdd.*.orphan_grace", "0")
 	e.reopen()
 	wantErrno(t, second(e.m.StatFID(ctx, root, a.FID)), syscall.ENOENT)
 	assertNoKeysOf(t, e.m, a.FID)

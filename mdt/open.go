@@ -79,16 +79,8 @@ func (m *MDT) Open(ctx context.Context, c Cred, p string, flags uint32, mode uin
 	if err != nil {
 		return 0, Attr{}, pathErr("open", p, err)
 	}
-	// Reserve a handle slot first, so that concurrent opens cannot pass
-	// the cap.
-	m.omu.Lock()
-	full := len(m.omu.handles)+m.omu.reserved >= m.opts.MaxOpenHandles
-	if !full {
-		m.omu.reserved++
-	}
-	m.omu.Unlock()
-	if full {
-		return 0, Attr{}, pathErr("open", p, ErrTooManyOpen)
+	if err := m.reserveHandle(); err != nil {
+		return 0, Attr{}, pathErr("open", p, err)
 	}
 	var (
 		h    uint64
@@ -100,9 +92,7 @@ func (m *MDT) Open(ctx context.Context, c Cred, p string, flags uint32, mode uin
 		return err
 	})
 	if err != nil {
-		m.omu.Lock()
-		m.omu.reserved-- // a successful open turned it into its handle
-		m.omu.Unlock()
+		m.unreserveHandle() // a successful open turned it into its handle
 	}
 	if werr := m.wait(pend); werr != nil && err == nil {
 		// Not durable: the open did not happen.
@@ -158,28 +148,65 @@ func (m *MDT) openLocked(cl *caller, ls *lockSet, p string, flags, mode uint32) 
 			}
 			r, obj = tr, tr.obj
 		}
-		if obj.Type == TypeDir && flags&(changelog.OpenWrite|changelog.OpenTrunc|changelog.OpenAppend) != 0 {
-			return 0, Attr{}, nil, ErrIsDir
-		}
-		var want uint32
-		if flags&changelog.OpenRead != 0 {
-			want |= mayRead
-		}
-		if isWriteOpen(flags) {
-			want |= mayWrite
-		}
-		if flags&changelog.OpenExec != 0 {
-			want |= mayExec
-		}
-		if !permitted(&cl.id, obj, want) || flags&changelog.OpenExec != 0 && obj.Type != TypeReg {
-			pend := m.deniedLocked(cl, obj.FID, flags)
-			return 0, Attr{}, pend, errNopen
+		if pend, err := m.mayOpenLocked(cl, obj, flags); err != nil {
+			return 0, Attr{}, pend, err
 		}
 	}
+	return m.addHandleLocked(cl, t, r.parent, obj, flags, created, false)
+}
+
+// mayOpenLocked checks that cl may open the existing object obj with
+// flags: EISDIR for a directory opened for writing, errNopen (with the
+// NOPEN record due, whose batch it returns) when the object's permissions
+// refuse the access asked for.
+func (m *MDT) mayOpenLocked(cl *caller, obj *inode, flags uint32) (*store.Pending, error) {
+	if obj.Type == TypeDir && flags&(changelog.OpenWrite|changelog.OpenTrunc|changelog.OpenAppend) != 0 {
+		return nil, ErrIsDir
+	}
+	var want uint32
+	if flags&changelog.OpenRead != 0 {
+		want |= mayRead
+	}
+	if isWriteOpen(flags) {
+		want |= mayWrite
+	}
+	if flags&changelog.OpenExec != 0 {
+		want |= mayExec
+	}
+	if !permitted(&cl.id, obj, want) || flags&changelog.OpenExec != 0 && obj.Type != TypeReg {
+		return m.deniedLocked(cl, obj.FID, flags), errNopen
+	}
+	return nil, nil
+}
+
+// reserveHandle takes a slot below MaxOpenHandles for an open under way,
+// so that concurrent opens cannot pass the cap; a successful open turns it
+// into its handle, a failed one gives it back (unreserveHandle).
+func (m *MDT) reserveHandle() error {
+	m.omu.Lock()
+	defer m.omu.Unlock()
+	if len(m.omu.handles)+m.omu.reserved >= m.opts.MaxOpenHandles {
+		return ErrTooManyOpen
+	}
+	m.omu.reserved++
+	return nil
+}
+
+func (m *MDT) unreserveHandle() {
+	m.omu.Lock()
+	m.omu.reserved--
+	m.omu.Unlock()
+}
+
+// addHandleLocked finishes an open of obj whose checks passed: the OPEN
+// record due (none for a reopen, whose original open was recorded), the
+// truncation of TRUNC (not for a reopen), the batch t, and the handle.
+// parent is the directory the open came through (nil when by FID).
+func (m *MDT) addHandleLocked(cl *caller, t *txn, parent, obj *inode, flags uint32, created, reopen bool) (uint64, Attr, *store.Pending, error) {
 	key := openKey{fid: obj.FID, uid: cl.id.UID, gid: cl.id.GID, mode: changelog.ModeString(flags)}
 	counted := m.wants(cl, changelog.CLOpen)
 	quiet := false // the dedup window suppressed this key's OPEN
-	if counted {
+	if counted && !reopen {
 		m.omu.Lock()
 		first := m.omu.openers[key] == 0
 		m.omu.Unlock()
@@ -194,9 +221,9 @@ func (m *MDT) openLocked(cl *caller, ls *lockSet, p string, flags, mode uint32) 
 			}
 		}
 	}
-	if flags&changelog.OpenTrunc != 0 && obj.Type == TypeReg && !created {
+	if flags&changelog.OpenTrunc != 0 && obj.Type == TypeReg && !created && !reopen {
 		size := uint64(0)
-		t.setattr(r.parent, obj, SetattrArgs{Size: &size})
+		t.setattr(parent, obj, SetattrArgs{Size: &size})
 	}
 	pend, err := t.apply()
 	if err != nil {

@@ -151,6 +151,35 @@ func (m *MDT) mddParams() []paramDef {
 			},
 		},
 		paramDef{
+			// fidlog's own (orphan.go): how long after a start the
+			// orphans of the previous run (unlinked files that were
+			// open) wait for a client to reopen them before they are
+			// removed; as a Lustre MDT's recovery window.
+			name: pre + "orphan_grace",
+			get: func() (string, error) {
+				m.orphans.mu.Lock()
+				defer m.orphans.mu.Unlock()
+				return strconv.FormatUint(uint64(m.orphans.grace), 10), nil
+			},
+			check: func(v string) error { _, err := parseOrphanGrace(v); return err },
+			set: func(v string) error {
+				n, err := parseOrphanGrace(v)
+				if err != nil {
+					return err
+				}
+				return m.setOrphanGrace(n)
+			},
+		},
+		paramDef{
+			// Read-only: unlinked objects kept because they are open or
+			// await a reopen within orphan_grace.
+			name: pre + "orphan_count",
+			get: func() (string, error) {
+				n, err := m.orphanCount()
+				return strconv.Itoa(n), err
+			},
+		},
+		paramDef{
 			// Read-only: access records the window suppressed since start.
 			name: pre + "changelog_dedup_suppressed",
 			get:  func() (string, error) { return strconv.FormatUint(m.DedupSuppressed(), 10), nil },

@@ -124,6 +124,13 @@ func (a *app) mount(ctx context.Context, dir, jobFmt string, debug bool) error {
 		}
 		return nil
 	}
+	kctx, stopKeep := context.WithCancel(context.WithoutCancel(ctx))
+	var keepers sync.WaitGroup
+	keepers.Go(func() { mfs.keepHandles(kctx, a.conn.Conn(), a.stderr) })
+	defer func() {
+		stopKeep()
+		keepers.Wait()
+	}()
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -184,6 +191,7 @@ type mountFS struct {
 	ns     mdtv1.NamespaceServiceClient
 	jobFmt string
 	host   string
+	files  handles // open files (mount_handles.go)
 }
 
 // caller is the identity of the process behind a FUSE request.
@@ -387,8 +395,14 @@ func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) 
 	return 0
 }
 
-func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	req := &mdtv1.SetattrRequest{Path: []byte(n.path())}
+	fh, byHandle := f.(*fileHandle)
+	if byHandle || n.orphaned() {
+		// ftruncate (the kernel sends the handle), or fchmod/futimens of
+		// an unlinked file: by FID.
+		req = &mdtv1.SetattrRequest{Fid: client.FIDToPB(n.fid)}
+	}
 	if v, ok := in.GetMode(); ok {
 		m := v & 07777
 		req.Mode = &m
@@ -413,7 +427,17 @@ func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn,
 	c := n.m.callerOf(ctx)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	r, err := n.m.ns.Setattr(cctx, req)
+	var r *mdtv1.SetattrResponse
+	var err error
+	if byHandle {
+		err = n.m.withHandle(ctx, fh, func(h uint64) (err error) {
+			req.Handle = h
+			r, err = n.m.ns.Setattr(cctx, req)
+			return err
+		})
+	} else {
+		r, err = n.m.ns.Setattr(cctx, req)
+	}
 	if err != nil {
 		return errno(err)
 	}
@@ -451,37 +475,29 @@ func openFlags(flags uint32) uint32 {
 	return f
 }
 
-// fileHandle is one server open handle and who opened it: the close is
-// sent as the opener (a FUSE release carries no caller).
-type fileHandle struct {
-	h      uint64
-	opener caller
-	append bool
-	mu     sync.Mutex
-	closed bool
-}
-
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	c := n.m.callerOf(ctx)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	r, err := n.m.ns.Open(cctx, &mdtv1.OpenRequest{Path: []byte(n.path()), Flags: openFlags(flags &^ (syscall.O_CREAT | syscall.O_EXCL))})
+	of := openFlags(flags &^ (syscall.O_CREAT | syscall.O_EXCL))
+	r, err := n.m.ns.Open(cctx, &mdtv1.OpenRequest{Path: []byte(n.path()), Flags: of})
 	if err != nil {
 		return nil, 0, errno(err)
 	}
-	return &fileHandle{h: r.GetHandle(), opener: c, append: flags&syscall.O_APPEND != 0}, 0, 0
+	return n.m.newHandle(r.GetHandle(), n.fid, of, c, flags&syscall.O_APPEND != 0), 0, 0
 }
 
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	c := n.m.callerOf(ctx)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	r, err := n.m.ns.Open(cctx, &mdtv1.OpenRequest{Path: []byte(n.child(name)), Flags: openFlags(flags | syscall.O_CREAT), Mode: mode & 07777})
+	of := openFlags(flags | syscall.O_CREAT)
+	r, err := n.m.ns.Open(cctx, &mdtv1.OpenRequest{Path: []byte(n.child(name)), Flags: of, Mode: mode & 07777})
 	if err != nil {
 		return nil, nil, 0, errno(err)
 	}
 	ch := n.newChild(ctx, r.GetAttr(), out)
-	return ch, &fileHandle{h: r.GetHandle(), opener: c, append: flags&syscall.O_APPEND != 0}, 0, 0
+	return ch, n.m.newHandle(r.GetHandle(), client.FIDFromPB(r.GetAttr().GetFid()), of, c, flags&syscall.O_APPEND != 0), 0, 0
 }
 
 func (n *node) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -492,7 +508,11 @@ func (n *node) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64
 	c := n.m.callerOf(ctx)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	r, err := n.m.ns.Read(cctx, &mdtv1.ReadRequest{Handle: fh.h, Offset: uint64(off), Length: uint32(len(dest))})
+	var r *mdtv1.ReadResponse
+	err := n.m.withHandle(ctx, fh, func(h uint64) (err error) {
+		r, err = n.m.ns.Read(cctx, &mdtv1.ReadRequest{Handle: h, Offset: uint64(off), Length: uint32(len(dest))})
+		return err
+	})
 	if err != nil {
 		return nil, errno(err)
 	}
@@ -507,7 +527,11 @@ func (n *node) Write(ctx context.Context, f fs.FileHandle, data []byte, off int6
 	c := n.m.callerOf(ctx)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	if _, err := n.m.ns.Write(cctx, &mdtv1.WriteRequest{Handle: fh.h, Offset: uint64(off), Data: data}); err != nil {
+	err := n.m.withHandle(ctx, fh, func(h uint64) error {
+		_, err := n.m.ns.Write(cctx, &mdtv1.WriteRequest{Handle: h, Offset: uint64(off), Data: data})
+		return err
+	})
+	if err != nil {
 		return 0, errno(err)
 	}
 	return uint32(len(data)), 0
@@ -525,18 +549,7 @@ func (n *node) Release(ctx context.Context, f fs.FileHandle) syscall.Errno {
 	if !ok {
 		return syscall.EBADF
 	}
-	fh.mu.Lock()
-	defer fh.mu.Unlock()
-	if fh.closed {
-		return 0
-	}
-	cctx, cancel := fh.opener.call(ctx)
-	defer cancel()
-	if _, err := n.m.ns.Close(cctx, &mdtv1.CloseRequest{Handle: fh.h}); err != nil {
-		return errno(err)
-	}
-	fh.closed = true
-	return 0
+	return n.m.release(ctx, fh)
 }
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {

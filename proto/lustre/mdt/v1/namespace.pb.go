@@ -1367,6 +1367,131 @@ func (x *OpenResponse) GetCreated() bool {
 	return false
 }
 
+// OpenFidRequest describes an open by FID.
+type OpenFidRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The object's FID. A FID no object has is NOT_FOUND ("ENOENT").
+	Fid *v1.Fid `protobuf:"bytes,1,opt,name=fid,proto3" json:"fid,omitempty"`
+	// OR of OpenFlag bits, as OpenRequest.flags without CREAT and EXCL
+	// (a reopen passes the original open's flags, CREAT, EXCL and TRUNC
+	// included: kept for the CLOSE record, not acted on).
+	Flags uint32 `protobuf:"varint,2,opt,name=flags,proto3" json:"flags,omitempty"`
+	// A handle the client held on this object: if the server still has it
+	// open it is returned unchanged; otherwise (the server restarted) a new
+	// handle is opened as a reopen: no OPEN record (the original open was
+	// recorded), no TRUNC, and its last close records CLOSE as the
+	// original's would. 0: a plain open.
+	ReopenHandle  uint64 `protobuf:"varint,3,opt,name=reopen_handle,json=reopenHandle,proto3" json:"reopen_handle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenFidRequest) Reset() {
+	*x = OpenFidRequest{}
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenFidRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenFidRequest) ProtoMessage() {}
+
+func (x *OpenFidRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenFidRequest.ProtoReflect.Descriptor instead.
+func (*OpenFidRequest) Descriptor() ([]byte, []int) {
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *OpenFidRequest) GetFid() *v1.Fid {
+	if x != nil {
+		return x.Fid
+	}
+	return nil
+}
+
+func (x *OpenFidRequest) GetFlags() uint32 {
+	if x != nil {
+		return x.Flags
+	}
+	return 0
+}
+
+func (x *OpenFidRequest) GetReopenHandle() uint64 {
+	if x != nil {
+		return x.ReopenHandle
+	}
+	return 0
+}
+
+// OpenFidResponse returns the handle and the object's attributes.
+type OpenFidResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Server-side open handle, as OpenResponse.handle.
+	Handle uint64 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	// The object's attributes.
+	Attr          *v1.Attr `protobuf:"bytes,2,opt,name=attr,proto3" json:"attr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenFidResponse) Reset() {
+	*x = OpenFidResponse{}
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenFidResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenFidResponse) ProtoMessage() {}
+
+func (x *OpenFidResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenFidResponse.ProtoReflect.Descriptor instead.
+func (*OpenFidResponse) Descriptor() ([]byte, []int) {
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *OpenFidResponse) GetHandle() uint64 {
+	if x != nil {
+		return x.Handle
+	}
+	return 0
+}
+
+func (x *OpenFidResponse) GetAttr() *v1.Attr {
+	if x != nil {
+		return x.Attr
+	}
+	return nil
+}
+
 // CloseRequest names the handle to release.
 type CloseRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1379,7 +1504,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[23]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1516,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[23]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1529,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{23}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CloseRequest) GetHandle() uint64 {
@@ -1423,7 +1548,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[24]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1560,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[24]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1573,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{24}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{26}
 }
 
 // WriteRequest carries data to store through an open handle.
@@ -1468,7 +1593,7 @@ type WriteRequest struct {
 
 func (x *WriteRequest) Reset() {
 	*x = WriteRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[25]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1605,7 @@ func (x *WriteRequest) String() string {
 func (*WriteRequest) ProtoMessage() {}
 
 func (x *WriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[25]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1618,7 @@ func (x *WriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRequest.ProtoReflect.Descriptor instead.
 func (*WriteRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{25}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WriteRequest) GetHandle() uint64 {
@@ -1528,7 +1653,7 @@ type WriteResponse struct {
 
 func (x *WriteResponse) Reset() {
 	*x = WriteResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[26]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1665,7 @@ func (x *WriteResponse) String() string {
 func (*WriteResponse) ProtoMessage() {}
 
 func (x *WriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[26]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1678,7 @@ func (x *WriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteResponse.ProtoReflect.Descriptor instead.
 func (*WriteResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{26}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WriteResponse) GetAttr() *v1.Attr {
@@ -1578,7 +1703,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[27]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1590,7 +1715,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[27]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1603,7 +1728,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{27}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReadRequest) GetHandle() uint64 {
@@ -1639,7 +1764,7 @@ type ReadResponse struct {
 
 func (x *ReadResponse) Reset() {
 	*x = ReadResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[28]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1651,7 +1776,7 @@ func (x *ReadResponse) String() string {
 func (*ReadResponse) ProtoMessage() {}
 
 func (x *ReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[28]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1664,7 +1789,7 @@ func (x *ReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
 func (*ReadResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{28}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReadResponse) GetData() []byte {
@@ -1685,7 +1810,7 @@ type StatFidRequest struct {
 
 func (x *StatFidRequest) Reset() {
 	*x = StatFidRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[29]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1822,7 @@ func (x *StatFidRequest) String() string {
 func (*StatFidRequest) ProtoMessage() {}
 
 func (x *StatFidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[29]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1835,7 @@ func (x *StatFidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatFidRequest.ProtoReflect.Descriptor instead.
 func (*StatFidRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{29}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StatFidRequest) GetFid() *v1.Fid {
@@ -1731,7 +1856,7 @@ type StatFidResponse struct {
 
 func (x *StatFidResponse) Reset() {
 	*x = StatFidResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[30]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +1868,7 @@ func (x *StatFidResponse) String() string {
 func (*StatFidResponse) ProtoMessage() {}
 
 func (x *StatFidResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[30]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +1881,7 @@ func (x *StatFidResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatFidResponse.ProtoReflect.Descriptor instead.
 func (*StatFidResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{30}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StatFidResponse) GetAttr() *v1.Attr {
@@ -1775,7 +1900,7 @@ type StatfsRequest struct {
 
 func (x *StatfsRequest) Reset() {
 	*x = StatfsRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[31]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +1912,7 @@ func (x *StatfsRequest) String() string {
 func (*StatfsRequest) ProtoMessage() {}
 
 func (x *StatfsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[31]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +1925,7 @@ func (x *StatfsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatfsRequest.ProtoReflect.Descriptor instead.
 func (*StatfsRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{31}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{33}
 }
 
 // StatfsResponse is the MDT's capacity, as statfs(2) reports it.
@@ -1826,7 +1951,7 @@ type StatfsResponse struct {
 
 func (x *StatfsResponse) Reset() {
 	*x = StatfsResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[32]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1838,7 +1963,7 @@ func (x *StatfsResponse) String() string {
 func (*StatfsResponse) ProtoMessage() {}
 
 func (x *StatfsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[32]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1851,7 +1976,7 @@ func (x *StatfsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatfsResponse.ProtoReflect.Descriptor instead.
 func (*StatfsResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{32}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *StatfsResponse) GetBlockSize() uint32 {
@@ -1908,7 +2033,7 @@ func (x *StatfsResponse) GetNameMax() uint32 {
 // which fields are set.
 type SetattrRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Path of the object, relative to the root.
+	// Path of the object, relative to the root; ignored when fid is set.
 	Path []byte `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// New permission bits (mask 07777); the type cannot change.
 	Mode *uint32 `protobuf:"varint,2,opt,name=mode,proto3,oneof" json:"mode,omitempty"`
@@ -1924,14 +2049,21 @@ type SetattrRequest struct {
 	MtimeNs *int64 `protobuf:"varint,7,opt,name=mtime_ns,json=mtimeNs,proto3,oneof" json:"mtime_ns,omitempty"`
 	// New status change time, in nanoseconds since the Unix epoch (UTC).
 	// Without it the server sets ctime to now whenever anything else changes.
-	CtimeNs       *int64 `protobuf:"varint,8,opt,name=ctime_ns,json=ctimeNs,proto3,oneof" json:"ctime_ns,omitempty"`
+	CtimeNs *int64 `protobuf:"varint,8,opt,name=ctime_ns,json=ctimeNs,proto3,oneof" json:"ctime_ns,omitempty"`
+	// The object by FID instead of path (ftruncate, fchmod, futimens through
+	// an open file, which may be unlinked).
+	Fid *v1.Fid `protobuf:"bytes,9,opt,name=fid,proto3" json:"fid,omitempty"`
+	// With fid: a handle open on the object (unknown: NOT_FOUND "EBADF"). A
+	// size change through a handle open for writing needs no write
+	// permission, as ftruncate(2).
+	Handle        uint64 `protobuf:"varint,10,opt,name=handle,proto3" json:"handle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetattrRequest) Reset() {
 	*x = SetattrRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[33]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1943,7 +2075,7 @@ func (x *SetattrRequest) String() string {
 func (*SetattrRequest) ProtoMessage() {}
 
 func (x *SetattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[33]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1956,7 +2088,7 @@ func (x *SetattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetattrRequest.ProtoReflect.Descriptor instead.
 func (*SetattrRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{33}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SetattrRequest) GetPath() []byte {
@@ -2015,6 +2147,20 @@ func (x *SetattrRequest) GetCtimeNs() int64 {
 	return 0
 }
 
+func (x *SetattrRequest) GetFid() *v1.Fid {
+	if x != nil {
+		return x.Fid
+	}
+	return nil
+}
+
+func (x *SetattrRequest) GetHandle() uint64 {
+	if x != nil {
+		return x.Handle
+	}
+	return 0
+}
+
 // SetattrResponse describes the object after the change.
 type SetattrResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2026,7 +2172,7 @@ type SetattrResponse struct {
 
 func (x *SetattrResponse) Reset() {
 	*x = SetattrResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[34]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2038,7 +2184,7 @@ func (x *SetattrResponse) String() string {
 func (*SetattrResponse) ProtoMessage() {}
 
 func (x *SetattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[34]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2051,7 +2197,7 @@ func (x *SetattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetattrResponse.ProtoReflect.Descriptor instead.
 func (*SetattrResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{34}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SetattrResponse) GetAttr() *v1.Attr {
@@ -2079,7 +2225,7 @@ type SetxattrRequest struct {
 
 func (x *SetxattrRequest) Reset() {
 	*x = SetxattrRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[35]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2091,7 +2237,7 @@ func (x *SetxattrRequest) String() string {
 func (*SetxattrRequest) ProtoMessage() {}
 
 func (x *SetxattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[35]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2104,7 +2250,7 @@ func (x *SetxattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetxattrRequest.ProtoReflect.Descriptor instead.
 func (*SetxattrRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{35}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SetxattrRequest) GetPath() []byte {
@@ -2144,7 +2290,7 @@ type SetxattrResponse struct {
 
 func (x *SetxattrResponse) Reset() {
 	*x = SetxattrResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[36]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2156,7 +2302,7 @@ func (x *SetxattrResponse) String() string {
 func (*SetxattrResponse) ProtoMessage() {}
 
 func (x *SetxattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[36]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2169,7 +2315,7 @@ func (x *SetxattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetxattrResponse.ProtoReflect.Descriptor instead.
 func (*SetxattrResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{36}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{38}
 }
 
 // RemovexattrRequest names the extended attribute to remove.
@@ -2185,7 +2331,7 @@ type RemovexattrRequest struct {
 
 func (x *RemovexattrRequest) Reset() {
 	*x = RemovexattrRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[37]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2197,7 +2343,7 @@ func (x *RemovexattrRequest) String() string {
 func (*RemovexattrRequest) ProtoMessage() {}
 
 func (x *RemovexattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[37]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2210,7 +2356,7 @@ func (x *RemovexattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovexattrRequest.ProtoReflect.Descriptor instead.
 func (*RemovexattrRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{37}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RemovexattrRequest) GetPath() []byte {
@@ -2236,7 +2382,7 @@ type RemovexattrResponse struct {
 
 func (x *RemovexattrResponse) Reset() {
 	*x = RemovexattrResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[38]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2248,7 +2394,7 @@ func (x *RemovexattrResponse) String() string {
 func (*RemovexattrResponse) ProtoMessage() {}
 
 func (x *RemovexattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[38]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2261,7 +2407,7 @@ func (x *RemovexattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovexattrResponse.ProtoReflect.Descriptor instead.
 func (*RemovexattrResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{38}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{40}
 }
 
 // GetxattrRequest names the extended attribute to read.
@@ -2277,7 +2423,7 @@ type GetxattrRequest struct {
 
 func (x *GetxattrRequest) Reset() {
 	*x = GetxattrRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[39]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2289,7 +2435,7 @@ func (x *GetxattrRequest) String() string {
 func (*GetxattrRequest) ProtoMessage() {}
 
 func (x *GetxattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[39]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2302,7 +2448,7 @@ func (x *GetxattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetxattrRequest.ProtoReflect.Descriptor instead.
 func (*GetxattrRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{39}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetxattrRequest) GetPath() []byte {
@@ -2330,7 +2476,7 @@ type GetxattrResponse struct {
 
 func (x *GetxattrResponse) Reset() {
 	*x = GetxattrResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[40]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2342,7 +2488,7 @@ func (x *GetxattrResponse) String() string {
 func (*GetxattrResponse) ProtoMessage() {}
 
 func (x *GetxattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[40]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2355,7 +2501,7 @@ func (x *GetxattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetxattrResponse.ProtoReflect.Descriptor instead.
 func (*GetxattrResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{40}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetxattrResponse) GetValue() []byte {
@@ -2376,7 +2522,7 @@ type ListxattrRequest struct {
 
 func (x *ListxattrRequest) Reset() {
 	*x = ListxattrRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[41]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2388,7 +2534,7 @@ func (x *ListxattrRequest) String() string {
 func (*ListxattrRequest) ProtoMessage() {}
 
 func (x *ListxattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[41]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2401,7 +2547,7 @@ func (x *ListxattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListxattrRequest.ProtoReflect.Descriptor instead.
 func (*ListxattrRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{41}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListxattrRequest) GetPath() []byte {
@@ -2422,7 +2568,7 @@ type ListxattrResponse struct {
 
 func (x *ListxattrResponse) Reset() {
 	*x = ListxattrResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[42]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2434,7 +2580,7 @@ func (x *ListxattrResponse) String() string {
 func (*ListxattrResponse) ProtoMessage() {}
 
 func (x *ListxattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[42]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2447,7 +2593,7 @@ func (x *ListxattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListxattrResponse.ProtoReflect.Descriptor instead.
 func (*ListxattrResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{42}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListxattrResponse) GetNames() []string {
@@ -2471,7 +2617,7 @@ type Fid2PathRequest struct {
 
 func (x *Fid2PathRequest) Reset() {
 	*x = Fid2PathRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[43]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2483,7 +2629,7 @@ func (x *Fid2PathRequest) String() string {
 func (*Fid2PathRequest) ProtoMessage() {}
 
 func (x *Fid2PathRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[43]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2496,7 +2642,7 @@ func (x *Fid2PathRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fid2PathRequest.ProtoReflect.Descriptor instead.
 func (*Fid2PathRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{43}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Fid2PathRequest) GetFid() *v1.Fid {
@@ -2526,7 +2672,7 @@ type Fid2PathResponse struct {
 
 func (x *Fid2PathResponse) Reset() {
 	*x = Fid2PathResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[44]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2538,7 +2684,7 @@ func (x *Fid2PathResponse) String() string {
 func (*Fid2PathResponse) ProtoMessage() {}
 
 func (x *Fid2PathResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[44]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2551,7 +2697,7 @@ func (x *Fid2PathResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fid2PathResponse.ProtoReflect.Descriptor instead.
 func (*Fid2PathResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{44}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Fid2PathResponse) GetPaths() [][]byte {
@@ -2572,7 +2718,7 @@ type Path2FidRequest struct {
 
 func (x *Path2FidRequest) Reset() {
 	*x = Path2FidRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[45]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2584,7 +2730,7 @@ func (x *Path2FidRequest) String() string {
 func (*Path2FidRequest) ProtoMessage() {}
 
 func (x *Path2FidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[45]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2597,7 +2743,7 @@ func (x *Path2FidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Path2FidRequest.ProtoReflect.Descriptor instead.
 func (*Path2FidRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{45}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Path2FidRequest) GetPath() []byte {
@@ -2618,7 +2764,7 @@ type Path2FidResponse struct {
 
 func (x *Path2FidResponse) Reset() {
 	*x = Path2FidResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[46]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2630,7 +2776,7 @@ func (x *Path2FidResponse) String() string {
 func (*Path2FidResponse) ProtoMessage() {}
 
 func (x *Path2FidResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[46]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2643,7 +2789,7 @@ func (x *Path2FidResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Path2FidResponse.ProtoReflect.Descriptor instead.
 func (*Path2FidResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{46}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Path2FidResponse) GetFid() *v1.Fid {
@@ -2720,7 +2866,14 @@ const file_lustre_mdt_v1_namespace_proto_rawDesc = "" +
 	"\fOpenResponse\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\x04R\x06handle\x12*\n" +
 	"\x04attr\x18\x02 \x01(\v2\x16.lustre.common.v1.AttrR\x04attr\x12\x18\n" +
-	"\acreated\x18\x03 \x01(\bR\acreated\"&\n" +
+	"\acreated\x18\x03 \x01(\bR\acreated\"t\n" +
+	"\x0eOpenFidRequest\x12'\n" +
+	"\x03fid\x18\x01 \x01(\v2\x15.lustre.common.v1.FidR\x03fid\x12\x14\n" +
+	"\x05flags\x18\x02 \x01(\rR\x05flags\x12#\n" +
+	"\rreopen_handle\x18\x03 \x01(\x04R\freopenHandle\"U\n" +
+	"\x0fOpenFidResponse\x12\x16\n" +
+	"\x06handle\x18\x01 \x01(\x04R\x06handle\x12*\n" +
+	"\x04attr\x18\x02 \x01(\v2\x16.lustre.common.v1.AttrR\x04attr\"&\n" +
 	"\fCloseRequest\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\x04R\x06handle\"\x0f\n" +
 	"\rCloseResponse\"R\n" +
@@ -2751,7 +2904,7 @@ const file_lustre_mdt_v1_namespace_proto_rawDesc = "" +
 	"\x05files\x18\x05 \x01(\x04R\x05files\x12\x1d\n" +
 	"\n" +
 	"files_free\x18\x06 \x01(\x04R\tfilesFree\x12\x19\n" +
-	"\bname_max\x18\a \x01(\rR\anameMax\"\xad\x02\n" +
+	"\bname_max\x18\a \x01(\rR\anameMax\"\xee\x02\n" +
 	"\x0eSetattrRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\fR\x04path\x12\x17\n" +
 	"\x04mode\x18\x02 \x01(\rH\x00R\x04mode\x88\x01\x01\x12\x15\n" +
@@ -2760,7 +2913,10 @@ const file_lustre_mdt_v1_namespace_proto_rawDesc = "" +
 	"\x04size\x18\x05 \x01(\x04H\x03R\x04size\x88\x01\x01\x12\x1e\n" +
 	"\batime_ns\x18\x06 \x01(\x03H\x04R\aatimeNs\x88\x01\x01\x12\x1e\n" +
 	"\bmtime_ns\x18\a \x01(\x03H\x05R\amtimeNs\x88\x01\x01\x12\x1e\n" +
-	"\bctime_ns\x18\b \x01(\x03H\x06R\actimeNs\x88\x01\x01B\a\n" +
+	"\bctime_ns\x18\b \x01(\x03H\x06R\actimeNs\x88\x01\x01\x12'\n" +
+	"\x03fid\x18\t \x01(\v2\x15.lustre.common.v1.FidR\x03fid\x12\x16\n" +
+	"\x06handle\x18\n" +
+	" \x01(\x04R\x06handleB\a\n" +
 	"\x05_modeB\x06\n" +
 	"\x04_uidB\x06\n" +
 	"\x04_gidB\a\n" +
@@ -2811,7 +2967,7 @@ const file_lustre_mdt_v1_namespace_proto_rawDesc = "" +
 	"\fSetxattrMode\x12\x1d\n" +
 	"\x19SETXATTR_MODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14SETXATTR_MODE_CREATE\x10\x01\x12\x19\n" +
-	"\x15SETXATTR_MODE_REPLACE\x10\x022\x88\r\n" +
+	"\x15SETXATTR_MODE_REPLACE\x10\x022\xd2\r\n" +
 	"\x10NamespaceService\x12?\n" +
 	"\x04Stat\x12\x1a.lustre.mdt.v1.StatRequest\x1a\x1b.lustre.mdt.v1.StatResponse\x12H\n" +
 	"\aReaddir\x12\x1d.lustre.mdt.v1.ReaddirRequest\x1a\x1e.lustre.mdt.v1.ReaddirResponse\x12B\n" +
@@ -2823,7 +2979,8 @@ const file_lustre_mdt_v1_namespace_proto_rawDesc = "" +
 	"\x06Unlink\x12\x1c.lustre.mdt.v1.UnlinkRequest\x1a\x1d.lustre.mdt.v1.UnlinkResponse\x12B\n" +
 	"\x05Rmdir\x12\x1b.lustre.mdt.v1.RmdirRequest\x1a\x1c.lustre.mdt.v1.RmdirResponse\x12E\n" +
 	"\x06Rename\x12\x1c.lustre.mdt.v1.RenameRequest\x1a\x1d.lustre.mdt.v1.RenameResponse\x12?\n" +
-	"\x04Open\x12\x1a.lustre.mdt.v1.OpenRequest\x1a\x1b.lustre.mdt.v1.OpenResponse\x12B\n" +
+	"\x04Open\x12\x1a.lustre.mdt.v1.OpenRequest\x1a\x1b.lustre.mdt.v1.OpenResponse\x12H\n" +
+	"\aOpenFid\x12\x1d.lustre.mdt.v1.OpenFidRequest\x1a\x1e.lustre.mdt.v1.OpenFidResponse\x12B\n" +
 	"\x05Close\x12\x1b.lustre.mdt.v1.CloseRequest\x1a\x1c.lustre.mdt.v1.CloseResponse\x12B\n" +
 	"\x05Write\x12\x1b.lustre.mdt.v1.WriteRequest\x1a\x1c.lustre.mdt.v1.WriteResponse\x12?\n" +
 	"\x04Read\x12\x1a.lustre.mdt.v1.ReadRequest\x1a\x1b.lustre.mdt.v1.ReadResponse\x12H\n" +
@@ -2850,7 +3007,7 @@ func file_lustre_mdt_v1_namespace_proto_rawDescGZIP() []byte {
 }
 
 var file_lustre_mdt_v1_namespace_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_lustre_mdt_v1_namespace_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_lustre_mdt_v1_namespace_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_lustre_mdt_v1_namespace_proto_goTypes = []any{
 	(OpenFlag)(0),               // 0: lustre.mdt.v1.OpenFlag
 	(SetxattrMode)(0),           // 1: lustre.mdt.v1.SetxattrMode
@@ -2877,103 +3034,110 @@ var file_lustre_mdt_v1_namespace_proto_goTypes = []any{
 	(*RenameResponse)(nil),      // 22: lustre.mdt.v1.RenameResponse
 	(*OpenRequest)(nil),         // 23: lustre.mdt.v1.OpenRequest
 	(*OpenResponse)(nil),        // 24: lustre.mdt.v1.OpenResponse
-	(*CloseRequest)(nil),        // 25: lustre.mdt.v1.CloseRequest
-	(*CloseResponse)(nil),       // 26: lustre.mdt.v1.CloseResponse
-	(*WriteRequest)(nil),        // 27: lustre.mdt.v1.WriteRequest
-	(*WriteResponse)(nil),       // 28: lustre.mdt.v1.WriteResponse
-	(*ReadRequest)(nil),         // 29: lustre.mdt.v1.ReadRequest
-	(*ReadResponse)(nil),        // 30: lustre.mdt.v1.ReadResponse
-	(*StatFidRequest)(nil),      // 31: lustre.mdt.v1.StatFidRequest
-	(*StatFidResponse)(nil),     // 32: lustre.mdt.v1.StatFidResponse
-	(*StatfsRequest)(nil),       // 33: lustre.mdt.v1.StatfsRequest
-	(*StatfsResponse)(nil),      // 34: lustre.mdt.v1.StatfsResponse
-	(*SetattrRequest)(nil),      // 35: lustre.mdt.v1.SetattrRequest
-	(*SetattrResponse)(nil),     // 36: lustre.mdt.v1.SetattrResponse
-	(*SetxattrRequest)(nil),     // 37: lustre.mdt.v1.SetxattrRequest
-	(*SetxattrResponse)(nil),    // 38: lustre.mdt.v1.SetxattrResponse
-	(*RemovexattrRequest)(nil),  // 39: lustre.mdt.v1.RemovexattrRequest
-	(*RemovexattrResponse)(nil), // 40: lustre.mdt.v1.RemovexattrResponse
-	(*GetxattrRequest)(nil),     // 41: lustre.mdt.v1.GetxattrRequest
-	(*GetxattrResponse)(nil),    // 42: lustre.mdt.v1.GetxattrResponse
-	(*ListxattrRequest)(nil),    // 43: lustre.mdt.v1.ListxattrRequest
-	(*ListxattrResponse)(nil),   // 44: lustre.mdt.v1.ListxattrResponse
-	(*Fid2PathRequest)(nil),     // 45: lustre.mdt.v1.Fid2PathRequest
-	(*Fid2PathResponse)(nil),    // 46: lustre.mdt.v1.Fid2PathResponse
-	(*Path2FidRequest)(nil),     // 47: lustre.mdt.v1.Path2FidRequest
-	(*Path2FidResponse)(nil),    // 48: lustre.mdt.v1.Path2FidResponse
-	(*v1.Attr)(nil),             // 49: lustre.common.v1.Attr
-	(*v1.Fid)(nil),              // 50: lustre.common.v1.Fid
-	(v1.ObjectType)(0),          // 51: lustre.common.v1.ObjectType
+	(*OpenFidRequest)(nil),      // 25: lustre.mdt.v1.OpenFidRequest
+	(*OpenFidResponse)(nil),     // 26: lustre.mdt.v1.OpenFidResponse
+	(*CloseRequest)(nil),        // 27: lustre.mdt.v1.CloseRequest
+	(*CloseResponse)(nil),       // 28: lustre.mdt.v1.CloseResponse
+	(*WriteRequest)(nil),        // 29: lustre.mdt.v1.WriteRequest
+	(*WriteResponse)(nil),       // 30: lustre.mdt.v1.WriteResponse
+	(*ReadRequest)(nil),         // 31: lustre.mdt.v1.ReadRequest
+	(*ReadResponse)(nil),        // 32: lustre.mdt.v1.ReadResponse
+	(*StatFidRequest)(nil),      // 33: lustre.mdt.v1.StatFidRequest
+	(*StatFidResponse)(nil),     // 34: lustre.mdt.v1.StatFidResponse
+	(*StatfsRequest)(nil),       // 35: lustre.mdt.v1.StatfsRequest
+	(*StatfsResponse)(nil),      // 36: lustre.mdt.v1.StatfsResponse
+	(*SetattrRequest)(nil),      // 37: lustre.mdt.v1.SetattrRequest
+	(*SetattrResponse)(nil),     // 38: lustre.mdt.v1.SetattrResponse
+	(*SetxattrRequest)(nil),     // 39: lustre.mdt.v1.SetxattrRequest
+	(*SetxattrResponse)(nil),    // 40: lustre.mdt.v1.SetxattrResponse
+	(*RemovexattrRequest)(nil),  // 41: lustre.mdt.v1.RemovexattrRequest
+	(*RemovexattrResponse)(nil), // 42: lustre.mdt.v1.RemovexattrResponse
+	(*GetxattrRequest)(nil),     // 43: lustre.mdt.v1.GetxattrRequest
+	(*GetxattrResponse)(nil),    // 44: lustre.mdt.v1.GetxattrResponse
+	(*ListxattrRequest)(nil),    // 45: lustre.mdt.v1.ListxattrRequest
+	(*ListxattrResponse)(nil),   // 46: lustre.mdt.v1.ListxattrResponse
+	(*Fid2PathRequest)(nil),     // 47: lustre.mdt.v1.Fid2PathRequest
+	(*Fid2PathResponse)(nil),    // 48: lustre.mdt.v1.Fid2PathResponse
+	(*Path2FidRequest)(nil),     // 49: lustre.mdt.v1.Path2FidRequest
+	(*Path2FidResponse)(nil),    // 50: lustre.mdt.v1.Path2FidResponse
+	(*v1.Attr)(nil),             // 51: lustre.common.v1.Attr
+	(*v1.Fid)(nil),              // 52: lustre.common.v1.Fid
+	(v1.ObjectType)(0),          // 53: lustre.common.v1.ObjectType
 }
 var file_lustre_mdt_v1_namespace_proto_depIdxs = []int32{
-	49, // 0: lustre.mdt.v1.StatResponse.attr:type_name -> lustre.common.v1.Attr
+	51, // 0: lustre.mdt.v1.StatResponse.attr:type_name -> lustre.common.v1.Attr
 	6,  // 1: lustre.mdt.v1.ReaddirResponse.entries:type_name -> lustre.mdt.v1.DirEntry
-	50, // 2: lustre.mdt.v1.DirEntry.fid:type_name -> lustre.common.v1.Fid
-	51, // 3: lustre.mdt.v1.DirEntry.type:type_name -> lustre.common.v1.ObjectType
-	49, // 4: lustre.mdt.v1.MkdirResponse.attr:type_name -> lustre.common.v1.Attr
-	49, // 5: lustre.mdt.v1.CreateResponse.attr:type_name -> lustre.common.v1.Attr
-	49, // 6: lustre.mdt.v1.MknodResponse.attr:type_name -> lustre.common.v1.Attr
-	49, // 7: lustre.mdt.v1.LinkResponse.attr:type_name -> lustre.common.v1.Attr
-	49, // 8: lustre.mdt.v1.SymlinkResponse.attr:type_name -> lustre.common.v1.Attr
-	49, // 9: lustre.mdt.v1.OpenResponse.attr:type_name -> lustre.common.v1.Attr
-	49, // 10: lustre.mdt.v1.WriteResponse.attr:type_name -> lustre.common.v1.Attr
-	50, // 11: lustre.mdt.v1.StatFidRequest.fid:type_name -> lustre.common.v1.Fid
-	49, // 12: lustre.mdt.v1.StatFidResponse.attr:type_name -> lustre.common.v1.Attr
-	49, // 13: lustre.mdt.v1.SetattrResponse.attr:type_name -> lustre.common.v1.Attr
-	1,  // 14: lustre.mdt.v1.SetxattrRequest.mode:type_name -> lustre.mdt.v1.SetxattrMode
-	50, // 15: lustre.mdt.v1.Fid2PathRequest.fid:type_name -> lustre.common.v1.Fid
-	50, // 16: lustre.mdt.v1.Path2FidResponse.fid:type_name -> lustre.common.v1.Fid
-	2,  // 17: lustre.mdt.v1.NamespaceService.Stat:input_type -> lustre.mdt.v1.StatRequest
-	4,  // 18: lustre.mdt.v1.NamespaceService.Readdir:input_type -> lustre.mdt.v1.ReaddirRequest
-	7,  // 19: lustre.mdt.v1.NamespaceService.Mkdir:input_type -> lustre.mdt.v1.MkdirRequest
-	9,  // 20: lustre.mdt.v1.NamespaceService.Create:input_type -> lustre.mdt.v1.CreateRequest
-	11, // 21: lustre.mdt.v1.NamespaceService.Mknod:input_type -> lustre.mdt.v1.MknodRequest
-	13, // 22: lustre.mdt.v1.NamespaceService.Link:input_type -> lustre.mdt.v1.LinkRequest
-	15, // 23: lustre.mdt.v1.NamespaceService.Symlink:input_type -> lustre.mdt.v1.SymlinkRequest
-	17, // 24: lustre.mdt.v1.NamespaceService.Unlink:input_type -> lustre.mdt.v1.UnlinkRequest
-	19, // 25: lustre.mdt.v1.NamespaceService.Rmdir:input_type -> lustre.mdt.v1.RmdirRequest
-	21, // 26: lustre.mdt.v1.NamespaceService.Rename:input_type -> lustre.mdt.v1.RenameRequest
-	23, // 27: lustre.mdt.v1.NamespaceService.Open:input_type -> lustre.mdt.v1.OpenRequest
-	25, // 28: lustre.mdt.v1.NamespaceService.Close:input_type -> lustre.mdt.v1.CloseRequest
-	27, // 29: lustre.mdt.v1.NamespaceService.Write:input_type -> lustre.mdt.v1.WriteRequest
-	29, // 30: lustre.mdt.v1.NamespaceService.Read:input_type -> lustre.mdt.v1.ReadRequest
-	31, // 31: lustre.mdt.v1.NamespaceService.StatFid:input_type -> lustre.mdt.v1.StatFidRequest
-	33, // 32: lustre.mdt.v1.NamespaceService.Statfs:input_type -> lustre.mdt.v1.StatfsRequest
-	35, // 33: lustre.mdt.v1.NamespaceService.Setattr:input_type -> lustre.mdt.v1.SetattrRequest
-	37, // 34: lustre.mdt.v1.NamespaceService.Setxattr:input_type -> lustre.mdt.v1.SetxattrRequest
-	39, // 35: lustre.mdt.v1.NamespaceService.Removexattr:input_type -> lustre.mdt.v1.RemovexattrRequest
-	41, // 36: lustre.mdt.v1.NamespaceService.Getxattr:input_type -> lustre.mdt.v1.GetxattrRequest
-	43, // 37: lustre.mdt.v1.NamespaceService.Listxattr:input_type -> lustre.mdt.v1.ListxattrRequest
-	45, // 38: lustre.mdt.v1.NamespaceService.Fid2Path:input_type -> lustre.mdt.v1.Fid2PathRequest
-	47, // 39: lustre.mdt.v1.NamespaceService.Path2Fid:input_type -> lustre.mdt.v1.Path2FidRequest
-	3,  // 40: lustre.mdt.v1.NamespaceService.Stat:output_type -> lustre.mdt.v1.StatResponse
-	5,  // 41: lustre.mdt.v1.NamespaceService.Readdir:output_type -> lustre.mdt.v1.ReaddirResponse
-	8,  // 42: lustre.mdt.v1.NamespaceService.Mkdir:output_type -> lustre.mdt.v1.MkdirResponse
-	10, // 43: lustre.mdt.v1.NamespaceService.Create:output_type -> lustre.mdt.v1.CreateResponse
-	12, // 44: lustre.mdt.v1.NamespaceService.Mknod:output_type -> lustre.mdt.v1.MknodResponse
-	14, // 45: lustre.mdt.v1.NamespaceService.Link:output_type -> lustre.mdt.v1.LinkResponse
-	16, // 46: lustre.mdt.v1.NamespaceService.Symlink:output_type -> lustre.mdt.v1.SymlinkResponse
-	18, // 47: lustre.mdt.v1.NamespaceService.Unlink:output_type -> lustre.mdt.v1.UnlinkResponse
-	20, // 48: lustre.mdt.v1.NamespaceService.Rmdir:output_type -> lustre.mdt.v1.RmdirResponse
-	22, // 49: lustre.mdt.v1.NamespaceService.Rename:output_type -> lustre.mdt.v1.RenameResponse
-	24, // 50: lustre.mdt.v1.NamespaceService.Open:output_type -> lustre.mdt.v1.OpenResponse
-	26, // 51: lustre.mdt.v1.NamespaceService.Close:output_type -> lustre.mdt.v1.CloseResponse
-	28, // 52: lustre.mdt.v1.NamespaceService.Write:output_type -> lustre.mdt.v1.WriteResponse
-	30, // 53: lustre.mdt.v1.NamespaceService.Read:output_type -> lustre.mdt.v1.ReadResponse
-	32, // 54: lustre.mdt.v1.NamespaceService.StatFid:output_type -> lustre.mdt.v1.StatFidResponse
-	34, // 55: lustre.mdt.v1.NamespaceService.Statfs:output_type -> lustre.mdt.v1.StatfsResponse
-	36, // 56: lustre.mdt.v1.NamespaceService.Setattr:output_type -> lustre.mdt.v1.SetattrResponse
-	38, // 57: lustre.mdt.v1.NamespaceService.Setxattr:output_type -> lustre.mdt.v1.SetxattrResponse
-	40, // 58: lustre.mdt.v1.NamespaceService.Removexattr:output_type -> lustre.mdt.v1.RemovexattrResponse
-	42, // 59: lustre.mdt.v1.NamespaceService.Getxattr:output_type -> lustre.mdt.v1.GetxattrResponse
-	44, // 60: lustre.mdt.v1.NamespaceService.Listxattr:output_type -> lustre.mdt.v1.ListxattrResponse
-	46, // 61: lustre.mdt.v1.NamespaceService.Fid2Path:output_type -> lustre.mdt.v1.Fid2PathResponse
-	48, // 62: lustre.mdt.v1.NamespaceService.Path2Fid:output_type -> lustre.mdt.v1.Path2FidResponse
-	40, // [40:63] is the sub-list for method output_type
-	17, // [17:40] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	52, // 2: lustre.mdt.v1.DirEntry.fid:type_name -> lustre.common.v1.Fid
+	53, // 3: lustre.mdt.v1.DirEntry.type:type_name -> lustre.common.v1.ObjectType
+	51, // 4: lustre.mdt.v1.MkdirResponse.attr:type_name -> lustre.common.v1.Attr
+	51, // 5: lustre.mdt.v1.CreateResponse.attr:type_name -> lustre.common.v1.Attr
+	51, // 6: lustre.mdt.v1.MknodResponse.attr:type_name -> lustre.common.v1.Attr
+	51, // 7: lustre.mdt.v1.LinkResponse.attr:type_name -> lustre.common.v1.Attr
+	51, // 8: lustre.mdt.v1.SymlinkResponse.attr:type_name -> lustre.common.v1.Attr
+	51, // 9: lustre.mdt.v1.OpenResponse.attr:type_name -> lustre.common.v1.Attr
+	52, // 10: lustre.mdt.v1.OpenFidRequest.fid:type_name -> lustre.common.v1.Fid
+	51, // 11: lustre.mdt.v1.OpenFidResponse.attr:type_name -> lustre.common.v1.Attr
+	51, // 12: lustre.mdt.v1.WriteResponse.attr:type_name -> lustre.common.v1.Attr
+	52, // 13: lustre.mdt.v1.StatFidRequest.fid:type_name -> lustre.common.v1.Fid
+	51, // 14: lustre.mdt.v1.StatFidResponse.attr:type_name -> lustre.common.v1.Attr
+	52, // 15: lustre.mdt.v1.SetattrRequest.fid:type_name -> lustre.common.v1.Fid
+	51, // 16: lustre.mdt.v1.SetattrResponse.attr:type_name -> lustre.common.v1.Attr
+	1,  // 17: lustre.mdt.v1.SetxattrRequest.mode:type_name -> lustre.mdt.v1.SetxattrMode
+	52, // 18: lustre.mdt.v1.Fid2PathRequest.fid:type_name -> lustre.common.v1.Fid
+	52, // 19: lustre.mdt.v1.Path2FidResponse.fid:type_name -> lustre.common.v1.Fid
+	2,  // 20: lustre.mdt.v1.NamespaceService.Stat:input_type -> lustre.mdt.v1.StatRequest
+	4,  // 21: lustre.mdt.v1.NamespaceService.Readdir:input_type -> lustre.mdt.v1.ReaddirRequest
+	7,  // 22: lustre.mdt.v1.NamespaceService.Mkdir:input_type -> lustre.mdt.v1.MkdirRequest
+	9,  // 23: lustre.mdt.v1.NamespaceService.Create:input_type -> lustre.mdt.v1.CreateRequest
+	11, // 24: lustre.mdt.v1.NamespaceService.Mknod:input_type -> lustre.mdt.v1.MknodRequest
+	13, // 25: lustre.mdt.v1.NamespaceService.Link:input_type -> lustre.mdt.v1.LinkRequest
+	15, // 26: lustre.mdt.v1.NamespaceService.Symlink:input_type -> lustre.mdt.v1.SymlinkRequest
+	17, // 27: lustre.mdt.v1.NamespaceService.Unlink:input_type -> lustre.mdt.v1.UnlinkRequest
+	19, // 28: lustre.mdt.v1.NamespaceService.Rmdir:input_type -> lustre.mdt.v1.RmdirRequest
+	21, // 29: lustre.mdt.v1.NamespaceService.Rename:input_type -> lustre.mdt.v1.RenameRequest
+	23, // 30: lustre.mdt.v1.NamespaceService.Open:input_type -> lustre.mdt.v1.OpenRequest
+	25, // 31: lustre.mdt.v1.NamespaceService.OpenFid:input_type -> lustre.mdt.v1.OpenFidRequest
+	27, // 32: lustre.mdt.v1.NamespaceService.Close:input_type -> lustre.mdt.v1.CloseRequest
+	29, // 33: lustre.mdt.v1.NamespaceService.Write:input_type -> lustre.mdt.v1.WriteRequest
+	31, // 34: lustre.mdt.v1.NamespaceService.Read:input_type -> lustre.mdt.v1.ReadRequest
+	33, // 35: lustre.mdt.v1.NamespaceService.StatFid:input_type -> lustre.mdt.v1.StatFidRequest
+	35, // 36: lustre.mdt.v1.NamespaceService.Statfs:input_type -> lustre.mdt.v1.StatfsRequest
+	37, // 37: lustre.mdt.v1.NamespaceService.Setattr:input_type -> lustre.mdt.v1.SetattrRequest
+	39, // 38: lustre.mdt.v1.NamespaceService.Setxattr:input_type -> lustre.mdt.v1.SetxattrRequest
+	41, // 39: lustre.mdt.v1.NamespaceService.Removexattr:input_type -> lustre.mdt.v1.RemovexattrRequest
+	43, // 40: lustre.mdt.v1.NamespaceService.Getxattr:input_type -> lustre.mdt.v1.GetxattrRequest
+	45, // 41: lustre.mdt.v1.NamespaceService.Listxattr:input_type -> lustre.mdt.v1.ListxattrRequest
+	47, // 42: lustre.mdt.v1.NamespaceService.Fid2Path:input_type -> lustre.mdt.v1.Fid2PathRequest
+	49, // 43: lustre.mdt.v1.NamespaceService.Path2Fid:input_type -> lustre.mdt.v1.Path2FidRequest
+	3,  // 44: lustre.mdt.v1.NamespaceService.Stat:output_type -> lustre.mdt.v1.StatResponse
+	5,  // 45: lustre.mdt.v1.NamespaceService.Readdir:output_type -> lustre.mdt.v1.ReaddirResponse
+	8,  // 46: lustre.mdt.v1.NamespaceService.Mkdir:output_type -> lustre.mdt.v1.MkdirResponse
+	10, // 47: lustre.mdt.v1.NamespaceService.Create:output_type -> lustre.mdt.v1.CreateResponse
+	12, // 48: lustre.mdt.v1.NamespaceService.Mknod:output_type -> lustre.mdt.v1.MknodResponse
+	14, // 49: lustre.mdt.v1.NamespaceService.Link:output_type -> lustre.mdt.v1.LinkResponse
+	16, // 50: lustre.mdt.v1.NamespaceService.Symlink:output_type -> lustre.mdt.v1.SymlinkResponse
+	18, // 51: lustre.mdt.v1.NamespaceService.Unlink:output_type -> lustre.mdt.v1.UnlinkResponse
+	20, // 52: lustre.mdt.v1.NamespaceService.Rmdir:output_type -> lustre.mdt.v1.RmdirResponse
+	22, // 53: lustre.mdt.v1.NamespaceService.Rename:output_type -> lustre.mdt.v1.RenameResponse
+	24, // 54: lustre.mdt.v1.NamespaceService.Open:output_type -> lustre.mdt.v1.OpenResponse
+	26, // 55: lustre.mdt.v1.NamespaceService.OpenFid:output_type -> lustre.mdt.v1.OpenFidResponse
+	28, // 56: lustre.mdt.v1.NamespaceService.Close:output_type -> lustre.mdt.v1.CloseResponse
+	30, // 57: lustre.mdt.v1.NamespaceService.Write:output_type -> lustre.mdt.v1.WriteResponse
+	32, // 58: lustre.mdt.v1.NamespaceService.Read:output_type -> lustre.mdt.v1.ReadResponse
+	34, // 59: lustre.mdt.v1.NamespaceService.StatFid:output_type -> lustre.mdt.v1.StatFidResponse
+	36, // 60: lustre.mdt.v1.NamespaceService.Statfs:output_type -> lustre.mdt.v1.StatfsResponse
+	38, // 61: lustre.mdt.v1.NamespaceService.Setattr:output_type -> lustre.mdt.v1.SetattrResponse
+	40, // 62: lustre.mdt.v1.NamespaceService.Setxattr:output_type -> lustre.mdt.v1.SetxattrResponse
+	42, // 63: lustre.mdt.v1.NamespaceService.Removexattr:output_type -> lustre.mdt.v1.RemovexattrResponse
+	44, // 64: lustre.mdt.v1.NamespaceService.Getxattr:output_type -> lustre.mdt.v1.GetxattrResponse
+	46, // 65: lustre.mdt.v1.NamespaceService.Listxattr:output_type -> lustre.mdt.v1.ListxattrResponse
+	48, // 66: lustre.mdt.v1.NamespaceService.Fid2Path:output_type -> lustre.mdt.v1.Fid2PathResponse
+	50, // 67: lustre.mdt.v1.NamespaceService.Path2Fid:output_type -> lustre.mdt.v1.Path2FidResponse
+	44, // [44:68] is the sub-list for method output_type
+	20, // [20:44] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_lustre_mdt_v1_namespace_proto_init() }
@@ -2981,15 +3145,15 @@ func file_lustre_mdt_v1_namespace_proto_init() {
 	if File_lustre_mdt_v1_namespace_proto != nil {
 		return
 	}
-	file_lustre_mdt_v1_namespace_proto_msgTypes[33].OneofWrappers = []any{}
-	file_lustre_mdt_v1_namespace_proto_msgTypes[43].OneofWrappers = []any{}
+	file_lustre_mdt_v1_namespace_proto_msgTypes[35].OneofWrappers = []any{}
+	file_lustre_mdt_v1_namespace_proto_msgTypes[45].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lustre_mdt_v1_namespace_proto_rawDesc), len(file_lustre_mdt_v1_namespace_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   47,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,7 @@ const (
 	NamespaceService_Rmdir_FullMethodName       = "/lustre.mdt.v1.NamespaceService/Rmdir"
 	NamespaceService_Rename_FullMethodName      = "/lustre.mdt.v1.NamespaceService/Rename"
 	NamespaceService_Open_FullMethodName        = "/lustre.mdt.v1.NamespaceService/Open"
+	NamespaceService_OpenFid_FullMethodName     = "/lustre.mdt.v1.NamespaceService/OpenFid"
 	NamespaceService_Close_FullMethodName       = "/lustre.mdt.v1.NamespaceService/Close"
 	NamespaceService_Write_FullMethodName       = "/lustre.mdt.v1.NamespaceService/Write"
 	NamespaceService_Read_FullMethodName        = "/lustre.mdt.v1.NamespaceService/Read"
@@ -112,6 +113,12 @@ type NamespaceServiceClient interface {
 	// a handle for Close (changelog: CREAT if created, OPEN per Lustre's open
 	// de-duplication rules; a permission denial may record NOPEN).
 	Open(ctx context.Context, in *OpenRequest, opts ...grpc.CallOption) (*OpenResponse, error)
+	// OpenFid opens an object by FID, with Open's permission checks and
+	// records (CREAT and EXCL are INVALID_ARGUMENT), including an unlinked
+	// object still open or kept after a server restart within
+	// mdd.<dev>.orphan_grace. With reopen_handle it re-establishes a handle
+	// the client held before a restart: no OPEN record, no truncation.
+	OpenFid(ctx context.Context, in *OpenFidRequest, opts ...grpc.CallOption) (*OpenFidResponse, error)
 	// Close releases a handle from Open (changelog: CLOSE per Lustre's rules,
 	// preceded by MTIME when the handle wrote data, with the time-record
 	// dedup of setattr).
@@ -264,6 +271,16 @@ func (c *namespaceServiceClient) Open(ctx context.Context, in *OpenRequest, opts
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(OpenResponse)
 	err := c.cc.Invoke(ctx, NamespaceService_Open_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *namespaceServiceClient) OpenFid(ctx context.Context, in *OpenFidRequest, opts ...grpc.CallOption) (*OpenFidResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OpenFidResponse)
+	err := c.cc.Invoke(ctx, NamespaceService_OpenFid_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -454,6 +471,12 @@ type NamespaceServiceServer interface {
 	// a handle for Close (changelog: CREAT if created, OPEN per Lustre's open
 	// de-duplication rules; a permission denial may record NOPEN).
 	Open(context.Context, *OpenRequest) (*OpenResponse, error)
+	// OpenFid opens an object by FID, with Open's permission checks and
+	// records (CREAT and EXCL are INVALID_ARGUMENT), including an unlinked
+	// object still open or kept after a server restart within
+	// mdd.<dev>.orphan_grace. With reopen_handle it re-establishes a handle
+	// the client held before a restart: no OPEN record, no truncation.
+	OpenFid(context.Context, *OpenFidRequest) (*OpenFidResponse, error)
 	// Close releases a handle from Open (changelog: CLOSE per Lustre's rules,
 	// preceded by MTIME when the handle wrote data, with the time-record
 	// dedup of setattr).
@@ -534,6 +557,9 @@ func (UnimplementedNamespaceServiceServer) Rename(context.Context, *RenameReques
 }
 func (UnimplementedNamespaceServiceServer) Open(context.Context, *OpenRequest) (*OpenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Open not implemented")
+}
+func (UnimplementedNamespaceServiceServer) OpenFid(context.Context, *OpenFidRequest) (*OpenFidResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method OpenFid not implemented")
 }
 func (UnimplementedNamespaceServiceServer) Close(context.Context, *CloseRequest) (*CloseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Close not implemented")
@@ -786,6 +812,24 @@ func _NamespaceService_Open_Handler(srv interface{}, ctx context.Context, dec fu
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(NamespaceServiceServer).Open(ctx, req.(*OpenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _NamespaceService_OpenFid_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OpenFidRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServiceServer).OpenFid(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NamespaceService_OpenFid_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServiceServer).OpenFid(ctx, req.(*OpenFidRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1056,6 +1100,10 @@ var NamespaceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Open",
 			Handler:    _NamespaceService_Open_Handler,
+		},
+		{
+			MethodName: "OpenFid",
+			Handler:    _NamespaceService_OpenFid_Handler,
 		},
 		{
 			MethodName: "Close",

@@ -1,0 +1,256 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
+)
+
+// shell is a bash that a test drives one script at a time, in the
+// background, as a real program holding open files across steps.
+type shell struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   syncBuffer
+	done  chan error
+}
+
+func startShell(t *testing.T, dir string, cred *syscall.Credential) *shell {
+	t.Helper()
+	sh := &shell{t: t, cmd: exec.Command("bash"), done: make(chan error, 1)}
+	sh.cmd.Dir = dir
+	if cred != nil {
+		sh.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
+	var err error
+	if sh.stdin, err = sh.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	sh.cmd.Stdout, sh.cmd.Stderr = &sh.out, &sh.out
+	if err := sh.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { sh.done <- sh.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = sh.cmd.Process.Kill()
+		<-sh.done
+	})
+	return sh
+}
+
+// step runs script and waits for it to print "<mark>" on a line; it
+// returns what the script printed before.
+func (sh *shell) step(script, mark string) string {
+	sh.t.Helper()
+	before := len(sh.out.String())
+	if _, err := io.WriteString(sh.stdin, script+"\necho "+mark+"\n"); err != nil {
+		sh.t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out := sh.out.String()[before:]
+		if i := strings.Index(out, mark+"\n"); i >= 0 {
+			return out[:i]
+		}
+		if time.Now().After(deadline) {
+			sh.t.Fatalf("bash did not reach %s; output:\n%s", mark, sh.out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// exit ends the shell (closing its files) and waits.
+func (sh *shell) exit() {
+	sh.t.Helper()
+	_ = sh.stdin.Close()
+	select {
+	case err := <-sh.done:
+		if err != nil {
+			sh.t.Fatalf("bash: %v\n%s", err, sh.out.String())
+		}
+		sh.done <- nil
+	case <-time.After(60 * time.Second):
+		sh.t.Fatal("bash did not exit")
+	}
+}
+
+// TestMountOrphanRestart: bash as uid 1000 holds an unlinked file open
+// (a read and an append descriptor) while mdtd is killed with SIGKILL and
+// restarted; it then writes and reads the file through the same
+// descriptors, as in a local directory, and its last close records CLOSE
+// as bash.1000 and removes the file (orphan_count back to 0).
+func TestMountOrphanRestart(t *testing.T) {
+	needFUSE(t, "bash")
+	s := StartServer(t, shortTempDir(t))
+	c := Dial(t, s, 0, 0)
+	if _, err := c.CL.Register(c.Ctx(context.Background()), &changelogv1.RegisterRequest{Device: device}); err != nil {
+		t.Fatal(err)
+	}
+	m := StartMount(t, s)
+	sh0 := filepath.Join(m.Dir, "u")
+	if err := os.Mkdir(sh0, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(sh0, 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	local := filepath.Join(shortTempDir(t), "local")
+	if err := os.Chmod(filepath.Dir(local), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(local, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(local, 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	user := &syscall.Credential{Uid: 1000, Gid: 1000}
+	const (
+		open  = "echo hello > f && exec 3<f 4>>f && rm f && ls"
+		after = "echo world >&4 && cat <&3 && ls -l /proc/$$/fd/3 | grep -c deleted"
+	)
+	// The same steps in a local directory, without a restart.
+	lsh := startShell(t, local, user)
+	wantOpen, wantAfter := lsh.step(open, "step1"), lsh.step(after, "step2")
+	lsh.exit()
+
+	b := startShell(t, sh0, user)
+	if got := b.step(open, "step1"); got != wantOpen {
+		t.Fatalf("before the restart bash printed %q, locally %q", got, wantOpen)
+	}
+	before := len(readAll(t, c))
+	s.Kill()
+	s.Restart()
+	c = Dial(t, s, 0, 0)
+	if got := strings.TrimSpace(MustRun(t, s, "lctl", "get_param", "-n", "mdd.*.orphan_count")); got != "1" {
+		t.Fatalf("orphan_count after the restart: %s, want 1", got)
+	}
+	// The mount reconnects (and re-establishes bash's handles).
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := os.Stat(sh0); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the mount did not reconnect within 60s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := b.step(after, "step2"); got != wantAfter {
+		t.Fatalf("after the restart bash printed %q, locally %q", got, wantAfter)
+	}
+	b.exit()
+	if got := strings.TrimSpace(MustRun(t, s, "lctl", "get_param", "-n", "mdd.*.orphan_count")); got != "0" {
+		t.Fatalf("orphan_count after the last close: %s, want 0", got)
+	}
+	recs := readAll(t, c)
+	var unlnk string
+	for _, r := range recs[:before] {
+		if r.Type.String() == "UNLNK" && r.Name == "f" {
+			unlnk = r.TFID.String()
+		}
+	}
+	var lines []string
+	for _, r := range recs[before:] {
+		lines = append(lines, r.Line())
+	}
+	// The reopen recorded nothing; the append descriptor's close (open
+	// flags WRITE|APPEND: the kernel sends no CREAT for an existing file)
+	// is bash's, as uid 1000.
+	if len(lines) != 1 || !strings.Contains(lines[0], " 11CLOSE ") || !strings.Contains(lines[0], " 0x402 t="+unlnk+" j=bash.1000 ") ||
+		!strings.Contains(lines[0], " u=1000:1000 ") {
+		t.Fatalf("records after the restart (UNLNK t=%s):\n%s", unlnk, strings.Join(lines, "\n"))
+	}
+	out := MustRun(t, s, "lfs", "changelog", device)
+	if !strings.Contains(out, "CLOSE") || !strings.Contains(out, "t="+unlnk+" j=bash.1000") {
+		t.Fatalf("lfs changelog lacks bash's CLOSE of %s:\n%s", unlnk, out)
+	}
+	m.Unmount()
+}
+
+// TestMountSetattrUnlinked: ftruncate, fchmod and futimes on an open,
+// unlinked file through the mount behave as on a local directory (they
+// go by FID; by path they failed, or reached the root), and record TRUNC
+// and SATTR on the file.
+func TestMountSetattrUnlinked(t *testing.T) {
+	needFUSE(t)
+	s := StartServer(t, shortTempDir(t))
+	c := Dial(t, s, 0, 0)
+	if _, err := c.CL.Register(c.Ctx(context.Background()), &changelogv1.RegisterRequest{Device: device}); err != nil {
+		t.Fatal(err)
+	}
+	m := StartMount(t, s)
+	local := filepath.Join(shortTempDir(t), "local")
+	if err := os.Mkdir(local, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func(dir string) string {
+		t.Helper()
+		f, err := os.OpenFile(filepath.Join(dir, "g"), os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString("0123456789"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(filepath.Join(dir, "g")); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		note := func(what string, err error) { out = append(out, what+": "+errString(err)) }
+		note("ftruncate", f.Truncate(4))
+		note("fchmod", f.Chmod(0o600))
+		tv := []unix.Timeval{{Sec: 1000000000}, {Sec: 1200000000}}
+		note("futimes", unix.Futimes(int(f.Fd()), tv))
+		var st unix.Stat_t
+		note("fstat", unix.Fstat(int(f.Fd()), &st))
+		out = append(out, fmt.Sprintf("size %d mode %o nlink %d mtime %d", st.Size, st.Mode&0o7777, st.Nlink, st.Mtim.Sec))
+		b := make([]byte, 16)
+		n, err := f.ReadAt(b, 0)
+		out = append(out, fmt.Sprintf("read %q", b[:n]))
+		_ = err
+		fi, err := os.Stat(dir)
+		note("stat dir", err)
+		out = append(out, fmt.Sprintf("dir mode %v", fi.Mode()))
+		return strings.Join(out, "\n")
+	}
+	want := run(local)
+	before := len(readAll(t, c))
+	if got := run(m.Dir); got != want {
+		t.Fatalf("in the mount:\n%s\nlocally:\n%s", got, want)
+	}
+	// The release (and its CLOSE) follows close(2) asynchronously.
+	const wantTypes = "CREAT UNLNK TRUNC SATTR CLOSE"
+	var got string
+	for deadline := time.Now().Add(20 * time.Second); got != wantTypes && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var types []string
+		for _, r := range readAll(t, c)[before:] {
+			types = append(types, r.Type.String())
+		}
+		got = strings.Join(types, " ")
+	}
+	if got != wantTypes {
+		t.Fatalf("records %s, want %s", got, wantTypes)
+	}
+	m.Unmount()
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return err.Error()
+}
