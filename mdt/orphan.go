@@ -156,7 +156,7 @@ func (m *MDT) reclaimOrphans() {
 			defer t.close()
 			if ino.Nlink > 0 {
 				t.del(orphanKey(f))
-			} else if err := m.deleteObject(t.b, f); err != nil {
+			} else if err := t.deleteObject(f); err != nil {
 				return err
 			}
 			pend, err = t.apply()
