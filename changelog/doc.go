@@ -34,7 +34,12 @@
 // record before the stream, or of the last purged record) in order and
 // reports the first bad index and why; it also reads the NDJSON lines of a
 // verifiable export (ItemJSON), checking each line's fields against its raw
-// encoding.
+// encoding. ExportVerifier (export_verify.go) verifies a whole exported
+// line stream offline (lfs changelog --output json --hash, fidlog-export's
+// ndjson files): one Verifier per device, and after the first problem it
+// reads on only to tell a reordered record from a missing one. An anchor
+// inside a stream is accepted only when it restates a hash the chain
+// already has (a restarted exporter writes one again).
 //
 // SHA-256 rather than BLAKE2b/3: it is in the standard library (no new
 // dependency), Go's crypto/sha256 uses the CPU's SHA extensions (SHA-NI on
@@ -44,8 +49,10 @@
 //
 // Limits: deleting the newest records (and checkpoints) is seen only
 // against the log's current index (Verifier.End) or a later checkpoint;
-// deleting a checkpoint is seen at the next one (sequence gap); records
-// after the last checkpoint are linked, not yet signed.
+// deleting a checkpoint is seen at the next one (sequence gap), except the
+// first of an export (whose records the next one still proves); records
+// after the last checkpoint are linked, not yet signed; without its anchor
+// an export's first record is not linked (the summary says so).
 //
 // Nothing in this package holds state or locks.
 package changelog

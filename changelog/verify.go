@@ -44,6 +44,8 @@ func (p Problem) String() string {
 		return "bad signature"
 	case ProblemPurgeBreak:
 		return "chain break at a purge"
+	case ProblemReordered:
+		return "reordered"
 	}
 	return "unknown problem"
 }
@@ -201,7 +203,13 @@ func (v *Verifier) Anchor(a Anchor) error {
 		return v.err
 	}
 	if v.started {
-		return v.fail(v.prevIdx+1, ProblemInserted, "anchor (index %d) inside the stream", a.Index)
+		// An export restarted mid-stream (a JetStream or syslog sink
+		// cannot read back what it holds) may restate the anchor: one
+		// that says what the chain already has says nothing new.
+		if h, ok := v.recent[a.Index]; ok && h == a.Hash && a.Index <= v.prevIdx {
+			return nil
+		}
+		return v.fail(v.prevIdx+1, ProblemInserted, "anchor (index %d, hash %s) inside the stream does not restate the chain", a.Index, a.Hash)
 	}
 	v.started, v.anchor = true, true
 	v.prevIdx, v.prev = a.Index, a.Hash
@@ -295,6 +303,9 @@ func (v *Verifier) Checkpoint(c *Checkpoint) error {
 		v.keys = []ed25519.PublicKey{c.Signer}
 	}
 	if !v.trusted(c.Signer) {
+		if c.Kind == CheckpointRotation {
+			return v.fail(at, ProblemBadSignature, "key rotation checkpoint %d (index %d, new key %s) is signed by %s, not by the trusted (old) key", c.Seq, c.Index, FormatPublicKey(c.Next), FormatPublicKey(c.Signer))
+		}
 		return v.fail(at, ProblemBadSignature, "checkpoint %d (index %d) is signed by %s, which is not a trusted key", c.Seq, c.Index, FormatPublicKey(c.Signer))
 	}
 	if v.sum.Checkpoints+v.sum.Skipped > 0 && c.Seq != v.ckSeq+1 {
@@ -353,46 +364,62 @@ func (v *Verifier) JSONLine(line []byte) error {
 	if err := json.Unmarshal(line, &probe); err != nil {
 		return v.fail(v.prevIdx+1, ProblemChanged, "line is not JSON: %v", err)
 	}
-	if _, ok := probe["device"]; ok && (probe["checkpoint"] != nil || probe["anchor"] != nil) {
+	var lineDev string
+	if d, ok := probe["device"]; ok && (probe["checkpoint"] != nil || probe["anchor"] != nil) {
 		// The stream's device, for routing a multi-MDT export; not part
-		// of the checkpoint or anchor.
+		// of the checkpoint or anchor (a checkpoint signs its own).
+		if err := json.Unmarshal(d, &lineDev); err != nil || lineDev == "" {
+			return v.fail(v.prevIdx+1, ProblemChanged, "line's device is %s", d)
+		}
 		delete(probe, "device")
 	}
 	if c, ok := probe["checkpoint"]; ok {
+		// Problems are reported at the record the checkpoint precedes.
+		at := v.prevIdx + 1
 		var cj CheckpointJSON
 		if err := json.Unmarshal(c, &cj); err != nil {
-			return v.fail(v.prevIdx+1, ProblemChanged, "checkpoint line: %v", err)
-		}
-		if len(probe) != 1 {
-			return v.fail(v.prevIdx+1, ProblemChanged, "checkpoint line with other fields")
+			return v.fail(at, ProblemChanged, "checkpoint line: %v", err)
 		}
 		raw, err := base64.StdEncoding.Strict().DecodeString(cj.Raw)
 		if err != nil {
-			return v.fail(v.prevIdx+1, ProblemChanged, "checkpoint line: raw: %v", err)
+			return v.fail(at, ProblemChanged, "checkpoint line: raw: %v", err)
 		}
 		ck, err := DecodeCheckpoint(raw)
 		if err != nil {
-			return v.fail(v.prevIdx+1, ProblemChanged, "checkpoint line: %v", err)
+			return v.fail(at, ProblemChanged, "checkpoint line: %v", err)
+		}
+		if !v.started {
+			at = ck.Position
+		}
+		if len(probe) != 1 {
+			return v.fail(at, ProblemChanged, "checkpoint line with other fields")
 		}
 		if want, err := json.Marshal(ck.JSON()); err != nil || !bytes.Equal(want, bytes.TrimSpace(c)) {
-			return v.fail(v.prevIdx+1, ProblemChanged, "checkpoint line %d: its fields differ from its raw encoding", ck.Seq)
+			return v.fail(at, ProblemChanged, "checkpoint line %d: its fields differ from its raw encoding", ck.Seq)
+		}
+		if lineDev != "" && lineDev != ck.Device {
+			return v.fail(at, ProblemChanged, "checkpoint line %d says device %s, the checkpoint signs %s", ck.Seq, lineDev, ck.Device)
 		}
 		return v.Checkpoint(ck)
 	}
 	if a, ok := probe["anchor"]; ok {
 		var aj AnchorJSON
-		if len(probe) != 1 {
-			return v.fail(v.prevIdx+1, ProblemChanged, "anchor line with other fields")
-		}
 		if err := json.Unmarshal(a, &aj); err != nil {
 			return v.fail(v.prevIdx+1, ProblemChanged, "anchor line: %v", err)
 		}
+		at := v.prevIdx + 1
+		if !v.started {
+			at = Index(aj.Index) + 1
+		}
+		if len(probe) != 1 {
+			return v.fail(at, ProblemChanged, "anchor line with other fields")
+		}
 		h, err := ParseHash(aj.Hash)
 		if err != nil {
-			return v.fail(v.prevIdx+1, ProblemChanged, "anchor line: %v", err)
+			return v.fail(at, ProblemChanged, "anchor line: %v", err)
 		}
 		if want, err := json.Marshal(AnchorJSON{Index: aj.Index, Hash: h.String()}); err != nil || !bytes.Equal(want, bytes.TrimSpace(a)) {
-			return v.fail(v.prevIdx+1, ProblemChanged, "anchor line is not in its canonical form")
+			return v.fail(at, ProblemChanged, "anchor line is not in its canonical form")
 		}
 		return v.Anchor(Anchor{Index: Index(aj.Index), Hash: h})
 	}
@@ -425,6 +452,9 @@ func (v *Verifier) JSONLine(line []byte) error {
 			if _, export := exportFields[k]; !export {
 				return v.fail(expect, ProblemChanged, "line has field %s, which its record does not", k)
 			}
+			if k == "schemaVersion" && string(got) != `"`+exportSchema+`"` {
+				return v.fail(expect, ProblemChanged, "schemaVersion is %s, not \"%s\"", got, exportSchema)
+			}
 			continue
 		}
 		if !jsonEqual(got, w) && !(k == "time" && sameTime(got, w)) {
@@ -449,6 +479,9 @@ func (v *Verifier) JSONLine(line []byte) error {
 // device is the stream's).
 var exportFields = map[string]struct{}{"schemaVersion": {}, "device": {}, "path": {}, "path_b64": {}, "source_path": {}, "source_path_b64": {}}
 
+// exportSchema is the schemaVersion of fidlog-export's ndjson lines.
+const exportSchema = "1.0"
+
 // optionalFields are record fields an export format may leave out: they
 // repeat what other fields say.
 var optionalFields = map[string]struct{}{"type_num": {}, "time_ns": {}, "extra_flags": {}}
@@ -462,7 +495,10 @@ func sameTime(a, b json.RawMessage) bool {
 	}
 	tx, err1 := time.Parse(time.RFC3339Nano, x)
 	ty, err2 := time.Parse(time.RFC3339Nano, y)
-	return err1 == nil && err2 == nil && tx.Equal(ty) && strings.HasSuffix(x, "Z") == strings.HasSuffix(y, "Z")
+	// Only the two renderings (time.Parse also takes a comma for the
+	// decimal point, which would let a line differ unseen).
+	canonical := x == tx.Format(time.RFC3339Nano) || x == tx.Format("2006-01-02T15:04:05.000000000Z07:00")
+	return err1 == nil && err2 == nil && canonical && tx.Equal(ty) && strings.HasSuffix(x, "Z") == strings.HasSuffix(y, "Z")
 }
 
 func jsonEqual(a, b json.RawMessage) bool {

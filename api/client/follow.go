@@ -60,12 +60,15 @@ func (o *FollowOptions) ensureDefaults() {
 
 // follower is the state of one Follow call.
 type follower struct {
-	c         *Client
-	device    string
-	user      string // "cl<ID>[-name]", as Clear wants it
-	ref       string // as given to Follow
-	o         FollowOptions
-	handler   func([]*changelog.Record) error
+	c       *Client
+	device  string
+	user    string // "cl<ID>[-name]", as Clear wants it
+	ref     string // as given to Follow
+	o       FollowOptions
+	handler func([]*changelog.Record) error
+	// chain (FollowChain) replaces handler: every record, with the
+	// chain's anchor and checkpoints, in stream order.
+	chain     func([]ChainItem) error
 	processed changelog.Index // every record up to it was handled
 	cleared   changelog.Index // last clear sent
 	lastClear time.Time
@@ -118,6 +121,120 @@ func (c *Client) Follow(ctx context.Context, device, user string, handler func([
 	}
 }
 
+// ChainItem is one element of a chain follow (FollowChain): exactly one of
+// a record, a signed checkpoint (just before the record at its Position)
+// or the chain's anchor (first on each stream: the hash of the record
+// before the first one sent).
+type ChainItem struct {
+	Record     *changelog.Record
+	Checkpoint *changelog.Checkpoint
+	Anchor     *changelog.Anchor
+}
+
+// RecordsLostError: a chain follow found records purged before it read
+// them (the consumer was evicted, or the log purged past its point).
+type RecordsLostError struct {
+	Device   string
+	From, To changelog.Index
+}
+
+func (e *RecordsLostError) Error() string {
+	return fmt.Sprintf("client: %s: records %d..%d were purged before they were read", e.Device, e.From, e.To)
+}
+
+// FollowChain is Follow for a consumer that carries the evidence of the
+// hash chain (an exporter writing files an auditor verifies offline): it
+// streams every record, whatever the consumer's mask (a chain with gaps
+// cannot be verified; opts.Mask is refused), with the chain's anchor first
+// on each stream and each signed checkpoint just before the record it
+// precedes, and calls handler with them in stream order. It starts after
+// the consumer's cleared point and resumes after the last handled record;
+// a checkpoint is handed once per call, with the record at its Position.
+// Records purged before they were read end it with *RecordsLostError.
+// A checkpoint written after the newest record reaches the handler with
+// the next record. The consumer's eviction is not reported by the stream
+// (it is read without the consumer, whose mask would filter it): watch
+// Users, or expect *RecordsLostError once its records are purged.
+func (c *Client) FollowChain(ctx context.Context, device, user string, handler func([]ChainItem) error, opts FollowOptions) error {
+	if opts.Mask != "" {
+		return errors.New("client: a chain follow cannot filter by mask")
+	}
+	opts.ensureDefaults()
+	f := &follower{c: c, device: device, ref: user, o: opts, chain: handler}
+	backoff := opts.MinBackoff
+	for {
+		progressed, err := f.run(ctx)
+		if progressed {
+			backoff = opts.MinBackoff
+		}
+		if ctx.Err() != nil {
+			f.flush(ctx)
+			return ctx.Err()
+		}
+		var he handlerError
+		if errors.As(err, &he) {
+			f.flush(ctx)
+			return he.err
+		}
+		if !retryable(err) {
+			f.flush(ctx)
+			return err
+		}
+		opts.Logger.Info("changelog_follow_reconnect", "device", device, "user", user, "backoff", backoff, "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			f.flush(ctx)
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(backoff*2, opts.MaxBackoff)
+	}
+}
+
+// chainItems decodes a chain message's elements, leaving out what was
+// handled before (records and checkpoints at or before processed).
+func (f *follower) chainItems(msg *changelogv1.ReadResponse) ([]ChainItem, error) {
+	raws := msg.GetRawRecords()
+	out := make([]ChainItem, 0, len(raws))
+	for i, b := range raws {
+		switch changelog.KindOf(b) {
+		case changelog.ItemAnchor:
+			a, err := changelog.DecodeAnchor(b)
+			if err != nil {
+				return nil, fmt.Errorf("client: element %d of batch: %w", i, err)
+			}
+			if a.Index > f.processed {
+				return nil, &RecordsLostError{Device: f.device, From: f.processed + 1, To: a.Index}
+			}
+			out = append(out, ChainItem{Anchor: &a})
+		case changelog.ItemCheckpoint:
+			ck, err := changelog.DecodeCheckpoint(b)
+			if err != nil {
+				return nil, fmt.Errorf("client: element %d of batch: %w", i, err)
+			}
+			if ck.Position > f.processed {
+				out = append(out, ChainItem{Checkpoint: ck})
+			}
+		default:
+			r, err := changelog.Decode(b)
+			if err != nil {
+				return nil, fmt.Errorf("client: element %d of batch: %w", i, err)
+			}
+			if r.Index <= f.processed {
+				continue
+			}
+			if r.Index != f.processed+1 {
+				return nil, &RecordsLostError{Device: f.device, From: f.processed + 1, To: r.Index - 1}
+			}
+			out = append(out, ChainItem{Record: r})
+			f.processed = r.Index
+		}
+	}
+	return out, nil
+}
+
 // errStreamEnded: the server closed a follow stream without error.
 var errStreamEnded = errors.New("client: follow stream ended")
 
@@ -143,7 +260,12 @@ func (f *follower) run(ctx context.Context) (progressed bool, err error) {
 		Device: f.device, User: f.user, FromUserPoint: true, Follow: true, Raw: true,
 		Mask: f.o.Mask, MaxBatchRecords: f.o.BatchRecords,
 	}
-	if f.processed > 0 {
+	if f.chain != nil {
+		// Without the user, whose mask would make the read INVALID;
+		// processed starts at the user's cleared point (resolveUser).
+		req.User, req.FromUserPoint, req.Chain = "", false, true
+	}
+	if f.processed > 0 || f.chain != nil {
 		req.StartIndex = uint64(f.processed) + 1
 	}
 	st, err := f.c.Changelog.Read(ctx, req)
@@ -159,6 +281,21 @@ func (f *follower) run(ctx context.Context) (progressed bool, err error) {
 			return progressed, err
 		}
 		progressed = true
+		if f.chain != nil {
+			items, err := f.chainItems(msg)
+			if err != nil {
+				return progressed, err
+			}
+			if len(items) > 0 {
+				if err := f.chain(items); err != nil {
+					return progressed, handlerError{err}
+				}
+			}
+			if err := f.maybeClear(ctx); err != nil {
+				return progressed, err
+			}
+			continue
+		}
 		if len(msg.GetRawRecords()) > 0 || len(msg.GetRecords()) > 0 {
 			recs, err := Records(msg)
 			if err != nil {
@@ -199,8 +336,15 @@ func (f *follower) resolveUser(ctx context.Context) error {
 	for _, u := range r.GetUsers() {
 		if byID && u.GetId() == id || !byID && u.GetName() == f.ref {
 			f.user = u.GetDisplayName()
+			if f.chain != nil && f.processed == 0 {
+				f.processed = changelog.Index(u.GetIndex())
+			}
 			return nil
 		}
+	}
+	if f.chain != nil {
+		// A chain read is not made as the user: say it is unknown here.
+		return status.Errorf(codes.NotFound, "changelog user '%s' not registered on %s", f.ref, f.device)
 	}
 	// Let the server say why (unknown or evicted) on the Read.
 	if byID {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -61,6 +62,10 @@ func killUnderLoad(t *testing.T, s *mdtServer, user string, args []string) chang
 func TestKill9FileAndJetStream(t *testing.T) {
 	s := startMDT(t)
 	ns := startNATS(t)
+	// Signed checkpoints often, so that kills land between them too.
+	c := s.client(t)
+	checkpointEvery(t, s, c, 150)
+	pub := pubkey(t, s, c)
 	out := filepath.Join(shortTempDir(t), "audit")
 	args := []string{"--mdt", s.target(), "--user", "audit", "--interval", "50ms", "--batch", "300",
 		"--sink", "file://" + out + "?format=ndjson&size=32K&gzip=true",
@@ -68,7 +73,9 @@ func TestKill9FileAndJetStream(t *testing.T) {
 	want := killUnderLoad(t, s, "audit", args)
 	lines := dirLines(t, out, ".ndjson")
 	checkExactlyOnce(t, formats["ndjson"], lines, map[string]changelog.Index{s.device: want})
-	verifyExport(t, lines, want)
+	if sum := verifyExport(t, lines, want, pub); sum.Checkpoints == 0 || sum.Signed == 0 {
+		t.Errorf("no checkpoint verified in the files: %+v", sum)
+	}
 	ents, _ := os.ReadDir(out)
 	gz := 0
 	for _, e := range ents {
@@ -458,26 +465,43 @@ func TestAuditTypesExported(t *testing.T) {
 }
 
 // verifyExport checks the exported ndjson lines offline as lfs
-// changelog_verify --input does: the hash chain links every record from
-// the first to want; a line altered afterwards is caught at its index.
-func verifyExport(t *testing.T, lines []string, want changelog.Index) {
+// changelog_verify --input does: the anchor links the first record, the
+// hash chain links every record from the first to want, every checkpoint
+// line verifies; a line altered afterwards is caught at its index. It
+// returns the summary.
+func verifyExport(t *testing.T, lines []string, want changelog.Index, keys ...ed25519.PublicKey) changelog.VerifySummary {
 	t.Helper()
-	v := changelog.NewVerifier()
+	x := changelog.NewExportVerifier("", keys...)
+	recs := 0
 	for i, l := range lines {
-		if err := v.JSONLine([]byte(l)); err != nil {
+		if err := x.Line(fmt.Sprintf("line %d", i+1), []byte(l)); err != nil {
 			t.Fatalf("exported line %d does not verify: %v", i+1, err)
 		}
+		if _, _, err := formats["ndjson"].parse([]byte(l)); err == nil {
+			recs++
+		}
 	}
-	if sum := v.Summary(); sum.Last != want || sum.Records != uint64(len(lines)) {
-		t.Fatalf("verified %+v, want records up to %d", sum, want)
+	if err := x.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	devs := x.Devices()
+	if len(devs) != 1 {
+		t.Fatalf("devices %q", devs)
+	}
+	sum := x.Summary(devs[0])
+	if sum.Last != want || sum.Records != uint64(recs) || !sum.Linked {
+		t.Fatalf("verified %+v, want records up to %d, linked to the anchor", sum, want)
 	}
 	mid := len(lines) / 2
+	for errors.Is(func() error { _, _, err := formats["ndjson"].parse([]byte(lines[mid])); return err }(), errChainLine) {
+		mid++
+	}
 	altered := append([]string(nil), lines...)
 	altered[mid] = strings.Replace(altered[mid], `"type":"`, `"type":"X`, 1)
-	v = changelog.NewVerifier()
+	x = changelog.NewExportVerifier("", keys...)
 	var err error
-	for _, l := range altered {
-		if err = v.JSONLine([]byte(l)); err != nil {
+	for i, l := range altered {
+		if err = x.Line(fmt.Sprintf("line %d", i+1), []byte(l)); err != nil {
 			break
 		}
 	}
@@ -486,4 +510,5 @@ func verifyExport(t *testing.T, lines []string, want changelog.Index) {
 	if !errors.As(err, &ve) || ve.Index != idx || ve.Problem != changelog.ProblemChanged {
 		t.Fatalf("altered line %d (index %d): verify says %v", mid+1, idx, err)
 	}
+	return sum
 }

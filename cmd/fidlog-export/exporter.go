@@ -9,6 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/fidlog/fidlog/api/client"
 	"github.com/fidlog/fidlog/changelog"
 	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
@@ -52,6 +55,54 @@ type sinkState struct {
 	s         sink
 	written   map[string]changelog.Index // written since the last commit
 	committed map[string]changelog.Index
+	// The hash chain's evidence (sinks with checkpoints on): the last
+	// checkpoint sequence number written and committed, and whether the
+	// chain's anchor was written in this run.
+	ckWritten, ckCommitted map[string]uint64
+	anchored, anchoredC    map[string]bool
+}
+
+// commitDone records that what was written is committed.
+func (st *sinkState) commitDone() {
+	maps.Copy(st.committed, st.written)
+	maps.Copy(st.ckCommitted, st.ckWritten)
+	maps.Copy(st.anchoredC, st.anchored)
+}
+
+// rollBack forgets what was written since the last commit.
+func (st *sinkState) rollBack() {
+	st.written = maps.Clone(st.committed)
+	st.ckWritten = maps.Clone(st.ckCommitted)
+	st.anchored = maps.Clone(st.anchoredC)
+}
+
+// lacks reports whether the sink must be sent e: a record it does not
+// hold yet; with checkpoints on, a checkpoint it does not hold (before a
+// record it does not hold, and newer than its last checkpoint), or the
+// anchor when the sink starts a device (holds none of its records and
+// wrote no anchor in this run).
+func (st *sinkState) lacks(e *event) bool {
+	switch {
+	case e.isRecord():
+		return e.rec.Index > st.written[e.dev]
+	case !st.s.checkpoints():
+		return false
+	case e.ck != nil:
+		return e.ck.Position > st.written[e.dev] && e.ck.Seq > st.ckWritten[e.dev]
+	}
+	return st.written[e.dev] == 0 && !st.anchored[e.dev]
+}
+
+// sent records that e was written to the sink.
+func (st *sinkState) sent(e *event) {
+	switch {
+	case e.isRecord():
+		st.written[e.dev] = e.rec.Index
+	case e.ck != nil:
+		st.ckWritten[e.dev] = e.ck.Seq
+	default:
+		st.anchored[e.dev] = true
+	}
 }
 
 // maxGroup bounds a delivery to this many --batch sizes of records when
@@ -120,7 +171,13 @@ func (x *exporter) openSinks(ctx context.Context) error {
 				x.log.Info("sink_resume", "sink", st.s.label(), "device", d, "holds_through", uint64(have[d]))
 			}
 		}
-		st.written = maps.Clone(st.committed)
+		st.ckCommitted, st.anchoredC = map[string]uint64{}, map[string]bool{}
+		if h, ok := st.s.(checkpointHolder); ok {
+			cks, anchors := h.heldChain()
+			maps.Copy(st.ckCommitted, cks)
+			maps.Copy(st.anchoredC, anchors)
+		}
+		st.rollBack()
 	}
 	return nil
 }
@@ -197,6 +254,9 @@ func (x *exporter) run(ctx context.Context) error {
 
 // follow runs one source until ctx ends or its user is evicted.
 func (x *exporter) follow(ctx context.Context, src *source) error {
+	if x.cfg.chain {
+		return x.followChain(ctx, src)
+	}
 	err := src.c.Follow(ctx, src.dev, src.user, func(recs []*changelog.Record) error {
 		evs := make([]*event, len(recs))
 		for i, r := range recs {
@@ -224,6 +284,41 @@ func (x *exporter) follow(ctx context.Context, src *source) error {
 	return fmt.Errorf("%s (%s): %w", src.dev, src.target, err)
 }
 
+// followChain is follow for sinks that carry the hash chain's evidence:
+// every record (the user's mask is not applied: a chain with gaps cannot
+// be verified), with the chain's anchor and checkpoints in stream order.
+func (x *exporter) followChain(ctx context.Context, src *source) error {
+	err := src.c.FollowChain(ctx, src.dev, src.user, func(items []client.ChainItem) error {
+		evs := make([]*event, len(items))
+		for i, it := range items {
+			e := &event{dev: src.dev, rec: it.Record, ck: it.Checkpoint, anchor: it.Anchor}
+			if e.isRecord() && src.paths != nil {
+				src.paths.resolve(ctx, e)
+			}
+			evs[i] = e
+		}
+		select {
+		case x.in <- evs:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}, client.FollowOptions{NoClear: true, BatchRecords: uint32(x.cfg.batch), Logger: x.log})
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	var lost *client.RecordsLostError
+	if _, ok := client.IsEvicted(err); ok || errors.As(err, &lost) || status.Code(err) == codes.NotFound {
+		// The chain is read without the user: its eviction shows as
+		// records purged before they were read, or the user gone.
+		return x.evicted(ctx, src, nil)
+	}
+	if err == nil {
+		return fmt.Errorf("%s: follow ended", src.dev)
+	}
+	return fmt.Errorf("%s (%s): %w", src.dev, src.target, err)
+}
+
 // deliver writes the pending events to every sink and commits them,
 // retrying each failing sink with backoff until it succeeds or ctx ends;
 // then it clears each device up to its last delivered record. Sinks that
@@ -237,7 +332,7 @@ func (x *exporter) deliver(ctx context.Context) error {
 		}
 		ls := make([][]byte, len(x.pending))
 		for i, e := range x.pending {
-			ls[i] = f.appendLine(nil, e)
+			ls[i] = f.line(e)
 		}
 		lines[f] = ls
 	}
@@ -253,7 +348,7 @@ func (x *exporter) deliver(ctx context.Context) error {
 			x.met.failed.WithLabelValues(st.s.label()).Inc()
 			x.met.sinkUp.WithLabelValues(st.s.label()).Set(0)
 			st.s.reset()
-			st.written = maps.Clone(st.committed)
+			st.rollBack()
 			x.log.Warn("sink_failed", "sink", st.s.label(), "err", err, "retry_in", backoff, "pending", len(x.pending))
 			t := time.NewTimer(backoff)
 			select {
@@ -269,7 +364,7 @@ func (x *exporter) deliver(ctx context.Context) error {
 		}
 	}
 	for _, e := range x.pending {
-		if e.rec.Index > x.delivered[e.dev] {
+		if e.isRecord() && e.rec.Index > x.delivered[e.dev] {
 			x.delivered[e.dev] = e.rec.Index
 			x.lastTime[e.dev] = e.rec.Time
 		}
@@ -286,19 +381,21 @@ func (x *exporter) deliver(ctx context.Context) error {
 func (x *exporter) deliverTo(ctx context.Context, st *sinkState, lines [][]byte) (int, error) {
 	n := 0
 	for i, e := range x.pending {
-		if e.rec.Index <= st.written[e.dev] {
+		if !st.lacks(e) {
 			continue
 		}
 		if err := st.s.write(ctx, e, lines[i]); err != nil {
 			return 0, err
 		}
-		st.written[e.dev] = e.rec.Index
-		n++
+		st.sent(e)
+		if e.isRecord() {
+			n++
+		}
 	}
 	if err := st.s.commit(ctx); err != nil {
 		return 0, err
 	}
-	maps.Copy(st.committed, st.written)
+	st.commitDone()
 	return n, nil
 }
 

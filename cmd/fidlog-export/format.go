@@ -16,14 +16,21 @@ import (
 	"github.com/fidlog/fidlog/fid"
 )
 
-// event is one record on its way to the sinks: the record, the MDT it came
-// from and the paths the exporter resolved for it ("" when unknown).
+// event is one item on its way to the sinks: a record, the MDT it came
+// from and the paths the exporter resolved for it ("" when unknown); or,
+// when the sources follow the hash chain, one of the chain's signed
+// checkpoints or its anchor (then rec is nil).
 type event struct {
-	dev   string // "lustre-MDT0000"
-	rec   *changelog.Record
-	path  string // full path of the target ("/d/f")
-	spath string // full path of a rename's source
+	dev    string // "lustre-MDT0000"
+	rec    *changelog.Record
+	path   string // full path of the target ("/d/f")
+	spath  string // full path of a rename's source
+	ck     *changelog.Checkpoint
+	anchor *changelog.Anchor
 }
+
+// isRecord reports whether e is a record (not a checkpoint or an anchor).
+func (e *event) isRecord() bool { return e.rec != nil }
 
 // fsName returns the file system part of a device name ("lustre").
 func fsName(dev string) string {
@@ -49,13 +56,28 @@ type format struct {
 	// appendLine appends e's line, without a newline, to b.
 	appendLine func(b []byte, e *event) []byte
 	// parse returns the device and index a line written by appendLine
-	// holds.
+	// holds; errChainLine for a checkpoint or anchor line.
 	parse func(line []byte) (dev string, idx changelog.Index, err error)
+	// appendChain, nil for formats that cannot carry the evidence of the
+	// hash chain, appends a checkpoint's or an anchor's line.
+	appendChain func(b []byte, e *event) []byte
+}
+
+// line renders e in f, nil when f cannot carry it (a checkpoint or an
+// anchor in a format without appendChain).
+func (f *format) line(e *event) []byte {
+	if e.isRecord() {
+		return f.appendLine(nil, e)
+	}
+	if f.appendChain == nil {
+		return nil
+	}
+	return f.appendChain(nil, e)
 }
 
 // formats are the known formats by name.
 var formats = map[string]*format{
-	"ndjson":     {name: "ndjson", ext: ".ndjson", appendLine: appendNDJSON, parse: parseJSONLine},
+	"ndjson":     {name: "ndjson", ext: ".ndjson", appendLine: appendNDJSON, parse: parseJSONLine, appendChain: appendChainNDJSON},
 	"scale-json": {name: "scale-json", ext: ".json", appendLine: appendScaleJSON, parse: parseScaleLine},
 	"csv":        {name: "csv", ext: ".csv", appendLine: appendCSV, parse: parseCSVLine},
 	"lustre":     {name: "lustre", ext: ".log", appendLine: appendLustre, parse: parseLustreLine},
@@ -66,6 +88,10 @@ const formatNames = "ndjson, scale-json, csv, lustre"
 
 // errBadLine: a line a format cannot read back.
 var errBadLine = errors.New("export: line not written by this format")
+
+// errChainLine: an ndjson line that is a checkpoint or an anchor, not a
+// record.
+var errChainLine = errors.New("export: checkpoint or anchor line")
 
 // rfc3339Fixed is RFC 3339 in UTC with all nine digits of nanoseconds, so
 // that times sort as strings and have one width.
@@ -218,13 +244,67 @@ func appendJSONString(b []byte, s string) []byte {
 
 func parseJSONLine(line []byte) (string, changelog.Index, error) {
 	var v struct {
-		Device string `json:"device"`
-		Index  uint64 `json:"index"`
+		Device     string          `json:"device"`
+		Index      uint64          `json:"index"`
+		Checkpoint json.RawMessage `json:"checkpoint"`
+		Anchor     json.RawMessage `json:"anchor"`
 	}
-	if err := json.Unmarshal(line, &v); err != nil || v.Device == "" || v.Index == 0 {
+	if err := json.Unmarshal(line, &v); err != nil || v.Device == "" {
+		return "", 0, errBadLine
+	}
+	if v.Checkpoint != nil || v.Anchor != nil {
+		return v.Device, 0, errChainLine
+	}
+	if v.Index == 0 {
 		return "", 0, errBadLine
 	}
 	return v.Device, changelog.Index(v.Index), nil
+}
+
+// parseChainLine reads an ndjson checkpoint or anchor line: its device and
+// the checkpoint's sequence number (0 for an anchor).
+func parseChainLine(line []byte) (dev string, seq uint64, err error) {
+	var v struct {
+		Device     string `json:"device"`
+		Checkpoint *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"checkpoint"`
+		Anchor *changelog.AnchorJSON `json:"anchor"`
+	}
+	if err := json.Unmarshal(line, &v); err != nil || v.Device == "" || (v.Checkpoint == nil) == (v.Anchor == nil) {
+		return "", 0, errBadLine
+	}
+	if v.Checkpoint != nil {
+		return v.Device, v.Checkpoint.Seq, nil
+	}
+	return v.Device, 0, nil
+}
+
+// appendChainNDJSON renders a checkpoint or an anchor as a line of its
+// own, which no record line can be taken for (records have "index" at the
+// top level):
+//
+//	{"device":"D","checkpoint":{...changelog.CheckpointJSON, with raw...}}
+//	{"device":"D","anchor":{"index":N,"hash":"..."}}
+//
+// changelog.Verifier.JSONLine checks them (lfs changelog_verify --input).
+func appendChainNDJSON(b []byte, e *event) []byte {
+	b = append(b, `{"device":`...)
+	b = appendJSONString(b, e.dev)
+	var out []byte
+	var err error
+	if e.ck != nil {
+		b = append(b, `,"checkpoint":`...)
+		out, err = json.Marshal(e.ck.JSON())
+	} else {
+		b = append(b, `,"anchor":`...)
+		out, err = json.Marshal(changelog.AnchorJSON{Index: uint64(e.anchor.Index), Hash: e.anchor.Hash.String()})
+	}
+	if err != nil {
+		panic(err) // plain strings and numbers
+	}
+	b = append(b, out...)
+	return append(b, '}')
 }
 
 // objectFID is the object a record is about: its target, or a rename's

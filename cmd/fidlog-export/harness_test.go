@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -339,6 +341,9 @@ func checkExactlyOnce(t testing.TB, f *format, lines []string, want map[string]c
 	dups, gaps := 0, 0
 	for i, l := range lines {
 		dev, idx, err := f.parse([]byte(l))
+		if errors.Is(err, errChainLine) {
+			continue // a checkpoint or the anchor
+		}
 		if err != nil {
 			t.Fatalf("line %d %q: %v", i+1, l, err)
 		}
@@ -454,6 +459,11 @@ func (n *natsServer) streamLines(t testing.TB, stream string, f *format) []strin
 			got++
 			line := string(m.Data())
 			dev, idx, err := f.parse(m.Data())
+			if errors.Is(err, errChainLine) {
+				checkChainMsg(t, m, line)
+				lines = append(lines, line)
+				continue
+			}
 			if err != nil {
 				t.Fatalf("message %q: %v", line, err)
 			}
@@ -470,6 +480,30 @@ func (n *natsServer) streamLines(t testing.TB, stream string, f *format) []strin
 		}
 	}
 	return lines
+}
+
+// checkChainMsg checks the subject and Nats-Msg-Id of a checkpoint or
+// anchor message.
+func checkChainMsg(t testing.TB, m jetstream.Msg, line string) {
+	t.Helper()
+	dev, seq, err := parseChainLine(m.Data())
+	if err != nil {
+		t.Fatalf("message %q: %v", line, err)
+	}
+	prefix := "fidlog." + fsName(dev) + "." + targetName(dev) + "."
+	id := m.Headers().Get(jetstream.MsgIDHeader)
+	if seq > 0 {
+		if m.Subject() != prefix+"CHECKPOINT" || id != fmt.Sprintf("%s:checkpoint:%d", dev, seq) {
+			t.Fatalf("checkpoint %s:%d on subject %s with Nats-Msg-Id %q", dev, seq, m.Subject(), id)
+		}
+		return
+	}
+	var a struct {
+		Anchor changelog.AnchorJSON `json:"anchor"`
+	}
+	if err := json.Unmarshal(m.Data(), &a); err != nil || m.Subject() != prefix+"ANCHOR" || id != fmt.Sprintf("%s:anchor:%d", dev, a.Anchor.Index) {
+		t.Fatalf("anchor %q on subject %s with Nats-Msg-Id %q", line, m.Subject(), id)
+	}
 }
 
 var metricsRe = regexp.MustCompile(`msg=metrics addr=(\S+)`)

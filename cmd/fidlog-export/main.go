@@ -16,10 +16,17 @@
 // every sink has committed (fsync, PubAck, flushed and live connection);
 // each device's records reach each sink in index order, and a sink that
 // already holds a record (a file sink reads its files back at start) is not
-// sent it again. One goroutine (exporter.run) owns the pending batch, the
-// sinks and the clear points; one goroutine per MDT follows its changelog
-// and blocks while the sinks are behind; a watcher samples lag and notices
-// eviction. exporter.mu only guards the copies the watcher reads; it is
+// sent it again. With checkpoints on (ndjson sinks by default), every
+// record is read (no mask) with the hash chain's anchor and signed
+// checkpoints, which reach each such sink in stream order with the records
+// (a checkpoint just before the record at its position), once: a sink is
+// not sent a checkpoint at or before a record it holds or one it already
+// holds (the file sink reads back its checkpoint lines), nor the anchor
+// once it holds records of the device. One goroutine (exporter.run) owns
+// the pending batch, the sinks and the clear points; one goroutine per MDT
+// follows its changelog and blocks while the sinks are behind; a watcher
+// samples lag and notices eviction (with checkpoints on, the only way a
+// follow learns of it before its records are purged). exporter.mu only guards the copies the watcher reads; it is
 // never held across I/O.
 //
 // Exit codes: 0 after SIGINT or SIGTERM (pending records delivered and
@@ -59,10 +66,14 @@ const (
 
 // config is the command line.
 type config struct {
-	mdts        []string
-	user        string
-	mask        string
-	sinks       []string
+	mdts    []string
+	user    string
+	mask    string
+	maskSet bool // --mask was given
+	sinks   []string
+	// chain: some sink carries the hash chain's checkpoints, so every
+	// record is read, with the chain's anchor and checkpoints.
+	chain       bool
 	batch       int
 	interval    time.Duration
 	paths       bool
@@ -109,6 +120,15 @@ Sinks:
       RFC 5424; TCP/TLS octet counting (at least once; UDP best effort)
 Formats: ndjson, scale-json, csv, lustre. Kafka is not supported.
 
+Tamper evidence: an ndjson sink also carries the MDT's signed checkpoints
+and the hash chain's anchor, each a line of its own in order with the
+records ({"device":...,"checkpoint":{...}}, {"device":...,"anchor":{...}};
+JetStream subjects ...CHECKPOINT and ...ANCHOR; syslog MSGID CHECKPOINT
+and ANCHOR), which 'lfs changelog_verify --pubkey FILE --input DIR' checks
+offline. Then every record is exported, whatever the user's mask (--mask is
+refused). checkpoints=false turns it off; other formats cannot carry
+checkpoints (checkpoints=true is refused).
+
 Exit status: 0 after SIGINT/SIGTERM, 1 runtime failure, 2 bad flag, target,
 sink URL or format (nothing started), 3 the user was evicted by the MDT's
 changelog GC (the message says how many records were lost).`,
@@ -139,6 +159,7 @@ changelog GC (the message says how many records were lost).`,
 	f.DurationVar(&cfg.lagInterval, "lag-interval", 5*time.Second, "how often the lag metrics are sampled")
 	f.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg.maskSet = cmd.Flags().Changed("mask")
 		*code = export(cmd.Context(), cfg, stderr)
 		return nil
 	}
@@ -206,6 +227,10 @@ func (cfg *config) validate(senv sinkEnv) ([]sink, error) {
 			return nil, err
 		}
 		sinks = append(sinks, s)
+		cfg.chain = cfg.chain || s.checkpoints()
+	}
+	if cfg.chain && cfg.maskSet {
+		return nil, configErrorf("--mask '%s' filters records, but a sink carries checkpoints (ndjson sinks do unless checkpoints=false) and a chain with gaps cannot be verified: every record is exported then; drop --mask or add checkpoints=false to the ndjson sinks", cfg.mask)
 	}
 	return sinks, nil
 }
@@ -296,7 +321,11 @@ func export(ctx context.Context, cfg *config, stderr io.Writer) int {
 		if cfg.paths {
 			src.paths = newResolver(c)
 		}
-		log.Info("mdt", "target", t, "device", src.dev, "user", src.user, "registered", registered, "mask", src.mask, "cleared", uint64(src.start))
+		mask := src.mask
+		if cfg.chain {
+			mask = "every record (checkpoints on; the user's mask " + src.mask + " is not applied)"
+		}
+		log.Info("mdt", "target", t, "device", src.dev, "user", src.user, "registered", registered, "mask", mask, "cleared", uint64(src.start))
 	}
 	x := newExporter(cfg, log, met, sources, sinks)
 	defer func() {

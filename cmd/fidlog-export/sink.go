@@ -26,6 +26,10 @@ type sink interface {
 	// checked.
 	format() *format
 	setFormat(f *format)
+	// checkpoints reports whether the sink carries the hash chain's
+	// checkpoints and anchor (checkpoints= in its URL).
+	checkpoints() bool
+	setCheckpoints(on bool)
 	// open prepares the sink. It returns, per device, the highest index the
 	// destination already holds and that must not be sent again (a file
 	// sink reads its files back); nil if it cannot tell.
@@ -194,9 +198,28 @@ func parseSink(raw string, env sinkEnv) (sink, error) {
 	if !ok {
 		return nil, configErrorf("invalid sink '%s': unknown format '%s' (%s)", raw, fname, formatNames)
 	}
+	ck := q.bool("checkpoints", f.appendChain != nil)
+	if ck && f.appendChain == nil {
+		q.errs = append(q.errs, fmt.Sprintf("checkpoints=true: format %s cannot carry the hash chain's checkpoints (its lines lack each record's hash and stored bytes, which verification needs); use format=ndjson", fname))
+	}
 	if err := q.done(); err != nil {
 		return nil, err
 	}
 	s.setFormat(f)
+	s.setCheckpoints(ck)
 	return s, nil
+}
+
+// chainOpt is the checkpoints= setting every sink embeds.
+type chainOpt struct{ on bool }
+
+func (c *chainOpt) checkpoints() bool      { return c.on }
+func (c *chainOpt) setCheckpoints(on bool) { c.on = on }
+
+// checkpointHolder is a sink that reads back, at open, the sequence number
+// of the last checkpoint it holds of each device and which devices' anchor
+// it holds (a file sink), so that a restarted exporter does not write them
+// twice.
+type checkpointHolder interface {
+	heldChain() (cks map[string]uint64, anchors map[string]bool)
 }

@@ -28,6 +28,7 @@ import (
 // reads the files back, newest first, to learn the last record of each
 // device they hold; it then starts a new file.
 type fileSink struct {
+	chainOpt
 	raw     string
 	dir     string
 	prefix  string
@@ -48,7 +49,12 @@ type fileSink struct {
 
 	gzq  chan string
 	gzwg sync.WaitGroup
+
+	ckHave     map[string]uint64 // last checkpoint of each device read back
+	anchorHave map[string]bool   // devices whose anchor was read back
 }
+
+func (s *fileSink) heldChain() (map[string]uint64, map[string]bool) { return s.ckHave, s.anchorHave }
 
 // Defaults of the file sink.
 const (
@@ -148,12 +154,15 @@ func (s *fileSink) open(ctx context.Context, devs []string) (map[string]changelo
 		}
 	}
 	have := map[string]changelog.Index{}
-	want := map[string]bool{}
+	s.ckHave, s.anchorHave = map[string]uint64{}, map[string]bool{}
+	want, wantCk := map[string]bool{}, map[string]bool{}
 	for _, d := range devs {
-		want[d] = true
+		want[d], wantCk[d] = true, true
 	}
 	for i := len(names) - 1; i >= 0 && len(want) > 0; i-- {
-		found, err := s.readBack(filepath.Join(s.dir, names[i]))
+		// Checkpoints that matter follow the last record held: they are in
+		// the files read until it is found (newest first).
+		found, cks, err := s.readBack(filepath.Join(s.dir, names[i]), s.anchorHave)
 		if err != nil {
 			return nil, fmt.Errorf("file sink: reading back %s: %w", names[i], err)
 		}
@@ -161,6 +170,12 @@ func (s *fileSink) open(ctx context.Context, devs []string) (map[string]changelo
 			if want[d] {
 				have[d] = idx
 				delete(want, d)
+			}
+		}
+		for d, seq := range cks {
+			if wantCk[d] {
+				s.ckHave[d] = seq
+				delete(wantCk, d)
 			}
 		}
 	}
@@ -176,40 +191,55 @@ func (s *fileSink) open(ctx context.Context, devs []string) (map[string]changelo
 	return have, nil
 }
 
-// readBack returns the highest index of each device in file p.
-func (s *fileSink) readBack(p string) (map[string]changelog.Index, error) {
+// readBack returns the highest index of each device in file p, and the
+// highest checkpoint sequence number; it sets anchors[dev] for the anchors
+// it holds.
+func (s *fileSink) readBack(p string, anchors map[string]bool) (map[string]changelog.Index, map[string]uint64, error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	var r io.Reader = f
 	if strings.HasSuffix(p, ".gz") {
 		zr, err := gzip.NewReader(f)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		defer zr.Close()
 		r = zr
 	}
 	out := map[string]changelog.Index{}
+	cks := map[string]uint64{}
 	br := bufio.NewReaderSize(r, 256<<10)
 	n := 0
 	for {
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 && line[len(line)-1] == '\n' {
 			n++
-			dev, idx, perr := s.fmt.parse(bytes.TrimSuffix(line, []byte("\n")))
-			if perr != nil {
-				return nil, fmt.Errorf("line %d is not a %s line (a sink directory holds one format)", n, s.fmt.name)
+			l := bytes.TrimSuffix(line, []byte("\n"))
+			dev, idx, perr := s.fmt.parse(l)
+			if errors.Is(perr, errChainLine) {
+				var seq uint64
+				dev, seq, perr = parseChainLine(l)
+				if seq == 0 {
+					anchors[dev] = true
+				} else {
+					cks[dev] = max(cks[dev], seq)
+				}
 			}
-			out[dev] = max(out[dev], idx)
+			if perr != nil {
+				return nil, nil, fmt.Errorf("line %d is not a %s line (a sink directory holds one format)", n, s.fmt.name)
+			}
+			if idx > 0 {
+				out[dev] = max(out[dev], idx)
+			}
 		}
 		if errors.Is(err, io.EOF) {
-			return out, nil
+			return out, cks, nil
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 }

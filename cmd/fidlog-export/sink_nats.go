@@ -22,6 +22,7 @@ import (
 // already stored within its Duplicates window. commit waits for every
 // PubAck; the exporter clears only after it.
 type natsSink struct {
+	chainOpt
 	raw     string
 	shown   string
 	servers string
@@ -157,14 +158,29 @@ func (s *natsSink) ensureStream(ctx context.Context) error {
 	return nil
 }
 
-// natsSubject is the subject of e under prefix.
+// natsSubject is the subject of e under prefix: the record type's, or
+// CHECKPOINT and ANCHOR for the hash chain's evidence.
 func natsSubject(prefix string, e *event) string {
-	return prefix + "." + fsName(e.dev) + "." + targetName(e.dev) + "." + e.rec.Type.String()
+	last := "ANCHOR"
+	switch {
+	case e.isRecord():
+		last = e.rec.Type.String()
+	case e.ck != nil:
+		last = "CHECKPOINT"
+	}
+	return prefix + "." + fsName(e.dev) + "." + targetName(e.dev) + "." + last
 }
 
-// natsMsgID is the Nats-Msg-Id of e.
+// natsMsgID is the Nats-Msg-Id of e: "<device>:<index>" for a record,
+// "<device>:checkpoint:<seq>" and "<device>:anchor:<index>" otherwise.
 func natsMsgID(e *event) string {
-	return e.dev + ":" + strconv.FormatUint(uint64(e.rec.Index), 10)
+	switch {
+	case e.isRecord():
+		return e.dev + ":" + strconv.FormatUint(uint64(e.rec.Index), 10)
+	case e.ck != nil:
+		return e.dev + ":checkpoint:" + strconv.FormatUint(e.ck.Seq, 10)
+	}
+	return e.dev + ":anchor:" + strconv.FormatUint(uint64(e.anchor.Index), 10)
 }
 
 func (s *natsSink) write(ctx context.Context, e *event, line []byte) error {

@@ -29,6 +29,7 @@ import (
 // the connection and checks that the server has not closed it, so over TCP
 // and TLS delivery is at least once; over UDP it is best effort.
 type syslogSink struct {
+	chainOpt
 	raw      string
 	shown    string
 	network  string // "udp", "tcp" or "tls"
@@ -185,6 +186,9 @@ func (s *syslogSink) dial(ctx context.Context) error {
 
 // appendMessage appends e's RFC 5424 message with line as its MSG.
 func (s *syslogSink) appendMessage(b []byte, e *event, line []byte) []byte {
+	if !e.isRecord() {
+		return s.appendChainMessage(b, e, line)
+	}
 	b = append(b, '<')
 	b = strconv.AppendInt(b, int64(s.facility*8+s.severity), 10)
 	b = append(b, ">1 "...)
@@ -202,6 +206,74 @@ func (s *syslogSink) appendMessage(b []byte, e *event, line []byte) []byte {
 	b = append(b, "\" index=\""...)
 	b = strconv.AppendUint(b, uint64(e.rec.Index), 10)
 	b = append(b, "\"] "...)
+	return append(b, line...)
+}
+
+// Structured data IDs of the hash chain's messages.
+const (
+	sdCheckpoint = "fidlogCheckpoint@32473"
+	sdAnchor     = "fidlogAnchor@32473"
+)
+
+// appendChainMessage appends the message of a checkpoint (MSGID
+// CHECKPOINT, TIMESTAMP the checkpoint's time) or of the chain's anchor
+// (MSGID ANCHOR, no timestamp): the device, then what the checkpoint signs
+// as structured data of its own, then line (the ndjson checkpoint line,
+// which the offline verifier reads) as MSG:
+//
+//	... CHECKPOINT [fidlog@32473 device="D"][fidlogCheckpoint@32473 seq="1" index="3" position="4" hash="..." kind="periodic" signer="ed25519:..." signature="..."] {"device":...}
+func (s *syslogSink) appendChainMessage(b []byte, e *event, line []byte) []byte {
+	b = append(b, '<')
+	b = strconv.AppendInt(b, int64(s.facility*8+s.severity), 10)
+	b = append(b, ">1 "...)
+	if e.ck != nil {
+		b = e.ck.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z")
+	} else {
+		b = append(b, '-')
+	}
+	b = append(b, ' ')
+	b = append(b, s.hostname...)
+	b = append(b, ' ')
+	b = append(b, s.app...)
+	b = append(b, ' ')
+	b = append(b, s.procid...)
+	if e.ck != nil {
+		b = append(b, " CHECKPOINT"...)
+	} else {
+		b = append(b, " ANCHOR"...)
+	}
+	b = append(b, " ["+sdID+" device=\""...)
+	b = appendSDValue(b, e.dev)
+	b = append(b, "\"]"...)
+	if c := e.ck; c != nil {
+		j := c.JSON()
+		b = append(b, "["+sdCheckpoint+" seq=\""...)
+		b = strconv.AppendUint(b, c.Seq, 10)
+		b = append(b, "\" index=\""...)
+		b = strconv.AppendUint(b, uint64(c.Index), 10)
+		b = append(b, "\" position=\""...)
+		b = strconv.AppendUint(b, uint64(c.Position), 10)
+		b = append(b, "\" hash=\""...)
+		b = append(b, j.Hash...)
+		b = append(b, "\" kind=\""...)
+		b = append(b, j.Kind...)
+		b = append(b, "\" signer=\""...)
+		b = append(b, j.Signer...)
+		if j.NextKey != "" {
+			b = append(b, "\" next_key=\""...)
+			b = append(b, j.NextKey...)
+		}
+		b = append(b, "\" signature=\""...)
+		b = append(b, j.Signature...)
+		b = append(b, "\"]"...)
+	} else {
+		b = append(b, "["+sdAnchor+" index=\""...)
+		b = strconv.AppendUint(b, uint64(e.anchor.Index), 10)
+		b = append(b, "\" hash=\""...)
+		b = append(b, e.anchor.Hash.String()...)
+		b = append(b, "\"]"...)
+	}
+	b = append(b, ' ')
 	return append(b, line...)
 }
 

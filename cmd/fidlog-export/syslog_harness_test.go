@@ -148,6 +148,9 @@ func (r *rsyslogd) port(name string) int {
 	return 0
 }
 
+// rfc5424ChainRe matches a checkpoint's or the anchor's message.
+var rfc5424ChainRe = regexp.MustCompile(`^<\d+>1 \S+ \S+ \S+ \d+ (CHECKPOINT|ANCHOR) \[fidlog@32473 device="([^"]+)"\](\[fidlog(?:Checkpoint|Anchor)@32473 [^\]]*\]) (\{.*\})$`)
+
 var rfc5424Re = regexp.MustCompile(`^<(\d+)>1 (\S+) (\S+) (\S+) (\d+) (\S+) \[fidlog@32473 device="([^"]+)" index="(\d+)"\] (.*)$`)
 
 // syslogMsgs reads what input name received and checks each message's
@@ -160,10 +163,29 @@ func (r *rsyslogd) syslogMsgs(t testing.TB, name, app string, f *format, want in
 	waitFor(t, 30*time.Second, fmt.Sprintf("%d messages at %s", want, name), func() bool {
 		b, _ := os.ReadFile(r.out(name))
 		lines = strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
-		return len(b) > 0 && len(lines) >= want
+		recs := 0
+		for _, l := range lines {
+			if !rfc5424ChainRe.MatchString(l) {
+				recs++
+			}
+		}
+		return len(b) > 0 && recs >= want
 	})
 	var msgs []string
 	for _, l := range lines {
+		if m := rfc5424ChainRe.FindStringSubmatch(l); m != nil {
+			// A checkpoint or the anchor: its structured data says what
+			// its MSG (the ndjson line) says.
+			dev, seq, err := parseChainLine([]byte(m[4]))
+			if err != nil || dev != m[2] || (m[1] == "CHECKPOINT") != (seq > 0) {
+				t.Fatalf("%s: chain message %q: %v", name, l, err)
+			}
+			if seq > 0 && !strings.Contains(m[3], fmt.Sprintf(`seq="%d" `, seq)) {
+				t.Fatalf("%s: checkpoint %d with structured data %s", name, seq, m[3])
+			}
+			msgs = append(msgs, m[4])
+			continue
+		}
 		m := rfc5424Re.FindStringSubmatch(l)
 		if m == nil {
 			t.Fatalf("%s: not an RFC 5424 message from fidlog-export: %q", name, l)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"compress/gzip"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,27 +21,34 @@ import (
 )
 
 const verifyUsage = "changelog_verify [--from STARTREC] [--pubkey FILE] <mdtname>\n" +
-	"       changelog_verify [--pubkey FILE] [--device MDTNAME] --input FILE|DIR ..."
+	"       changelog_verify [--pubkey FILE] [--device MDTNAME] --input FILE|DIR [FILE|DIR ...]"
 
 func newChangelogVerifyCmd(a *app) *cobra.Command {
 	var from int64
 	var pubkey, device string
 	var inputs []string
 	cmd := &cobra.Command{
-		Use:   "changelog_verify [--from STARTREC] [--pubkey FILE] MDTNAME | --input FILE|DIR ...",
+		Use:   "changelog_verify [--from STARTREC] [--pubkey FILE] MDTNAME | --input FILE|DIR [FILE|DIR...]",
 		Short: "Prove that no changelog record was changed, removed or inserted",
 		Long: `changelog_verify checks the changelog's hash chain and signed checkpoints:
 every record links to the one before it (SHA-256), indices are contiguous,
 every checkpoint is signed by a trusted ed25519 key (--pubkey; a key
 rotation passes trust to the new key) and states the hash the chain really
 has. It reports the first bad index and why (changed, missing, inserted,
-bad signature, chain break at a purge) and exits with EBADMSG (74) for an
-altered log, EKEYREJECTED (129) for a bad signature.
+bad signature, chain break at a purge, reordered) and exits with EBADMSG
+(74) for an altered log, EKEYREJECTED (129) for a bad signature (a
+checkpoint or a key rotation signed by a key that is not trusted).
 
 Online it streams the log of MDTNAME from the first retained record (or
---from). Offline (--input) it reads a verifiable NDJSON export: the output
-of 'lfs changelog --output json --hash' or fidlog-export's ndjson files
-(directories are read in file-name order, .gz files decompressed).
+--from). Offline (--input, then more files or directories) it reads a
+verifiable NDJSON export: the output of 'lfs changelog --output json
+--hash' or fidlog-export's ndjson files with their checkpoint and anchor
+lines (files in the order given, each directory's files in name order,
+which is time order for fidlog-export's rotated files; .gz files
+decompressed), one chain per device. A record that appears later than
+where it belongs is reported as reordered. Records after the last
+checkpoint are linked but cannot be proven by a signature: the report
+says how many, and the exit status stays 0.
 
 Without --pubkey the first checkpoint's key is trusted, which proves the
 log consistent but not who signed it: compare the key printed with the one
@@ -50,7 +56,8 @@ log consistent but not who signed it: compare the key printed with the one
 		Example: `  lfs changelog_verify --pubkey mdt0.pub lustre-MDT0000
   lfs changelog_verify --from 1000 lustre-MDT0000
   lfs changelog --output json --hash lustre-MDT0000 > export.ndjson
-  lfs changelog_verify --pubkey mdt0.pub --input export.ndjson`,
+  lfs changelog_verify --pubkey mdt0.pub --input export.ndjson
+  lfs changelog_verify --pubkey mdt0.pub --input /var/log/fidlog`,
 		Annotations: map[string]string{"usage": verifyUsage, "help": "Prove that no changelog record was changed, removed or inserted.\nusage: " + verifyUsage},
 		Args:        cobra.ArbitraryArgs,
 	}
@@ -72,10 +79,11 @@ log consistent but not who signed it: compare the key printed with the one
 			}
 		}
 		if len(inputs) > 0 {
-			if len(args) > 0 || from != 0 {
-				return cli.Usage(cmd, "lfs changelog_verify: --input takes no mdtname and no --from")
+			if from != 0 {
+				return cli.Usage(cmd, "lfs changelog_verify: --input takes no --from")
 			}
-			return a.verifyFiles(inputs, device, keys)
+			// More files after --input (a shell glob) are inputs too.
+			return a.verifyFiles(append(inputs, args...), device, keys)
 		}
 		if device != "" {
 			return cli.Usage(cmd, "lfs changelog_verify: --device goes with --input")
@@ -153,37 +161,23 @@ func (a *app) verifyFiles(inputs []string, only string, keys []ed25519.PublicKey
 		fmt.Fprintf(a.stderr, "lfs changelog_verify: %v\n", err)
 		return cli.Exit(errnoOf(err))
 	}
-	vs := map[string]*changelog.Verifier{}
-	var order []string
+	x := changelog.NewExportVerifier(only, keys...)
 	for _, f := range files {
 		err := readLines(f, func(n int, line []byte) error {
-			var head struct {
-				Device string `json:"device"`
-			}
-			_ = json.Unmarshal(line, &head)
-			if only != "" && head.Device != "" && head.Device != only {
-				return nil
-			}
-			v := vs[head.Device]
-			if v == nil {
-				v = changelog.NewVerifier(keys...)
-				vs[head.Device] = v
-				order = append(order, head.Device)
-			}
-			if err := v.JSONLine(line); err != nil {
-				return fmt.Errorf("%s line %d: %w", f, n, err)
-			}
+			// After the first problem the rest is read only to tell a
+			// reordered record from a missing one.
+			_ = x.Line(fmt.Sprintf("%s line %d", f, n), line)
 			return nil
 		})
 		if err != nil {
-			var ve *changelog.VerifyError
-			if errors.As(err, &ve) {
-				return a.verifyFailed("", err)
-			}
 			fmt.Fprintf(a.stderr, "lfs changelog_verify: %v\n", err)
 			return cli.Exit(errnoOf(err))
 		}
 	}
+	if err := x.Finish(); err != nil {
+		return a.verifyFailed("", err)
+	}
+	order := x.Devices()
 	if len(order) == 0 {
 		fmt.Fprintf(a.stderr, "lfs changelog_verify: no lines in %s\n", strings.Join(inputs, ", "))
 		return cli.Exit(cli.ENODATA)
@@ -193,7 +187,7 @@ func (a *app) verifyFiles(inputs []string, only string, keys []ed25519.PublicKey
 		if name == "" {
 			name = "export"
 		}
-		a.verifyReport(name, vs[d].Summary())
+		a.verifyReport(name, x.Summary(d))
 	}
 	return nil
 }
@@ -294,7 +288,7 @@ func (a *app) verifyReport(dev string, s changelog.VerifySummary) {
 	default:
 		fmt.Fprintf(w, "%s: %d signed checkpoints verified; records up to %d are proven unaltered\n", dev, s.Checkpoints, s.Signed)
 		if s.Last > s.Signed {
-			fmt.Fprintf(w, "%s: records %d-%d are linked but not yet signed\n", dev, s.Signed+1, s.Last)
+			fmt.Fprintf(w, "%s: %d records after the last checkpoint (index %d) are linked but not yet signed: records %d-%d\n", dev, s.Last-s.Signed, s.Signed, s.Signed+1, s.Last)
 		}
 	}
 	for _, k := range s.Keys {
