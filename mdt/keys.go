@@ -66,6 +66,18 @@ func fidKey(prefix byte, f fid.FID, extra int) []byte {
 
 func inodeKey(f fid.FID) []byte { return fidKey(ksInode, f, 0) }
 
+// appendInodeKey, appendDirentKey and appendLinkKey append the keys to dst
+// (the write path builds them in a reused buffer; the batch copies them).
+func appendInodeKey(dst []byte, f fid.FID) []byte { return f.AppendKey(append(dst, ksInode)) }
+
+func appendDirentKey(dst []byte, parent fid.FID, name string) []byte {
+	return append(parent.AppendKey(append(dst, ksDirent)), name...)
+}
+
+func appendLinkKey(dst []byte, f fid.FID, seq uint32) []byte {
+	return binary.BigEndian.AppendUint32(f.AppendKey(append(dst, ksLink)), seq)
+}
+
 func direntKey(parent fid.FID, name string) []byte {
 	return append(fidKey(ksDirent, parent, len(name)), name...)
 }
@@ -137,11 +149,9 @@ func xattrName(key []byte) string { return string(key[1+fid.KeySize:]) }
 // linkSeqOf returns the sequence part of a link key.
 func linkSeqOf(key []byte) uint32 { return binary.BigEndian.Uint32(key[1+fid.KeySize:]) }
 
-// encodeDirent is the value of a directory entry.
-func encodeDirent(child fid.FID, t FileType) []byte {
-	v := make([]byte, 0, fid.KeySize+1)
-	v = child.AppendKey(v)
-	return append(v, byte(t))
+// appendDirent appends the value of a directory entry.
+func appendDirent(dst []byte, child fid.FID, t FileType) []byte {
+	return append(child.AppendKey(dst), byte(t))
 }
 
 func decodeDirent(v []byte) (fid.FID, FileType, error) {
@@ -152,11 +162,10 @@ func decodeDirent(v []byte) (fid.FID, FileType, error) {
 	return f, FileType(v[fid.KeySize]), nil
 }
 
-// encodeLink is the value of a link: the parent FID and the entry name.
-func encodeLink(parent fid.FID, name string) []byte {
-	v := make([]byte, 0, fid.KeySize+len(name))
-	v = parent.AppendKey(v)
-	return append(v, name...)
+// appendLink appends the value of a link: the parent FID and the entry
+// name.
+func appendLink(dst []byte, parent fid.FID, name string) []byte {
+	return append(parent.AppendKey(dst), name...)
 }
 
 func decodeLink(v []byte) (fid.FID, string, error) {
@@ -178,7 +187,10 @@ const inodeFixed = 1 + 1 + 4*4 + 8 + 3*8 + 8 + 4
 //	version(1) type(1) mode(4) uid(4) gid(4) nlink(4) size(8)
 //	atime mtime ctime (8 each, unix ns) rdev(8) nextLinkSeq(4) target(rest)
 func encodeInode(ino *inode) []byte {
-	v := make([]byte, 0, inodeFixed+len(ino.Target))
+	return appendInode(make([]byte, 0, inodeFixed+len(ino.Target)), ino)
+}
+
+func appendInode(v []byte, ino *inode) []byte {
 	v = append(v, inodeVersion, byte(ino.Type))
 	v = binary.BigEndian.AppendUint32(v, ino.Mode)
 	v = binary.BigEndian.AppendUint32(v, ino.UID)

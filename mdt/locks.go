@@ -48,6 +48,9 @@ type lockSet struct {
 	exclusive bool
 	held      []uint16 // sorted, locked
 	want      []uint16 // stripes to lock at the start of the next pass
+	// Room for the stripes of a typical operation (parent, object,
+	// replaced entry's object), so that taking them allocates nothing.
+	heldBuf, wantBuf [4]uint16
 }
 
 // need makes sure the stripes of fs are held, and must be called before
@@ -126,6 +129,7 @@ func (ls *lockSet) unlockAll() {
 // update returns; the caller waits for durability afterwards.
 func (m *MDT) update(fn func(ls *lockSet) error) error {
 	ls := &lockSet{m: m}
+	ls.held, ls.want = ls.heldBuf[:0], ls.wantBuf[:0]
 	for pass := 0; ; pass++ {
 		ls.exclusive = pass >= maxOptimistic
 		if ls.exclusive {

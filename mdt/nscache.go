@@ -236,8 +236,8 @@ type nsChanges struct {
 }
 
 type inoChange struct {
-	fid fid.FID
-	ino *inode // nil: deleted
+	ino inode // the new value, unless del
+	del bool
 }
 
 type dentChange struct {
@@ -254,25 +254,24 @@ func (ch *nsChanges) empty() bool {
 // putInode notes ino's new value (a copy; a later put of the same object
 // replaces it, as in the batch).
 func (ch *nsChanges) putInode(ino *inode) {
-	cp := *ino
 	for i := range ch.inodes {
-		if ch.inodes[i].fid == ino.FID {
-			ch.inodes[i].ino = &cp
+		if ch.inodes[i].ino.FID == ino.FID {
+			ch.inodes[i] = inoChange{ino: *ino}
 			return
 		}
 	}
-	ch.inodes = append(ch.inodes, inoChange{fid: ino.FID, ino: &cp})
+	ch.inodes = append(ch.inodes, inoChange{ino: *ino})
 }
 
 // delInode notes the removal of f.
 func (ch *nsChanges) delInode(f fid.FID) {
 	for i := range ch.inodes {
-		if ch.inodes[i].fid == f {
-			ch.inodes[i].ino = nil
+		if ch.inodes[i].ino.FID == f {
+			ch.inodes[i] = inoChange{ino: inode{FID: f}, del: true}
 			return
 		}
 	}
-	ch.inodes = append(ch.inodes, inoChange{fid: f})
+	ch.inodes = append(ch.inodes, inoChange{ino: inode{FID: f}, del: true})
 }
 
 // dirs calls fn once for every directory whose entries ch changes.
@@ -297,10 +296,11 @@ func (ch *nsChanges) dirs(fn func(fid.FID)) {
 // begin marks what ch changes pending, before its batch is applied. New
 // directories get a complete, empty entry set (pending until commit).
 func (c *nsCache) begin(ch *nsChanges) {
-	for _, ic := range ch.inodes {
-		s := &c.inodes[shardOf(ic.fid)]
+	for i := range ch.inodes {
+		f := ch.inodes[i].ino.FID
+		s := &c.inodes[shardOf(f)]
 		s.mu.Lock()
-		s.pending[ic.fid]++
+		s.pending[f]++
 		s.gen++
 		s.mu.Unlock()
 	}
@@ -330,23 +330,25 @@ func (c *nsCache) begin(ch *nsChanges) {
 
 // commit installs ch after its batch was applied and ends begin.
 func (c *nsCache) commit(ch *nsChanges) {
-	for _, ic := range ch.inodes {
-		s := &c.inodes[shardOf(ic.fid)]
+	for i := range ch.inodes {
+		ic := &ch.inodes[i]
+		f := ic.ino.FID
+		s := &c.inodes[shardOf(f)]
 		s.mu.Lock()
-		if ic.ino != nil {
-			if p, ok := s.m[ic.fid]; ok {
-				*p = *ic.ino
-			} else {
-				s.m[ic.fid] = ic.ino
-			}
-		} else {
-			delete(s.m, ic.fid)
+		switch p := s.m[f]; {
+		case ic.del:
+			delete(s.m, f)
+		case p != nil:
+			*p = ic.ino
+		default:
+			cp := ic.ino
+			s.m[f] = &cp
 		}
-		c.unpendInodeLocked(s, ic.fid)
+		c.unpendInodeLocked(s, f)
 		c.trimInodesLocked(s)
 		s.mu.Unlock()
-		if ic.ino == nil {
-			c.dropDir(ic.fid)
+		if ic.del {
+			c.dropDir(f)
 		}
 	}
 	for _, d := range ch.dents {
@@ -373,11 +375,12 @@ func (c *nsCache) commit(ch *nsChanges) {
 // abort ends begin for a batch that was not applied: everything ch
 // touched is dropped (Pebble holds the truth; the next reads refill).
 func (c *nsCache) abort(ch *nsChanges) {
-	for _, ic := range ch.inodes {
-		s := &c.inodes[shardOf(ic.fid)]
+	for i := range ch.inodes {
+		f := ch.inodes[i].ino.FID
+		s := &c.inodes[shardOf(f)]
 		s.mu.Lock()
-		delete(s.m, ic.fid)
-		c.unpendInodeLocked(s, ic.fid)
+		delete(s.m, f)
+		c.unpendInodeLocked(s, f)
 		s.mu.Unlock()
 	}
 	ch.dirs(func(f fid.FID) {

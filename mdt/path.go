@@ -39,7 +39,7 @@ func splitPath(p string) ([]string, error) {
 	if strings.IndexByte(p, 0) >= 0 {
 		return nil, fmt.Errorf("%w: path contains NUL", ErrInvalid)
 	}
-	var out []string
+	out := make([]string, 0, strings.Count(p, "/")+1)
 	for c := range strings.SplitSeq(p, "/") {
 		if c == "" {
 			continue

@@ -83,10 +83,25 @@ type txn struct {
 	// the namespace cache (nscache.go): every such write goes through
 	// putInode, addLink, removeLink or deleteObject.
 	ns nsChanges
+	// Room for the changes of a typical operation and its record, so
+	// that building them allocates nothing more.
+	inoBuf  [3]inoChange
+	dentBuf [2]dentChange
+	dirBuf  [1]fid.FID
+	recBuf  [1]*changelog.Record
+	// kbuf and vbuf hold a key and a value while they are written
+	// (pebble's batch copies both).
+	kbuf, vbuf []byte
+	kmem       [1 + fid.KeySize + MaxName]byte
+	vmem       [inodeFixed + 64]byte
 }
 
 func (m *MDT) newTxn(cl *caller) *txn {
-	return &txn{m: m, cl: cl, b: m.db.NewBatch(), now: m.now()}
+	t := &txn{m: m, cl: cl, b: m.db.NewBatch(), now: m.now()}
+	t.ns.inodes, t.ns.dents, t.ns.newDirs = t.inoBuf[:0], t.dentBuf[:0], t.dirBuf[:0]
+	t.recs = t.recBuf[:0]
+	t.kbuf, t.vbuf = t.kmem[:0], t.vmem[:0]
+	return t
 }
 
 // close releases the batch, committed or not.
@@ -137,15 +152,18 @@ func (t *txn) unrecord(rec *changelog.Record) {
 }
 
 func (t *txn) putInode(ino *inode) {
-	mustBatch(t.b.Set(inodeKey(ino.FID), encodeInode(ino), nil))
+	t.kbuf, t.vbuf = appendInodeKey(t.kbuf[:0], ino.FID), appendInode(t.vbuf[:0], ino)
+	mustBatch(t.b.Set(t.kbuf, t.vbuf, nil))
 	t.ns.putInode(ino)
 }
 
 // addLink adds directory entry parent/name -> ino and ino's link record.
 func (t *txn) addLink(parent fid.FID, name string, ino *inode) {
-	mustBatch(t.b.Set(direntKey(parent, name), encodeDirent(ino.FID, ino.Type), nil))
+	t.kbuf, t.vbuf = appendDirentKey(t.kbuf[:0], parent, name), appendDirent(t.vbuf[:0], ino.FID, ino.Type)
+	mustBatch(t.b.Set(t.kbuf, t.vbuf, nil))
 	t.ns.dents = append(t.ns.dents, dentChange{dir: parent, name: name, e: dent{fid: ino.FID, typ: ino.Type}})
-	t.set(linkKey(ino.FID, ino.NextLink), encodeLink(parent, name))
+	t.kbuf, t.vbuf = appendLinkKey(t.kbuf[:0], ino.FID, ino.NextLink), appendLink(t.vbuf[:0], parent, name)
+	t.set(t.kbuf, t.vbuf)
 	ino.NextLink++
 }
 
