@@ -261,6 +261,7 @@ func (t *txn) create(parent *inode, name string, typ FileType, mode uint32, rdev
 	}
 	t.addLink(parent.FID, name, ino)
 	t.putInode(ino)
+	t.ns.markFresh(ino.FID)
 	parent.Mtime, parent.Ctime = t.now, t.now
 	t.putInode(parent)
 	return ino, nil

@@ -238,6 +238,12 @@ type nsChanges struct {
 type inoChange struct {
 	ino inode // the new value, unless del
 	del bool
+	// fresh: the object is created by this transaction. Nothing can be
+	// cached of it before its batch is visible, and what a reader reads
+	// of it afterwards is this value, so it needs no pending mark; it is
+	// not cached either (a create's new inode is often never read: a
+	// reader's fill caches it when it is).
+	fresh bool
 }
 
 type dentChange struct {
@@ -261,6 +267,15 @@ func (ch *nsChanges) putInode(ino *inode) {
 		}
 	}
 	ch.inodes = append(ch.inodes, inoChange{ino: *ino})
+}
+
+// markFresh notes that f is created by the transaction (see inoChange).
+func (ch *nsChanges) markFresh(f fid.FID) {
+	for i := range ch.inodes {
+		if ch.inodes[i].ino.FID == f {
+			ch.inodes[i].fresh = true
+		}
+	}
 }
 
 // delInode notes the removal of f.
@@ -297,6 +312,9 @@ func (ch *nsChanges) dirs(fn func(fid.FID)) {
 // directories get a complete, empty entry set (pending until commit).
 func (c *nsCache) begin(ch *nsChanges) {
 	for i := range ch.inodes {
+		if ch.inodes[i].fresh {
+			continue
+		}
 		f := ch.inodes[i].ino.FID
 		s := &c.inodes[shardOf(f)]
 		s.mu.Lock()
@@ -332,6 +350,9 @@ func (c *nsCache) begin(ch *nsChanges) {
 func (c *nsCache) commit(ch *nsChanges) {
 	for i := range ch.inodes {
 		ic := &ch.inodes[i]
+		if ic.fresh {
+			continue
+		}
 		f := ic.ino.FID
 		s := &c.inodes[shardOf(f)]
 		s.mu.Lock()
@@ -376,6 +397,9 @@ func (c *nsCache) commit(ch *nsChanges) {
 // touched is dropped (Pebble holds the truth; the next reads refill).
 func (c *nsCache) abort(ch *nsChanges) {
 	for i := range ch.inodes {
+		if ch.inodes[i].fresh {
+			continue
+		}
 		f := ch.inodes[i].ino.FID
 		s := &c.inodes[shardOf(f)]
 		s.mu.Lock()

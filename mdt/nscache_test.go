@@ -109,8 +109,9 @@ func cacheSizes(m *MDT) (inodes, dirs int) {
 
 // TestNamespaceCacheServes checks that the cache is used: after a mkdir and
 // creates, the walk, the parent inode and the "name is free" check are
-// answered from memory, the new directory is complete, and a stat of
-// a file after a restart fills the cache.
+// answered from memory, the new directory is complete, a new file's inode
+// is cached once read, and a stat of a file after a restart fills the
+// cache.
 func TestNamespaceCacheServes(t *testing.T) {
 	e := newEnv(t)
 	must[Attr](t)(e.m.Mkdir(ctx, root, "d", 0755))
@@ -125,8 +126,16 @@ func TestNamespaceCacheServes(t *testing.T) {
 	if d, r, _ := e.m.nsc.lookup(dir.FID, "f"); r != lookupFound || d.fid != a.FID {
 		t.Fatalf("d/f cached as %v (%v), want %v", d.fid, r, a.FID)
 	}
+	// A new inode is cached once read, not by its create.
+	if ino, _ := e.m.nsc.getInode(a.FID); ino != nil {
+		t.Fatalf("inode of d/f cached by its create: %+v", ino)
+	}
+	_ = must[Attr](t)(e.m.Stat(ctx, root, "d/f"))
 	if ino, _ := e.m.nsc.getInode(a.FID); ino == nil || ino.Mode != 0644 {
-		t.Fatalf("inode of d/f cached as %+v", ino)
+		t.Fatalf("inode of d/f cached as %+v after a stat", ino)
+	}
+	if ino, _ := e.m.nsc.getInode(dir.FID); ino == nil || ino.Nlink != 2 {
+		t.Fatalf("inode of d cached as %+v", ino)
 	}
 	checkCache(t, e.m)
 	_ = must[Attr](t)(e.m.Create(ctx, root, "d/g", 0644, true))
