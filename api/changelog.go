@@ -1,7 +1,9 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"time"
@@ -119,6 +121,10 @@ type readPlan struct {
 	// cleared once sent).
 	chain  bool
 	anchor *bool
+	// ckSent is the sequence number of the last checkpoint a chain follow
+	// sent: one sent while idle at the log's end (CheckpointsAt) is not
+	// sent again before its record.
+	ckSent *uint64
 }
 
 // plan validates r (reference 3.8: requested mask AND user mask, or either
@@ -169,7 +175,7 @@ func (c *changelogService) plan(r *changelogv1.ReadRequest) (readPlan, error) {
 			return p, argError("a chain read cannot filter by mask (the request's or the user's): every record is needed to verify the chain")
 		}
 		sendAnchor := true
-		p.chain, p.anchor = true, &sendAnchor
+		p.chain, p.anchor, p.ckSent = true, &sendAnchor, new(uint64)
 	}
 	p.batch = c.s.opts.BatchRecords
 	if n := int(r.GetMaxBatchRecords()); n > 0 {
@@ -275,6 +281,18 @@ func (c *changelogService) produce(ctx context.Context, p readPlan, out chan<- a
 				return err
 			}
 		}
+		if p.chain && l.DurableCheckpoint() > *p.ckSent {
+			// Checkpoints signed since the last record: sent now, not
+			// with the next record, which may be long in coming.
+			if msg, err := c.trailing(l, p, next); err != nil {
+				return err
+			} else if msg != nil {
+				if err := send(msg); err != nil {
+					return err
+				}
+				lastSend = time.Now()
+			}
+		}
 		wait := hb - time.Since(lastSend)
 		if wait <= 0 {
 			st := l.State()
@@ -297,6 +315,40 @@ func (c *changelogService) produce(ctx context.Context, p readPlan, out chan<- a
 			return err
 		}
 	}
+}
+
+// trailing returns a message with the durable checkpoints positioned at
+// next (signed after the last record a follow stream sent) that the
+// stream has not sent, or nil. Checkpoints positioned further (records
+// still committing) wait for their record.
+func (c *changelogService) trailing(l *store.Log, p readPlan, next changelog.Index) (*changelogv1.ReadResponse, error) {
+	var raws [][]byte
+	cks := 0
+	err := l.CheckpointsAt(next, *p.anchor, func(e store.Entry) error {
+		if e.Kind == changelog.ItemAnchor {
+			raws = append(raws, bytes.Clone(e.Raw))
+		} else if seq := checkpointSeq(e.Raw); seq > *p.ckSent {
+			raws = append(raws, bytes.Clone(e.Raw))
+			*p.ckSent = seq
+			cks++
+		}
+		return nil
+	})
+	if err != nil || cks == 0 {
+		return nil, err
+	}
+	*p.anchor = false // the stream starts with it
+	st := l.State()
+	return &changelogv1.ReadResponse{RawRecords: raws, DurableIndex: uint64(st.Durable), FirstIndex: uint64(st.First), NextIndex: uint64(next)}, nil
+}
+
+// checkpointSeq reads a checkpoint's sequence number from its stream
+// encoding (tag, position, version, seq: changelog.Checkpoint.AppendEncode).
+func checkpointSeq(raw []byte) uint64 {
+	if len(raw) < 18 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(raw[10:18])
 }
 
 // linger gives a follow stream woken by a commit up to Options.FollowLinger
@@ -354,8 +406,15 @@ func (c *changelogService) batch(ctx context.Context, l *store.Log, p readPlan, 
 		o.Anchor = *p.anchor
 	}
 	n, err := l.Scan(ctx, o, func(e store.Entry) error {
-		if e.Kind == changelog.ItemAnchor {
+		switch e.Kind {
+		case changelog.ItemAnchor:
 			*p.anchor = false // once per stream
+		case changelog.ItemCheckpoint:
+			seq := checkpointSeq(e.Raw)
+			if seq <= *p.ckSent {
+				return nil // sent while the stream was idle
+			}
+			*p.ckSent = seq
 		}
 		if wire != nil {
 			wire.add(e.Raw)

@@ -70,6 +70,7 @@ type follower struct {
 	// chain's anchor and checkpoints, in stream order.
 	chain     func([]ChainItem) error
 	processed changelog.Index // every record up to it was handled
+	ckSeq     uint64          // the last checkpoint handed (FollowChain)
 	cleared   changelog.Index // last clear sent
 	lastClear time.Time
 }
@@ -149,10 +150,11 @@ func (e *RecordsLostError) Error() string {
 // on each stream and each signed checkpoint just before the record it
 // precedes, and calls handler with them in stream order. It starts after
 // the consumer's cleared point and resumes after the last handled record;
-// a checkpoint is handed once per call, with the record at its Position.
-// Records purged before they were read end it with *RecordsLostError.
-// A checkpoint written after the newest record reaches the handler with
-// the next record. The consumer's eviction is not reported by the stream
+// a checkpoint is handed once per call, before the record at its
+// Position; one signed after the newest record is handed while the stream
+// is idle (within the server's heartbeat interval), before that record
+// exists. Records purged before they were read end it with
+// *RecordsLostError. The consumer's eviction is not reported by the stream
 // (it is read without the consumer, whose mask would filter it): watch
 // Users, or expect *RecordsLostError once its records are purged.
 func (c *Client) FollowChain(ctx context.Context, device, user string, handler func([]ChainItem) error, opts FollowOptions) error {
@@ -214,8 +216,11 @@ func (f *follower) chainItems(msg *changelogv1.ReadResponse) ([]ChainItem, error
 			if err != nil {
 				return nil, fmt.Errorf("client: element %d of batch: %w", i, err)
 			}
-			if ck.Position > f.processed {
+			// A checkpoint the server sent while idle comes again before
+			// its record after a reconnect.
+			if ck.Position > f.processed && ck.Seq > f.ckSeq {
 				out = append(out, ChainItem{Checkpoint: ck})
+				f.ckSeq = ck.Seq
 			}
 		default:
 			r, err := changelog.Decode(b)

@@ -346,3 +346,54 @@ func (c *ckIter) upTo(idx changelog.Index, fn func(Entry) error) error {
 	}
 	return c.it.Error()
 }
+
+// DurableCheckpoint returns the sequence number of the last durable
+// checkpoint (0: none yet).
+func (l *Log) DurableCheckpoint() uint64 { return l.ckDurable.Load() }
+
+// CheckpointsAt calls fn with the durable checkpoints positioned at pos
+// (just before record pos), in sequence order; with anchor, first with the
+// chain's anchor before pos (the hash of record pos-1, or of the last
+// purged record). A follow stream idle at the log's end (pos = durable+1)
+// sends them before the record they precede exists, so that a quiet log's
+// last records are signed downstream too.
+func (l *Log) CheckpointsAt(pos changelog.Index, anchor bool, fn func(Entry) error) (err error) {
+	l.mu.Lock()
+	if err := l.usableLocked(); err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	first := l.mu.purged + 1
+	a := changelog.Anchor{Index: l.mu.purged, Hash: l.mu.anchor}
+	// Under the lock, so that no purge falls between the anchor and the
+	// iterator's view.
+	it, err := l.db.NewIter(nil)
+	l.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := it.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	if anchor {
+		if pos > first {
+			it.SetBounds(l.keys.record(pos-1), l.keys.record(pos))
+			if !it.First() {
+				return errors.Join(changelog.ErrCorrupt, fmt.Errorf("record %d is missing", pos-1))
+			}
+			h, _ := changelog.StoredHash(it.Value())
+			a = changelog.Anchor{Index: pos - 1, Hash: h}
+		}
+		if err := fn(Entry{Kind: changelog.ItemAnchor, Index: a.Index, Raw: changelog.AppendAnchor(nil, a)}); err != nil {
+			return err
+		}
+	}
+	cks := l.newCkIter(it, pos, pos)
+	cks.maxSeq = l.ckDurable.Load()
+	if err := cks.upTo(pos, fn); err != nil && !errors.Is(err, errStop) {
+		return err
+	}
+	return nil
+}

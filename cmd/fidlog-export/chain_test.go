@@ -76,6 +76,9 @@ func TestCheckpointsInSinks(t *testing.T) {
 	ns := startNATS(t)
 	r := startRsyslog(t, nil, rsyslogInput{name: "tcp", kind: "tcp"})
 	checkpointEvery(t, s, c, 25)
+	if _, err := c.SetParam(ctxT(t), "mdd."+s.device+".changelog_checkpoint_interval", "1"); err != nil {
+		t.Fatal(err)
+	}
 	pub0 := pubkey(t, s, c)
 	out := filepath.Join(shortTempDir(t), "audit")
 	args := []string{"--mdt", s.target(), "--interval", "50ms", "--batch", "40",
@@ -103,6 +106,13 @@ func TestCheckpointsInSinks(t *testing.T) {
 	createFiles(t, c, "/d", "c", 70)
 	want := currentIndex(t, s, c)
 	waitFor(t, 30*time.Second, "all cleared", func() bool { return userIndex(t, s, c, "fidlog-export") == want })
+	// The log is quiet now: the checkpoint signed within a second covers
+	// the last record, and the exporter gets it without a next record.
+	covers := fmt.Sprintf(`","checkpoint":{"position":%d,`, want+1)
+	waitFor(t, 30*time.Second, "the last record's checkpoint in the files", func() bool {
+		b, _ := exec.Command("sh", "-c", "cat "+out+"/*.ndjson 2>/dev/null").Output()
+		return bytes.Contains(b, []byte(covers))
+	})
 	if code := x.Stop(); code != exitOK {
 		t.Fatalf("exit %d:\n%s", code, x.Output())
 	}
@@ -121,8 +131,9 @@ func TestCheckpointsInSinks(t *testing.T) {
 				anchors++
 			}
 		}
-		// 190 records, a checkpoint every 25 and the rotation's.
-		if sum.Checkpoints < 7 || uint64(cks) != sum.Checkpoints || sum.Signed < want-25 || sum.Signed >= want {
+		// ~175 records, a checkpoint every 25 (or second) and the
+		// rotation's; the last one signs the last record.
+		if sum.Checkpoints < 7 || uint64(cks) != sum.Checkpoints || sum.Signed != want {
 			t.Errorf("%s: %d checkpoint lines, verified %+v", what, cks, sum)
 		}
 		if len(sum.Keys) != 1 || !sum.Keys[0].Equal(pub1) {
@@ -159,8 +170,24 @@ func TestCheckpointsInSinks(t *testing.T) {
 		!strings.Contains(stdout, "signing key "+changelog.FormatPublicKey(pub1)) || stderr != "" {
 		t.Fatalf("lfs changelog_verify --input: exit %d\n%s%s", code, stdout, stderr)
 	}
-	if !strings.Contains(stdout, "after the last checkpoint (index ") && !strings.Contains(stdout, fmt.Sprintf("records up to %d are proven", want)) {
-		t.Errorf("lfs changelog_verify does not say what no checkpoint signs yet:\n%s", stdout)
+	if !strings.Contains(stdout, fmt.Sprintf("records up to %d are proven unaltered\n", want)) || strings.Contains(stdout, "not yet signed") {
+		t.Errorf("lfs changelog_verify does not prove every record:\n%s", stdout)
+	}
+	// Without the last checkpoint, the tail is linked but not signed, and
+	// lfs says how much (exit 0: nothing is wrong with what is there).
+	var kept []string
+	for _, l := range files {
+		if !strings.Contains(l, covers) {
+			kept = append(kept, l)
+		}
+	}
+	cut := filepath.Join(t.TempDir(), "cut.ndjson")
+	if err := os.WriteFile(cut, []byte(strings.Join(kept, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = lfsVerify(t, "--pubkey", keyFile, "--input", cut)
+	if code != 0 || !strings.Contains(stdout, " records after the last checkpoint (index ") || !strings.Contains(stdout, fmt.Sprintf("are linked but not yet signed: records %s", "")) {
+		t.Errorf("tail without its checkpoint: exit %d\n%s%s", code, stdout, stderr)
 	}
 	// A key that never signed: the first checkpoint is rejected.
 	other, _, _ := ed25519.GenerateKey(nil)

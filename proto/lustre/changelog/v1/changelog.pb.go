@@ -825,7 +825,9 @@ type ReadRequest struct {
 	// package's KindOf does. Needs raw; a mask (of the request or of the
 	// user) is INVALID_ARGUMENT, since a filtered stream cannot be verified.
 	// Without follow the stream also ends with the durable checkpoints
-	// written after the last record.
+	// written after the last record; a follow stream idle at the log's end
+	// sends them (after the anchor, if not sent yet) within its heartbeat
+	// interval, and not again before their record.
 	Chain         bool `protobuf:"varint,10,opt,name=chain,proto3" json:"chain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
