@@ -21,8 +21,9 @@ type phaseResult struct {
 	firstErr error
 	elapsed  time.Duration
 	syncs    int64
-	rpcs     int64         // RPCs served in the window (T8)
-	cpu      time.Duration // process CPU time (user+system) in the window
+	rpcs     int64            // RPCs served in the window (T8)
+	methods  map[string]int64 // the same by method (T8)
+	cpu      time.Duration    // process CPU time (user+system) in the window
 	lat      hist
 	handler  *hist // server-side handler times (gRPC phases), or nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -263,8 +264,19 @@ type grpcEnv struct {
 	recording atomic.Bool
 	hmu       sync.Mutex
 	handler   hist
-	// rpcs counts the RPCs served (T8: RPCs per file).
-	rpcs atomic.Int64
+	// rpcs counts the RPCs served (T8: RPCs per file), and byMethod
+	// each method's (T8: where they go).
+	rpcs     atomic.Int64
+	mmu      sync.Mutex
+	byMethod map[string]int64
+}
+
+// methodCounts returns a copy of the RPCs served so far by method name
+// (the last element of the full gRPC method).
+func (g *grpcEnv) methodCounts() map[string]int64 {
+	g.mmu.Lock()
+	defer g.mmu.Unlock()
+	return maps.Clone(g.byMethod)
 }
 
 // measure wraps a phase's onMeasure hook so that handler times are
@@ -308,9 +320,12 @@ func openGRPC(ctx context.Context, dir string, cfg mdtConfig, conns int) (*grpcE
 	if err != nil {
 		return nil, err
 	}
-	g := &grpcEnv{mdtEnv: e}
-	g.srv, g.addr, g.done, err = startServer(e, func(_ string, d time.Duration, err error) {
+	g := &grpcEnv{mdtEnv: e, byMethod: map[string]int64{}}
+	g.srv, g.addr, g.done, err = startServer(e, func(method string, d time.Duration, err error) {
 		g.rpcs.Add(1)
+		g.mmu.Lock()
+		g.byMethod[method[strings.LastIndexByte(method, '/')+1:]]++
+		g.mmu.Unlock()
 		if err == nil && g.recording.Load() {
 			g.hmu.Lock()
 			g.handler.add(d)
