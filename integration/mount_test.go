@@ -105,6 +105,7 @@ func (m *Mount) Unmount() {
 	}
 	select {
 	case err := <-m.done:
+		m.done <- err // for the cleanup, which waits for the exit too
 		if err != nil {
 			m.t.Fatalf("mdc mount after umount: %v\n%s", err, m.out.String())
 		}
@@ -490,8 +491,18 @@ func TestMountServerKill(t *testing.T) {
 	before := tarOut.String()
 	s.Kill()
 	_ = tarCmd.Wait() // tar fails: the server is gone
-	// Down: an operation fails promptly.
+	// Down: an operation that reaches the server fails promptly: at once
+	// a mkdir, and a stat once the kernel's and the mount's caches (the
+	// default --attr-timeout and --entry-timeout, 1 s) have expired.
 	start := time.Now()
+	if err := os.Mkdir(filepath.Join(m.Dir, "down"), 0o755); err == nil {
+		t.Fatal("mkdir succeeded with the server down")
+	}
+	if d := time.Since(start); d > 40*time.Second {
+		t.Fatalf("mkdir with the server down took %v", d)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	start = time.Now()
 	_, err := os.Stat(filepath.Join(m.Dir, "t"))
 	if err == nil {
 		t.Fatal("stat succeeded with the server down")

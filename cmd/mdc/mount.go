@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,8 +32,9 @@ import (
 // supplementary groups and job id, so the server checks permissions and
 // records the changelog as that process. A FUSE release has no caller: the
 // handle remembers who opened it, and the close is sent as the opener.
-// Kernel entry and attribute caches are off (timeouts 0), so every
-// operation reaches the server and is audited.
+// Names and attributes are cached for short timeouts (mountcache.go says
+// what and its coherence); every operation that changes something, and
+// every open, reaches the server and is audited.
 
 // defaultJobIDFormat is Lustre's jobid_var=procname_uid: "<comm>.<uid>".
 const defaultJobIDFormat = "%e.%u"
@@ -41,19 +43,52 @@ const defaultJobIDFormat = "%e.%u"
 // operations fail (EIO/ENOTCONN) instead of hanging.
 const mountRPCTimeout = 30 * time.Second
 
+// mountOptions are the flags of mdc mount.
+type mountOptions struct {
+	jobFmt     string
+	debug      bool
+	cpuprofile string
+	// How long the kernel (and the mount) may use what the server said
+	// about a name, a missing name and an object's attributes before
+	// asking again (see mountcache.go).
+	entryTimeout, negativeTimeout, attrTimeout time.Duration
+}
+
+// Default cache timeouts: short, as NFS's attribute cache, so another
+// client's change shows within a second.
+const (
+	defaultEntryTimeout    = time.Second
+	defaultNegativeTimeout = time.Second
+	defaultAttrTimeout     = time.Second
+)
+
 func (a *app) mountCmd() *cobra.Command {
-	var jobFmt string
-	var debug bool
+	var mo mountOptions
 	cmd := a.verb("mount MOUNTPOINT", "Mount the MDT with FUSE (foreground, until umount, SIGINT or SIGTERM)", cobra.ExactArgs(1),
 		func(cmd *cobra.Command, args []string) error {
-			if err := checkJobIDFormat(jobFmt); err != nil {
-				return cli.Usage(cmd, "mdc mount: --jobid-format '%s': %v", jobFmt, err)
+			if err := checkJobIDFormat(mo.jobFmt); err != nil {
+				return cli.Usage(cmd, "mdc mount: --jobid-format '%s': %v", mo.jobFmt, err)
 			}
-			return a.mount(cmd.Context(), args[0], jobFmt, debug)
+			for _, t := range []struct {
+				name string
+				d    time.Duration
+			}{{"entry-timeout", mo.entryTimeout}, {"negative-timeout", mo.negativeTimeout}, {"attr-timeout", mo.attrTimeout}} {
+				if t.d < 0 || t.d > time.Hour {
+					return cli.Usage(cmd, "mdc mount: --%s %v: must be between 0 and 1h", t.name, t.d)
+				}
+			}
+			return a.mount(cmd.Context(), args[0], mo)
 		})
-	cmd.Flags().StringVar(&jobFmt, "jobid-format", defaultJobIDFormat,
+	cmd.Flags().StringVar(&mo.jobFmt, "jobid-format", defaultJobIDFormat,
 		"job id of each request, as Lustre's jobid_name: %e process name, %u uid, %g gid, %p pid, %h host, %% a '%'")
-	cmd.Flags().BoolVar(&debug, "debug", false, "log every FUSE request on stderr")
+	cmd.Flags().BoolVar(&mo.debug, "debug", false, "log every FUSE request on stderr")
+	cmd.Flags().DurationVar(&mo.entryTimeout, "entry-timeout", defaultEntryTimeout,
+		"how long a name looked up on the server is trusted (another client's rename or unlink shows after at most this long); 0: ask every time")
+	cmd.Flags().DurationVar(&mo.negativeTimeout, "negative-timeout", defaultNegativeTimeout,
+		"how long a missing name is trusted (another client's create shows after at most this long); 0: ask every time")
+	cmd.Flags().DurationVar(&mo.attrTimeout, "attr-timeout", defaultAttrTimeout,
+		"how long attributes, and the absence of an xattr, read from the server are trusted (another client's chmod, write or setxattr shows after at most this long; an open always checks); 0: ask every time")
+	cmd.Flags().StringVar(&mo.cpuprofile, "cpuprofile", "", "write a CPU profile of the mount to this file until it exits (diagnostics)")
 	return cmd
 }
 
@@ -71,7 +106,7 @@ func checkJobIDFormat(f string) error {
 }
 
 // mount serves the mount point until it is unmounted or a signal arrives.
-func (a *app) mount(ctx context.Context, dir, jobFmt string, debug bool) error {
+func (a *app) mount(ctx context.Context, dir string, mo mountOptions) error {
 	st, err := os.Stat(dir)
 	if err != nil {
 		return a.fail(err, "mount point '%s'", dir)
@@ -98,9 +133,22 @@ func (a *app) mount(ctx context.Context, dir, jobFmt string, debug bool) error {
 	if i := strings.IndexByte(host, '.'); i > 0 {
 		host = host[:i]
 	}
-	mfs := &mountFS{ns: a.ns, jobFmt: jobFmt, host: host}
+	if mo.cpuprofile != "" {
+		f, err := os.Create(mo.cpuprofile)
+		if err != nil {
+			return a.fail(err, "--cpuprofile '%s'", mo.cpuprofile)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return a.fail(err, "--cpuprofile '%s'", mo.cpuprofile)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		}()
+	}
+	mfs := &mountFS{ns: a.ns, jobFmt: mo.jobFmt, host: host, attrTimeout: mo.attrTimeout}
 	root := &node{m: mfs, fid: fid.Root}
-	zero := time.Duration(0)
 	opts := &fs.Options{
 		MountOptions: fuse.MountOptions{
 			DirectMount:        true,
@@ -109,11 +157,13 @@ func (a *app) mount(ctx context.Context, dir, jobFmt string, debug bool) error {
 			Name:               "fidlog",
 			DisableReadDirPlus: true,
 			MaxWrite:           1 << 20,
-			Debug:              debug,
+			Debug:              mo.debug,
 		},
-		EntryTimeout:    &zero,
-		AttrTimeout:     &zero,
-		NegativeTimeout: &zero,
+		EntryTimeout:    &mo.entryTimeout,
+		AttrTimeout:     &mo.attrTimeout,
+		NegativeTimeout: &mo.negativeTimeout,
+		// A mode of 0 is a mode (chmod 000), not "unset".
+		NullPermissions: true,
 		RootStableAttr:  &fs.StableAttr{Ino: ino(fid.Root), Mode: syscall.S_IFDIR},
 	}
 	srv, err := fs.Mount(dir, root, opts)
@@ -188,10 +238,12 @@ func ino(f fid.FID) uint64 {
 
 // mountFS is the state shared by every node of one mount.
 type mountFS struct {
-	ns     mdtv1.NamespaceServiceClient
-	jobFmt string
-	host   string
-	files  handles // open files (mount_handles.go)
+	ns          mdtv1.NamespaceServiceClient
+	jobFmt      string
+	host        string
+	files       handles       // open files (mount_handles.go)
+	attrTimeout time.Duration // mountcache.go
+	procs       procCache
 }
 
 // caller is the identity of the process behind a FUSE request.
@@ -200,31 +252,16 @@ type caller struct {
 }
 
 // callerOf reads the identity of the process that made the request: uid
-// and gid from the request, supplementary groups and the process name
-// from /proc.
+// and gid from the request, the process name from /proc/PID/comm (read
+// every time: the job id follows an exec), supplementary groups from
+// /proc/PID/status (kept for identityTTL).
 func (m *mountFS) callerOf(ctx context.Context) caller {
 	c, ok := fuse.FromContext(ctx)
 	if !ok {
 		return caller{}
 	}
-	id := client.Identity{UID: c.Uid, GID: c.Gid}
-	comm := ""
-	if b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(c.Pid), 10) + "/comm"); err == nil {
-		comm = strings.TrimRight(string(b), "\n")
-	}
-	if b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(c.Pid), 10) + "/status"); err == nil {
-		for l := range strings.Lines(string(b)) {
-			if g, ok := strings.CutPrefix(l, "Groups:"); ok {
-				for _, f := range strings.Fields(g) {
-					if n, err := strconv.ParseUint(f, 10, 32); err == nil {
-						id.Groups = append(id.Groups, uint32(n))
-					}
-				}
-				break
-			}
-		}
-	}
-	id.JobID = m.jobID(comm, c.Uid, c.Gid, c.Pid)
+	id := client.Identity{UID: c.Uid, GID: c.Gid, Groups: m.procs.groups(c.Pid, c.Uid, c.Gid)}
+	id.JobID = m.jobID(readComm(c.Pid), c.Uid, c.Gid, c.Pid)
 	return caller{id: id}
 }
 
@@ -287,8 +324,9 @@ func errno(err error) syscall.Errno {
 // the path of the node in the kernel's tree.
 type node struct {
 	fs.Inode
-	m   *mountFS
-	fid fid.FID
+	m     *mountFS
+	fid   fid.FID
+	cache objCache // mountcache.go
 }
 
 var (
@@ -365,11 +403,38 @@ func fillAttr(out *fuse.Attr, a *commonv1.Attr) {
 	out.Ctime, out.Ctimensec = split(a.GetCtimeNs())
 }
 
-// newChild makes (or finds) the kernel-tree node of an object.
+// newChild makes (or finds) the kernel-tree node of an object and
+// caches its attributes.
 func (n *node) newChild(ctx context.Context, a *commonv1.Attr, out *fuse.EntryOut) *fs.Inode {
 	fillAttr(&out.Attr, a)
 	f := client.FIDFromPB(a.GetFid())
-	return n.NewInode(ctx, &node{m: n.m, fid: f}, fs.StableAttr{Mode: typeBits(a.GetType()), Ino: ino(f)})
+	ch := n.NewInode(ctx, &node{m: n.m, fid: f}, fs.StableAttr{Mode: typeBits(a.GetType()), Ino: ino(f)})
+	if cn, ok := ch.Operations().(*node); ok {
+		cn.cacheAttr(a)
+	}
+	return ch
+}
+
+// newObject is newChild for an object the request created: it has no
+// xattrs, and the directory's times and link count changed.
+func (n *node) newObject(ctx context.Context, a *commonv1.Attr, out *fuse.EntryOut) *fs.Inode {
+	n.dropAttr()
+	ch := n.newChild(ctx, a, out)
+	if cn, ok := ch.Operations().(*node); ok {
+		cn.created()
+	}
+	return ch
+}
+
+// dropChild forgets the attributes of the directory and of its entry
+// name (a request changed their times or link counts).
+func (n *node) dropChild(name string) {
+	n.dropAttr()
+	if ch := n.GetChild(name); ch != nil {
+		if cn, ok := ch.Operations().(*node); ok {
+			cn.dropAttr()
+		}
+	}
 }
 
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
@@ -384,6 +449,9 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 }
 
 func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if n.cachedAttr(out) {
+		return 0
+	}
 	c := n.m.callerOf(ctx)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
@@ -392,6 +460,7 @@ func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) 
 		return errno(err)
 	}
 	fillAttr(&out.Attr, r.GetAttr())
+	n.cacheAttr(r.GetAttr())
 	return 0
 }
 
@@ -439,9 +508,11 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		r, err = n.m.ns.Setattr(cctx, req)
 	}
 	if err != nil {
+		n.dropAttr()
 		return errno(err)
 	}
 	fillAttr(&out.Attr, r.GetAttr())
+	n.cacheAttr(r.GetAttr())
 	return 0
 }
 
@@ -484,6 +555,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if err != nil {
 		return nil, 0, errno(err)
 	}
+	n.opened(r.GetAttr())
 	return n.m.newHandle(r.GetHandle(), n.fid, of, c, flags&syscall.O_APPEND != 0), 0, 0
 }
 
@@ -496,7 +568,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 	if err != nil {
 		return nil, nil, 0, errno(err)
 	}
-	ch := n.newChild(ctx, r.GetAttr(), out)
+	ch := n.newObject(ctx, r.GetAttr(), out)
 	return ch, n.m.newHandle(r.GetHandle(), client.FIDFromPB(r.GetAttr().GetFid()), of, c, flags&syscall.O_APPEND != 0), 0, 0
 }
 
@@ -527,6 +599,8 @@ func (n *node) Write(ctx context.Context, f fs.FileHandle, data []byte, off int6
 	c := n.m.callerOf(ctx)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
+	n.dropAttr() // size and times change
+	fh.wrote.Store(true)
 	err := n.m.withHandle(ctx, fh, func(h uint64) error {
 		_, err := n.m.ns.Write(cctx, &mdtv1.WriteRequest{Handle: h, Offset: uint64(off), Data: data})
 		return err
@@ -549,7 +623,11 @@ func (n *node) Release(ctx context.Context, f fs.FileHandle) syscall.Errno {
 	if !ok {
 		return syscall.EBADF
 	}
-	return n.m.release(ctx, fh)
+	e := n.m.release(ctx, fh)
+	if e == 0 && fh.wrote.Load() {
+		n.changedBehind()
+	}
+	return e
 }
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
@@ -560,7 +638,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	if err != nil {
 		return nil, errno(err)
 	}
-	return n.newChild(ctx, r.GetAttr(), out), 0
+	return n.newObject(ctx, r.GetAttr(), out), 0
 }
 
 func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
@@ -571,7 +649,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fu
 	if err != nil {
 		return nil, errno(err)
 	}
-	return n.newChild(ctx, r.GetAttr(), out), 0
+	return n.newObject(ctx, r.GetAttr(), out), 0
 }
 
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
@@ -582,7 +660,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	if err != nil {
 		return nil, errno(err)
 	}
-	return n.newChild(ctx, r.GetAttr(), out), 0
+	return n.newObject(ctx, r.GetAttr(), out), 0
 }
 
 func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
@@ -594,6 +672,8 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	r, err := n.m.ns.Link(cctx, &mdtv1.LinkRequest{OldPath: []byte(t.path()), NewPath: []byte(n.child(name))})
+	n.dropAttr()
+	t.dropAttr()
 	if err != nil {
 		return nil, errno(err)
 	}
@@ -619,6 +699,7 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	_, err := n.m.ns.Unlink(cctx, &mdtv1.UnlinkRequest{Path: []byte(n.child(name))})
+	n.dropChild(name)
 	return errno(err)
 }
 
@@ -627,6 +708,7 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	_, err := n.m.ns.Rmdir(cctx, &mdtv1.RmdirRequest{Path: []byte(n.child(name))})
+	n.dropChild(name)
 	return errno(err)
 }
 
@@ -649,6 +731,8 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 		}
 	}
 	_, err := n.m.ns.Rename(cctx, &mdtv1.RenameRequest{SrcPath: []byte(n.child(name)), DstPath: []byte(dst)})
+	n.dropChild(name)
+	np.dropChild(newName)
 	return errno(err)
 }
 
@@ -662,12 +746,19 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	if isACL(attr) {
 		return 0, syscall.EOPNOTSUPP
 	}
+	if n.xattrAbsent(attr) {
+		return 0, syscall.ENODATA
+	}
 	c := n.m.callerOf(ctx)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	r, err := n.m.ns.Getxattr(cctx, &mdtv1.GetxattrRequest{Path: []byte(n.path()), Name: attr})
 	if err != nil {
-		return 0, errno(err)
+		e := errno(err)
+		if e == syscall.ENODATA {
+			n.noteAbsent(attr)
+		}
+		return 0, e
 	}
 	v := r.GetValue()
 	if len(dest) < len(v) {
@@ -691,6 +782,8 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	_, err := n.m.ns.Setxattr(cctx, &mdtv1.SetxattrRequest{Path: []byte(n.path()), Name: attr, Value: data, Mode: mode})
+	n.xattrsChanged()
+	n.dropAttr()
 	return errno(err)
 }
 
@@ -702,6 +795,8 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	_, err := n.m.ns.Removexattr(cctx, &mdtv1.RemovexattrRequest{Path: []byte(n.path()), Name: attr})
+	n.xattrsChanged()
+	n.dropAttr()
 	return errno(err)
 }
 
@@ -712,6 +807,9 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 	r, err := n.m.ns.Listxattr(cctx, &mdtv1.ListxattrRequest{Path: []byte(n.path())})
 	if err != nil {
 		return 0, errno(err)
+	}
+	if len(r.GetNames()) == 0 && c.id.UID == 0 { // root sees every name
+		n.noteAbsent("")
 	}
 	var b []byte
 	for _, name := range r.GetNames() {
@@ -743,25 +841,22 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 // one may execute).
 func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
 	c := n.m.callerOf(ctx)
-	cctx, cancel := c.call(ctx)
-	defer cancel()
-	r, err := n.m.ns.StatFid(cctx, &mdtv1.StatFidRequest{Fid: client.FIDToPB(n.fid)})
-	if err != nil {
-		return errno(err)
+	var a fuse.AttrOut
+	if e := n.Getattr(ctx, nil, &a); e != 0 {
+		return e
 	}
-	a := r.GetAttr()
-	mode := a.GetMode()
+	mode := a.Mode & 07777
 	if c.id.UID == 0 {
-		if mask&1 != 0 && a.GetType() != commonv1.ObjectType_OBJECT_TYPE_DIR && mode&0o111 == 0 {
+		if mask&1 != 0 && a.Mode&syscall.S_IFMT != syscall.S_IFDIR && mode&0o111 == 0 {
 			return syscall.EACCES
 		}
 		return 0
 	}
 	var bits uint32
 	switch {
-	case c.id.UID == a.GetUid():
+	case c.id.UID == a.Uid:
 		bits = mode >> 6 & 7
-	case c.id.GID == a.GetGid() || slices.Contains(c.id.Groups, a.GetGid()):
+	case c.id.GID == a.Gid || slices.Contains(c.id.Groups, a.Gid):
 		bits = mode >> 3 & 7
 	default:
 		bits = mode & 7

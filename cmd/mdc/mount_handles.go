@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"google.golang.org/grpc"
@@ -32,6 +33,7 @@ type fileHandle struct {
 	flags  uint32 // server open flags (a reopen keeps them for CLOSE's flags)
 	opener caller
 	append bool
+	wrote  atomic.Bool // the close updates the times (mountcache.go)
 
 	mu     sync.Mutex
 	h      uint64 // guarded by mu

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"bytes"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	commonv1 "github.com/fidlog/fidlog/proto/lustre/common/v1"
+)
+
+// What the mount caches, and its coherence (README "Mounting it"):
+//
+//   - The kernel keeps names for --entry-timeout, missing names for
+//     --negative-timeout and attributes for --attr-timeout (default 1 s
+//     each), as an NFS client's attribute cache does. Changes made through
+//     this mount are seen at once: the kernel updates or drops its own
+//     entries on each of its requests, and the mount drops what a request
+//     changes as a side effect (a close's times). Another client's change
+//     shows after at most the timeout; an open always reaches the server,
+//     and when the object's attributes changed since the kernel cached
+//     them the mount drops the kernel's copy, so a file another client
+//     wrote and closed is read whole (close-to-open, as NFS).
+//   - The mount keeps each object's last attributes for the same
+//     --attr-timeout, so the kernel's forced re-reads (it re-reads the
+//     mode before every chown) are answered without a round trip, and the
+//     xattr names an object is known not to have: a new object has none,
+//     and an ENODATA answer is remembered. The kernel asks for
+//     security.capability before every write and chown; these probes are
+//     answered locally. Values are never cached, so every getxattr that
+//     returns data reaches the server and is audited (GXATR) as before; a
+//     getxattr that finds nothing records nothing, cached or not.
+//   - Nothing that changes the namespace or a file is cached or delayed:
+//     creates, writes, setattrs, xattr changes, opens and closes all reach
+//     the server, which makes them durable and records them before the
+//     program is answered.
+//
+// With all three timeouts 0 nothing is cached and every request reaches
+// the server.
+
+// objCache is what the mount knows about one object from the server.
+type objCache struct {
+	mu       sync.Mutex
+	attr     fuse.Attr
+	attrTill time.Time            // attr is valid before this
+	noXattrs time.Time            // the object has no xattr at all before this
+	absent   map[string]time.Time // xattr names it lacks, until
+}
+
+// cacheAttr remembers a as the object's attributes.
+func (n *node) cacheAttr(a *commonv1.Attr) {
+	if n.m.attrTimeout <= 0 || a == nil {
+		return
+	}
+	c := &n.cache
+	c.mu.Lock()
+	fillAttr(&c.attr, a)
+	c.attrTill = time.Now().Add(n.m.attrTimeout)
+	c.mu.Unlock()
+}
+
+// cachedAttr fills out from the cache, with the time left as the
+// kernel's timeout, and reports whether it could.
+func (n *node) cachedAttr(out *fuse.AttrOut) bool {
+	c := &n.cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	left := time.Until(c.attrTill)
+	if left <= 0 {
+		return false
+	}
+	out.Attr = c.attr
+	out.SetTimeout(left)
+	return true
+}
+
+// sameAttr reports whether the cache holds a and is still valid.
+func (n *node) sameAttr(a *commonv1.Attr) bool {
+	var f fuse.Attr
+	fillAttr(&f, a)
+	c := &n.cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Before(c.attrTill) && c.attr == f
+}
+
+// dropAttr forgets the object's attributes (a request changed them as a
+// side effect the reply does not show).
+func (n *node) dropAttr() {
+	c := &n.cache
+	c.mu.Lock()
+	c.attrTill = time.Time{}
+	c.mu.Unlock()
+}
+
+// created notes that the object is new: it has no xattrs.
+func (n *node) created() {
+	if n.m.attrTimeout <= 0 {
+		return
+	}
+	c := &n.cache
+	c.mu.Lock()
+	c.noXattrs = time.Now().Add(n.m.attrTimeout)
+	c.mu.Unlock()
+}
+
+// xattrAbsent reports whether the object is known not to have xattr name.
+func (n *node) xattrAbsent(name string) bool {
+	c := &n.cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if now.Before(c.noXattrs) {
+		return true
+	}
+	t, ok := c.absent[name]
+	if ok && !now.Before(t) {
+		delete(c.absent, name)
+		return false
+	}
+	return ok
+}
+
+// noteAbsent remembers that the server said the object lacks xattr name
+// (or, for name "", any xattr).
+func (n *node) noteAbsent(name string) {
+	if n.m.attrTimeout <= 0 {
+		return
+	}
+	c := &n.cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	till := time.Now().Add(n.m.attrTimeout)
+	if name == "" {
+		c.noXattrs = till
+		return
+	}
+	if c.absent == nil {
+		c.absent = map[string]time.Time{}
+	}
+	c.absent[name] = till
+}
+
+// xattrsChanged forgets what the mount knew of the object's xattrs.
+func (n *node) xattrsChanged() {
+	c := &n.cache
+	c.mu.Lock()
+	c.noXattrs = time.Time{}
+	c.absent = nil
+	c.mu.Unlock()
+}
+
+// identity of a process as read from /proc: the supplementary groups are
+// kept for identityTTL per (pid, uid, gid); the process name is read on
+// every request, so a job id follows an exec at once.
+type procIdentity struct {
+	uid, gid uint32
+	groups   []uint32
+	till     time.Time
+}
+
+// identityTTL is how long the supplementary groups of a process are
+// reused (Lustre's MDS keeps a user's groups for identity_expire, 20
+// minutes by default).
+const identityTTL = time.Second
+
+// procCache maps a pid to its groups.
+type procCache struct {
+	mu sync.Mutex
+	m  map[uint32]procIdentity
+}
+
+// groups returns the supplementary groups of pid, which runs as uid/gid.
+func (p *procCache) groups(pid, uid, gid uint32) []uint32 {
+	now := time.Now()
+	p.mu.Lock()
+	e, ok := p.m[pid]
+	p.mu.Unlock()
+	if ok && e.uid == uid && e.gid == gid && now.Before(e.till) {
+		return e.groups
+	}
+	e = procIdentity{uid: uid, gid: gid, groups: readGroups(pid), till: now.Add(identityTTL)}
+	p.mu.Lock()
+	if p.m == nil {
+		p.m = map[uint32]procIdentity{}
+	}
+	if len(p.m) >= 4096 {
+		for k, v := range p.m {
+			if !now.Before(v.till) {
+				delete(p.m, k)
+			}
+		}
+	}
+	p.m[pid] = e
+	p.mu.Unlock()
+	return e.groups
+}
+
+// readGroups reads the Groups: line of /proc/PID/status.
+func readGroups(pid uint32) []uint32 {
+	var buf [4096]byte
+	b := readProc(pid, "status", buf[:])
+	i := bytes.Index(b, []byte("\nGroups:"))
+	if i < 0 {
+		return nil
+	}
+	b = b[i+len("\nGroups:"):]
+	if j := bytes.IndexByte(b, '\n'); j >= 0 {
+		b = b[:j]
+	}
+	var gs []uint32
+	for _, f := range bytes.Fields(b) {
+		if n, err := strconv.ParseUint(string(f), 10, 32); err == nil {
+			gs = append(gs, uint32(n))
+		}
+	}
+	return gs
+}
+
+// readComm returns /proc/PID/comm without its newline ("" if the process
+// is gone).
+func readComm(pid uint32) string {
+	var buf [64]byte
+	return string(bytes.TrimRight(readProc(pid, "comm", buf[:]), "\n"))
+}
+
+// readProc reads /proc/PID/file into buf (what fits) with three system
+// calls: proc's files give their whole text to one read that has room
+// for it.
+func readProc(pid uint32, file string, buf []byte) []byte {
+	var pb [32]byte
+	path := append(append(append(append(pb[:0], "/proc/"...), strconv.FormatUint(uint64(pid), 10)...), '/'), file...)
+	fd, err := syscall.Open(string(path), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer syscall.Close(fd)
+	n := 0
+	for n < len(buf) {
+		k, err := syscall.Read(fd, buf[n:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || k <= 0 {
+			break
+		}
+		n += k
+		if n < len(buf) {
+			break
+		}
+	}
+	return buf[:n]
+}
+
+// opened checks the attributes an open returned against the cache: if
+// they changed since the kernel cached them (another client wrote), the
+// kernel's copy is dropped, so that the size it reads up to is the
+// server's (close-to-open).
+func (n *node) opened(a *commonv1.Attr) {
+	if a == nil || n.sameAttr(a) {
+		return
+	}
+	n.cacheAttr(a)
+	n.notifyAttr()
+}
+
+// changedBehind drops the mount's and the kernel's copies of the
+// attributes after a request changed them behind the kernel's back (the
+// close of a handle that wrote updates the times).
+func (n *node) changedBehind() {
+	n.dropAttr()
+	n.notifyAttr()
+}
+
+// notifyAttr tells the kernel to forget the object's attributes (not its
+// pages). Errors mean the kernel no longer knows the object.
+func (n *node) notifyAttr() {
+	if n.m.attrTimeout > 0 {
+		_ = n.NotifyContent(-1, 0)
+	}
+}

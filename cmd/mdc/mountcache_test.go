@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	commonv1 "github.com/fidlog/fidlog/proto/lustre/common/v1"
+)
+
+// TestMountTimeoutFlags: a negative or huge cache timeout is a usage
+// error naming the flag and the value, before anything is mounted.
+func TestMountTimeoutFlags(t *testing.T) {
+	for _, c := range []struct{ flag, val, want string }{
+		{"--attr-timeout", "-1s", "mdc mount: --attr-timeout -1s: must be between 0 and 1h\n"},
+		{"--entry-timeout", "2h", "mdc mount: --entry-timeout 2h0m0s: must be between 0 and 1h\n"},
+		{"--negative-timeout", "-5ms", "mdc mount: --negative-timeout -5ms: must be between 0 and 1h\n"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run([]string{"mount", c.flag, c.val, t.TempDir()}, &stdout, &stderr)
+		if code != 22 || !strings.HasPrefix(stderr.String(), c.want) {
+			t.Errorf("%s %s: exit %d, stderr %q; want 22 and %q", c.flag, c.val, code, stderr.String(), c.want)
+		}
+	}
+}
+
+// TestObjCache: attributes are served until the timeout and dropped on
+// request; a new object has no xattrs; an ENODATA is remembered per name
+// until the timeout; a change of xattrs forgets all; timeout 0 caches
+// nothing.
+func TestObjCache(t *testing.T) {
+	const ttl = 80 * time.Millisecond
+	n := &node{m: &mountFS{attrTimeout: ttl}}
+	var out fuse.AttrOut
+	if n.cachedAttr(&out) {
+		t.Fatal("empty cache served attributes")
+	}
+	a := &commonv1.Attr{Mode: 0o640, Size: 7, Nlink: 1, Uid: 5}
+	n.cacheAttr(a)
+	if !n.cachedAttr(&out) || out.Mode&07777 != 0o640 || out.Size != 7 || out.Uid != 5 {
+		t.Fatalf("cached attributes: ok=%v %+v", n.cachedAttr(&out), out.Attr)
+	}
+	if out.Timeout() <= 0 || out.Timeout() > ttl {
+		t.Fatalf("kernel timeout %v, want the time left of %v", out.Timeout(), ttl)
+	}
+	if !n.sameAttr(a) || n.sameAttr(&commonv1.Attr{Mode: 0o640, Size: 8, Nlink: 1, Uid: 5}) {
+		t.Fatal("sameAttr does not compare the attributes")
+	}
+	n.dropAttr()
+	if n.cachedAttr(&out) {
+		t.Fatal("dropped attributes served")
+	}
+	n.cacheAttr(a)
+	time.Sleep(ttl + 20*time.Millisecond)
+	if n.cachedAttr(&out) {
+		t.Fatal("attributes served after the timeout")
+	}
+
+	if n.xattrAbsent("security.capability") {
+		t.Fatal("unknown xattr reported absent")
+	}
+	n.created()
+	if !n.xattrAbsent("security.capability") || !n.xattrAbsent("user.x") {
+		t.Fatal("a new object's xattrs not known absent")
+	}
+	n.xattrsChanged()
+	if n.xattrAbsent("user.x") {
+		t.Fatal("absent after a change of xattrs")
+	}
+	n.noteAbsent("security.capability")
+	if !n.xattrAbsent("security.capability") || n.xattrAbsent("user.x") {
+		t.Fatal("ENODATA of one name not remembered for that name only")
+	}
+	time.Sleep(ttl + 20*time.Millisecond)
+	if n.xattrAbsent("security.capability") {
+		t.Fatal("absent after the timeout")
+	}
+
+	off := &node{m: &mountFS{}}
+	off.cacheAttr(a)
+	off.created()
+	off.noteAbsent("user.x")
+	if off.cachedAttr(&out) || off.xattrAbsent("user.x") {
+		t.Fatal("timeout 0 cached something")
+	}
+}
+
+// TestProcIdentity: the process name and supplementary groups read from
+// /proc are this process's; the groups are reused within identityTTL for
+// the same (pid, uid, gid) only.
+func TestProcIdentity(t *testing.T) {
+	pid := uint32(os.Getpid())
+	comm, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Skipf("SKIP (loud): no /proc: %v", err)
+	}
+	if got := readComm(pid); got != strings.TrimSpace(string(comm)) {
+		t.Fatalf("readComm = %q, want %q", got, comm)
+	}
+	want, err := os.Getgroups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, g := range readGroups(pid) {
+		got = append(got, int(g))
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("readGroups = %v, want %v", got, want)
+	}
+	var p procCache
+	uid, gid := uint32(os.Getuid()), uint32(os.Getgid())
+	p.m = map[uint32]procIdentity{pid: {uid: uid, gid: gid, groups: []uint32{4242}, till: time.Now().Add(time.Hour)}}
+	if g := p.groups(pid, uid, gid); !slices.Equal(g, []uint32{4242}) {
+		t.Fatalf("cached groups not reused: %v", g)
+	}
+	if g := p.groups(pid, uid+1, gid); slices.Contains(g, 4242) {
+		t.Fatalf("groups of another uid reused: %v", g)
+	}
+	if readComm(1<<30) != "" || readGroups(1<<30) != nil {
+		t.Fatal("a missing process has a name or groups")
+	}
+}

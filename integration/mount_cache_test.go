@@ -1,0 +1,252 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fidlog/fidlog/changelog"
+	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
+	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
+)
+
+// modeOf is the permission bits of path, or -1 if it cannot be stat'ed.
+func modeOf(path string) int {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return -1
+	}
+	return int(fi.Mode().Perm())
+}
+
+// readNoStat reads path with open and read only (os.ReadFile stats).
+func readNoStat(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
+// TestMountCoherence: what the mount caches and for how long (README
+// "Mounting it"). Changes made through the mount are seen at once;
+// another client's chmod, create and rename show after at most the
+// timeouts; an open always sees another client's completed write
+// (close-to-open); with the timeouts at 0 every change shows at once.
+func TestMountCoherence(t *testing.T) {
+	needFUSE(t)
+	s := StartServer(t, shortTempDir(t))
+	c := Dial(t, s, 0, 0)
+	ctx := c.Ctx(context.Background())
+	const timeout = 3 * time.Second
+	d := timeout.String()
+	m := StartMount(t, s, "--attr-timeout", d, "--entry-timeout", d, "--negative-timeout", d)
+	f := filepath.Join(m.Dir, "f")
+
+	// Through the mount: seen at once.
+	sh(t, m.Dir, nil, "echo one > f && chmod 600 f")
+	if got := modeOf(f); got != 0o600 {
+		t.Fatalf("after chmod 600 through the mount: mode %o", got)
+	}
+
+	// Another client's chmod: the cached mode for up to the timeout, the
+	// new one after it.
+	cached := time.Now()
+	mode := uint32(0o640)
+	if _, err := c.NS.Setattr(ctx, &mdtv1.SetattrRequest{Path: []byte("f"), Mode: &mode}); err != nil {
+		t.Fatal(err)
+	}
+	got := modeOf(f)
+	if time.Since(cached) < timeout/2 && got != 0o600 {
+		t.Errorf("right after another client's chmod: mode %o, want the cached 600 (caching is off?)", got)
+	}
+	time.Sleep(timeout + 200*time.Millisecond)
+	if got := modeOf(f); got != 0o640 {
+		t.Fatalf("%v after another client's chmod 640: mode %o", timeout, got)
+	}
+
+	// Close-to-open: the kernel knows f as 4 bytes; another client
+	// appends; an open at once reads all of it. (readNoStat: a stat
+	// after a read would ask the server anyway, the atime being stale.)
+	if b, err := readNoStat(f); err != nil || string(b) != "one\n" {
+		t.Fatalf("read f: %q %v", b, err)
+	}
+	o, err := c.NS.Open(ctx, &mdtv1.OpenRequest{Path: []byte("f"), Flags: 0x2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.NS.Write(ctx, &mdtv1.WriteRequest{Handle: o.GetHandle(), Offset: 4, Data: []byte("two, from another client\n")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.NS.Close(ctx, &mdtv1.CloseRequest{Handle: o.GetHandle()}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := readNoStat(f); err != nil || string(b) != "one\ntwo, from another client\n" {
+		t.Fatalf("open and read after another client's write and close: %q %v", b, err)
+	}
+
+	// Another client's create: a missing name is trusted for up to the
+	// timeout; then it shows.
+	g := filepath.Join(m.Dir, "g")
+	if _, err := os.Stat(g); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("stat g before it exists: %v", err)
+	}
+	cached = time.Now()
+	if _, err := c.NS.Create(ctx, &mdtv1.CreateRequest{Path: []byte("g"), Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = os.Stat(g)
+	if time.Since(cached) < timeout/2 && err == nil {
+		t.Errorf("right after another client's create, g shows: the missing name was not cached")
+	}
+	time.Sleep(timeout + 200*time.Millisecond)
+	if _, err := os.Stat(g); err != nil {
+		t.Fatalf("%v after another client created g: %v", timeout, err)
+	}
+	// Another client's rename: the old name goes after the timeout.
+	if _, err := c.NS.Rename(ctx, &mdtv1.RenameRequest{SrcPath: []byte("g"), DstPath: []byte("h")}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(timeout + 200*time.Millisecond)
+	if _, err := os.Stat(g); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("%v after another client renamed g to h, stat g: %v", timeout, err)
+	}
+	if _, err := os.Stat(filepath.Join(m.Dir, "h")); err != nil {
+		t.Fatalf("%v after another client renamed g to h, stat h: %v", timeout, err)
+	}
+	m.Unmount()
+
+	// Without caching, every change shows at once.
+	m0 := StartMount(t, s, "--attr-timeout", "0", "--entry-timeout", "0", "--negative-timeout", "0")
+	f0 := filepath.Join(m0.Dir, "f")
+	if got := modeOf(f0); got != 0o640 {
+		t.Fatalf("uncached mount: mode %o", got)
+	}
+	mode = 0o604
+	if _, err := c.NS.Setattr(ctx, &mdtv1.SetattrRequest{Path: []byte("f"), Mode: &mode}); err != nil {
+		t.Fatal(err)
+	}
+	if got := modeOf(f0); got != 0o604 {
+		t.Fatalf("uncached mount right after another client's chmod 604: mode %o", got)
+	}
+	if _, err := os.Stat(filepath.Join(m0.Dir, "k")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("stat k: %v", err)
+	}
+	if _, err := c.NS.Create(ctx, &mdtv1.CreateRequest{Path: []byte("k"), Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(m0.Dir, "k")); err != nil {
+		t.Fatalf("uncached mount right after another client created k: %v", err)
+	}
+	m0.Unmount()
+}
+
+// rpcCounts scrapes grpc_server_started_total by method from mdtd's
+// metrics.
+func rpcCounts(t *testing.T, s *Server) map[string]float64 {
+	t.Helper()
+	addr := regexp.MustCompile(`metrics=(\S+)`).FindStringSubmatch(s.Logs())
+	if addr == nil {
+		t.Fatalf("no metrics address in mdtd's log:\n%s", s.Logs())
+	}
+	resp, err := http.Get("http://" + addr[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	re := regexp.MustCompile(`^grpc_server_started_total\{.*grpc_method="(\w+)".*\} (\S+)$`)
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if mm := re.FindStringSubmatch(sc.Text()); mm != nil {
+			v, _ := strconv.ParseFloat(mm[2], 64)
+			out[mm[1]] += v
+		}
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return out
+}
+
+// TestMountRoundTrips: tar x of small files as root reaches the server
+// with the requests that change something (create, write, GNU tar's
+// three attribute restores, close) and one lookup of each new name; the
+// kernel's security.capability probes and its re-read of the mode before
+// chown are answered by the mount (mountcache.go), and the directory
+// tar works in is not looked up again for every file. GNU tar's chown to
+// the owner the file already has still records SATTR, as Lustre's mdd
+// does (mdd_attr_set keeps an attribute that does not change).
+func TestMountRoundTrips(t *testing.T) {
+	needFUSE(t, "tar")
+	s := StartServer(t, shortTempDir(t), "--metrics", "127.0.0.1:0")
+	c := Dial(t, s, 0, 0)
+	if _, err := c.CL.Register(c.Ctx(context.Background()), &changelogv1.RegisterRequest{Device: device, Mask: "ALL"}); err != nil {
+		t.Fatal(err)
+	}
+	m := StartMount(t, s)
+	src := shortTempDir(t)
+	const n = 200
+	for i := range n {
+		if err := os.WriteFile(filepath.Join(src, "f"+strconv.Itoa(i)), []byte(strings.Repeat("x", 100+i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	archive := filepath.Join(shortTempDir(t), "a.tar")
+	sh(t, src, nil, "tar cf "+archive+" f*")
+	if err := os.Mkdir(filepath.Join(m.Dir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := rpcCounts(t, s)
+	sh(t, filepath.Join(m.Dir, "d"), nil, "tar xf "+archive)
+	after := rpcCounts(t, s)
+	per := map[string]float64{}
+	for k, v := range after {
+		if d := v - before[k]; d > 0 {
+			per[k] = d / n
+		}
+	}
+	t.Logf("RPCs per file of tar x: %v", per)
+	for method, want := range map[string]float64{"Open": 1, "Write": 1, "Setattr": 3, "Close": 1} {
+		if per[method] < want || per[method] > want+0.1 {
+			t.Errorf("%s: %.2f per file, want %v", method, per[method], want)
+		}
+	}
+	if per["Getxattr"] > 0.05 {
+		t.Errorf("Getxattr: %.2f per file, want none (the kernel's security.capability probes of new files)", per["Getxattr"])
+	}
+	if per["StatFid"] > 0.05 {
+		t.Errorf("StatFid: %.2f per file, want none (the kernel's re-read of the mode before chown)", per["StatFid"])
+	}
+	if per["Stat"] > 1.05 {
+		t.Errorf("Stat: %.2f per file, want 1 (the lookup of the new name)", per["Stat"])
+	}
+	// Every chown of tar recorded its SATTR (uid, gid and ctime valid:
+	// flags 0x64), though no owner changed.
+	var chowns int
+	for _, r := range readAll(t, c) {
+		if r.Type == changelog.CLSetattr && r.Flags == 0x64 && r.JobID == "tar.0" {
+			chowns++
+		}
+	}
+	if chowns < n {
+		t.Errorf("%d SATTR records of tar's chown to the same owner, want %d", chowns, n)
+	}
+	// The files are whole.
+	for _, i := range []int{0, n / 2, n - 1} {
+		b, err := os.ReadFile(filepath.Join(m.Dir, "d", "f"+strconv.Itoa(i)))
+		if err != nil || len(b) != 100+i {
+			t.Fatalf("f%d: %d bytes, %v", i, len(b), err)
+		}
+	}
+	m.Unmount()
+}
