@@ -34,7 +34,9 @@
 // record before the stream, or of the last purged record) in order and
 // reports the first bad index and why; it also reads the NDJSON lines of a
 // verifiable export (ItemJSON), checking each line's fields against its raw
-// encoding. ExportVerifier (export_verify.go) verifies a whole exported
+// encoding. AppendExportJSON (export_json.go) writes fidlog-export's
+// ndjson line of a record, the same fields as the JSON view (a property
+// test holds the two together). ExportVerifier (export_verify.go) verifies a whole exported
 // line stream offline (lfs changelog --output json --hash, fidlog-export's
 // ndjson files): one Verifier per device, and after the first problem it
 // reads on only to tell a reordered record from a missing one. An anchor

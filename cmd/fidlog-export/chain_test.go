@@ -234,7 +234,7 @@ func TestCheckpointsNeedNDJSON(t *testing.T) {
 
 // exportedChain renders, as fidlog-export's ndjson sink writes them, the
 // lines of one device: its anchor, n records from index first (paths
-// resolved, some renames, some names that are not UTF-8) and a checkpoint
+// resolved, some renames and DENY records, some names that are not UTF-8) and a checkpoint
 // signed by key every few records. at[i] is the index of the record line
 // i is or precedes; lastCk the line of the last checkpoint.
 func exportedChain(t *rapid.T, key ed25519.PrivateKey, dev string, first changelog.Index, n int) (lines [][]byte, at []changelog.Index, lastCk int) {
@@ -263,9 +263,14 @@ func exportedChain(t *rapid.T, key ed25519.PrivateKey, dev string, first changel
 			TFID: fid.FID{Seq: fid.SeqNormal, Oid: uint32(i + 1)}, PFID: fid.Root, Name: name.Draw(t, "name"),
 			ExtraFlags: changelog.ExtraUIDGID | changelog.ExtraNID, UID: 500, GID: 100, NID: "192.168.0.7@tcp", JobID: "touch.0"}
 		e := &event{dev: dev, rec: r, path: "/d/" + r.Name}
-		if rapid.IntRange(0, 3).Draw(t, "rename") == 0 {
+		switch rapid.IntRange(0, 5).Draw(t, "kind") {
+		case 0:
 			r.Type, r.SFID, r.SPFID, r.SName = changelog.CLRename, fid.FID{Seq: fid.SeqNormal, Oid: 99}, fid.Root, "old"
 			e.spath = "/old"
+		case 1:
+			// A refused mkdir (DENY, which no mask but +DENY exports,
+			// and a chain export always does).
+			r.Type, r.Flags, r.TFID = changelog.CLDenied, changelog.DenyFlags(changelog.CLMkdir, 13), fid.FID{}
 		}
 		b := changelog.EncodeChained(r)
 		prev = changelog.Seal(b, prev)

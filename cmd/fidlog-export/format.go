@@ -2,9 +2,7 @@ package main
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/csv"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -98,148 +96,13 @@ var errChainLine = errors.New("export: checkpoint or anchor line")
 const rfc3339Fixed = "2006-01-02T15:04:05.000000000Z07:00"
 
 // ndjsonSchema is the schemaVersion of every ndjson line.
-const ndjsonSchema = "1.0"
+const ndjsonSchema = changelog.ExportSchema
 
-// appendNDJSON writes the fields of ndjsonRecord, in its order, by hand:
-// the same bytes as encoding/json without HTML escaping (a property test
-// holds it to that), several times faster.
+// appendNDJSON writes e's line with changelog.AppendExportJSON: the
+// record's fields, hash and stored bytes (which lfs changelog_verify
+// checks), and the device and paths of the export.
 func appendNDJSON(b []byte, e *event) []byte {
-	r := e.rec
-	b = append(b, `{"schemaVersion":"`+ndjsonSchema+`","time":"`...)
-	b = r.Time.UTC().AppendFormat(b, rfc3339Fixed)
-	b = append(b, `","device":`...)
-	b = appendJSONString(b, e.dev)
-	b = append(b, `,"index":`...)
-	b = strconv.AppendUint(b, uint64(r.Index), 10)
-	b = append(b, `,"type":"`...)
-	b = append(b, r.Type.String()...)
-	b = append(b, `","flags":"0x`...)
-	b = strconv.AppendUint(b, uint64(r.Flags&changelog.FlagMask), 16)
-	b = append(b, `","target":"`...)
-	b = append(b, r.TFID.String()...)
-	b = append(b, '"')
-	if !r.PFID.IsZero() {
-		b = append(b, `,"parent":"`...)
-		b = append(b, r.PFID.String()...)
-		b = append(b, '"')
-	}
-	b = appendJSONField(b, "name", r.Name)
-	b = appendB64Field(b, "name_b64", r.Name)
-	b = appendJSONField(b, "path", e.path)
-	b = appendB64Field(b, "path_b64", e.path)
-	if !r.SFID.IsZero() {
-		b = append(b, `,"source":"`...)
-		b = append(b, r.SFID.String()...)
-		b = append(b, `","source_parent":"`...)
-		b = append(b, r.SPFID.String()...)
-		b = append(b, '"')
-		b = appendJSONField(b, "source_name", r.SName)
-		b = appendB64Field(b, "source_name_b64", r.SName)
-		b = appendJSONField(b, "source_path", e.spath)
-		b = appendB64Field(b, "source_path_b64", e.spath)
-	}
-	if r.ExtraFlags&changelog.ExtraUIDGID != 0 {
-		b = append(b, `,"uid":`...)
-		b = strconv.AppendUint(b, r.UID, 10)
-		b = append(b, `,"gid":`...)
-		b = strconv.AppendUint(b, r.GID, 10)
-	}
-	if r.ExtraFlags&changelog.ExtraNID != 0 {
-		b = appendJSONField(b, "nid", r.NID)
-	}
-	b = appendJSONField(b, "jobid", r.JobID)
-	if r.ExtraFlags&changelog.ExtraOpen != 0 {
-		b = append(b, `,"mode":"`...)
-		b = append(b, changelog.ModeString(r.OpenFlags)...)
-		b = append(b, `","open_flags":"0x`...)
-		b = strconv.AppendUint(b, uint64(r.OpenFlags), 16)
-		b = append(b, '"')
-	}
-	if r.ExtraFlags&changelog.ExtraXattr != 0 {
-		b = appendJSONField(b, "xattr", r.XattrName)
-	}
-	// The chain hash and the record as the log stores it: with them the
-	// files verify offline (lfs changelog_verify --input).
-	if !r.Hash.IsZero() {
-		b = append(b, `,"hash":"`...)
-		b = hex.AppendEncode(b, r.Hash[:])
-		b = append(b, '"')
-	}
-	b = append(b, `,"raw":"`...)
-	b = base64.StdEncoding.AppendEncode(b, changelog.AppendStored(nil, r))
-	return append(b, '"', '}')
-}
-
-// appendJSONField appends ,"key":"value" unless value is empty
-// (omitempty).
-func appendJSONField(b []byte, key, value string) []byte {
-	if value == "" {
-		return b
-	}
-	b = append(b, ',', '"')
-	b = append(b, key...)
-	b = append(b, '"', ':')
-	return appendJSONString(b, value)
-}
-
-// appendB64Field appends ,"key":"<base64 of value>" when value is not
-// valid UTF-8 (changelog.NameB64): the exact bytes of a name or path that
-// the JSON string beside it shows with U+FFFD.
-func appendB64Field(b []byte, key, value string) []byte {
-	if utf8.ValidString(value) {
-		return b
-	}
-	b = append(b, ',', '"')
-	b = append(b, key...)
-	b = append(b, '"', ':', '"')
-	b = base64.StdEncoding.AppendEncode(b, []byte(value))
-	return append(b, '"')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string the way encoding/json does
-// with HTML escaping off: \" \\ \n \r \t \b \f, other control
-// characters and U+2028/U+2029 as \u00XX / \u202X, invalid UTF-8 as
-// \ufffd.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c >= 0x20:
-				b = append(b, c)
-			case c == '\n':
-				b = append(b, '\\', 'n')
-			case c == '\r':
-				b = append(b, '\\', 'r')
-			case c == '\t':
-				b = append(b, '\\', 't')
-			case c == '\b':
-				b = append(b, '\\', 'b')
-			case c == '\f':
-				b = append(b, '\\', 'f')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && n == 1:
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-		default:
-			b = append(b, s[i:i+n]...)
-		}
-		i += n
-	}
-	return append(b, '"')
+	return changelog.AppendExportJSON(b, e.rec, changelog.ExportFields{Device: e.dev, Path: e.path, SourcePath: e.spath})
 }
 
 func parseJSONLine(line []byte) (string, changelog.Index, error) {
@@ -290,7 +153,7 @@ func parseChainLine(line []byte) (dev string, seq uint64, err error) {
 // changelog.Verifier.JSONLine checks them (lfs changelog_verify --input).
 func appendChainNDJSON(b []byte, e *event) []byte {
 	b = append(b, `{"device":`...)
-	b = appendJSONString(b, e.dev)
+	b = changelog.AppendJSONString(b, e.dev)
 	var out []byte
 	var err error
 	if e.ck != nil {

@@ -42,6 +42,8 @@ type ndjsonRecord struct {
 	Mode          string  `json:"mode,omitempty"`
 	OpenFlags     string  `json:"open_flags,omitempty"`
 	Xattr         string  `json:"xattr,omitempty"`
+	DeniedOp      string  `json:"denied_op,omitempty"`
+	Errno         uint16  `json:"errno,omitempty"`
 	Hash          string  `json:"hash,omitempty"`
 	Raw           string  `json:"raw"`
 }
@@ -82,6 +84,10 @@ func ndjsonReference(e *event) []byte {
 	}
 	if r.ExtraFlags&changelog.ExtraXattr != 0 {
 		j.Xattr = r.XattrName
+	}
+	if r.Type == changelog.CLDenied {
+		op, errno := r.Denied()
+		j.DeniedOp, j.Errno = op.String(), errno
 	}
 	if !r.Hash.IsZero() {
 		j.Hash = r.Hash.String()
