@@ -256,6 +256,8 @@ type MDT struct {
 	nm    *nodemapState
 	// nsc caches inodes and directory entries (nil: off); see nscache.go.
 	nsc *nsCache
+	// lastNID is the last NID string Identify parsed, with its parse.
+	lastNID atomic.Pointer[parsedNID]
 
 	// timeSeen remembers, per object, the changelog epoch in which it last
 	// had a record (MTIME/CTIME/ATIME dedup). Bounded; safe for

@@ -372,25 +372,32 @@ func (c *nsCache) commit(ch *nsChanges) {
 			c.dropDir(f)
 		}
 	}
-	for _, d := range ch.dents {
-		s := &c.dirs[shardOf(d.dir)]
+	// Each directory's entries are installed and its pending mark ended
+	// in one critical section.
+	ch.dirs(func(f fid.FID) {
+		s := &c.dirs[shardOf(f)]
 		s.mu.Lock()
-		if cd := s.dirs[d.dir]; cd != nil {
-			_, had := cd.ents[d.name]
-			switch {
-			case d.del && had:
-				delete(cd.ents, d.name)
-				s.n--
-			case !d.del:
-				cd.ents[d.name] = d.e
-				if !had {
-					s.n++
+		if cd := s.dirs[f]; cd != nil {
+			for _, d := range ch.dents {
+				if d.dir != f {
+					continue
+				}
+				_, had := cd.ents[d.name]
+				switch {
+				case d.del && had:
+					delete(cd.ents, d.name)
+					s.n--
+				case !d.del:
+					cd.ents[d.name] = d.e
+					if !had {
+						s.n++
+					}
 				}
 			}
 		}
+		c.unpendDirLocked(s, f)
 		s.mu.Unlock()
-	}
-	c.unpendDirs(ch)
+	})
 }
 
 // abort ends begin for a batch that was not applied: everything ch
@@ -427,23 +434,28 @@ func (c *nsCache) unpendInodeLocked(s *inoShard, f fid.FID) {
 	s.gen++
 }
 
-// unpendDirs ends begin for ch's directories; a directory left with no
-// entry and not complete is dropped.
+// unpendDirs ends begin for ch's directories.
 func (c *nsCache) unpendDirs(ch *nsChanges) {
 	ch.dirs(func(f fid.FID) {
 		s := &c.dirs[shardOf(f)]
 		s.mu.Lock()
-		if cd := s.dirs[f]; cd != nil {
-			cd.pending--
-			if cd.pending == 0 && !cd.complete && len(cd.ents) == 0 {
-				delete(s.dirs, f)
-				s.n--
-			}
-		}
-		s.gen++
-		c.trimDirsLocked(s)
+		c.unpendDirLocked(s, f)
 		s.mu.Unlock()
 	})
+}
+
+// unpendDirLocked ends begin for directory f; a directory left with no
+// entry and not complete is dropped.
+func (c *nsCache) unpendDirLocked(s *dirShard, f fid.FID) {
+	if cd := s.dirs[f]; cd != nil {
+		cd.pending--
+		if cd.pending == 0 && !cd.complete && len(cd.ents) == 0 {
+			delete(s.dirs, f)
+			s.n--
+		}
+	}
+	s.gen++
+	c.trimDirsLocked(s)
 }
 
 // dropDir forgets the entries of directory f (removed).
