@@ -114,7 +114,7 @@ func (n *namespaceService) Rmdir(ctx context.Context, r *mdtv1.RmdirRequest) (*m
 }
 
 func (n *namespaceService) Rename(ctx context.Context, r *mdtv1.RenameRequest) (*mdtv1.RenameResponse, error) {
-	if err := n.s.m.Rename(ctx, cred(ctx), string(r.GetSrcPath()), string(r.GetDstPath())); err != nil {
+	if err := n.s.m.RenameFlags(ctx, cred(ctx), string(r.GetSrcPath()), string(r.GetDstPath()), r.GetFlags()); err != nil {
 		return nil, err
 	}
 	return &mdtv1.RenameResponse{}, nil
@@ -206,11 +206,15 @@ func (n *namespaceService) Removexattr(ctx context.Context, r *mdtv1.Removexattr
 }
 
 func (n *namespaceService) Getxattr(ctx context.Context, r *mdtv1.GetxattrRequest) (*mdtv1.GetxattrResponse, error) {
-	v, err := n.s.m.Getxattr(ctx, cred(ctx), string(r.GetPath()), r.GetName())
+	size := -1
+	if r.Size != nil {
+		size = int(r.GetSize())
+	}
+	v, n2, err := n.s.m.GetxattrSize(ctx, cred(ctx), string(r.GetPath()), r.GetName(), size)
 	if err != nil {
 		return nil, err
 	}
-	return &mdtv1.GetxattrResponse{Value: v}, nil
+	return &mdtv1.GetxattrResponse{Value: v, Size: uint32(n2)}, nil
 }
 
 func (n *namespaceService) Listxattr(ctx context.Context, r *mdtv1.ListxattrRequest) (*mdtv1.ListxattrResponse, error) {

@@ -63,3 +63,41 @@ func TestOpenFidAndSetattrFid(t *testing.T) {
 	_, err = ns.StatFid(ctx, &mdtv1.StatFidRequest{Fid: f})
 	wantStatus(t, err, codes.NotFound, "ENOENT", syscall.ENOENT)
 }
+
+// TestRenameFlagsRPC: Rename's flags reach the MDT: NOREPLACE is
+// ALREADY_EXISTS, EXCHANGE swaps, anything else is INVALID_ARGUMENT; a
+// size-only Getxattr returns the length.
+func TestRenameFlagsRPC(t *testing.T) {
+	e := newEnv(t)
+	ns := e.local().Namespace
+	ctx := ctxT(t)
+	a, err := ns.Create(ctx, &mdtv1.CreateRequest{Path: []byte("a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ns.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte("b"), Mode: 0o755}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ns.Rename(ctx, &mdtv1.RenameRequest{SrcPath: []byte("a"), DstPath: []byte("b"), Flags: 1})
+	wantStatus(t, err, codes.AlreadyExists, "EEXIST", syscall.EEXIST, "b")
+	_, err = ns.Rename(ctx, &mdtv1.RenameRequest{SrcPath: []byte("a"), DstPath: []byte("b"), Flags: 4})
+	wantStatus(t, err, codes.InvalidArgument, "EINVAL", syscall.EINVAL, "0x4")
+	if _, err := ns.Rename(ctx, &mdtv1.RenameRequest{SrcPath: []byte("a"), DstPath: []byte("b"), Flags: 2}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ns.Stat(ctx, &mdtv1.StatRequest{Path: []byte("b")})
+	if err != nil || st.GetAttr().GetFid().GetOid() != a.GetAttr().GetFid().GetOid() {
+		t.Fatalf("after the exchange b is %v (%v), want the file", st, err)
+	}
+	if _, err := ns.Setxattr(ctx, &mdtv1.SetxattrRequest{Path: []byte("b"), Name: "user.k", Value: []byte("abc")}); err != nil {
+		t.Fatal(err)
+	}
+	zero := uint32(0)
+	g, err := ns.Getxattr(ctx, &mdtv1.GetxattrRequest{Path: []byte("b"), Name: "user.k", Size: &zero})
+	if err != nil || g.GetSize() != 3 || len(g.GetValue()) != 0 {
+		t.Fatalf("size-only getxattr: %v %v", g, err)
+	}
+	two := uint32(2)
+	_, err = ns.Getxattr(ctx, &mdtv1.GetxattrRequest{Path: []byte("b"), Name: "user.k", Size: &two})
+	wantStatus(t, err, codes.OutOfRange, "ERANGE", syscall.ERANGE, "user.k")
+}

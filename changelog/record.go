@@ -27,6 +27,10 @@ const (
 	FlagRenameLast uint16 = 0x1
 	// FlagRenameLastExists (CLF_RENAME_LAST_EXISTS): overwritten target had an HSM archive.
 	FlagRenameLastExists uint16 = 0x2
+	// FlagRenameExchange (fidlog's own; Lustre has no renameat2
+	// RENAME_EXCHANGE) on RENME: the entries were swapped, so t= was not
+	// removed but now has sp=/sname (and s= has p=/name).
+	FlagRenameExchange uint16 = 0x4
 	// FlagMask (CLF_FLAGMASK) selects the per-type flags.
 	FlagMask uint16 = 0x0FFF
 )

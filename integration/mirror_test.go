@@ -32,6 +32,9 @@ func (m mirror) apply(r *changelog.Record) {
 	case changelog.CLRename:
 		delete(m, entry{r.SPFID, r.SName})
 		m[entry{r.PFID, r.Name}] = r.SFID
+		if r.Flags&changelog.FlagRenameExchange != 0 { // swapped: t= moved to sp/sname
+			m[entry{r.SPFID, r.SName}] = r.TFID
+		}
 	}
 }
 

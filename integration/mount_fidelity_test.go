@@ -258,3 +258,109 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// TestMountRenameat2: renameat2(2) with RENAME_NOREPLACE and
+// RENAME_EXCHANGE through the mount gives what it gives on a local
+// directory (EEXIST, ENOENT, swapped entries of any types), and an
+// exchange is one RENME record flagged 0x4.
+func TestMountRenameat2(t *testing.T) {
+	needFUSE(t)
+	s := StartServer(t, shortTempDir(t))
+	c := Dial(t, s, 0, 0)
+	if _, err := c.CL.Register(c.Ctx(context.Background()), &changelogv1.RegisterRequest{Device: device}); err != nil {
+		t.Fatal(err)
+	}
+	m := StartMount(t, s)
+	local := filepath.Join(shortTempDir(t), "local")
+	if err := os.Mkdir(local, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func(dir string) string {
+		t.Helper()
+		sh(t, dir, nil, "mkdir -p a b/sub && echo one > a/f && echo two > b/g && echo three > b/sub/x")
+		var out []string
+		r2 := func(from, to string, flags uint) {
+			err := unix.Renameat2(unix.AT_FDCWD, filepath.Join(dir, from), unix.AT_FDCWD, filepath.Join(dir, to), flags)
+			out = append(out, fmt.Sprintf("renameat2 %s %s %d: %s", from, to, flags, errString(err)))
+		}
+		r2("a/f", "b/g", unix.RENAME_NOREPLACE)
+		r2("a/f", "b/none", unix.RENAME_EXCHANGE)
+		r2("a/f", "b/g", unix.RENAME_EXCHANGE|unix.RENAME_NOREPLACE)
+		r2("a/f", "b/g", unix.RENAME_EXCHANGE)   // file <-> file
+		r2("a/f", "b/sub", unix.RENAME_EXCHANGE) // file <-> directory, across directories
+		r2("a", "a/f/x", unix.RENAME_EXCHANGE)   // into its own subtree
+		r2("a/f", "a/h", unix.RENAME_NOREPLACE)
+		out = append(out, sh(t, dir, nil, "cat a/h/x b/g b/sub; stat -c '%n %h' a b a/h"))
+		return strings.Join(out, "\n")
+	}
+	want := run(local)
+	before := len(readAll(t, c))
+	if got := run(m.Dir); got != want {
+		t.Fatalf("in the mount:\n%s\nlocally:\n%s", got, want)
+	}
+	var renames []string
+	for _, r := range readAll(t, c)[before:] {
+		if r.Type.String() == "RENME" {
+			renames = append(renames, fmt.Sprintf("%#x %s->%s", r.Flags, r.SName, r.Name))
+		}
+	}
+	if got := strings.Join(renames, ", "); got != "0x4 f->g, 0x4 f->sub, 0x0 f->h" {
+		t.Fatalf("RENME records %s, want 0x4 f->g, 0x4 f->sub, 0x0 f->h", got)
+	}
+	m.Unmount()
+}
+
+// TestMountGetxattrProbe: a getxattr(2) size probe through the mount
+// records no GXATR, a short buffer gets ERANGE and records none, and the
+// read that returns the value records one: one GXATR per getxattr(2) that
+// returned data (Lustre records no size query), so getfattr's probe and
+// read make one record.
+func TestMountGetxattrProbe(t *testing.T) {
+	needFUSE(t, "getfattr")
+	s := StartServer(t, shortTempDir(t))
+	c := Dial(t, s, 0, 0)
+	if _, err := c.CL.Register(c.Ctx(context.Background()), &changelogv1.RegisterRequest{Device: device, Mask: "GXATR"}); err != nil {
+		t.Fatal(err)
+	}
+	MustRun(t, s, "lctl", "set_param", "mdd.*.changelog_mask=+GXATR")
+	m := StartMount(t, s)
+	p := filepath.Join(m.Dir, "f")
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(p, "user.k", []byte("value"), 0); err != nil {
+		t.Fatal(err)
+	}
+	gxatr := func() int {
+		n := 0
+		for _, r := range readAll(t, c) {
+			if r.Type.String() == "GXATR" {
+				n++
+			}
+		}
+		return n
+	}
+	if n, err := unix.Getxattr(p, "user.k", nil); n != 5 || err != nil {
+		t.Fatalf("size probe: %d %v", n, err)
+	}
+	if _, err := unix.Getxattr(p, "user.k", make([]byte, 2)); err != unix.ERANGE {
+		t.Fatalf("short buffer: %v, want ERANGE", err)
+	}
+	if n := gxatr(); n != 0 {
+		t.Fatalf("%d GXATR after a size probe and a short read, want 0", n)
+	}
+	buf := make([]byte, 64)
+	if n, err := unix.Getxattr(p, "user.k", buf); err != nil || string(buf[:n]) != "value" {
+		t.Fatalf("read: %q %v", buf[:n], err)
+	}
+	if n := gxatr(); n != 1 {
+		t.Fatalf("%d GXATR after one read, want 1", n)
+	}
+	if out := sh(t, m.Dir, nil, "getfattr -n user.k --only-values f"); out != "value" {
+		t.Fatalf("getfattr printed %q", out)
+	}
+	if n := gxatr(); n != 2 {
+		t.Fatalf("%d GXATR after getfattr, want 2 (one per getfattr)", n)
+	}
+	m.Unmount()
+}

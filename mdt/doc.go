@@ -111,6 +111,12 @@
 //
 // # Deliberate differences from Lustre
 //
+//   - RenameFlags with RenameExchange (Lustre has no exchange) swaps two
+//     entries in one batch and records one RENME with flag
+//     changelog.FlagRenameExchange (0x4): t= the object that was at the
+//     destination, p=/name the destination, s=/sp=/sname the source; t=
+//     now has the source's name. RenameNoReplace's EEXIST is decided under
+//     the rename's locks.
 //   - A denied open leaves no zero-count opener entry, so a later
 //     successful open with the same key records OPEN (Lustre suppresses it).
 //   - OPEN, CLOSE and GXATR records that cannot be stored fail the

@@ -442,13 +442,40 @@ func (t *txn) unlinkEntry(parent *inode, name string, obj *inode) (bool, error) 
 // renaming an object onto itself (same entry, or two links of one object)
 // does nothing and records nothing.
 func (m *MDT) Rename(ctx context.Context, c Cred, src, dst string) error {
+	return m.RenameFlags(ctx, c, src, dst, 0)
+}
+
+// Flags of RenameFlags, as renameat2(2)'s.
+const (
+	// RenameNoReplace fails with EEXIST if dst exists (checked with the
+	// rename, atomically).
+	RenameNoReplace uint32 = 1
+	// RenameExchange swaps src and dst atomically; both must exist
+	// (ENOENT), of any types.
+	RenameExchange uint32 = 2
+)
+
+// RenameFlags is Rename with renameat2(2)'s flags (0, RenameNoReplace or
+// RenameExchange; both, or any other bit, is EINVAL).
+//
+// An exchange records one RENME whose fields read as a rename's (t= the
+// object that was at dst, p= dst's directory, name = dst's name, s= the
+// object that was at src, sp=/sname its directory and name) with flag
+// changelog.FlagRenameExchange (0x4, fidlog's own: Lustre has no
+// exchange): t= was not removed but moved to sp=/sname. Directories that
+// change parents move with their ".." (EINVAL into their own subtree),
+// and both parents' nlink follow.
+func (m *MDT) RenameFlags(ctx context.Context, c Cred, src, dst string, flags uint32) error {
 	cl, err := m.begin(ctx, c)
 	if err != nil {
 		return pathErr("rename", src, err)
 	}
+	if flags&^(RenameNoReplace|RenameExchange) != 0 || flags == RenameNoReplace|RenameExchange {
+		return pathErr("rename", src, fmt.Errorf("%w: rename flags %#x", ErrInvalid, flags))
+	}
 	var pend *store.Pending
 	err = m.update(func(ls *lockSet) (err error) {
-		pend, err = m.renameLocked(cl, ls, src, dst)
+		pend, err = m.renameLocked(cl, ls, src, dst, flags)
 		return err
 	})
 	if err == nil {
@@ -457,7 +484,7 @@ func (m *MDT) Rename(ctx context.Context, c Cred, src, dst string) error {
 	return m.deny(ctx, c, denial{op: changelog.CLRename, path: dst, src: src}, pathErr("rename", src, err))
 }
 
-func (m *MDT) renameLocked(cl *caller, ls *lockSet, src, dst string) (*store.Pending, error) {
+func (m *MDT) renameLocked(cl *caller, ls *lockSet, src, dst string, flags uint32) (*store.Pending, error) {
 	s, err := m.resolve(&cl.id, src, resolveOpts{locks: ls, existing: true})
 	if err != nil {
 		return nil, err
@@ -487,6 +514,9 @@ func (m *MDT) renameLocked(cl *caller, ls *lockSet, src, dst string) (*store.Pen
 	if f, _, ok, err := m.lookup(dparent.FID, dname); err != nil {
 		return nil, err
 	} else if ok {
+		if flags&RenameNoReplace != 0 {
+			return nil, &PathError{Op: "rename", Path: dst, Err: ErrExists}
+		}
 		if f == s.obj.FID {
 			return nil, nil // same object: nothing to do
 		}
@@ -496,6 +526,12 @@ func (m *MDT) renameLocked(cl *caller, ls *lockSet, src, dst string) (*store.Pen
 		if victim, err = m.getInode(f); err != nil {
 			return nil, err
 		}
+	}
+	if flags&RenameExchange != 0 {
+		if victim == nil {
+			return nil, &PathError{Op: "rename", Path: dst, Err: ErrNotFound}
+		}
+		return m.exchangeLocked(cl, ls, s, dparent, dname, victim, src, dst)
 	}
 	obj := s.obj
 	isDir := obj.Type == TypeDir
@@ -578,6 +614,82 @@ func (m *MDT) renameLocked(cl *caller, ls *lockSet, src, dst string) (*store.Pen
 		if last {
 			rec.Flags = changelog.FlagRenameLast
 		}
+	}
+	return t.apply()
+}
+
+// exchangeLocked swaps the entries s (src) and dparent/dname (dst, naming
+// victim), for RenameFlags with RenameExchange.
+func (m *MDT) exchangeLocked(cl *caller, ls *lockSet, s resolved, dparent *inode, dname string, victim *inode, src, dst string) (*store.Pending, error) {
+	obj := s.obj
+	if victim.Type == TypeDir {
+		if err := ls.exclusiveNeeded(); err != nil {
+			return nil, err
+		}
+	}
+	if err := mayDelete(&cl.id, s.parent, obj); err != nil {
+		return nil, err
+	}
+	if err := mayDelete(&cl.id, dparent, victim); err != nil {
+		return nil, err
+	}
+	sameDir := s.parent.FID == dparent.FID
+	if !sameDir {
+		// A directory that changes parents rewrites its "..": write
+		// permission on it, and never into its own subtree.
+		for _, mv := range []struct {
+			dir *inode
+			to  fid.FID
+			at  string
+		}{{obj, dparent.FID, dst}, {victim, s.parent.FID, src}} {
+			if mv.dir.Type != TypeDir {
+				continue
+			}
+			if !permitted(&cl.id, mv.dir, mayWrite) {
+				return nil, ErrPermission
+			}
+			if in, err := m.isAncestor(mv.dir.FID, mv.to); err != nil {
+				return nil, err
+			} else if in {
+				return nil, fmt.Errorf("%w: cannot move a directory into its own subtree at '%s'", ErrInvalid, mv.at)
+			}
+		}
+	}
+	t := m.newTxn(cl)
+	defer t.close()
+	sp, dp := s.parent, dparent
+	if sameDir {
+		dp = sp
+	}
+	if err := t.removeLink(sp.FID, s.name, obj); err != nil {
+		return nil, err
+	}
+	if err := t.removeLink(dp.FID, dname, victim); err != nil {
+		return nil, err
+	}
+	t.addLink(dp.FID, dname, obj)
+	t.addLink(sp.FID, s.name, victim)
+	obj.Ctime, victim.Ctime = t.now, t.now
+	t.putInode(obj)
+	t.putInode(victim)
+	if !sameDir {
+		if obj.Type == TypeDir && victim.Type != TypeDir {
+			sp.Nlink--
+			dp.Nlink++
+		} else if victim.Type == TypeDir && obj.Type != TypeDir {
+			dp.Nlink--
+			sp.Nlink++
+		}
+	}
+	sp.Mtime, sp.Ctime = t.now, t.now
+	dp.Mtime, dp.Ctime = t.now, t.now
+	t.putInode(sp)
+	if !sameDir {
+		t.putInode(dp)
+	}
+	if rec := t.record(changelog.CLRename, victim.FID, dp.FID, dname); rec != nil {
+		rec.SFID, rec.SPFID, rec.SName = obj.FID, sp.FID, s.name
+		rec.Flags = changelog.FlagRenameExchange
 	}
 	return t.apply()
 }

@@ -395,3 +395,61 @@ func TestSetattrTimes(t *testing.T) {
 		t.Fatalf("truncate: %+v", a)
 	}
 }
+
+// TestRenameFlags: RENAME_NOREPLACE is EEXIST over an existing entry;
+// RENAME_EXCHANGE swaps two entries of any types atomically (directory
+// link counts follow) with one RENME record flagged 0x4.
+func TestRenameFlags(t *testing.T) {
+	e := newEnv(t)
+	e.register("")
+	d1 := must[Attr](t)(e.m.Mkdir(ctx, root, "d1", 0755))
+	d2 := must[Attr](t)(e.m.Mkdir(ctx, root, "d2", 0755))
+	f := must[Attr](t)(e.m.Create(ctx, root, "d1/f", 0644, true))
+	sub := must[Attr](t)(e.m.Mkdir(ctx, root, "d2/sub", 0755))
+	_ = must[Attr](t)(e.m.Create(ctx, root, "d2/sub/x", 0644, true))
+
+	start := e.current()
+	wantErrno(t, e.m.RenameFlags(ctx, root, "d1/f", "d2/sub", RenameNoReplace), syscall.EEXIST)
+	wantErrno(t, e.m.RenameFlags(ctx, root, "d1/f", "d2/none", RenameExchange), syscall.ENOENT)
+	wantErrno(t, e.m.RenameFlags(ctx, root, "d1/f", "d2/sub", RenameExchange|RenameNoReplace), syscall.EINVAL)
+	wantErrno(t, e.m.RenameFlags(ctx, root, "d2", "d2/sub/x", RenameExchange), syscall.EINVAL)
+	if n := e.current(); n != start {
+		t.Fatalf("failed renames recorded %v", e.types(start+1))
+	}
+	ok(t, e.m.RenameFlags(ctx, root, "d1/f", "d1/g", RenameNoReplace))
+
+	// A file in d1 and a directory in d2 trade places.
+	ok(t, e.m.RenameFlags(ctx, root, "d1/g", "d2/sub", RenameExchange))
+	if a := must[Attr](t)(e.m.Stat(ctx, root, "d1/g")); a.FID != sub.FID {
+		t.Fatalf("d1/g is %v, want the directory %v", a.FID, sub.FID)
+	}
+	if a := must[Attr](t)(e.m.Stat(ctx, root, "d2/sub")); a.FID != f.FID {
+		t.Fatalf("d2/sub is %v, want the file %v", a.FID, f.FID)
+	}
+	_ = must[Attr](t)(e.m.Stat(ctx, root, "d1/g/x"))
+	if a := must[Attr](t)(e.m.Stat(ctx, root, "d1")); a.Nlink != 3 {
+		t.Fatalf("d1 nlink %d after gaining a directory, want 3", a.Nlink)
+	}
+	if a := must[Attr](t)(e.m.Stat(ctx, root, "d2")); a.Nlink != 2 {
+		t.Fatalf("d2 nlink %d after losing its directory, want 2", a.Nlink)
+	}
+	lines := e.lines(start + 1)
+	want := []string{
+		"RENME TIME 0x0 t=[0:0x0:0x0] j=test.0 ef=0x13 u=0:0 nid=192.168.1.10@tcp p=" + d1.FID.String() + " g s=" + f.FID.String() + " sp=" + d1.FID.String() + " f",
+		"RENME TIME 0x4 t=" + sub.FID.String() + " j=test.0 ef=0x13 u=0:0 nid=192.168.1.10@tcp p=" + d2.FID.String() + " sub s=" + f.FID.String() + " sp=" + d1.FID.String() + " g",
+	}
+	for i := range lines {
+		lines[i] = lines[i][strings.IndexByte(lines[i], ' ')+3:]
+	}
+	if !slices.Equal(lines, want) {
+		t.Fatalf("records:\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+	// Swapping two links of one object, or an entry with itself, does
+	// nothing.
+	_ = must[Attr](t)(e.m.Link(ctx, root, "d2/sub", "d2/sub2"))
+	start = e.current()
+	ok(t, e.m.RenameFlags(ctx, root, "d2/sub", "d2/sub2", RenameExchange))
+	if n := e.current(); n != start {
+		t.Fatalf("no-op exchange recorded %v", e.types(start+1))
+	}
+}

@@ -97,10 +97,20 @@ func (w *workload) step() {
 	case n < 80:
 		kind = "rename"
 		dst := w.newName(dir)
-		if w.rng.IntN(3) == 0 {
+		var flags uint32
+		switch w.rng.IntN(6) {
+		case 0, 1:
 			dst, _ = w.pick(false) // over an existing entry
+		case 2:
+			dst, _ = w.pick(false) // swap with an existing entry
+			flags, kind = RenameExchange, "exchange"
+		case 3:
+			if w.rng.IntN(2) == 0 {
+				dst, _ = w.pick(false)
+			}
+			flags, kind = RenameNoReplace, "noreplace"
 		}
-		err = w.m.Rename(ctx, root, any, dst)
+		err = w.m.RenameFlags(ctx, root, any, dst, flags)
 	case n < 88:
 		kind = "setattr"
 		var s SetattrArgs
@@ -176,6 +186,9 @@ func replay(t testing.TB, recs []*changelog.Record) *mirror {
 			}
 			delete(mm.entries, key(r.SPFID, r.SName))
 			mm.entries[key(r.PFID, r.Name)] = r.SFID
+			if r.Flags&changelog.FlagRenameExchange != 0 {
+				mm.entries[key(r.SPFID, r.SName)] = r.TFID
+			}
 		}
 	}
 	return mm

@@ -190,28 +190,55 @@ func (m *MDT) changeXattrLocked(cl *caller, ls *lockSet, p, name string, class x
 // a user.* or POSIX ACL xattr that returns data records GXATR x=name; if
 // that record cannot be stored the read fails.
 func (m *MDT) Getxattr(ctx context.Context, c Cred, p, name string) ([]byte, error) {
-	v, err := m.getxattr(ctx, c, p, name)
+	v, _, err := m.getxattr(ctx, c, p, name, -1)
 	return v, pathErr("getxattr", p, err)
 }
 
-func (m *MDT) getxattr(ctx context.Context, c Cred, p, name string) ([]byte, error) {
+// GetxattrSize is Getxattr with getxattr(2)'s buffer size: size 0 returns
+// only the value's length (no value, no record: Lustre records only reads
+// that return data); a value longer than size is ERANGE (no record); size
+// < 0 is Getxattr. It returns the value (if any) and its length.
+func (m *MDT) GetxattrSize(ctx context.Context, c Cred, p, name string, size int) ([]byte, int, error) {
+	v, n, err := m.getxattr(ctx, c, p, name, size)
+	return v, n, pathErr("getxattr", p, err)
+}
+
+func (m *MDT) getxattr(ctx context.Context, c Cred, p, name string, size int) ([]byte, int, error) {
 	cl, err := m.begin(ctx, c)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	class, err := classifyXattr(name)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	audit := (class == xcUser || class == xcACL) && m.wants(cl, changelog.CLGetxattr)
-	if !audit {
+	// fits reports whether v is returned (and recorded) or only its
+	// length (size 0) or ERANGE.
+	fits := func(v []byte) (bool, error) {
+		switch {
+		case size < 0:
+			return true, nil
+		case len(v) > size && size > 0:
+			return false, fmt.Errorf("%w: xattr '%s' of %d bytes, buffer of %d", ErrRange, name, len(v), size)
+		}
+		return size > 0, nil
+	}
+	if !audit || size == 0 {
 		m.mu.RLock()
 		defer m.mu.RUnlock()
 		r, err := m.resolve(&cl.id, p, resolveOpts{existing: true})
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		return m.readXattr(&cl.id, r.obj, class, name)
+		v, err := m.readXattr(&cl.id, r.obj, class, name)
+		if err != nil {
+			return nil, 0, err
+		}
+		if ok, err := fits(v); !ok {
+			return nil, len(v), err
+		}
+		return v, len(v), nil
 	}
 	var (
 		v    []byte
@@ -225,6 +252,9 @@ func (m *MDT) getxattr(ctx context.Context, c Cred, p, name string) ([]byte, err
 		if v, err = m.readXattr(&cl.id, r.obj, class, name); err != nil {
 			return err
 		}
+		if _, err := fits(v); err != nil {
+			return err // ERANGE: no data returned, nothing recorded
+		}
 		t := m.newTxn(cl)
 		defer t.close()
 		if rec := t.record(changelog.CLGetxattr, r.obj.FID, fid.Zero, ""); rec != nil {
@@ -237,12 +267,12 @@ func (m *MDT) getxattr(ctx context.Context, c Cred, p, name string) ([]byte, err
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, len(v), err
 	}
 	if err := m.wait(pend); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return v, nil
+	return v, len(v), nil
 }
 
 // readXattr returns xattr name of obj if id may read it.

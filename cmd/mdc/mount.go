@@ -717,20 +717,13 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if !ok {
 		return syscall.EXDEV
 	}
-	const renameNoreplace, renameExchange = 1, 2
-	if flags&renameExchange != 0 {
-		return syscall.EINVAL // not supported by the server
-	}
 	c := n.m.callerOf(ctx)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	dst := np.child(newName)
-	if flags&renameNoreplace != 0 {
-		if _, err := n.m.ns.Stat(cctx, &mdtv1.StatRequest{Path: []byte(dst)}); err == nil {
-			return syscall.EEXIST
-		}
-	}
-	_, err := n.m.ns.Rename(cctx, &mdtv1.RenameRequest{SrcPath: []byte(n.child(name)), DstPath: []byte(dst)})
+	// renameat2's RENAME_NOREPLACE and RENAME_EXCHANGE go to the server,
+	// which applies them atomically (go-fuse swaps its own tree on
+	// success).
+	_, err := n.m.ns.Rename(cctx, &mdtv1.RenameRequest{SrcPath: []byte(n.child(name)), DstPath: []byte(np.child(newName)), Flags: flags})
 	n.dropChild(name)
 	np.dropChild(newName)
 	return errno(err)
@@ -752,7 +745,11 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	c := n.m.callerOf(ctx)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	r, err := n.m.ns.Getxattr(cctx, &mdtv1.GetxattrRequest{Path: []byte(n.path()), Name: attr})
+	// The buffer size goes to the server: a size probe (0) returns the
+	// length without a GXATR record, a short buffer ERANGE without one, so
+	// getfattr's probe-then-read records one GXATR, for the read.
+	size := uint32(len(dest))
+	r, err := n.m.ns.Getxattr(cctx, &mdtv1.GetxattrRequest{Path: []byte(n.path()), Name: attr, Size: &size})
 	if err != nil {
 		e := errno(err)
 		if e == syscall.ENODATA {
@@ -760,11 +757,10 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 		}
 		return 0, e
 	}
-	v := r.GetValue()
-	if len(dest) < len(v) {
-		return uint32(len(v)), syscall.ERANGE
+	if size == 0 {
+		return r.GetSize(), 0
 	}
-	return uint32(copy(dest, v)), 0
+	return uint32(copy(dest, r.GetValue())), 0
 }
 
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {

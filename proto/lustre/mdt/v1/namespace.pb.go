@@ -1149,7 +1149,14 @@ type RenameRequest struct {
 	SrcPath []byte `protobuf:"bytes,1,opt,name=src_path,json=srcPath,proto3" json:"src_path,omitempty"`
 	// The destination name. If it exists it is replaced, provided the types
 	// are compatible (a directory only by an empty directory).
-	DstPath       []byte `protobuf:"bytes,2,opt,name=dst_path,json=dstPath,proto3" json:"dst_path,omitempty"`
+	DstPath []byte `protobuf:"bytes,2,opt,name=dst_path,json=dstPath,proto3" json:"dst_path,omitempty"`
+	// renameat2(2) flags: 0, 1 (RENAME_NOREPLACE: an existing destination is
+	// ALREADY_EXISTS "EEXIST", checked atomically) or 2 (RENAME_EXCHANGE:
+	// swap the two existing entries, of any types, atomically; a missing one
+	// is NOT_FOUND; changelog: one RENME with flag 0x4, t= the object that
+	// was at dst_path, s= the one that was at src_path). Anything else is
+	// INVALID_ARGUMENT.
+	Flags         uint32 `protobuf:"varint,3,opt,name=flags,proto3" json:"flags,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1196,6 +1203,13 @@ func (x *RenameRequest) GetDstPath() []byte {
 		return x.DstPath
 	}
 	return nil
+}
+
+func (x *RenameRequest) GetFlags() uint32 {
+	if x != nil {
+		return x.Flags
+	}
+	return 0
 }
 
 // RenameResponse is empty: success means the rename happened.
@@ -2416,7 +2430,12 @@ type GetxattrRequest struct {
 	// Path of the object, relative to the root.
 	Path []byte `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// Attribute name including its namespace, e.g. "user.tag".
-	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The caller's buffer size, as getxattr(2)'s: 0 asks for the value's
+	// length only (GetxattrResponse.size, no value, no GXATR record: Lustre
+	// records reads that return data); a value longer than size is
+	// OUT_OF_RANGE "ERANGE", with no record. Unset: the whole value.
+	Size          *uint32 `protobuf:"varint,3,opt,name=size,proto3,oneof" json:"size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2465,11 +2484,20 @@ func (x *GetxattrRequest) GetName() string {
 	return ""
 }
 
+func (x *GetxattrRequest) GetSize() uint32 {
+	if x != nil && x.Size != nil {
+		return *x.Size
+	}
+	return 0
+}
+
 // GetxattrResponse carries the attribute's value.
 type GetxattrResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The attribute's value.
-	Value         []byte `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	// The attribute's value (none for a size-only request).
+	Value []byte `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	// The value's length in bytes.
+	Size          uint32 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2509,6 +2537,13 @@ func (x *GetxattrResponse) GetValue() []byte {
 		return x.Value
 	}
 	return nil
+}
+
+func (x *GetxattrResponse) GetSize() uint32 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
 }
 
 // ListxattrRequest names the object whose attribute names to list.
@@ -2854,10 +2889,11 @@ const file_lustre_mdt_v1_namespace_proto_rawDesc = "" +
 	"\x0eUnlinkResponse\"\"\n" +
 	"\fRmdirRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\fR\x04path\"\x0f\n" +
-	"\rRmdirResponse\"E\n" +
+	"\rRmdirResponse\"[\n" +
 	"\rRenameRequest\x12\x19\n" +
 	"\bsrc_path\x18\x01 \x01(\fR\asrcPath\x12\x19\n" +
-	"\bdst_path\x18\x02 \x01(\fR\adstPath\"\x10\n" +
+	"\bdst_path\x18\x02 \x01(\fR\adstPath\x12\x14\n" +
+	"\x05flags\x18\x03 \x01(\rR\x05flags\"\x10\n" +
 	"\x0eRenameResponse\"K\n" +
 	"\vOpenRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\fR\x04path\x12\x14\n" +
@@ -2935,12 +2971,15 @@ const file_lustre_mdt_v1_namespace_proto_rawDesc = "" +
 	"\x12RemovexattrRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\fR\x04path\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"\x15\n" +
-	"\x13RemovexattrResponse\"9\n" +
+	"\x13RemovexattrResponse\"[\n" +
 	"\x0fGetxattrRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\fR\x04path\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"(\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x17\n" +
+	"\x04size\x18\x03 \x01(\rH\x00R\x04size\x88\x01\x01B\a\n" +
+	"\x05_size\"<\n" +
 	"\x10GetxattrResponse\x12\x14\n" +
-	"\x05value\x18\x01 \x01(\fR\x05value\"&\n" +
+	"\x05value\x18\x01 \x01(\fR\x05value\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\rR\x04size\"&\n" +
 	"\x10ListxattrRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\fR\x04path\")\n" +
 	"\x11ListxattrResponse\x12\x14\n" +
@@ -3146,6 +3185,7 @@ func file_lustre_mdt_v1_namespace_proto_init() {
 		return
 	}
 	file_lustre_mdt_v1_namespace_proto_msgTypes[35].OneofWrappers = []any{}
+	file_lustre_mdt_v1_namespace_proto_msgTypes[41].OneofWrappers = []any{}
 	file_lustre_mdt_v1_namespace_proto_msgTypes[45].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

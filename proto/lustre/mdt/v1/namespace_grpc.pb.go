@@ -107,7 +107,8 @@ type NamespaceServiceClient interface {
 	// Rmdir removes an empty directory (changelog: RMDIR).
 	Rmdir(ctx context.Context, in *RmdirRequest, opts ...grpc.CallOption) (*RmdirResponse, error)
 	// Rename moves a name, replacing an existing destination of a compatible
-	// type (changelog: one RENME record with the source in s=/sp=/sname).
+	// type (changelog: one RENME record with the source in s=/sp=/sname), or
+	// with flags refuses to replace or swaps two names.
 	Rename(ctx context.Context, in *RenameRequest, opts ...grpc.CallOption) (*RenameResponse, error)
 	// Open opens (and with CREAT, possibly creates) a regular file and returns
 	// a handle for Close (changelog: CREAT if created, OPEN per Lustre's open
@@ -465,7 +466,8 @@ type NamespaceServiceServer interface {
 	// Rmdir removes an empty directory (changelog: RMDIR).
 	Rmdir(context.Context, *RmdirRequest) (*RmdirResponse, error)
 	// Rename moves a name, replacing an existing destination of a compatible
-	// type (changelog: one RENME record with the source in s=/sp=/sname).
+	// type (changelog: one RENME record with the source in s=/sp=/sname), or
+	// with flags refuses to replace or swaps two names.
 	Rename(context.Context, *RenameRequest) (*RenameResponse, error)
 	// Open opens (and with CREAT, possibly creates) a regular file and returns
 	// a handle for Close (changelog: CREAT if created, OPEN per Lustre's open
