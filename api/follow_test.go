@@ -225,3 +225,81 @@ func TestFollowNoClear(t *testing.T) {
 		t.Fatalf("cleared to %d with NoClear, want 0", n)
 	}
 }
+
+// TestFollowChain: FollowChain streams every record after the consumer's
+// cleared point, whatever its mask, with the chain's anchor first, so that
+// what it hands verifies; it refuses a mask and says when the consumer is
+// not registered.
+func TestFollowChain(t *testing.T) {
+	e := newEnv(t, func(o *api.Options) { o.HeartbeatInterval = 20 * time.Millisecond })
+	c := e.local()
+	ctx := ctxT(t)
+	register(t, c, "exp", "MKDIR") // a mask that would filter every record here
+	register(t, c, "all", "")      // so that the creates are recorded
+	touch(t, c, "", "a", 10)       // 1..10
+	if _, err := c.Clear(ctx, device, "cl1", 4); err != nil {
+		t.Fatal(err)
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		items []client.ChainItem
+		last  changelog.Index
+	)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.FollowChain(fctx, device, "exp", func(its []client.ChainItem) error {
+			mu.Lock()
+			defer mu.Unlock()
+			items = append(items, its...)
+			for _, it := range its {
+				if it.Record != nil {
+					last = it.Record.Index
+				}
+			}
+			return nil
+		}, client.FollowOptions{NoClear: true, BatchRecords: 3})
+	}()
+	touch(t, c, "", "b", 10) // 11..20
+	waitFor(t, "records up to 20", func() bool { mu.Lock(); defer mu.Unlock(); return last >= 20 })
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("FollowChain returned %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(items) == 0 || items[0].Anchor == nil || items[0].Anchor.Index != 4 {
+		t.Fatalf("first item %+v, want the anchor of record 4", items)
+	}
+	v := changelog.NewVerifier()
+	want := changelog.Index(5)
+	for _, it := range items {
+		var err error
+		switch {
+		case it.Anchor != nil:
+			err = v.Anchor(*it.Anchor)
+		case it.Checkpoint != nil:
+			err = v.Checkpoint(it.Checkpoint)
+		default:
+			if it.Record.Index != want {
+				t.Fatalf("record %d, want %d", it.Record.Index, want)
+			}
+			want++
+			err = v.Record(changelog.AppendStored(nil, it.Record))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := v.Summary(); s.First != 5 || s.Last != 20 || !s.Linked {
+		t.Fatalf("verified %+v", s)
+	}
+	err := c.FollowChain(ctx, device, "nobody", func([]client.ChainItem) error { return nil }, client.FollowOptions{})
+	if !errors.Is(err, client.ErrUnknownUser) {
+		t.Fatalf("unknown user: %v", err)
+	}
+	if err := c.FollowChain(ctx, device, "exp", func([]client.ChainItem) error { return nil }, client.FollowOptions{Mask: "CREAT"}); err == nil {
+		t.Fatal("a chain follow with a mask")
+	}
+}

@@ -132,6 +132,10 @@ type ChainItem struct {
 	Anchor     *changelog.Anchor
 }
 
+// ErrUnknownUser: FollowChain's consumer is not registered (deregistered,
+// or evicted by the changelog GC).
+var ErrUnknownUser = errors.New("client: changelog user not registered")
+
 // RecordsLostError: a chain follow found records purged before it read
 // them (the consumer was evicted, or the log purged past its point).
 type RecordsLostError struct {
@@ -349,7 +353,7 @@ func (f *follower) resolveUser(ctx context.Context) error {
 	}
 	if f.chain != nil {
 		// A chain read is not made as the user: say it is unknown here.
-		return status.Errorf(codes.NotFound, "changelog user '%s' not registered on %s", f.ref, f.device)
+		return fmt.Errorf("%w: '%s' on %s", ErrUnknownUser, f.ref, f.device)
 	}
 	// Let the server say why (unknown or evicted) on the Read.
 	if byID {

@@ -9,9 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/fidlog/fidlog/api/client"
 	"github.com/fidlog/fidlog/changelog"
 	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
@@ -308,7 +305,7 @@ func (x *exporter) followChain(ctx context.Context, src *source) error {
 		return nil
 	}
 	var lost *client.RecordsLostError
-	if _, ok := client.IsEvicted(err); ok || errors.As(err, &lost) || status.Code(err) == codes.NotFound {
+	if _, ok := client.IsEvicted(err); ok || errors.As(err, &lost) || errors.Is(err, client.ErrUnknownUser) {
 		// The chain is read without the user: its eviction shows as
 		// records purged before they were read, or the user gone.
 		return x.evicted(ctx, src, nil)
