@@ -178,6 +178,9 @@ func identify(ctx context.Context, admin uint32) (caller, error) {
 // unaryInterceptor attaches the caller to ctx and maps every error to a
 // status.
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if w, ok := ctx.Value(writerKey{}).(*writer); ok {
+		defer w.handled()
+	}
 	c, err := identify(ctx, s.owner)
 	if err != nil {
 		return nil, s.finish(info.FullMethod, err)

@@ -216,6 +216,9 @@ func (s *Server) newGRPC(creds credentials.TransportCredentials) *grpc.Server {
 		// Raw Read batches are sent in the wire form they are built in
 		// (wire.go); every other message goes through protobuf.
 		grpc.ForceServerCodecV2(newServerCodec()),
+		// Announce write RPCs as soon as their headers are read (before
+		// they wait for a handler goroutine and the CPU): see hold.go.
+		grpc.InTapHandle(s.announceWriter),
 	}
 	opts = append(append([]grpc.ServerOption(nil), s.opts.ServerOptions...), opts...)
 	gs := grpc.NewServer(opts...)

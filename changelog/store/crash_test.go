@@ -19,8 +19,15 @@ import (
 // random share of unsynced data) while 32 writers commit, reopens the
 // clone, and checks: every acknowledged record and its namespace key are
 // there, indices are contiguous, the index never goes back, users and their
-// points are intact.
+// points are intact. "announced": the writers announce themselves as the
+// gRPC server does (Expect), and one announced writer never applies, so
+// syncs are held (see "Held syncs") and released by count and by time.
 func TestCrash(t *testing.T) {
+	t.Run("direct", func(t *testing.T) { testCrash(t, false) })
+	t.Run("announced", func(t *testing.T) { testCrash(t, true) })
+}
+
+func testCrash(t *testing.T, announce bool) {
 	iterations := 20
 	if testing.Short() {
 		iterations = 5
@@ -52,6 +59,9 @@ func TestCrash(t *testing.T) {
 		}
 		userBefore := l.Users()[0]
 
+		if announce {
+			l.Expect() // a writer on its way that never arrives
+		}
 		var mu sync.Mutex
 		acked := map[changelog.Index]string{}
 		var stop atomic.Bool
@@ -63,7 +73,13 @@ func TestCrash(t *testing.T) {
 					b := db.NewBatch()
 					_ = b.Set([]byte("ns/"+name), []byte(name), nil)
 					r := &changelog.Record{Type: changelog.CLCreate, Name: name}
+					if announce {
+						l.Expect()
+					}
 					_, err := l.Commit(b, []*changelog.Record{r})
+					if announce {
+						l.ExpectDone()
+					}
 					b.Close()
 					if err != nil {
 						return

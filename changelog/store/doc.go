@@ -24,6 +24,9 @@
 //     but not awaited; Pebble's WAL writer shares one fsync among every
 //     group and batch queued) and only then returns. No lock is held
 //     across the fsync, and the next group commits while it is in flight.
+//     A group held for announced writers (Expect; "Held syncs" in
+//     sequencer.go) is applied NoSync and its callers wait for the
+//     covering sync: one empty WAL record written after every held group.
 //     Batches without records (users, settings, purge) commit NoSync and
 //     are synced with one LogData(nil, Sync).
 //   - Durable watermark: Pebble shows a batch before its WAL sync, so readers

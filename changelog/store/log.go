@@ -175,6 +175,13 @@ type Log struct {
 
 	// qmu is the group-commit queue (sequencer.go); never held with mu.
 	qmu queue
+	// hold is the syncs held back for callers on their way (sequencer.go;
+	// lock order: mu, hold).
+	hold holdState
+	// expected counts callers announced by Expect; waiting counts callers
+	// whose batch is applied and whose Wait has not returned.
+	expected atomic.Int64
+	waiting  atomic.Int64
 	// ckMu serialises checkpoints and guards key (lock order: ckMu, mu).
 	ckMu   sync.Mutex
 	key    ed25519.PrivateKey
@@ -400,6 +407,8 @@ func (l *Log) Close() error {
 	l.mu.closed = true
 	l.closedA.Store(true)
 	l.mu.Unlock()
+	// Syncs held back are issued now: the DB may close after this.
+	l.releaseHeld(true)
 	l.cancel()
 	close(l.stop)
 	l.wg.Wait()

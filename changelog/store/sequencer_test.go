@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/fidlog/fidlog/changelog"
@@ -147,5 +148,133 @@ func TestGroupCommitCapacity(t *testing.T) {
 	}
 	if got := e.indices(); len(got) != 4 || got[0] != 5 || got[3] != 8 {
 		t.Fatalf("records %v, want 5..8", got)
+	}
+}
+
+// TestHeldSyncs: while announced callers are on their way, a group is
+// applied (visible, indices assigned) without a sync and held: its Wait
+// does not return and the durable watermark does not move. The held
+// groups share one sync, issued when nobody announced is on the way any
+// more, when holdOps callers are held, when the hold has lasted its limit,
+// or when the log closes; the watermark then covers exactly them.
+func TestHeldSyncs(t *testing.T) {
+	e := newEnv(t)
+	e.register("", "")
+	e.log.hold.limit = time.Hour
+	apply := func(name string) (*Pending, changelog.Index) {
+		t.Helper()
+		b := e.db.NewBatch()
+		defer b.Close()
+		if err := b.Set([]byte("ns/"+name), []byte("x"), nil); err != nil {
+			t.Fatal(err)
+		}
+		r := &changelog.Record{Type: changelog.CLCreate, Name: name}
+		p, err := e.log.Apply(b, []*changelog.Record{r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p, r.Index
+	}
+	waitAsync := func(p *Pending) chan error {
+		ch := make(chan error, 1)
+		go func() { ch <- p.Wait() }()
+		return ch
+	}
+	notYet := func(ch chan error, what string) {
+		t.Helper()
+		select {
+		case err := <-ch:
+			t.Fatalf("%s: Wait returned (%v) while its sync is held", what, err)
+		case <-time.After(30 * time.Millisecond):
+		}
+	}
+	done := func(ch chan error, what string) {
+		t.Helper()
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: Wait did not return after the release", what)
+		}
+	}
+
+	// Released when nobody announced is on the way any more.
+	e.log.Expect()
+	e.log.Expect()
+	e.log.Expect()
+	pa, ia := apply("a")
+	wa := waitAsync(pa)
+	pb, ib := apply("b")
+	wb := waitAsync(pb)
+	if n := e.log.hold.n.Load(); n != 2 || ib != ia+1 {
+		t.Fatalf("%d groups held, indices %d %d", n, ia, ib)
+	}
+	if !e.hasKey("ns/a") || !e.hasKey("ns/b") {
+		t.Fatal("a held group is not applied")
+	}
+	notYet(wa, "a")
+	notYet(wb, "b")
+	if d := e.log.Durable(); d >= ia {
+		t.Fatalf("durable %d covers held record %d", d, ia)
+	}
+	e.log.ExpectDone() // the third announced caller gives up
+	done(wa, "a")
+	done(wb, "b")
+	if d := e.log.Durable(); d != ib {
+		t.Fatalf("durable %d after the release, want %d", d, ib)
+	}
+	e.log.ExpectDone()
+	e.log.ExpectDone()
+
+	// Released by count: holdOps callers held.
+	for range holdOps + 10 {
+		e.log.Expect()
+	}
+	var waits []chan error
+	for i := range holdOps - 1 {
+		p, _ := apply(fmt.Sprint("c", i))
+		waits = append(waits, waitAsync(p))
+	}
+	notYet(waits[0], "c0")
+	p, last := apply("c-last")
+	waits = append(waits, waitAsync(p))
+	for i, w := range waits {
+		done(w, fmt.Sprint("c", i))
+	}
+	if d := e.log.Durable(); d != last {
+		t.Fatalf("durable %d, want %d", d, last)
+	}
+
+	// Released by time.
+	e.log.hold.Lock()
+	e.log.hold.limit = 20 * time.Millisecond
+	e.log.hold.Unlock()
+	p, last = apply("timed")
+	start := time.Now()
+	if err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el < 10*time.Millisecond {
+		t.Fatalf("released after %v, before the hold's limit", el)
+	}
+	if d := e.log.Durable(); d != last {
+		t.Fatalf("durable %d, want %d", d, last)
+	}
+
+	// Released by Close.
+	e.log.hold.Lock()
+	e.log.hold.limit = time.Hour
+	e.log.hold.Unlock()
+	p, last = apply("closing")
+	w := waitAsync(p)
+	notYet(w, "closing")
+	if err := e.log.Close(); err != nil {
+		t.Fatal(err)
+	}
+	done(w, "closing")
+	if d := e.log.Durable(); d != last {
+		t.Fatalf("durable %d, want %d", d, last)
 	}
 }
