@@ -192,14 +192,34 @@ func (n *namespaceService) Setxattr(ctx context.Context, r *mdtv1.SetxattrReques
 	default:
 		return nil, argError("unknown setxattr mode %d", r.GetMode())
 	}
-	if err := n.s.m.Setxattr(ctx, cred(ctx), string(r.GetPath()), r.GetName(), r.GetValue(), flags); err != nil {
+	var err error
+	if r.GetFid() != nil {
+		f, ferr := fidFromPB(r.GetFid(), "fid")
+		if ferr != nil {
+			return nil, ferr
+		}
+		err = n.s.m.SetxattrFID(ctx, cred(ctx), f, r.GetName(), r.GetValue(), flags)
+	} else {
+		err = n.s.m.Setxattr(ctx, cred(ctx), string(r.GetPath()), r.GetName(), r.GetValue(), flags)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return &mdtv1.SetxattrResponse{}, nil
 }
 
 func (n *namespaceService) Removexattr(ctx context.Context, r *mdtv1.RemovexattrRequest) (*mdtv1.RemovexattrResponse, error) {
-	if err := n.s.m.Removexattr(ctx, cred(ctx), string(r.GetPath()), r.GetName()); err != nil {
+	var err error
+	if r.GetFid() != nil {
+		f, ferr := fidFromPB(r.GetFid(), "fid")
+		if ferr != nil {
+			return nil, ferr
+		}
+		err = n.s.m.RemovexattrFID(ctx, cred(ctx), f, r.GetName())
+	} else {
+		err = n.s.m.Removexattr(ctx, cred(ctx), string(r.GetPath()), r.GetName())
+	}
+	if err != nil {
 		return nil, err
 	}
 	return &mdtv1.RemovexattrResponse{}, nil
@@ -210,7 +230,20 @@ func (n *namespaceService) Getxattr(ctx context.Context, r *mdtv1.GetxattrReques
 	if r.Size != nil {
 		size = int(r.GetSize())
 	}
-	v, n2, err := n.s.m.GetxattrSize(ctx, cred(ctx), string(r.GetPath()), r.GetName(), size)
+	var (
+		v   []byte
+		n2  int
+		err error
+	)
+	if r.GetFid() != nil {
+		f, ferr := fidFromPB(r.GetFid(), "fid")
+		if ferr != nil {
+			return nil, ferr
+		}
+		v, n2, err = n.s.m.GetxattrFID(ctx, cred(ctx), f, r.GetName(), size)
+	} else {
+		v, n2, err = n.s.m.GetxattrSize(ctx, cred(ctx), string(r.GetPath()), r.GetName(), size)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +251,19 @@ func (n *namespaceService) Getxattr(ctx context.Context, r *mdtv1.GetxattrReques
 }
 
 func (n *namespaceService) Listxattr(ctx context.Context, r *mdtv1.ListxattrRequest) (*mdtv1.ListxattrResponse, error) {
-	names, err := n.s.m.Listxattr(ctx, cred(ctx), string(r.GetPath()))
+	var (
+		names []string
+		err   error
+	)
+	if r.GetFid() != nil {
+		f, ferr := fidFromPB(r.GetFid(), "fid")
+		if ferr != nil {
+			return nil, ferr
+		}
+		names, err = n.s.m.ListxattrFID(ctx, cred(ctx), f)
+	} else {
+		names, err = n.s.m.Listxattr(ctx, cred(ctx), string(r.GetPath()))
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -55,6 +55,21 @@ func TestOpenFidAndSetattrFid(t *testing.T) {
 	wantStatus(t, err, codes.NotFound, "ENOENT", syscall.ENOENT)
 	_, err = ns.OpenFid(ctx, &mdtv1.OpenFidRequest{})
 	wantStatus(t, err, codes.InvalidArgument, "EINVAL", syscall.EINVAL, "fid")
+	// The xattr calls by FID reach the unlinked file.
+	if _, err := ns.Setxattr(ctx, &mdtv1.SetxattrRequest{Fid: f, Name: "user.k", Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := ns.Listxattr(ctx, &mdtv1.ListxattrRequest{Fid: f}); err != nil || len(l.GetNames()) != 1 {
+		t.Fatalf("listxattr by FID: %v %v", l, err)
+	}
+	if g, err := ns.Getxattr(ctx, &mdtv1.GetxattrRequest{Fid: f, Name: "user.k"}); err != nil || string(g.GetValue()) != "v" {
+		t.Fatalf("getxattr by FID: %v %v", g, err)
+	}
+	if _, err := ns.Removexattr(ctx, &mdtv1.RemovexattrRequest{Fid: f, Name: "user.k"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ns.Getxattr(ctx, &mdtv1.GetxattrRequest{Fid: &commonv1.Fid{}, Name: "user.k"})
+	wantStatus(t, err, codes.InvalidArgument, "EINVAL", syscall.EINVAL)
 	for _, h := range []uint64{o.GetHandle(), r.GetHandle()} {
 		if _, err := ns.Close(ctx, &mdtv1.CloseRequest{Handle: h}); err != nil {
 			t.Fatal(err)

@@ -226,6 +226,15 @@ func TestMountSetattrUnlinked(t *testing.T) {
 		n, err := f.ReadAt(b, 0)
 		out = append(out, fmt.Sprintf("read %q", b[:n]))
 		_ = err
+		// Opened again through /proc/self/fd (the kernel's magic link).
+		g, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
+		note("open /proc/self/fd", err)
+		if err == nil {
+			n, err := g.ReadAt(b, 0)
+			out = append(out, fmt.Sprintf("read again %q", b[:n]))
+			_ = err
+			g.Close()
+		}
 		fi, err := os.Stat(dir)
 		note("stat dir", err)
 		out = append(out, fmt.Sprintf("dir mode %v", fi.Mode()))
@@ -236,8 +245,38 @@ func TestMountSetattrUnlinked(t *testing.T) {
 	if got := run(m.Dir); got != want {
 		t.Fatalf("in the mount:\n%s\nlocally:\n%s", got, want)
 	}
+	// The xattr calls on an unlinked open file go by FID too (by path they
+	// reached the mount's root).
+	f, err := os.OpenFile(filepath.Join(m.Dir, "x"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(m.Dir, "x")); err != nil {
+		t.Fatal(err)
+	}
+	fd := int(f.Fd())
+	if err := unix.Fsetxattr(fd, "user.k", []byte("v1"), 0); err != nil {
+		t.Fatalf("fsetxattr on the unlinked file: %v", err)
+	}
+	buf := make([]byte, 64)
+	if n, err := unix.Listxattr(m.Dir, buf); err != nil || n != 0 {
+		t.Fatalf("the mount's root has xattrs %q (%v) after fsetxattr on a file", buf[:n], err)
+	}
+	if n, err := unix.Fgetxattr(fd, "user.k", buf); err != nil || string(buf[:n]) != "v1" {
+		t.Fatalf("fgetxattr: %q %v", buf[:n], err)
+	}
+	if n, err := unix.Flistxattr(fd, buf); err != nil || string(buf[:n]) != "user.k\x00" {
+		t.Fatalf("flistxattr: %q %v", buf[:n], err)
+	}
+	if err := unix.Fremovexattr(fd, "user.k"); err != nil {
+		t.Fatalf("fremovexattr: %v", err)
+	}
+	if n, err := unix.Listxattr(m.Dir, buf); err != nil || n != 0 {
+		t.Fatalf("the mount's root has xattrs %q (%v)", buf[:n], err)
+	}
+	f.Close()
 	// The release (and its CLOSE) follows close(2) asynchronously.
-	const wantTypes = "CREAT UNLNK TRUNC SATTR CLOSE"
+	const wantTypes = "CREAT UNLNK TRUNC SATTR CLOSE CREAT UNLNK XATTR XATTR CLOSE"
 	var got string
 	for deadline := time.Now().Add(20 * time.Second); got != wantTypes && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		var types []string

@@ -106,8 +106,10 @@
 // lost within a window, never leaked past one) or neither. Handle numbers
 // carry a start counter (stored, synced at Open) in their top bits, so a
 // handle from before a restart never names another open after it (EBADF).
-// SetattrFID changes an object reached through an open file (ftruncate,
-// fchmod, futimens), unlinked or not.
+// SetattrFID, OpenFID and the xattr calls' *FID variants reach an object
+// through an open file (ftruncate, fchmod, futimens, fgetxattr, an open of
+// /proc/PID/fd/N), unlinked or not, with the same checks and records as by
+// path.
 //
 // # Deliberate differences from Lustre
 //

@@ -155,6 +155,10 @@ type resolveOpts struct {
 	// from is the directory a relative path starts at (a symlink's
 	// directory); the zero FID is the root.
 	from fid.FID
+	// fid, if not zero, names the object instead of the path (the *FID
+	// variants: an object reached through an open file, possibly
+	// unlinked): no walk, no parent.
+	fid fid.FID
 }
 
 // resolved is a path resolved without following a final symlink.
@@ -170,6 +174,13 @@ type resolved struct {
 // ENOTDIR); the final component is not followed. Path2Fid, Stat and every
 // operation that names a path use it; Fid2Path is its inverse.
 func (m *MDT) resolve(id *Identity, p string, o resolveOpts) (resolved, error) {
+	if !o.fid.IsZero() {
+		if o.locks != nil && !o.locks.need(o.fid) {
+			return resolved{}, o.locks.relock()
+		}
+		obj, err := m.getInode(o.fid)
+		return resolved{obj: obj}, err
+	}
 	comps, err := splitPath(p)
 	if err != nil {
 		return resolved{}, err

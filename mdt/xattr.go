@@ -111,16 +111,33 @@ func (m *MDT) getXattr(f fid.FID, name string) (v []byte, ok bool, err error) {
 // ACL names; LYOUT for trusted.lov/lustre.lov; HSM for trusted.hsm;
 // nothing for trusted.som.
 func (m *MDT) Setxattr(ctx context.Context, c Cred, p, name string, value []byte, flags int) error {
-	return m.deny(ctx, c, denial{op: changelog.CLXattr, path: p, xattr: name}, pathErr("setxattr", p, m.changeXattr(ctx, c, p, name, value, flags, false)))
+	return m.deny(ctx, c, denial{op: changelog.CLXattr, path: p, xattr: name}, pathErr("setxattr", p, m.changeXattr(ctx, c, p, fid.Zero, name, value, flags, false)))
 }
 
 // Removexattr removes xattr name (ENODATA if missing). Removing a name
 // whose change is recorded gives XATTR x=name.
 func (m *MDT) Removexattr(ctx context.Context, c Cred, p, name string) error {
-	return m.deny(ctx, c, denial{op: changelog.CLXattr, path: p, xattr: name}, pathErr("removexattr", p, m.changeXattr(ctx, c, p, name, nil, 0, true)))
+	return m.deny(ctx, c, denial{op: changelog.CLXattr, path: p, xattr: name}, pathErr("removexattr", p, m.changeXattr(ctx, c, p, fid.Zero, name, nil, 0, true)))
 }
 
-func (m *MDT) changeXattr(ctx context.Context, c Cred, p, name string, value []byte, flags int, remove bool) error {
+// SetxattrFID is Setxattr of object f by FID (fsetxattr on an open file,
+// possibly unlinked).
+func (m *MDT) SetxattrFID(ctx context.Context, c Cred, f fid.FID, name string, value []byte, flags int) error {
+	if f.IsZero() {
+		return pathErr("setxattr", f.String(), ErrInvalid)
+	}
+	return m.deny(ctx, c, denial{op: changelog.CLXattr, fid: f, xattr: name}, pathErr("setxattr", f.String(), m.changeXattr(ctx, c, "", f, name, value, flags, false)))
+}
+
+// RemovexattrFID is Removexattr of object f by FID.
+func (m *MDT) RemovexattrFID(ctx context.Context, c Cred, f fid.FID, name string) error {
+	if f.IsZero() {
+		return pathErr("removexattr", f.String(), ErrInvalid)
+	}
+	return m.deny(ctx, c, denial{op: changelog.CLXattr, fid: f, xattr: name}, pathErr("removexattr", f.String(), m.changeXattr(ctx, c, "", f, name, nil, 0, true)))
+}
+
+func (m *MDT) changeXattr(ctx context.Context, c Cred, p string, f fid.FID, name string, value []byte, flags int, remove bool) error {
 	cl, err := m.begin(ctx, c)
 	if err != nil {
 		return err
@@ -137,7 +154,7 @@ func (m *MDT) changeXattr(ctx context.Context, c Cred, p, name string, value []b
 	}
 	var pend *store.Pending
 	err = m.update(func(ls *lockSet) (err error) {
-		pend, err = m.changeXattrLocked(cl, ls, p, name, class, value, flags, remove)
+		pend, err = m.changeXattrLocked(cl, ls, p, f, name, class, value, flags, remove)
 		return err
 	})
 	if err != nil {
@@ -146,8 +163,8 @@ func (m *MDT) changeXattr(ctx context.Context, c Cred, p, name string, value []b
 	return m.wait(pend)
 }
 
-func (m *MDT) changeXattrLocked(cl *caller, ls *lockSet, p, name string, class xattrClass, value []byte, flags int, remove bool) (*store.Pending, error) {
-	r, err := m.resolve(&cl.id, p, resolveOpts{locks: ls, existing: true})
+func (m *MDT) changeXattrLocked(cl *caller, ls *lockSet, p string, f fid.FID, name string, class xattrClass, value []byte, flags int, remove bool) (*store.Pending, error) {
+	r, err := m.resolve(&cl.id, p, resolveOpts{locks: ls, existing: true, fid: f})
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +207,7 @@ func (m *MDT) changeXattrLocked(cl *caller, ls *lockSet, p, name string, class x
 // a user.* or POSIX ACL xattr that returns data records GXATR x=name; if
 // that record cannot be stored the read fails.
 func (m *MDT) Getxattr(ctx context.Context, c Cred, p, name string) ([]byte, error) {
-	v, _, err := m.getxattr(ctx, c, p, name, -1)
+	v, _, err := m.getxattr(ctx, c, p, fid.Zero, name, -1)
 	return v, pathErr("getxattr", p, err)
 }
 
@@ -199,11 +216,21 @@ func (m *MDT) Getxattr(ctx context.Context, c Cred, p, name string) ([]byte, err
 // that return data); a value longer than size is ERANGE (no record); size
 // < 0 is Getxattr. It returns the value (if any) and its length.
 func (m *MDT) GetxattrSize(ctx context.Context, c Cred, p, name string, size int) ([]byte, int, error) {
-	v, n, err := m.getxattr(ctx, c, p, name, size)
+	v, n, err := m.getxattr(ctx, c, p, fid.Zero, name, size)
 	return v, n, pathErr("getxattr", p, err)
 }
 
-func (m *MDT) getxattr(ctx context.Context, c Cred, p, name string, size int) ([]byte, int, error) {
+// GetxattrFID is GetxattrSize of object f by FID (fgetxattr on an open
+// file, possibly unlinked).
+func (m *MDT) GetxattrFID(ctx context.Context, c Cred, f fid.FID, name string, size int) ([]byte, int, error) {
+	if f.IsZero() {
+		return nil, 0, pathErr("getxattr", f.String(), ErrInvalid)
+	}
+	v, n, err := m.getxattr(ctx, c, "", f, name, size)
+	return v, n, pathErr("getxattr", f.String(), err)
+}
+
+func (m *MDT) getxattr(ctx context.Context, c Cred, p string, f fid.FID, name string, size int) ([]byte, int, error) {
 	cl, err := m.begin(ctx, c)
 	if err != nil {
 		return nil, 0, err
@@ -227,7 +254,7 @@ func (m *MDT) getxattr(ctx context.Context, c Cred, p, name string, size int) ([
 	if !audit || size == 0 {
 		m.mu.RLock()
 		defer m.mu.RUnlock()
-		r, err := m.resolve(&cl.id, p, resolveOpts{existing: true})
+		r, err := m.resolve(&cl.id, p, resolveOpts{existing: true, fid: f})
 		if err != nil {
 			return nil, 0, err
 		}
@@ -245,7 +272,7 @@ func (m *MDT) getxattr(ctx context.Context, c Cred, p, name string, size int) ([
 		pend *store.Pending
 	)
 	err = m.update(func(ls *lockSet) error {
-		r, err := m.resolve(&cl.id, p, resolveOpts{locks: ls, existing: true})
+		r, err := m.resolve(&cl.id, p, resolveOpts{locks: ls, existing: true, fid: f})
 		if err != nil {
 			return err
 		}
@@ -290,13 +317,25 @@ func (m *MDT) readXattr(id *Identity, obj *inode, class xattrClass, name string)
 // Listxattr lists the xattr names of the object at p; trusted.* names are
 // shown to root only.
 func (m *MDT) Listxattr(ctx context.Context, c Cred, p string) ([]string, error) {
+	return m.listxattr(ctx, c, p, fid.Zero)
+}
+
+// ListxattrFID is Listxattr of object f by FID.
+func (m *MDT) ListxattrFID(ctx context.Context, c Cred, f fid.FID) ([]string, error) {
+	if f.IsZero() {
+		return nil, pathErr("listxattr", f.String(), ErrInvalid)
+	}
+	return m.listxattr(ctx, c, f.String(), f)
+}
+
+func (m *MDT) listxattr(ctx context.Context, c Cred, p string, f fid.FID) ([]string, error) {
 	cl, err := m.begin(ctx, c)
 	if err != nil {
 		return nil, pathErr("listxattr", p, err)
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	r, err := m.resolve(&cl.id, p, resolveOpts{existing: true})
+	r, err := m.resolve(&cl.id, p, resolveOpts{existing: true, fid: f})
 	if err != nil {
 		return nil, pathErr("listxattr", p, err)
 	}

@@ -551,7 +551,17 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	of := openFlags(flags &^ (syscall.O_CREAT | syscall.O_EXCL))
-	r, err := n.m.ns.Open(cctx, &mdtv1.OpenRequest{Path: []byte(n.path()), Flags: of})
+	var r interface {
+		GetHandle() uint64
+		GetAttr() *commonv1.Attr
+	}
+	var err error
+	if n.orphaned() {
+		// An unlinked file opened again through /proc/PID/fd: by FID.
+		r, err = n.m.ns.OpenFid(cctx, &mdtv1.OpenFidRequest{Fid: client.FIDToPB(n.fid), Flags: of})
+	} else {
+		r, err = n.m.ns.Open(cctx, &mdtv1.OpenRequest{Path: []byte(n.path()), Flags: of})
+	}
 	if err != nil {
 		return nil, 0, errno(err)
 	}
@@ -749,7 +759,7 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	// length without a GXATR record, a short buffer ERANGE without one, so
 	// getfattr's probe-then-read records one GXATR, for the read.
 	size := uint32(len(dest))
-	r, err := n.m.ns.Getxattr(cctx, &mdtv1.GetxattrRequest{Path: []byte(n.path()), Name: attr, Size: &size})
+	r, err := n.m.ns.Getxattr(cctx, &mdtv1.GetxattrRequest{Path: []byte(n.path()), Fid: n.orphanFID(), Name: attr, Size: &size})
 	if err != nil {
 		e := errno(err)
 		if e == syscall.ENODATA {
@@ -777,7 +787,7 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	c := n.m.callerOf(ctx)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	_, err := n.m.ns.Setxattr(cctx, &mdtv1.SetxattrRequest{Path: []byte(n.path()), Name: attr, Value: data, Mode: mode})
+	_, err := n.m.ns.Setxattr(cctx, &mdtv1.SetxattrRequest{Path: []byte(n.path()), Fid: n.orphanFID(), Name: attr, Value: data, Mode: mode})
 	n.xattrsChanged()
 	n.dropAttr()
 	return errno(err)
@@ -790,7 +800,7 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	c := n.m.callerOf(ctx)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	_, err := n.m.ns.Removexattr(cctx, &mdtv1.RemovexattrRequest{Path: []byte(n.path()), Name: attr})
+	_, err := n.m.ns.Removexattr(cctx, &mdtv1.RemovexattrRequest{Path: []byte(n.path()), Fid: n.orphanFID(), Name: attr})
 	n.xattrsChanged()
 	n.dropAttr()
 	return errno(err)
@@ -800,7 +810,7 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 	c := n.m.callerOf(ctx)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	r, err := n.m.ns.Listxattr(cctx, &mdtv1.ListxattrRequest{Path: []byte(n.path())})
+	r, err := n.m.ns.Listxattr(cctx, &mdtv1.ListxattrRequest{Path: []byte(n.path()), Fid: n.orphanFID()})
 	if err != nil {
 		return 0, errno(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fidlog/fidlog/api/client"
 	"github.com/fidlog/fidlog/fid"
+	commonv1 "github.com/fidlog/fidlog/proto/lustre/common/v1"
 	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
 )
 
@@ -169,4 +170,14 @@ func (n *node) orphaned() bool {
 	}
 	_, p := n.Parent()
 	return p == nil
+}
+
+// orphanFID is n's FID for the calls that take one instead of a path when
+// n is orphaned (fgetxattr and the like on an unlinked open file: its path
+// would name the root), else nil.
+func (n *node) orphanFID() *commonv1.Fid {
+	if !n.orphaned() {
+		return nil
+	}
+	return client.FIDToPB(n.fid)
 }

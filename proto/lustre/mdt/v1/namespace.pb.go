@@ -2232,7 +2232,10 @@ type SetxattrRequest struct {
 	// The value, at most 64 KiB; may be empty.
 	Value []byte `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
 	// Whether the attribute must not exist yet, must exist, or either.
-	Mode          SetxattrMode `protobuf:"varint,4,opt,name=mode,proto3,enum=lustre.mdt.v1.SetxattrMode" json:"mode,omitempty"`
+	Mode SetxattrMode `protobuf:"varint,4,opt,name=mode,proto3,enum=lustre.mdt.v1.SetxattrMode" json:"mode,omitempty"`
+	// The object by FID instead of path (fgetxattr and the like on an open
+	// file, which may be unlinked); path is then ignored.
+	Fid           *v1.Fid `protobuf:"bytes,5,opt,name=fid,proto3" json:"fid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2295,6 +2298,13 @@ func (x *SetxattrRequest) GetMode() SetxattrMode {
 	return SetxattrMode_SETXATTR_MODE_UNSPECIFIED
 }
 
+func (x *SetxattrRequest) GetFid() *v1.Fid {
+	if x != nil {
+		return x.Fid
+	}
+	return nil
+}
+
 // SetxattrResponse is empty: success means the attribute is set.
 type SetxattrResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2338,7 +2348,10 @@ type RemovexattrRequest struct {
 	// Path of the object, relative to the root.
 	Path []byte `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// Attribute name including its namespace, e.g. "user.tag".
-	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The object by FID instead of path (fgetxattr and the like on an open
+	// file, which may be unlinked); path is then ignored.
+	Fid           *v1.Fid `protobuf:"bytes,3,opt,name=fid,proto3" json:"fid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2385,6 +2398,13 @@ func (x *RemovexattrRequest) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *RemovexattrRequest) GetFid() *v1.Fid {
+	if x != nil {
+		return x.Fid
+	}
+	return nil
 }
 
 // RemovexattrResponse is empty: success means the attribute is gone.
@@ -2435,7 +2455,10 @@ type GetxattrRequest struct {
 	// length only (GetxattrResponse.size, no value, no GXATR record: Lustre
 	// records reads that return data); a value longer than size is
 	// OUT_OF_RANGE "ERANGE", with no record. Unset: the whole value.
-	Size          *uint32 `protobuf:"varint,3,opt,name=size,proto3,oneof" json:"size,omitempty"`
+	Size *uint32 `protobuf:"varint,3,opt,name=size,proto3,oneof" json:"size,omitempty"`
+	// The object by FID instead of path (fgetxattr and the like on an open
+	// file, which may be unlinked); path is then ignored.
+	Fid           *v1.Fid `protobuf:"bytes,4,opt,name=fid,proto3" json:"fid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2489,6 +2512,13 @@ func (x *GetxattrRequest) GetSize() uint32 {
 		return *x.Size
 	}
 	return 0
+}
+
+func (x *GetxattrRequest) GetFid() *v1.Fid {
+	if x != nil {
+		return x.Fid
+	}
+	return nil
 }
 
 // GetxattrResponse carries the attribute's value.
@@ -2550,7 +2580,10 @@ func (x *GetxattrResponse) GetSize() uint32 {
 type ListxattrRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path of the object, relative to the root.
-	Path          []byte `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path []byte `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// The object by FID instead of path (fgetxattr and the like on an open
+	// file, which may be unlinked); path is then ignored.
+	Fid           *v1.Fid `protobuf:"bytes,2,opt,name=fid,proto3" json:"fid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2588,6 +2621,13 @@ func (*ListxattrRequest) Descriptor() ([]byte, []int) {
 func (x *ListxattrRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
+	}
+	return nil
+}
+
+func (x *ListxattrRequest) GetFid() *v1.Fid {
+	if x != nil {
+		return x.Fid
 	}
 	return nil
 }
@@ -2961,27 +3001,31 @@ const file_lustre_mdt_v1_namespace_proto_rawDesc = "" +
 	"\t_mtime_nsB\v\n" +
 	"\t_ctime_ns\"=\n" +
 	"\x0fSetattrResponse\x12*\n" +
-	"\x04attr\x18\x01 \x01(\v2\x16.lustre.common.v1.AttrR\x04attr\"\x80\x01\n" +
+	"\x04attr\x18\x01 \x01(\v2\x16.lustre.common.v1.AttrR\x04attr\"\xa9\x01\n" +
 	"\x0fSetxattrRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\fR\x04path\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x03 \x01(\fR\x05value\x12/\n" +
-	"\x04mode\x18\x04 \x01(\x0e2\x1b.lustre.mdt.v1.SetxattrModeR\x04mode\"\x12\n" +
-	"\x10SetxattrResponse\"<\n" +
+	"\x04mode\x18\x04 \x01(\x0e2\x1b.lustre.mdt.v1.SetxattrModeR\x04mode\x12'\n" +
+	"\x03fid\x18\x05 \x01(\v2\x15.lustre.common.v1.FidR\x03fid\"\x12\n" +
+	"\x10SetxattrResponse\"e\n" +
 	"\x12RemovexattrRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\fR\x04path\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"\x15\n" +
-	"\x13RemovexattrResponse\"[\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12'\n" +
+	"\x03fid\x18\x03 \x01(\v2\x15.lustre.common.v1.FidR\x03fid\"\x15\n" +
+	"\x13RemovexattrResponse\"\x84\x01\n" +
 	"\x0fGetxattrRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\fR\x04path\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x17\n" +
-	"\x04size\x18\x03 \x01(\rH\x00R\x04size\x88\x01\x01B\a\n" +
+	"\x04size\x18\x03 \x01(\rH\x00R\x04size\x88\x01\x01\x12'\n" +
+	"\x03fid\x18\x04 \x01(\v2\x15.lustre.common.v1.FidR\x03fidB\a\n" +
 	"\x05_size\"<\n" +
 	"\x10GetxattrResponse\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x12\x12\n" +
-	"\x04size\x18\x02 \x01(\rR\x04size\"&\n" +
+	"\x04size\x18\x02 \x01(\rR\x04size\"O\n" +
 	"\x10ListxattrRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\fR\x04path\")\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\x12'\n" +
+	"\x03fid\x18\x02 \x01(\v2\x15.lustre.common.v1.FidR\x03fid\")\n" +
 	"\x11ListxattrResponse\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\"\\\n" +
 	"\x0fFid2PathRequest\x12'\n" +
@@ -3122,61 +3166,65 @@ var file_lustre_mdt_v1_namespace_proto_depIdxs = []int32{
 	52, // 15: lustre.mdt.v1.SetattrRequest.fid:type_name -> lustre.common.v1.Fid
 	51, // 16: lustre.mdt.v1.SetattrResponse.attr:type_name -> lustre.common.v1.Attr
 	1,  // 17: lustre.mdt.v1.SetxattrRequest.mode:type_name -> lustre.mdt.v1.SetxattrMode
-	52, // 18: lustre.mdt.v1.Fid2PathRequest.fid:type_name -> lustre.common.v1.Fid
-	52, // 19: lustre.mdt.v1.Path2FidResponse.fid:type_name -> lustre.common.v1.Fid
-	2,  // 20: lustre.mdt.v1.NamespaceService.Stat:input_type -> lustre.mdt.v1.StatRequest
-	4,  // 21: lustre.mdt.v1.NamespaceService.Readdir:input_type -> lustre.mdt.v1.ReaddirRequest
-	7,  // 22: lustre.mdt.v1.NamespaceService.Mkdir:input_type -> lustre.mdt.v1.MkdirRequest
-	9,  // 23: lustre.mdt.v1.NamespaceService.Create:input_type -> lustre.mdt.v1.CreateRequest
-	11, // 24: lustre.mdt.v1.NamespaceService.Mknod:input_type -> lustre.mdt.v1.MknodRequest
-	13, // 25: lustre.mdt.v1.NamespaceService.Link:input_type -> lustre.mdt.v1.LinkRequest
-	15, // 26: lustre.mdt.v1.NamespaceService.Symlink:input_type -> lustre.mdt.v1.SymlinkRequest
-	17, // 27: lustre.mdt.v1.NamespaceService.Unlink:input_type -> lustre.mdt.v1.UnlinkRequest
-	19, // 28: lustre.mdt.v1.NamespaceService.Rmdir:input_type -> lustre.mdt.v1.RmdirRequest
-	21, // 29: lustre.mdt.v1.NamespaceService.Rename:input_type -> lustre.mdt.v1.RenameRequest
-	23, // 30: lustre.mdt.v1.NamespaceService.Open:input_type -> lustre.mdt.v1.OpenRequest
-	25, // 31: lustre.mdt.v1.NamespaceService.OpenFid:input_type -> lustre.mdt.v1.OpenFidRequest
-	27, // 32: lustre.mdt.v1.NamespaceService.Close:input_type -> lustre.mdt.v1.CloseRequest
-	29, // 33: lustre.mdt.v1.NamespaceService.Write:input_type -> lustre.mdt.v1.WriteRequest
-	31, // 34: lustre.mdt.v1.NamespaceService.Read:input_type -> lustre.mdt.v1.ReadRequest
-	33, // 35: lustre.mdt.v1.NamespaceService.StatFid:input_type -> lustre.mdt.v1.StatFidRequest
-	35, // 36: lustre.mdt.v1.NamespaceService.Statfs:input_type -> lustre.mdt.v1.StatfsRequest
-	37, // 37: lustre.mdt.v1.NamespaceService.Setattr:input_type -> lustre.mdt.v1.SetattrRequest
-	39, // 38: lustre.mdt.v1.NamespaceService.Setxattr:input_type -> lustre.mdt.v1.SetxattrRequest
-	41, // 39: lustre.mdt.v1.NamespaceService.Removexattr:input_type -> lustre.mdt.v1.RemovexattrRequest
-	43, // 40: lustre.mdt.v1.NamespaceService.Getxattr:input_type -> lustre.mdt.v1.GetxattrRequest
-	45, // 41: lustre.mdt.v1.NamespaceService.Listxattr:input_type -> lustre.mdt.v1.ListxattrRequest
-	47, // 42: lustre.mdt.v1.NamespaceService.Fid2Path:input_type -> lustre.mdt.v1.Fid2PathRequest
-	49, // 43: lustre.mdt.v1.NamespaceService.Path2Fid:input_type -> lustre.mdt.v1.Path2FidRequest
-	3,  // 44: lustre.mdt.v1.NamespaceService.Stat:output_type -> lustre.mdt.v1.StatResponse
-	5,  // 45: lustre.mdt.v1.NamespaceService.Readdir:output_type -> lustre.mdt.v1.ReaddirResponse
-	8,  // 46: lustre.mdt.v1.NamespaceService.Mkdir:output_type -> lustre.mdt.v1.MkdirResponse
-	10, // 47: lustre.mdt.v1.NamespaceService.Create:output_type -> lustre.mdt.v1.CreateResponse
-	12, // 48: lustre.mdt.v1.NamespaceService.Mknod:output_type -> lustre.mdt.v1.MknodResponse
-	14, // 49: lustre.mdt.v1.NamespaceService.Link:output_type -> lustre.mdt.v1.LinkResponse
-	16, // 50: lustre.mdt.v1.NamespaceService.Symlink:output_type -> lustre.mdt.v1.SymlinkResponse
-	18, // 51: lustre.mdt.v1.NamespaceService.Unlink:output_type -> lustre.mdt.v1.UnlinkResponse
-	20, // 52: lustre.mdt.v1.NamespaceService.Rmdir:output_type -> lustre.mdt.v1.RmdirResponse
-	22, // 53: lustre.mdt.v1.NamespaceService.Rename:output_type -> lustre.mdt.v1.RenameResponse
-	24, // 54: lustre.mdt.v1.NamespaceService.Open:output_type -> lustre.mdt.v1.OpenResponse
-	26, // 55: lustre.mdt.v1.NamespaceService.OpenFid:output_type -> lustre.mdt.v1.OpenFidResponse
-	28, // 56: lustre.mdt.v1.NamespaceService.Close:output_type -> lustre.mdt.v1.CloseResponse
-	30, // 57: lustre.mdt.v1.NamespaceService.Write:output_type -> lustre.mdt.v1.WriteResponse
-	32, // 58: lustre.mdt.v1.NamespaceService.Read:output_type -> lustre.mdt.v1.ReadResponse
-	34, // 59: lustre.mdt.v1.NamespaceService.StatFid:output_type -> lustre.mdt.v1.StatFidResponse
-	36, // 60: lustre.mdt.v1.NamespaceService.Statfs:output_type -> lustre.mdt.v1.StatfsResponse
-	38, // 61: lustre.mdt.v1.NamespaceService.Setattr:output_type -> lustre.mdt.v1.SetattrResponse
-	40, // 62: lustre.mdt.v1.NamespaceService.Setxattr:output_type -> lustre.mdt.v1.SetxattrResponse
-	42, // 63: lustre.mdt.v1.NamespaceService.Removexattr:output_type -> lustre.mdt.v1.RemovexattrResponse
-	44, // 64: lustre.mdt.v1.NamespaceService.Getxattr:output_type -> lustre.mdt.v1.GetxattrResponse
-	46, // 65: lustre.mdt.v1.NamespaceService.Listxattr:output_type -> lustre.mdt.v1.ListxattrResponse
-	48, // 66: lustre.mdt.v1.NamespaceService.Fid2Path:output_type -> lustre.mdt.v1.Fid2PathResponse
-	50, // 67: lustre.mdt.v1.NamespaceService.Path2Fid:output_type -> lustre.mdt.v1.Path2FidResponse
-	44, // [44:68] is the sub-list for method output_type
-	20, // [20:44] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	52, // 18: lustre.mdt.v1.SetxattrRequest.fid:type_name -> lustre.common.v1.Fid
+	52, // 19: lustre.mdt.v1.RemovexattrRequest.fid:type_name -> lustre.common.v1.Fid
+	52, // 20: lustre.mdt.v1.GetxattrRequest.fid:type_name -> lustre.common.v1.Fid
+	52, // 21: lustre.mdt.v1.ListxattrRequest.fid:type_name -> lustre.common.v1.Fid
+	52, // 22: lustre.mdt.v1.Fid2PathRequest.fid:type_name -> lustre.common.v1.Fid
+	52, // 23: lustre.mdt.v1.Path2FidResponse.fid:type_name -> lustre.common.v1.Fid
+	2,  // 24: lustre.mdt.v1.NamespaceService.Stat:input_type -> lustre.mdt.v1.StatRequest
+	4,  // 25: lustre.mdt.v1.NamespaceService.Readdir:input_type -> lustre.mdt.v1.ReaddirRequest
+	7,  // 26: lustre.mdt.v1.NamespaceService.Mkdir:input_type -> lustre.mdt.v1.MkdirRequest
+	9,  // 27: lustre.mdt.v1.NamespaceService.Create:input_type -> lustre.mdt.v1.CreateRequest
+	11, // 28: lustre.mdt.v1.NamespaceService.Mknod:input_type -> lustre.mdt.v1.MknodRequest
+	13, // 29: lustre.mdt.v1.NamespaceService.Link:input_type -> lustre.mdt.v1.LinkRequest
+	15, // 30: lustre.mdt.v1.NamespaceService.Symlink:input_type -> lustre.mdt.v1.SymlinkRequest
+	17, // 31: lustre.mdt.v1.NamespaceService.Unlink:input_type -> lustre.mdt.v1.UnlinkRequest
+	19, // 32: lustre.mdt.v1.NamespaceService.Rmdir:input_type -> lustre.mdt.v1.RmdirRequest
+	21, // 33: lustre.mdt.v1.NamespaceService.Rename:input_type -> lustre.mdt.v1.RenameRequest
+	23, // 34: lustre.mdt.v1.NamespaceService.Open:input_type -> lustre.mdt.v1.OpenRequest
+	25, // 35: lustre.mdt.v1.NamespaceService.OpenFid:input_type -> lustre.mdt.v1.OpenFidRequest
+	27, // 36: lustre.mdt.v1.NamespaceService.Close:input_type -> lustre.mdt.v1.CloseRequest
+	29, // 37: lustre.mdt.v1.NamespaceService.Write:input_type -> lustre.mdt.v1.WriteRequest
+	31, // 38: lustre.mdt.v1.NamespaceService.Read:input_type -> lustre.mdt.v1.ReadRequest
+	33, // 39: lustre.mdt.v1.NamespaceService.StatFid:input_type -> lustre.mdt.v1.StatFidRequest
+	35, // 40: lustre.mdt.v1.NamespaceService.Statfs:input_type -> lustre.mdt.v1.StatfsRequest
+	37, // 41: lustre.mdt.v1.NamespaceService.Setattr:input_type -> lustre.mdt.v1.SetattrRequest
+	39, // 42: lustre.mdt.v1.NamespaceService.Setxattr:input_type -> lustre.mdt.v1.SetxattrRequest
+	41, // 43: lustre.mdt.v1.NamespaceService.Removexattr:input_type -> lustre.mdt.v1.RemovexattrRequest
+	43, // 44: lustre.mdt.v1.NamespaceService.Getxattr:input_type -> lustre.mdt.v1.GetxattrRequest
+	45, // 45: lustre.mdt.v1.NamespaceService.Listxattr:input_type -> lustre.mdt.v1.ListxattrRequest
+	47, // 46: lustre.mdt.v1.NamespaceService.Fid2Path:input_type -> lustre.mdt.v1.Fid2PathRequest
+	49, // 47: lustre.mdt.v1.NamespaceService.Path2Fid:input_type -> lustre.mdt.v1.Path2FidRequest
+	3,  // 48: lustre.mdt.v1.NamespaceService.Stat:output_type -> lustre.mdt.v1.StatResponse
+	5,  // 49: lustre.mdt.v1.NamespaceService.Readdir:output_type -> lustre.mdt.v1.ReaddirResponse
+	8,  // 50: lustre.mdt.v1.NamespaceService.Mkdir:output_type -> lustre.mdt.v1.MkdirResponse
+	10, // 51: lustre.mdt.v1.NamespaceService.Create:output_type -> lustre.mdt.v1.CreateResponse
+	12, // 52: lustre.mdt.v1.NamespaceService.Mknod:output_type -> lustre.mdt.v1.MknodResponse
+	14, // 53: lustre.mdt.v1.NamespaceService.Link:output_type -> lustre.mdt.v1.LinkResponse
+	16, // 54: lustre.mdt.v1.NamespaceService.Symlink:output_type -> lustre.mdt.v1.SymlinkResponse
+	18, // 55: lustre.mdt.v1.NamespaceService.Unlink:output_type -> lustre.mdt.v1.UnlinkResponse
+	20, // 56: lustre.mdt.v1.NamespaceService.Rmdir:output_type -> lustre.mdt.v1.RmdirResponse
+	22, // 57: lustre.mdt.v1.NamespaceService.Rename:output_type -> lustre.mdt.v1.RenameResponse
+	24, // 58: lustre.mdt.v1.NamespaceService.Open:output_type -> lustre.mdt.v1.OpenResponse
+	26, // 59: lustre.mdt.v1.NamespaceService.OpenFid:output_type -> lustre.mdt.v1.OpenFidResponse
+	28, // 60: lustre.mdt.v1.NamespaceService.Close:output_type -> lustre.mdt.v1.CloseResponse
+	30, // 61: lustre.mdt.v1.NamespaceService.Write:output_type -> lustre.mdt.v1.WriteResponse
+	32, // 62: lustre.mdt.v1.NamespaceService.Read:output_type -> lustre.mdt.v1.ReadResponse
+	34, // 63: lustre.mdt.v1.NamespaceService.StatFid:output_type -> lustre.mdt.v1.StatFidResponse
+	36, // 64: lustre.mdt.v1.NamespaceService.Statfs:output_type -> lustre.mdt.v1.StatfsResponse
+	38, // 65: lustre.mdt.v1.NamespaceService.Setattr:output_type -> lustre.mdt.v1.SetattrResponse
+	40, // 66: lustre.mdt.v1.NamespaceService.Setxattr:output_type -> lustre.mdt.v1.SetxattrResponse
+	42, // 67: lustre.mdt.v1.NamespaceService.Removexattr:output_type -> lustre.mdt.v1.RemovexattrResponse
+	44, // 68: lustre.mdt.v1.NamespaceService.Getxattr:output_type -> lustre.mdt.v1.GetxattrResponse
+	46, // 69: lustre.mdt.v1.NamespaceService.Listxattr:output_type -> lustre.mdt.v1.ListxattrResponse
+	48, // 70: lustre.mdt.v1.NamespaceService.Fid2Path:output_type -> lustre.mdt.v1.Fid2PathResponse
+	50, // 71: lustre.mdt.v1.NamespaceService.Path2Fid:output_type -> lustre.mdt.v1.Path2FidResponse
+	48, // [48:72] is the sub-list for method output_type
+	24, // [24:48] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_lustre_mdt_v1_namespace_proto_init() }
