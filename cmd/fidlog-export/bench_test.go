@@ -40,12 +40,12 @@ func BenchmarkExport(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer devnull.Close()
-	var lfsT, fileT, jsT, ceilT time.Duration
+	var lfsT, fileT, plainT, jsT, ceilT time.Duration
 	total := 0
 	rep := 0
 	for b.Loop() {
 		rep++
-		users := []string{fmt.Sprintf("file%d", rep), fmt.Sprintf("js%d", rep)}
+		users := []string{fmt.Sprintf("file%d", rep), fmt.Sprintf("js%d", rep), fmt.Sprintf("plain%d", rep)}
 		for _, u := range users {
 			if _, err := c.Register(ctx, s.device, u, ""); err != nil {
 				b.Fatal(err)
@@ -79,6 +79,9 @@ func BenchmarkExport(b *testing.B) {
 
 		out := filepath.Join(shortTempDir(b), "audit")
 		fileT += timeExport(b, s, users[0], last, "file://"+out+"?format=ndjson")
+		// The same without the hash chain's evidence (no checkpoint or
+		// anchor lines, a follow as the user): the chain's cost.
+		plainT += timeExport(b, s, users[2], last, "file://"+out+"-plain?format=ndjson&checkpoints=false")
 		jsT += timeExport(b, s, users[1], last, "nats://"+ns.hostPort()+"?stream=BENCH&format=ndjson")
 		ceilT += publishCeiling(b, ns, rep, int(last-first+1))
 	}
@@ -87,6 +90,8 @@ func BenchmarkExport(b *testing.B) {
 	b.ReportMetric(rate(fileT), "file_rec/s")
 	b.ReportMetric(rate(jsT), "jetstream_rec/s")
 	b.ReportMetric(lfsT.Seconds()/fileT.Seconds(), "file/lfs")
+	b.ReportMetric(rate(plainT), "file_nochain_rec/s")
+	b.ReportMetric(plainT.Seconds()/fileT.Seconds(), "file_chain/nochain")
 	b.ReportMetric(lfsT.Seconds()/jsT.Seconds(), "jetstream/lfs")
 	b.ReportMetric(rate(ceilT), "nats_ceiling_rec/s")
 	b.ReportMetric(ceilT.Seconds()/jsT.Seconds(), "jetstream/ceiling")
