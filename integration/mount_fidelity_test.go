@@ -133,6 +133,9 @@ func TestMountOrphanRestart(t *testing.T) {
 		t.Fatalf("before the restart bash printed %q, locally %q", got, wantOpen)
 	}
 	before := len(readAll(t, c))
+	// A short window, so that the test sees it end: the mount must have
+	// reopened bash's files by then, before bash touches them again.
+	MustRun(t, s, "lctl", "set_param", "mdd.*.orphan_grace=10")
 	s.Kill()
 	s.Restart()
 	c = Dial(t, s, 0, 0)
@@ -151,6 +154,17 @@ func TestMountOrphanRestart(t *testing.T) {
 			t.Fatal("the mount did not reconnect within 60s")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(s.Logs(), "msg=orphan_window_end"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the orphan window did not end within 60s:\n%s", s.Logs())
+		}
+	}
+	if !strings.Contains(s.Logs(), "reclaimed=0 reopened=1") {
+		t.Fatalf("at the window's end the file was not held by the mount:\n%s", s.Logs())
+	}
+	if got := strings.TrimSpace(MustRun(t, s, "lctl", "get_param", "-n", "mdd.*.orphan_count")); got != "1" {
+		t.Fatalf("orphan_count after the window: %s, want 1", got)
 	}
 	if got := b.step(after, "step2"); got != wantAfter {
 		t.Fatalf("after the restart bash printed %q, locally %q", got, wantAfter)

@@ -135,7 +135,7 @@ func (m *MDT) reclaimOrphans() {
 	m.orphans.pending = nil
 	m.orphans.mu.Unlock()
 	sys := &caller{} // no identity: no records
-	n := 0
+	n, kept := 0, 0
 	for _, f := range fids {
 		var pend *store.Pending
 		removed := false
@@ -144,6 +144,7 @@ func (m *MDT) reclaimOrphans() {
 				return ls.relock()
 			}
 			if m.openCount(f) > 0 {
+				kept++
 				return nil // reopened: its last close removes it
 			}
 			ino, err := m.getInode(f)
@@ -176,9 +177,7 @@ func (m *MDT) reclaimOrphans() {
 			n++
 		}
 	}
-	if n > 0 {
-		m.opts.Logger.Info("orphans_reclaimed", "device", m.dev, "count", n)
-	}
+	m.opts.Logger.Info("orphan_window_end", "device", m.dev, "reclaimed", n, "reopened", kept)
 }
 
 // stopOrphanWindow ends the window's goroutine (Close).

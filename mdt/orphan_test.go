@@ -200,3 +200,30 @@ func TestOpenFIDChecks(t *testing.T) {
 		wantErrno(t, err, syscall.EINVAL)
 	}
 }
+
+// TestOrphanReopenRecords: with OPEN in the mask, a reopen after a
+// restart records no second OPEN, and the last close records the CLOSE
+// the original open was owed, with its flags (CREAT included).
+func TestOrphanReopenRecords(t *testing.T) {
+	e := newEnv(t)
+	e.setParam("mdd.*.changelog_mask", "ALL")
+	e.register("")
+	flags := changelog.OpenCreate | changelog.OpenWrite
+	_, a, err := e.m.Open(ctx, root, "f", flags, 0644)
+	ok(t, err)
+	ok(t, e.m.Unlink(ctx, root, "f"))
+	e.reopen()
+	start := e.current()
+	h, _, err := e.m.OpenFID(ctx, root, a.FID, flags, 1)
+	ok(t, err)
+	ok(t, e.m.CloseFile(ctx, root, h))
+	recs := e.records(start + 1)
+	if len(recs) != 1 || recs[0].Type != changelog.CLClose || recs[0].Flags != 0x42 || recs[0].TFID != a.FID {
+		var l []string
+		for _, r := range recs {
+			l = append(l, r.Line())
+		}
+		t.Fatalf("records after the reopen: %v, want one CLOSE 0x42", l)
+	}
+	assertNoKeysOf(t, e.m, a.FID)
+}
