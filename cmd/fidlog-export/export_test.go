@@ -235,10 +235,18 @@ func TestTwoMDTsMerged(t *testing.T) {
 	}
 	ns := startNATS(t)
 	out := filepath.Join(shortTempDir(t), "audit")
+	nd := filepath.Join(shortTempDir(t), "nd")
 	args := []string{"--mdt", s0.target(), "--mdt", s1.target(), "--interval", "50ms",
 		"--sink", "file://" + out + "?format=csv",
-		"--sink", "nats://" + ns.hostPort() + "?format=scale-json"}
+		"--sink", "nats://" + ns.hostPort() + "?format=scale-json",
+		"--sink", "file://" + nd + "?size=64K"} // ndjson with checkpoints
 	c0, c1 := s0.client(t), s1.client(t)
+	checkpointEvery(t, s0, c0, 30)
+	checkpointEvery(t, s1, c1, 20)
+	keys := filepath.Join(t.TempDir(), "mdts.pub")
+	if err := os.WriteFile(keys, []byte(changelog.FormatPublicKey(pubkey(t, s0, c0))+"\n"+changelog.FormatPublicKey(pubkey(t, s1, c1))+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	x := startProc(t, "fidlog-export", args...)
 	waitFor(t, 30*time.Second, "both users registered", func() bool {
 		return strings.Count(x.Output(), "msg=mdt ") == 2
@@ -277,6 +285,20 @@ func TestTwoMDTsMerged(t *testing.T) {
 		t.Errorf("the file stream switches device only %d times in %d lines", switches, len(lines))
 	}
 	t.Logf("%s: %d records, %s: %d records, %d device switches", s0.device, want[s0.device], s1.device, want[s1.device], switches)
+	// The merged ndjson files verify per device, each MDT's checkpoints
+	// with its own key, across the kill.
+	checkExactlyOnce(t, formats["ndjson"], dirLines(t, nd, ".ndjson"), want)
+	code, stdout, stderr := lfsVerify(t, "--pubkey", keys, "--input", nd)
+	for _, d := range []string{s0.device, s1.device} {
+		if code != 0 || !strings.Contains(stdout, fmt.Sprintf("%s: records 1-%d: chain intact (%d records)\n", d, want[d], want[d])) ||
+			!strings.Contains(stdout, d+": ") || !regexp.MustCompile(d+`: \d+ signed checkpoints verified`).MatchString(stdout) {
+			t.Fatalf("lfs changelog_verify of the merged files: exit %d\n%s%s", code, stdout, stderr)
+		}
+	}
+	code, stdout, _ = lfsVerify(t, "--pubkey", keys, "--device", s1.device, "--input", nd)
+	if code != 0 || strings.Contains(stdout, s0.device) || !strings.Contains(stdout, s1.device+": records 1-") {
+		t.Fatalf("--device %s: exit %d\n%s", s1.device, code, stdout)
+	}
 }
 
 // TestEvictedSaysHowManyLost: with its only sink down the exporter cannot
