@@ -57,8 +57,9 @@
 //     them since the MDT was opened.
 //   - Namespace cache (nscache.go, Options.NamespaceCacheEntries): inodes
 //     and directory entries are read through a bounded in-memory cache,
-//     and a directory created since Open is known complete (a lookup of a
-//     new name needs no read). A transaction marks what it writes pending
+//     and a directory created since Open, or read whole after a name was
+//     not found in it (up to 1024 entries), is known complete (a lookup of
+//     a new name needs no read). A transaction marks what it writes pending
 //     before Apply and installs it after Apply succeeded (drops it if
 //     not), under its stripes; pending keys are read from Pebble. So a
 //     lookup answers what Pebble would, except that a change not yet

@@ -10,10 +10,10 @@ import (
 // nsCache is the namespace cache: inodes by FID and directory entries by
 // (directory FID, name), so that path walks and the "is the name free?"
 // check of a create do not seek Pebble's memtables and sstables (at 128
-// writers those point reads were half of a create's CPU). Both halves are
-// bounded and sharded by FID; a directory whose every entry is cached is
-// marked complete, which answers negative lookups (a new name) without a
-// read.
+// writers those point reads were a third to a half of a create's CPU).
+// Both halves are bounded and sharded by FID; a directory whose every
+// entry is cached is marked complete, which answers negative lookups (a
+// new name) without a read.
 //
 // Coherence. The cache holds exactly what Pebble holds for every key it
 // caches, except while a change of that key is in flight:
@@ -36,10 +36,14 @@ import (
 //     installed over it.
 //   - Changes of a directory's entries and of an inode need the stripe
 //     of that directory or object (or the exclusive namespace lock; see
-//     locks.go), so at most one transaction has a given key pending, and a
-//     directory is marked complete only when nothing can add an entry to
-//     it unseen: when it is created (begin of the mkdir: its FID is not
-//     visible to anyone yet).
+//     locks.go), so at most one transaction has a given key pending.
+//   - A directory is marked complete when it is created (begin of the
+//     mkdir: its FID is not visible to anyone yet), or when a name was not
+//     found in it and it has at most dirLoadMax entries: loadDir reads them
+//     all and installs them only if the directory's version (moved by every
+//     begin, commit and abort of its entries) did not move during the read
+//     and nothing is pending, so no change can fall between the read and
+//     the installation.
 //
 // Eviction drops whole directories (so "complete" stays exact) and random
 // inodes, never pending ones.
@@ -49,6 +53,9 @@ type nsCache struct {
 	// inoCap and entCap are the per-shard bounds (inodes; directory
 	// entries plus one per cached directory).
 	inoCap, entCap int
+	// loadHook, if set (tests), runs in loadDir between the scan of a
+	// directory and its installation.
+	loadHook func(dir fid.FID)
 }
 
 const nsShards = 64
@@ -78,9 +85,26 @@ type dcDir struct {
 	// pending counts transactions changing the directory's entries (at
 	// most one, see nsCache): while non-zero, lookups read Pebble.
 	pending int
+	// ver moves whenever a transaction starts or ends changing the
+	// entries (begin, commit, abort): a load that saw the same ver before
+	// and after its scan saw no change.
+	ver uint64
+	// big: a load found more than dirLoadMax entries; not tried again
+	// while the directory stays cached. failed counts loads dropped
+	// because the entries changed meanwhile; after maxLoadFailures none
+	// is tried either (a busy directory would be scanned again and again).
+	big    bool
+	failed int
 	// ref is set by every hit and cleared by the eviction sweep.
 	ref atomic.Bool
 }
+
+// dirLoadMax is the most entries a directory may have to be loaded whole
+// (made complete) after a negative lookup.
+const (
+	dirLoadMax      = 1024
+	maxLoadFailures = 3
+)
 
 type dent struct {
 	fid fid.FID
@@ -341,6 +365,7 @@ func (c *nsCache) begin(ch *nsChanges) {
 			s.n++
 		}
 		cd.pending++
+		cd.ver++
 		s.gen++
 		s.mu.Unlock()
 	})
@@ -449,6 +474,7 @@ func (c *nsCache) unpendDirs(ch *nsChanges) {
 func (c *nsCache) unpendDirLocked(s *dirShard, f fid.FID) {
 	if cd := s.dirs[f]; cd != nil {
 		cd.pending--
+		cd.ver++
 		if cd.pending == 0 && !cd.complete && len(cd.ents) == 0 {
 			delete(s.dirs, f)
 			s.n--
@@ -468,4 +494,50 @@ func (c *nsCache) dropDir(f fid.FID) {
 	}
 	s.gen++
 	s.mu.Unlock()
+}
+
+// loadStart begins loading directory dir whole: it returns the
+// directory's cache entry and version to pass to loadEnd after reading
+// every entry from Pebble, or nil if the directory is complete already,
+// has a change in flight, or was found too big.
+func (c *nsCache) loadStart(dir fid.FID) (*dcDir, uint64) {
+	s := &c.dirs[shardOf(dir)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cd := s.dirs[dir]
+	if cd == nil {
+		cd = &dcDir{ents: make(map[string]dent)}
+		s.dirs[dir] = cd
+		s.n++
+	}
+	if cd.complete || cd.big || cd.failed >= maxLoadFailures || cd.pending != 0 {
+		return nil, 0
+	}
+	return cd, cd.ver
+}
+
+// loadEnd installs ents as every entry of dir (complete), or marks it big,
+// if no transaction touched its entries since loadStart returned cd and
+// ver and cd was not evicted meanwhile.
+func (c *nsCache) loadEnd(dir fid.FID, cd *dcDir, ver uint64, ents []DirEntry, big bool) {
+	s := &c.dirs[shardOf(dir)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dirs[dir] != cd || cd.ver != ver || cd.pending != 0 {
+		cd.failed++
+		return
+	}
+	if big {
+		cd.big = true
+		return
+	}
+	s.n -= len(cd.ents)
+	cd.ents = make(map[string]dent, len(ents))
+	for _, de := range ents {
+		cd.ents[de.Name] = dent{fid: de.FID, typ: de.Type}
+	}
+	s.n += len(cd.ents)
+	cd.complete = true
+	cd.ref.Store(true)
+	c.trimDirsLocked(s)
 }

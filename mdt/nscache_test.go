@@ -153,7 +153,29 @@ func TestNamespaceCacheServes(t *testing.T) {
 		t.Fatalf("stat did not fill d/h (%v)", r)
 	}
 	if _, r, _ := e.m.nsc.lookup(dir.FID, "x"); r != lookupMiss {
-		t.Fatalf("a directory loaded by lookups is complete (%v)", r)
+		t.Fatalf("a directory filled by positive lookups is complete (%v)", r)
+	}
+	// A name not found loads a small directory whole.
+	wantErrno(t, second(e.m.Stat(ctx, root, "d/x")), syscall.ENOENT)
+	if _, r, _ := e.m.nsc.lookup(dir.FID, "y"); r != lookupAbsent {
+		t.Fatalf("a negative lookup did not load the directory (%v)", r)
+	}
+	checkCache(t, e.m)
+
+	// One with more than dirLoadMax entries is not loaded, nor tried
+	// again.
+	must[Attr](t)(e.m.Mkdir(ctx, root, "big", 0755))
+	for i := range dirLoadMax + 1 {
+		must[Attr](t)(e.m.Create(ctx, root, fmt.Sprintf("big/f%d", i), 0644, true))
+	}
+	e.reopen()
+	big := must[Attr](t)(e.m.Stat(ctx, root, "big"))
+	wantErrno(t, second(e.m.Stat(ctx, root, "big/x")), syscall.ENOENT)
+	if _, r, _ := e.m.nsc.lookup(big.FID, "y"); r != lookupMiss {
+		t.Fatalf("a directory of %d entries was loaded (%v)", dirLoadMax+1, r)
+	}
+	if cd := e.m.nsc.dirs[shardOf(big.FID)].dirs[big.FID]; cd == nil || !cd.big {
+		t.Fatalf("directory of %d entries not marked big: %+v", dirLoadMax+1, cd)
 	}
 	checkCache(t, e.m)
 }
@@ -168,62 +190,75 @@ func TestNamespaceCacheServes(t *testing.T) {
 // show it). Run with -race.
 func TestNamespaceCacheAcknowledged(t *testing.T) {
 	for _, size := range []int{0, 16} {
-		t.Run(fmt.Sprintf("entries=%d", size), func(t *testing.T) {
-			e := newEnv(t, func(o *Options) { o.NamespaceCacheEntries = size })
-			must[Attr](t)(e.m.Mkdir(ctx, root, "d", 0755))
-			must[Attr](t)(e.m.Mkdir(ctx, root, "e", 0755))
-			n := 600
-			if raceEnabled {
-				n = 200
-			}
-			var created, renaming, renamed atomic.Int64
-			created.Store(-1)
-			renaming.Store(-1)
-			renamed.Store(-1)
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			for range 3 {
-				wg.Go(func() {
-					for {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						r, c := renamed.Load(), created.Load()
-						if c > r {
-							// d/f<c> exists until its rename starts.
-							_, err := e.m.Stat(ctx, root, fmt.Sprintf("d/f%d", c))
-							if err != nil && !(errors.Is(err, ErrNotFound) && renaming.Load() >= c) {
-								t.Errorf("created d/f%d: %v", c, err)
-								return
-							}
-						}
-						if r >= 0 {
-							if _, err := e.m.Stat(ctx, root, fmt.Sprintf("e/g%d", r)); err != nil {
-								t.Errorf("renamed e/g%d: %v", r, err)
-								return
-							}
-							if _, err := e.m.Stat(ctx, root, fmt.Sprintf("d/f%d", r)); !errors.Is(err, ErrNotFound) {
-								t.Errorf("d/f%d after its rename: %v", r, err)
-								return
-							}
-						}
+		for _, reopen := range []bool{false, true} {
+			t.Run(fmt.Sprintf("entries=%d/reopen=%v", size, reopen), func(t *testing.T) {
+				testCacheAcknowledged(t, size, reopen)
+			})
+		}
+	}
+}
+
+// testCacheAcknowledged is TestNamespaceCacheAcknowledged with a cache of
+// size entries; with reopen the directories are not created by the MDT
+// that runs the test (they are loaded by its first negative lookups while
+// the writer changes them).
+func testCacheAcknowledged(t *testing.T, size int, reopen bool) {
+	e := newEnv(t, func(o *Options) { o.NamespaceCacheEntries = size })
+	must[Attr](t)(e.m.Mkdir(ctx, root, "d", 0755))
+	must[Attr](t)(e.m.Mkdir(ctx, root, "e", 0755))
+	if reopen {
+		e.reopen()
+	}
+	n := 600
+	if raceEnabled {
+		n = 200
+	}
+	var created, renaming, renamed atomic.Int64
+	created.Store(-1)
+	renaming.Store(-1)
+	renamed.Store(-1)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r, c := renamed.Load(), created.Load()
+				if c > r {
+					// d/f<c> exists until its rename starts.
+					_, err := e.m.Stat(ctx, root, fmt.Sprintf("d/f%d", c))
+					if err != nil && !(errors.Is(err, ErrNotFound) && renaming.Load() >= c) {
+						t.Errorf("created d/f%d: %v", c, err)
+						return
 					}
-				})
+				}
+				if r >= 0 {
+					if _, err := e.m.Stat(ctx, root, fmt.Sprintf("e/g%d", r)); err != nil {
+						t.Errorf("renamed e/g%d: %v", r, err)
+						return
+					}
+					if _, err := e.m.Stat(ctx, root, fmt.Sprintf("d/f%d", r)); !errors.Is(err, ErrNotFound) {
+						t.Errorf("d/f%d after its rename: %v", r, err)
+						return
+					}
+				}
 			}
-			for i := range n {
-				must[Attr](t)(e.m.Create(ctx, root, fmt.Sprintf("d/f%d", i), 0644, true))
-				created.Store(int64(i))
-				renaming.Store(int64(i))
-				ok(t, e.m.Rename(ctx, root, fmt.Sprintf("d/f%d", i), fmt.Sprintf("e/g%d", i)))
-				renamed.Store(int64(i))
-			}
-			close(stop)
-			wg.Wait()
-			checkCache(t, e.m)
 		})
 	}
+	for i := range n {
+		must[Attr](t)(e.m.Create(ctx, root, fmt.Sprintf("d/f%d", i), 0644, true))
+		created.Store(int64(i))
+		renaming.Store(int64(i))
+		ok(t, e.m.Rename(ctx, root, fmt.Sprintf("d/f%d", i), fmt.Sprintf("e/g%d", i)))
+		renamed.Store(int64(i))
+	}
+	close(stop)
+	wg.Wait()
+	checkCache(t, e.m)
 }
 
 // TestNamespaceCacheStress runs the concurrent stress workload (creates,
@@ -304,6 +339,14 @@ func TestNamespaceCacheOracle(t *testing.T) {
 // writer of the group may see before this one returns: the cache must not
 // answer from the directory's old "complete" entry set by then.
 func TestNamespaceCacheDurable(t *testing.T) {
+	for _, reopen := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reopen=%v", reopen), func(t *testing.T) { testCacheDurable(t, reopen) })
+	}
+}
+
+// testCacheDurable is TestNamespaceCacheDurable; with reopen the
+// directories are loaded by the writers' first creates.
+func testCacheDurable(t *testing.T, reopen bool) {
 	e := newEnv(t)
 	e.register("")
 	const writers = 8
@@ -313,6 +356,9 @@ func TestNamespaceCacheDurable(t *testing.T) {
 	}
 	for w := range writers {
 		must[Attr](t)(e.m.Mkdir(ctx, root, fmt.Sprintf("w%d", w), 0755))
+	}
+	if reopen {
+		e.reopen()
 	}
 	dirs := map[fid.FID]string{}
 	for w := range writers {
@@ -349,5 +395,47 @@ func TestNamespaceCacheDurable(t *testing.T) {
 		}
 	}
 	wg.Wait()
+	checkCache(t, e.m)
+}
+
+// TestNamespaceCacheLoadRace: a directory is loaded whole by a reader's
+// negative lookup while a create in it runs to completion between the
+// reader's scan and the installation of what it read; the load must be
+// dropped (the create would be missing from a "complete" directory) and
+// the new file found.
+func TestNamespaceCacheLoadRace(t *testing.T) {
+	e := newEnv(t)
+	must[Attr](t)(e.m.Mkdir(ctx, root, "d", 0755))
+	must[Attr](t)(e.m.Create(ctx, root, "d/a", 0644, true))
+	e.reopen()
+	d := must[Attr](t)(e.m.Stat(ctx, root, "d"))
+	raced := false
+	e.m.nsc.loadHook = func(dir fid.FID) {
+		if dir != d.FID || raced {
+			return
+		}
+		raced = true
+		// Another client's create, complete before the load installs.
+		done := make(chan error)
+		go func() {
+			_, err := e.m.Create(ctx, root, "d/b", 0644, true)
+			done <- err
+		}()
+		if err := <-done; err != nil {
+			t.Errorf("create during the load: %v", err)
+		}
+	}
+	wantErrno(t, second(e.m.Stat(ctx, root, "d/x")), syscall.ENOENT)
+	if !raced {
+		t.Fatal("the stat did not load the directory")
+	}
+	if a, err := e.m.Stat(ctx, root, "d/b"); err != nil {
+		t.Fatalf("d/b created during the load: %v, %v", a, err)
+	}
+	// The next negative lookup loads it, with d/b.
+	wantErrno(t, second(e.m.Stat(ctx, root, "d/y")), syscall.ENOENT)
+	if _, r, _ := e.m.nsc.lookup(d.FID, "b"); r != lookupFound {
+		t.Fatalf("d/b after the second load: %v", r)
+	}
 	checkCache(t, e.m)
 }

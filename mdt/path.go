@@ -1,6 +1,7 @@
 package mdt
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -139,7 +140,46 @@ func (m *MDT) lookup(dir fid.FID, name string) (f fid.FID, t FileType, ok bool, 
 	if ok && m.nsc != nil {
 		m.nsc.fillDent(dir, name, dent{fid: f, typ: t}, gen)
 	}
+	if !ok && err == nil && m.nsc != nil {
+		// A name not found in a directory the cache does not know
+		// whole: load it whole if it is small, so that the next names
+		// looked up in it (the next creates) need no read.
+		m.loadDir(dir)
+	}
 	return f, t, ok, err
+}
+
+// loadDir caches every entry of directory dir and marks it complete,
+// unless it has more than dirLoadMax entries or its entries changed
+// while they were read (see nsCache.loadEnd). A read error leaves the
+// cache as it was.
+func (m *MDT) loadDir(dir fid.FID) {
+	cd, ver := m.nsc.loadStart(dir)
+	if cd == nil {
+		return
+	}
+	var ents []DirEntry
+	lo, hi := direntRange(dir)
+	err := m.scan(lo, hi, func(k, v []byte) error {
+		if len(ents) == dirLoadMax {
+			return errFound
+		}
+		f, t, err := decodeDirent(v)
+		if err != nil {
+			return err
+		}
+		ents = append(ents, DirEntry{Name: direntName(k), FID: f, Type: t})
+		return nil
+	})
+	if h := m.nsc.loadHook; h != nil {
+		h(dir)
+	}
+	switch {
+	case errors.Is(err, errFound):
+		m.nsc.loadEnd(dir, cd, ver, nil, true)
+	case err == nil:
+		m.nsc.loadEnd(dir, cd, ver, ents, false)
+	}
 }
 
 // resolveOpts select how resolve treats a path. The zero value resolves
