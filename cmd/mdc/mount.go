@@ -20,6 +20,7 @@ import (
 
 	"github.com/fidlog/fidlog/api/client"
 	"github.com/fidlog/fidlog/cmd/internal/cli"
+	"github.com/fidlog/fidlog/cmd/internal/gctune"
 	"github.com/fidlog/fidlog/fid"
 	commonv1 "github.com/fidlog/fidlog/proto/lustre/common/v1"
 	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
@@ -147,6 +148,7 @@ func (a *app) mount(ctx context.Context, dir string, mo mountOptions) error {
 			_ = f.Close()
 		}()
 	}
+	gctune.Apply() // a FUSE daemon is a server too: few, rarer collections
 	mfs := &mountFS{ns: a.ns, jobFmt: mo.jobFmt, host: host, attrTimeout: mo.attrTimeout}
 	root := &node{m: mfs, fid: fid.Root}
 	opts := &fs.Options{
@@ -244,6 +246,7 @@ type mountFS struct {
 	files       handles       // open files (mount_handles.go)
 	attrTimeout time.Duration // mountcache.go
 	procs       procCache
+	comms       commFiles
 }
 
 // caller is the identity of the process behind a FUSE request.
@@ -253,7 +256,8 @@ type caller struct {
 
 // callerOf reads the identity of the process that made the request: uid
 // and gid from the request, the process name from /proc/PID/comm (read
-// every time: the job id follows an exec), supplementary groups from
+// for every request, through a descriptor kept open: the job id follows
+// an exec), supplementary groups from
 // /proc/PID/status (kept for identityTTL).
 func (m *mountFS) callerOf(ctx context.Context) caller {
 	c, ok := fuse.FromContext(ctx)
@@ -261,7 +265,7 @@ func (m *mountFS) callerOf(ctx context.Context) caller {
 		return caller{}
 	}
 	id := client.Identity{UID: c.Uid, GID: c.Gid, Groups: m.procs.groups(c.Pid, c.Uid, c.Gid)}
-	id.JobID = m.jobID(readComm(c.Pid), c.Uid, c.Gid, c.Pid)
+	id.JobID = m.jobID(m.comms.comm(c.Pid), c.Uid, c.Gid, c.Pid)
 	return caller{id: id}
 }
 

@@ -220,11 +220,53 @@ func readGroups(pid uint32) []uint32 {
 	return gs
 }
 
-// readComm returns /proc/PID/comm without its newline ("" if the process
-// is gone).
-func readComm(pid uint32) string {
+// commFiles keeps /proc/PID/comm open for the processes that made
+// requests, so that reading a process name is one pread instead of open,
+// read and close. A descriptor stays bound to its process: once that
+// process has exited, a read fails (ESRCH) even if its pid was reused,
+// and the file is opened again.
+type commFiles struct {
+	mu  sync.Mutex
+	fds map[uint32]int
+}
+
+// maxCommFiles bounds the descriptors commFiles keeps.
+const maxCommFiles = 256
+
+// comm returns the process name of pid ("" if the process is gone).
+func (c *commFiles) comm(pid uint32) string {
 	var buf [64]byte
-	return string(bytes.TrimRight(readProc(pid, "comm", buf[:]), "\n"))
+	c.mu.Lock() // held across the read: a descriptor is closed only here
+	defer c.mu.Unlock()
+	if fd, ok := c.fds[pid]; ok {
+		if n, err := syscall.Pread(fd, buf[:], 0); err == nil && n > 0 {
+			return string(bytes.TrimRight(buf[:n], "\n"))
+		}
+		_ = syscall.Close(fd)
+		delete(c.fds, pid)
+	}
+	var pb [32]byte
+	path := append(append(append(pb[:0], "/proc/"...), strconv.FormatUint(uint64(pid), 10)...), "/comm"...)
+	fd, err := syscall.Open(string(path), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return ""
+	}
+	n, err := syscall.Pread(fd, buf[:], 0)
+	if err != nil || n <= 0 {
+		_ = syscall.Close(fd)
+		return ""
+	}
+	if c.fds == nil {
+		c.fds = map[uint32]int{}
+	}
+	if len(c.fds) >= maxCommFiles {
+		for p, f := range c.fds {
+			_ = syscall.Close(f)
+			delete(c.fds, p)
+		}
+	}
+	c.fds[pid] = fd
+	return string(bytes.TrimRight(buf[:n], "\n"))
 }
 
 // readProc reads /proc/PID/file into buf (what fits) with three system

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -99,8 +100,11 @@ func TestProcIdentity(t *testing.T) {
 	if err != nil {
 		t.Skipf("SKIP (loud): no /proc: %v", err)
 	}
-	if got := readComm(pid); got != strings.TrimSpace(string(comm)) {
-		t.Fatalf("readComm = %q, want %q", got, comm)
+	var cf commFiles
+	for range 2 { // opened, then through the kept descriptor
+		if got := cf.comm(pid); got != strings.TrimSpace(string(comm)) {
+			t.Fatalf("comm = %q, want %q", got, comm)
+		}
 	}
 	want, err := os.Getgroups()
 	if err != nil {
@@ -124,7 +128,44 @@ func TestProcIdentity(t *testing.T) {
 	if g := p.groups(pid, uid+1, gid); slices.Contains(g, 4242) {
 		t.Fatalf("groups of another uid reused: %v", g)
 	}
-	if readComm(1<<30) != "" || readGroups(1<<30) != nil {
+	if cf.comm(1<<30) != "" || readGroups(1<<30) != nil {
 		t.Fatal("a missing process has a name or groups")
+	}
+}
+
+// TestCommFollowsExec: the name read through a kept descriptor is the
+// process's current one (after an exec), and "" once it has exited.
+func TestCommFollowsExec(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "read x; exec sleep 30")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Skipf("SKIP (loud): cannot run sh: %v", err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	pid := uint32(cmd.Process.Pid)
+	var cf commFiles
+	if got := cf.comm(pid); got != "sh" {
+		t.Fatalf("comm before exec = %q, want sh", got)
+	}
+	if _, err := in.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for cf.comm(pid) != "sleep" {
+		if time.Now().After(deadline) {
+			t.Fatalf("comm after exec = %q, want sleep", cf.comm(pid))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if got := cf.comm(pid); got != "" {
+		t.Fatalf("comm of an exited process = %q", got)
+	}
+	if len(cf.fds) != 0 {
+		t.Fatalf("descriptor of an exited process kept: %v", cf.fds)
 	}
 }

@@ -1,5 +1,6 @@
 // Package gctune sets the Go garbage collector for processes that serve
-// an MDT (mdtd, and mdbench, which hosts one in-process).
+// an MDT (mdtd, and mdbench, which hosts one in-process), and for the FUSE
+// daemon of mdc mount, whose heap is small too.
 //
 // An MDT's big memory is off the Go heap: Pebble's block cache and
 // memtables are allocated manually. The Go heap proper stays small (tens
