@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -359,6 +361,19 @@ func TestMountRenameat2(t *testing.T) {
 	}
 	if got := strings.Join(renames, ", "); got != "0x4 f->g, 0x4 f->sub, 0x0 f->h" {
 		t.Fatalf("RENME records %s, want 0x4 f->g, 0x4 f->sub, 0x0 f->h", got)
+	}
+	out := MustRun(t, s, "lfs", "changelog", device)
+	if strings.Count(out, "08RENME ") != 3 || len(regexp.MustCompile(`08RENME \S+ \S+ 0x4 t=\[0x`).FindAllString(out, -1)) != 2 {
+		t.Fatalf("lfs changelog: want 3 RENME, 2 of them exchanges (0x4 with t=):\n%s", out)
+	}
+	// Replaying the changelog (swapping on 0x4) gives the server's
+	// namespace.
+	mm := mirror{}
+	for _, r := range readAll(t, c) {
+		mm.apply(r)
+	}
+	if got, want := mm.lines(), serverNamespace(t, c).lines(); !slices.Equal(got, want) {
+		t.Fatalf("mirror of the changelog:\n%s\nserver:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	m.Unmount()
 }
