@@ -127,6 +127,10 @@ func TestKillNine(t *testing.T) {
 		t.Fatal(err)
 	}
 	var chain changelog.VerifySummary
+	// Checkpoints verified over all restarts: the follower clears (and
+	// the log purges) as it goes, so what one restart retains may hold
+	// none of the checkpoints written every 300 records.
+	var verified uint64
 	const writers = 32
 	dirFID := make([]fid.FID, writers)
 	for w := range writers {
@@ -219,6 +223,7 @@ func TestKillNine(t *testing.T) {
 		// kill, from the first retained record (the follower's clears
 		// purge as it goes).
 		chain = verifyChain(t, c, pub)
+		verified += chain.Checkpoints
 		gs, err := c.CL.GetState(c.Ctx(ctx), &changelogv1.GetStateRequest{Device: device})
 		if err != nil {
 			t.Fatal(err)
@@ -268,8 +273,8 @@ func TestKillNine(t *testing.T) {
 	}
 	fcancel()
 	fwg.Wait()
-	if chain.Checkpoints == 0 || chain.Signed == 0 {
-		t.Fatalf("no signed checkpoint verified after the last restart: %+v", chain)
+	if verified == 0 {
+		t.Fatalf("no signed checkpoint verified in %d restarts (last: %+v)", iters, chain)
 	}
 	fol.mu.Lock()
 	defer fol.mu.Unlock()
