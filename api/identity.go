@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -59,9 +61,15 @@ type asserted struct {
 
 // parseAsserted reads the identity metadata of a request.
 func parseAsserted(md metadata.MD) (asserted, error) {
+	return parseAssertedFrom(md.Get)
+}
+
+// parseAssertedFrom reads the identity metadata of a request through get,
+// which returns the values of one key.
+func parseAssertedFrom(get func(key string) []string) (asserted, error) {
 	var a asserted
 	one := func(key string) (string, bool, error) {
-		v := md.Get(key)
+		v := get(key)
 		switch len(v) {
 		case 0:
 			return "", false, nil
@@ -128,8 +136,9 @@ func parseAsserted(md metadata.MD) (asserted, error) {
 func identify(ctx context.Context, admin uint32) (caller, error) {
 	var c caller
 	p, _ := peer.FromContext(ctx)
-	md, _ := metadata.FromIncomingContext(ctx)
-	a, err := parseAsserted(md)
+	// One key at a time: FromIncomingContext copies every key and value
+	// of the request's metadata (gRPC's own included) into a new map.
+	a, err := parseAssertedFrom(func(key string) []string { return metadata.ValueFromIncomingContext(ctx, key) })
 	if err != nil {
 		return c, err
 	}
@@ -164,7 +173,7 @@ func identify(ctx context.Context, admin uint32) (caller, error) {
 	}
 	switch addr := p.Addr.(type) {
 	case *net.TCPAddr:
-		c.cred.NID = nodemap.NIDFromAddr(addr.AddrPort().Addr()).String()
+		c.cred.NID = tcpNID(addr.AddrPort().Addr())
 	default:
 		ap, err := netip.ParseAddrPort(p.Addr.String())
 		if err != nil {
@@ -173,6 +182,28 @@ func identify(ctx context.Context, admin uint32) (caller, error) {
 		c.cred.NID = nodemap.NIDFromAddr(ap.Addr()).String()
 	}
 	return c, nil
+}
+
+// nids caches the NID text of TCP peers' addresses (netip.Addr -> string):
+// a connection sends many RPCs from one address.
+var nids sync.Map
+
+// maxNIDs bounds nids; beyond it NIDs are formatted per RPC.
+const maxNIDs = 4096
+
+var nidCount atomic.Int64
+
+func tcpNID(a netip.Addr) string {
+	if v, ok := nids.Load(a); ok {
+		return v.(string)
+	}
+	s := nodemap.NIDFromAddr(a).String()
+	if nidCount.Load() < maxNIDs {
+		if _, loaded := nids.LoadOrStore(a, s); !loaded {
+			nidCount.Add(1)
+		}
+	}
+	return s
 }
 
 // unaryInterceptor attaches the caller to ctx and maps every error to a
