@@ -352,3 +352,47 @@ func TestExportJSONVerifies(t *testing.T) {
 		}
 	})
 }
+
+// TestAnchorRestated: inside a stream, an anchor that restates a hash the
+// chain has, or one before the verified range (a stream read from its
+// middle), changes nothing; one that contradicts the chain is inserted.
+func TestAnchorRestated(t *testing.T) {
+	prev := Hash{}
+	var raws [][]byte
+	var hashes []Hash
+	for i := range 5 {
+		r := &Record{Index: Index(10 + i), Type: CLCreate, Time: time.Unix(1, 0), TFID: fid.FID{Seq: fid.SeqNormal, Oid: 1}, PFID: fid.Root, Name: "n"}
+		b := EncodeChained(r)
+		prev = Seal(b, prev)
+		raws, hashes = append(raws, b), append(hashes, prev)
+	}
+	for _, tc := range []struct {
+		a  Anchor
+		ok bool
+	}{
+		{Anchor{Index: 11, Hash: hashes[1]}, true},  // restates record 11
+		{Anchor{Index: 5, Hash: Hash{7}}, true},     // before record 10, the first seen
+		{Anchor{Index: 11, Hash: Hash{7}}, false},   // contradicts record 11
+		{Anchor{Index: 14, Hash: hashes[4]}, false}, // not written yet at that point
+	} {
+		v := NewVerifier()
+		var err error
+		for i, b := range raws {
+			if err = v.Record(b); err != nil {
+				t.Fatal(err)
+			}
+			if i == 2 {
+				err = v.Anchor(tc.a)
+				if err != nil {
+					break
+				}
+			}
+		}
+		if (err == nil) != tc.ok {
+			t.Errorf("anchor %+v: %v", tc.a, err)
+		}
+		if tc.ok && v.Summary().Last != 14 {
+			t.Errorf("anchor %+v: summary %+v", tc.a, v.Summary())
+		}
+	}
+}
