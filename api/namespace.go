@@ -2,13 +2,16 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/fid"
 	"github.com/fidlog/fidlog/mdt"
 	"github.com/fidlog/fidlog/nodemap"
+	commonv1 "github.com/fidlog/fidlog/proto/lustre/common/v1"
 	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
 )
 
@@ -29,6 +32,21 @@ type namespaceService struct {
 }
 
 func cred(ctx context.Context) mdt.Cred { return callerFrom(ctx).cred }
+
+// byFID refuses the operations by FID (OpenFid, and Setattr and the xattr
+// calls given a fid) to unprivileged peers on the unix socket: a FID
+// reaches an object without the search permission its path needs, and
+// reaches unlinked objects, as open_by_handle_at(2) needs
+// CAP_DAC_READ_SEARCH and Lustre's .lustre/fid is root's. Root and the
+// server's own uid on the socket (the mount, which asserts its callers'
+// identities and whose kernel checked their descriptors) and TCP nodes
+// (client kernels) may.
+func (n *namespaceService) byFID(ctx context.Context, f *commonv1.Fid) (fid.FID, error) {
+	if c := callerFrom(ctx); c.peer != nil && c.peer.UID != 0 && c.peer.UID != n.s.owner {
+		return fid.Zero, fmt.Errorf("%w: operations by FID need a root peer (process %d runs as uid %d)", mdt.ErrNotPermitted, c.peer.PID, c.peer.UID)
+	}
+	return fidFromPB(f, "fid")
+}
 
 func (n *namespaceService) Stat(ctx context.Context, r *mdtv1.StatRequest) (*mdtv1.StatResponse, error) {
 	a, err := n.s.m.Stat(ctx, cred(ctx), string(r.GetPath()))
@@ -137,7 +155,7 @@ func (n *namespaceService) Open(ctx context.Context, r *mdtv1.OpenRequest) (*mdt
 }
 
 func (n *namespaceService) OpenFid(ctx context.Context, r *mdtv1.OpenFidRequest) (*mdtv1.OpenFidResponse, error) {
-	f, err := fidFromPB(r.GetFid(), "fid")
+	f, err := n.byFID(ctx, r.GetFid())
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +182,7 @@ func (n *namespaceService) Setattr(ctx context.Context, r *mdtv1.SetattrRequest)
 		err error
 	)
 	if r.GetFid() != nil {
-		f, ferr := fidFromPB(r.GetFid(), "fid")
+		f, ferr := n.byFID(ctx, r.GetFid())
 		if ferr != nil {
 			return nil, ferr
 		}
@@ -194,7 +212,7 @@ func (n *namespaceService) Setxattr(ctx context.Context, r *mdtv1.SetxattrReques
 	}
 	var err error
 	if r.GetFid() != nil {
-		f, ferr := fidFromPB(r.GetFid(), "fid")
+		f, ferr := n.byFID(ctx, r.GetFid())
 		if ferr != nil {
 			return nil, ferr
 		}
@@ -211,7 +229,7 @@ func (n *namespaceService) Setxattr(ctx context.Context, r *mdtv1.SetxattrReques
 func (n *namespaceService) Removexattr(ctx context.Context, r *mdtv1.RemovexattrRequest) (*mdtv1.RemovexattrResponse, error) {
 	var err error
 	if r.GetFid() != nil {
-		f, ferr := fidFromPB(r.GetFid(), "fid")
+		f, ferr := n.byFID(ctx, r.GetFid())
 		if ferr != nil {
 			return nil, ferr
 		}
@@ -236,7 +254,7 @@ func (n *namespaceService) Getxattr(ctx context.Context, r *mdtv1.GetxattrReques
 		err error
 	)
 	if r.GetFid() != nil {
-		f, ferr := fidFromPB(r.GetFid(), "fid")
+		f, ferr := n.byFID(ctx, r.GetFid())
 		if ferr != nil {
 			return nil, ferr
 		}
@@ -256,7 +274,7 @@ func (n *namespaceService) Listxattr(ctx context.Context, r *mdtv1.ListxattrRequ
 		err   error
 	)
 	if r.GetFid() != nil {
-		f, ferr := fidFromPB(r.GetFid(), "fid")
+		f, ferr := n.byFID(ctx, r.GetFid())
 		if ferr != nil {
 			return nil, ferr
 		}

@@ -119,6 +119,11 @@ type NamespaceServiceClient interface {
 	// object still open or kept after a server restart within
 	// mdd.<dev>.orphan_grace. With reopen_handle it re-establishes a handle
 	// the client held before a restart: no OPEN record, no truncation.
+	// Operations by FID (this, and Setattr and the xattr calls given a fid)
+	// are PERMISSION_DENIED "EPERM" for an unprivileged peer on the unix
+	// socket (a FID skips the path's search permission, as
+	// open_by_handle_at(2) needs CAP_DAC_READ_SEARCH); root peers such as
+	// the mount and TCP client nodes may.
 	OpenFid(ctx context.Context, in *OpenFidRequest, opts ...grpc.CallOption) (*OpenFidResponse, error)
 	// Close releases a handle from Open (changelog: CLOSE per Lustre's rules,
 	// preceded by MTIME when the handle wrote data, with the time-record
@@ -478,6 +483,11 @@ type NamespaceServiceServer interface {
 	// object still open or kept after a server restart within
 	// mdd.<dev>.orphan_grace. With reopen_handle it re-establishes a handle
 	// the client held before a restart: no OPEN record, no truncation.
+	// Operations by FID (this, and Setattr and the xattr calls given a fid)
+	// are PERMISSION_DENIED "EPERM" for an unprivileged peer on the unix
+	// socket (a FID skips the path's search permission, as
+	// open_by_handle_at(2) needs CAP_DAC_READ_SEARCH); root peers such as
+	// the mount and TCP client nodes may.
 	OpenFid(context.Context, *OpenFidRequest) (*OpenFidResponse, error)
 	// Close releases a handle from Open (changelog: CLOSE per Lustre's rules,
 	// preceded by MTIME when the handle wrote data, with the time-record
