@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/fidlog/fidlog/changelog"
@@ -167,8 +168,17 @@ func (s *syslogSink) dial(ctx context.Context) error {
 	)
 	switch s.network {
 	case "tls":
-		td := &tls.Dialer{NetDialer: d, Config: s.tls}
+		cfg := s.tls.Clone()
+		ticket := &ticketSignal{}
+		cfg.ClientSessionCache = ticket
+		td := &tls.Dialer{NetDialer: d, Config: cfg}
 		c, err = td.DialContext(ctx, "tcp", s.addr)
+		if err == nil {
+			if err = awaitVerdict(c.(*tls.Conn), ticket, tlsVerdictWait); err != nil {
+				c.Close()
+				err = fmt.Errorf("connection to %s refused after the handshake: %w", s.addr, err)
+			}
+		}
 	default:
 		c, err = d.DialContext(ctx, s.network, s.addr)
 	}
@@ -339,4 +349,61 @@ func (s *syslogSink) reset() {
 func (s *syslogSink) close() error {
 	s.reset()
 	return nil
+}
+
+// tlsVerdictWait bounds how long a new TLS connection waits for the
+// server's verdict on the client (see awaitVerdict).
+const tlsVerdictWait = 2 * time.Second
+
+// ticketSignal is a TLS session cache that stores nothing and only notes
+// that the server sent a session ticket: a TLS 1.3 server sends its
+// tickets after it has checked the client's Finished and certificate, so a
+// ticket is the server's acceptance of the connection.
+type ticketSignal struct {
+	got  atomic.Bool
+	conn atomic.Pointer[tls.Conn]
+}
+
+func (t *ticketSignal) Get(string) (*tls.ClientSessionState, bool) { return nil, false }
+
+func (t *ticketSignal) Put(string, *tls.ClientSessionState) {
+	if t.got.CompareAndSwap(false, true) {
+		if c := t.conn.Load(); c != nil {
+			_ = c.SetReadDeadline(time.Now()) // end awaitVerdict's read now
+		}
+	}
+}
+
+// awaitVerdict waits until a TLS 1.3 server has accepted or refused the
+// client. In TLS 1.3 the client's handshake completes before the server has
+// verified the client's certificate, and a server that refuses it (a
+// syslog server requiring client certificates) says so with an alert that
+// arrives later: records written meanwhile would be counted as delivered
+// and cleared although the server dropped them. So the first read waits
+// for an alert (refused), a session ticket (accepted) or, from a server
+// that sends no tickets, up to wait. TLS 1.2 handshakes carry the verdict
+// themselves.
+func awaitVerdict(c *tls.Conn, t *ticketSignal, wait time.Duration) error {
+	if c.ConnectionState().Version < tls.VersionTLS13 {
+		return nil
+	}
+	t.conn.Store(c)
+	defer t.conn.Store(nil)
+	if err := c.SetReadDeadline(time.Now().Add(wait)); err != nil {
+		return err
+	}
+	var one [1]byte
+	_, err := c.Read(one[:])
+	if err := c.SetReadDeadline(time.Time{}); err != nil {
+		return err
+	}
+	var ne net.Error
+	switch {
+	case err == nil:
+		return errors.New("server sent data")
+	case errors.As(err, &ne) && ne.Timeout():
+		return nil // a ticket, or a server that sends none and no alert
+	default:
+		return err
+	}
 }
