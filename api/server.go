@@ -37,6 +37,10 @@ const (
 	// MaxRecvMsgSize bounds a request: the largest is a Setxattr with a
 	// 64 KiB value, so 4 MiB leaves ample room.
 	MaxRecvMsgSize = 4 << 20
+	// ServerStreamWindow and ServerConnWindow are the HTTP/2 flow-control
+	// windows for what clients send (requests are small).
+	ServerStreamWindow = 1 << 20
+	ServerConnWindow   = 4 << 20
 )
 
 // Options configure a Server. The zero value is usable after
@@ -219,6 +223,12 @@ func (s *Server) newGRPC(creds credentials.TransportCredentials) *grpc.Server {
 		// Announce write RPCs as soon as their headers are read (before
 		// they wait for a handler goroutine and the CPU): see hold.go.
 		grpc.InTapHandle(s.announceWriter),
+		// Fixed flow-control windows: with gRPC's default dynamic
+		// window each request's data frame made the server send a BDP
+		// ping (and the client a window update and a ping ack), waking
+		// both sides' writers once more per RPC.
+		grpc.InitialWindowSize(ServerStreamWindow),
+		grpc.InitialConnWindowSize(ServerConnWindow),
 	}
 	opts = append(append([]grpc.ServerOption(nil), s.opts.ServerOptions...), opts...)
 	gs := grpc.NewServer(opts...)

@@ -47,6 +47,13 @@ const (
 // is capped at about 1 MiB by the server).
 const MaxRecvMsgSize = 16 << 20
 
+// StreamWindow and ConnWindow are the HTTP/2 flow-control windows a client
+// grants the server per stream and per connection (fixed, see Dial).
+const (
+	StreamWindow = 2 << 20
+	ConnWindow   = 8 << 20
+)
+
 type options struct {
 	id         Identity
 	hasIDs     bool
@@ -204,6 +211,12 @@ func Dial(target string, opts ...Option) (*Client, error) {
 	if network == "unix" {
 		dopts = append(dopts, grpc.WithAuthority("localhost"))
 	}
+	// Fixed flow-control windows, large enough for a stream message (1
+	// MiB of records) in flight while the previous one is read. With
+	// gRPC's default dynamic window every response's data frame made the
+	// client send a window update and a BDP ping (and the server a ping
+	// ack): one more wake-up of both sides' writers per RPC.
+	dopts = append(dopts, grpc.WithInitialWindowSize(StreamWindow), grpc.WithInitialConnWindowSize(ConnWindow))
 	if !o.noKeepPing {
 		dopts = append(dopts, grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: o.keepalive, Timeout: 10 * time.Second, PermitWithoutStream: true}))
 	}
