@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/fidlog/fidlog/changelog"
 	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
 	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
@@ -109,6 +111,27 @@ func TestMountCoherence(t *testing.T) {
 	_, err = os.Stat(g)
 	if time.Since(cached) < timeout/2 && err == nil {
 		t.Errorf("right after another client's create, g shows: the missing name was not cached")
+	}
+	// An open(O_CREAT) of the name the kernel thinks missing opens the
+	// other client's file, which is not new: its xattrs are not assumed
+	// absent.
+	if _, err := c.NS.Setxattr(ctx, &mdtv1.SetxattrRequest{Path: []byte("g"), Name: "user.color", Value: []byte("blue")}); err != nil {
+		t.Fatal(err)
+	}
+	gf, err := os.OpenFile(g, os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	n, err := unix.Getxattr(g, "user.color", buf)
+	if err != nil {
+		t.Fatalf("getxattr user.color of g after open(O_CREAT) of the existing file: %v", err)
+	}
+	if string(buf[:n]) != "blue" {
+		t.Fatalf("getxattr user.color of g after open(O_CREAT) of the existing file: %q", buf[:n])
+	}
+	if err := gf.Close(); err != nil {
+		t.Fatal(err)
 	}
 	time.Sleep(timeout + 200*time.Millisecond)
 	if _, err := os.Stat(g); err != nil {

@@ -582,7 +582,17 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 	if err != nil {
 		return nil, nil, 0, errno(err)
 	}
-	ch := n.newObject(ctx, r.GetAttr(), out)
+	// Without O_EXCL the name may have existed (another client made it
+	// after the kernel cached it as missing): then it is not new.
+	var ch *fs.Inode
+	if r.GetCreated() {
+		ch = n.newObject(ctx, r.GetAttr(), out)
+	} else {
+		ch = n.newChild(ctx, r.GetAttr(), out)
+		if cn, ok := ch.Operations().(*node); ok {
+			cn.notifyAttr() // the kernel may know it by another name
+		}
+	}
 	return ch, n.m.newHandle(r.GetHandle(), client.FIDFromPB(r.GetAttr().GetFid()), of, c, flags&syscall.O_APPEND != 0), 0, 0
 }
 
