@@ -240,7 +240,10 @@ func (m *MDT) orphanCount() (int, error) {
 // (done by the original open), counted as an opener so that its last
 // close records CLOSE as the original's would have. flags are then the
 // original open's, CREATE and EXCL included (kept for the CLOSE record's
-// flags, not acted on).
+// flags, not acted on), and they are not checked against the object's
+// current mode: the original open was, and a descriptor keeps its access
+// after a chmod (the API lets only trusted peers, such as the mount, use
+// FIDs).
 func (m *MDT) OpenFID(ctx context.Context, c Cred, f fid.FID, flags uint32, reopen uint64) (uint64, Attr, error) {
 	name := f.String()
 	if flags&accessBits == 0 {
@@ -286,7 +289,14 @@ func (m *MDT) OpenFID(ctx context.Context, c Cred, f fid.FID, flags uint32, reop
 		if ino.Type == TypeLnk {
 			return ErrLoop
 		}
-		if p, err := m.mayOpenLocked(cl, ino, flags); err != nil {
+		if reopen != 0 {
+			// The original open was checked; a descriptor keeps its
+			// access after a chmod, so the reopen is not checked
+			// against the current mode.
+			if ino.Type == TypeDir && isWriteOpen(flags) {
+				return ErrIsDir
+			}
+		} else if p, err := m.mayOpenLocked(cl, ino, flags); err != nil {
 			pend = p
 			return err
 		}

@@ -227,3 +227,26 @@ func TestOrphanReopenRecords(t *testing.T) {
 	}
 	assertNoKeysOf(t, e.m, a.FID)
 }
+
+// TestOrphanReopenAfterChmod: a file created 0444 and written through the
+// descriptor of its create, then unlinked, is reopened for writing after a
+// restart (a descriptor keeps its access), while a plain open by FID is
+// refused by the mode.
+func TestOrphanReopenAfterChmod(t *testing.T) {
+	e := newEnv(t)
+	u := user(1000)
+	_, err := e.m.Setattr(ctx, root, "", SetattrArgs{Mode: ptr[uint32](0777)})
+	ok(t, err)
+	flags := changelog.OpenCreate | changelog.OpenWrite
+	old, a, err := e.m.Open(ctx, u, "f", flags, 0444)
+	ok(t, err)
+	ok(t, e.m.Unlink(ctx, u, "f"))
+	e.reopen()
+	wantErrno(t, third(e.m.OpenFID(ctx, u, a.FID, changelog.OpenWrite, 0)), syscall.EACCES)
+	h, _, err := e.m.OpenFID(ctx, u, a.FID, flags, old)
+	ok(t, err)
+	_, err = e.m.WriteFile(ctx, u, h, 0, []byte("x"))
+	ok(t, err)
+	ok(t, e.m.CloseFile(ctx, u, h))
+	assertNoKeysOf(t, e.m, a.FID)
+}
