@@ -174,6 +174,10 @@
 // and on/off switch; an operation reads it before Apply, so a change
 // racing with it can only cost an extra time record, never lose one.
 //
+// MDT.orphans.mu (orphan_grace and the orphans awaiting a reopen) is a
+// leaf, never held with another lock; the window's goroutine takes the
+// other locks only through update, as an operation does.
+//
 // nodemapState.mu only serialises nodemap changes (clone, synced write,
 // publish) and is never taken with MDT.mu; requests read the published
 // nodemap.Config through an atomic pointer before taking MDT.mu. The
