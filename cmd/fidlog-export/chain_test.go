@@ -147,6 +147,12 @@ func TestCheckpointsInSinks(t *testing.T) {
 	files := dirLines(t, out, ".ndjson")
 	check("files", files)
 	check("jetstream", ns.streamLines(t, "CHAIN", formats["ndjson"]))
+	// rsyslogd writes what it received on its own time: wait for the last
+	// checkpoint's message too, not only for the records.
+	waitFor(t, 30*time.Second, "the last checkpoint at rsyslogd", func() bool {
+		b, _ := os.ReadFile(r.out("tcp"))
+		return bytes.Contains(b, []byte(covers))
+	})
 	check("syslog", r.syslogMsgs(t, "tcp", "fidlog", formats["ndjson"], int(want)))
 	ents, _ := os.ReadDir(out)
 	gz := 0
