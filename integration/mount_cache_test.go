@@ -8,10 +8,12 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,7 +49,7 @@ func readNoStat(path string) ([]byte, error) {
 // timeouts; an open always sees another client's completed write
 // (close-to-open); with the timeouts at 0 every change shows at once.
 func TestMountCoherence(t *testing.T) {
-	needFUSE(t)
+	needFUSE(t, "getfattr")
 	s := StartServer(t, shortTempDir(t))
 	c := Dial(t, s, 0, 0)
 	ctx := c.Ctx(context.Background())
@@ -60,6 +62,14 @@ func TestMountCoherence(t *testing.T) {
 	sh(t, m.Dir, nil, "echo one > f && chmod 600 f")
 	if got := modeOf(f); got != 0o600 {
 		t.Fatalf("after chmod 600 through the mount: mode %o", got)
+	}
+	// The mount knows the new f has no xattrs, but only security.* names
+	// are answered from that: another user may not read f's user.*
+	// xattrs, and the server says so.
+	cmd := exec.Command("getfattr", "-n", "user.x", f)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 1000, Gid: 1000}}
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "Permission denied") {
+		t.Fatalf("uid 1000 getfattr -n user.x of root's new 0600 file: %v %s (want Permission denied)", err, out)
 	}
 
 	// Another client's chmod: the cached mode for up to the timeout, the

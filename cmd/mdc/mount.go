@@ -763,7 +763,12 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	if isACL(attr) {
 		return 0, syscall.EOPNOTSUPP
 	}
-	if n.xattrAbsent(attr) {
+	// security.* names are readable by every caller, so a known absence
+	// is the server's answer whoever asks (the kernel's probes ask for
+	// security.capability); other names go to the server, which checks
+	// the caller's access and audits reads (GXATR).
+	security := strings.HasPrefix(attr, "security.")
+	if security && n.xattrAbsent(attr) {
 		return 0, syscall.ENODATA
 	}
 	c := n.m.callerOf(ctx)
@@ -776,7 +781,7 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	r, err := n.m.ns.Getxattr(cctx, &mdtv1.GetxattrRequest{Path: []byte(n.path()), Fid: n.orphanFID(), Name: attr, Size: &size})
 	if err != nil {
 		e := errno(err)
-		if e == syscall.ENODATA {
+		if e == syscall.ENODATA && security {
 			n.noteAbsent(attr)
 		}
 		return 0, e

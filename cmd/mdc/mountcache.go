@@ -27,10 +27,12 @@ import (
 //   - The mount keeps each object's last attributes for the same
 //     --attr-timeout, so the kernel's forced re-reads (it re-reads the
 //     mode before every chown) are answered without a round trip, and the
-//     xattr names an object is known not to have: a new object has none,
-//     and an ENODATA answer is remembered. The kernel asks for
+//     security.* xattrs an object is known not to have: a new object has
+//     none, and an ENODATA answer is remembered. The kernel asks for
 //     security.capability before every write and chown; these probes are
-//     answered locally. Values are never cached, so every getxattr that
+//     answered locally. (security.* names are readable by everyone, so the
+//     answer does not depend on who asks; other names always go to the
+//     server, which checks the caller's access.) Values are never cached, so every getxattr that
 //     returns data reaches the server and is audited (GXATR) as before; a
 //     getxattr that finds nothing records nothing, cached or not.
 //   - Nothing that changes the namespace or a file is cached or delayed:
