@@ -179,6 +179,15 @@ func TestCheckpointsInSinks(t *testing.T) {
 	if !strings.Contains(stdout, fmt.Sprintf("records up to %d are proven unaltered\n", want)) || strings.Contains(stdout, "not yet signed") {
 		t.Errorf("lfs changelog_verify does not prove every record:\n%s", stdout)
 	}
+	// The same given as files (a shell glob: name order, .gz included).
+	var paths []string
+	for _, e := range ents {
+		paths = append(paths, filepath.Join(out, e.Name()))
+	}
+	code, stdout2, stderr := lfsVerify(t, append([]string{"--pubkey", keyFile, "--input"}, paths...)...)
+	if code != 0 || stdout2 != stdout {
+		t.Errorf("lfs changelog_verify --input FILES: exit %d\n%s%s\nwant\n%s", code, stdout2, stderr, stdout)
+	}
 	// Without the last checkpoint, the tail is linked but not signed, and
 	// lfs says how much (exit 0: nothing is wrong with what is there).
 	var kept []string
