@@ -492,8 +492,8 @@ func TestMountServerKill(t *testing.T) {
 	s.Kill()
 	_ = tarCmd.Wait() // tar fails: the server is gone
 	// Down: an operation that reaches the server fails promptly: at once
-	// a mkdir, and a stat once the kernel's and the mount's caches (the
-	// default --attr-timeout and --entry-timeout, 1 s) have expired.
+	// a mkdir, and a stat once the kernel's and the mount's attribute
+	// caches (the default --attr-timeout, 1 s) have expired.
 	start := time.Now()
 	if err := os.Mkdir(filepath.Join(m.Dir, "down"), 0o755); err == nil {
 		t.Fatal("mkdir succeeded with the server down")

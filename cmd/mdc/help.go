@@ -15,7 +15,7 @@ var examples = map[string]string{
 	"ls":       `  mdc ls` + "\n" + `  mdc ls -l pics` + "\n" + `  mdc ls -d pics`,
 	"mkdir":    `  mdc mkdir pics` + "\n" + `  mdc mkdir -p a/b/c` + "\n" + `  mdc mkdir -m 0700 secret`,
 	"mknod":    `  mdc mknod pipe p` + "\n" + `  mdc mknod -m 0600 disk b 8 0`,
-	"mount":    `  mdc --server unix:/run/fidlog/mdtd.sock mount /mnt/fidlog   # as root; umount /mnt/fidlog ends it` + "\n" + `  mdc mount --jobid-format %e.%u.%h /mnt/fidlog` + "\n" + `  mdc mount --attr-timeout 0 --entry-timeout 0 --negative-timeout 0 /mnt/fidlog   # no caching`,
+	"mount":    `  mdc --server unix:/run/fidlog/mdtd.sock mount /mnt/fidlog   # as root; umount /mnt/fidlog ends it` + "\n" + `  mdc mount --jobid-format %e.%u.%h /mnt/fidlog` + "\n" + `  mdc mount --attr-timeout 0 /mnt/fidlog   # no caching at all`,
 	"mv":       `  mdc mv pics/chloe.jpg pics/chloe-2026.jpg`,
 	"open":     `  mdc open -w --create notes.txt` + "\n" + `  mdc open -r notes.txt`,
 	"rm":       `  mdc rm pics/chloe.jpg` + "\n" + `  mdc rm -f maybe-there`,

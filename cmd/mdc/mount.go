@@ -55,11 +55,17 @@ type mountOptions struct {
 	entryTimeout, negativeTimeout, attrTimeout time.Duration
 }
 
-// Default cache timeouts: short, as NFS's attribute cache, so another
-// client's change shows within a second.
+// Default cache timeouts. Names are not cached: the kernel leaves the
+// search permission of directories to a FUSE file system without
+// default_permissions (the server checks it on every lookup, as the
+// caller, and audits denials), so a cached name would let any user reach
+// an object another user looked up, in a directory they may not search.
+// Attributes are cached for a second, as NFS's attribute cache: the
+// kernel uses them only after a lookup the server allowed, or through a
+// descriptor already open.
 const (
-	defaultEntryTimeout    = time.Second
-	defaultNegativeTimeout = time.Second
+	defaultEntryTimeout    = 0
+	defaultNegativeTimeout = 0
 	defaultAttrTimeout     = time.Second
 )
 
@@ -84,9 +90,9 @@ func (a *app) mountCmd() *cobra.Command {
 		"job id of each request, as Lustre's jobid_name: %e process name, %u uid, %g gid, %p pid, %h host, %% a '%'")
 	cmd.Flags().BoolVar(&mo.debug, "debug", false, "log every FUSE request on stderr")
 	cmd.Flags().DurationVar(&mo.entryTimeout, "entry-timeout", defaultEntryTimeout,
-		"how long a name looked up on the server is trusted (another client's rename or unlink shows after at most this long); 0: ask every time")
+		"how long a name looked up on the server is trusted (another client's rename or unlink shows after at most this long); 0: ask every time. Above 0, a user may reach what another user looked up in a directory the first may not search: only where every user may see the whole tree")
 	cmd.Flags().DurationVar(&mo.negativeTimeout, "negative-timeout", defaultNegativeTimeout,
-		"how long a missing name is trusted (another client's create shows after at most this long); 0: ask every time")
+		"how long a missing name is trusted (another client's create shows after at most this long); 0: ask every time. Above 0, the same caveat as --entry-timeout")
 	cmd.Flags().DurationVar(&mo.attrTimeout, "attr-timeout", defaultAttrTimeout,
 		"how long attributes, and the absence of an xattr, read from the server are trusted (another client's chmod, write or setxattr shows after at most this long; an open always checks); 0: ask every time")
 	cmd.Flags().StringVar(&mo.cpuprofile, "cpuprofile", "", "write a CPU profile of the mount to this file until it exits (diagnostics)")
@@ -421,9 +427,9 @@ func (n *node) newChild(ctx context.Context, a *commonv1.Attr, out *fuse.EntryOu
 
 // newObject is newChild for an object the request created: it has no
 // xattrs, and the directory's times and link count changed.
-func (n *node) newObject(ctx context.Context, a *commonv1.Attr, out *fuse.EntryOut) *fs.Inode {
+func (n *node) newObject(ctx context.Context, name string, a *commonv1.Attr, out *fuse.EntryOut) *fs.Inode {
 	n.dropAttr()
-	ch := n.newChild(ctx, a, out)
+	ch := n.newNamed(ctx, name, a, out)
 	if cn, ok := ch.Operations().(*node); ok {
 		cn.created()
 	}
@@ -442,6 +448,9 @@ func (n *node) dropChild(name string) {
 }
 
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if ch := n.lookupCached(name, out); ch != nil {
+		return ch, 0
+	}
 	c := n.m.callerOf(ctx)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
@@ -449,7 +458,17 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	if err != nil {
 		return nil, errno(err)
 	}
-	return n.newChild(ctx, r.GetAttr(), out), 0
+	return n.newNamed(ctx, name, r.GetAttr(), out), 0
+}
+
+// newNamed is newChild for an entry the server just named: the mount may
+// answer lookups of that name for --attr-timeout (lookupCached).
+func (n *node) newNamed(ctx context.Context, name string, a *commonv1.Attr, out *fuse.EntryOut) *fs.Inode {
+	ch := n.newChild(ctx, a, out)
+	if cn, ok := ch.Operations().(*node); ok {
+		cn.bind(n, name)
+	}
+	return ch
 }
 
 func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -586,7 +605,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 	// after the kernel cached it as missing): then it is not new.
 	var ch *fs.Inode
 	if r.GetCreated() {
-		ch = n.newObject(ctx, r.GetAttr(), out)
+		ch = n.newObject(ctx, name, r.GetAttr(), out)
 	} else {
 		ch = n.newChild(ctx, r.GetAttr(), out)
 		if cn, ok := ch.Operations().(*node); ok {
@@ -662,7 +681,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	if err != nil {
 		return nil, errno(err)
 	}
-	return n.newObject(ctx, r.GetAttr(), out), 0
+	return n.newObject(ctx, name, r.GetAttr(), out), 0
 }
 
 func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
@@ -673,7 +692,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fu
 	if err != nil {
 		return nil, errno(err)
 	}
-	return n.newObject(ctx, r.GetAttr(), out), 0
+	return n.newObject(ctx, name, r.GetAttr(), out), 0
 }
 
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
@@ -684,7 +703,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	if err != nil {
 		return nil, errno(err)
 	}
-	return n.newObject(ctx, r.GetAttr(), out), 0
+	return n.newObject(ctx, name, r.GetAttr(), out), 0
 }
 
 func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {

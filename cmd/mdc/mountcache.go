@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	commonv1 "github.com/fidlog/fidlog/proto/lustre/common/v1"
@@ -14,9 +15,11 @@ import (
 
 // What the mount caches, and its coherence (README "Mounting it"):
 //
-//   - The kernel keeps names for --entry-timeout, missing names for
-//     --negative-timeout and attributes for --attr-timeout (default 1 s
-//     each), as an NFS client's attribute cache does. Changes made through
+//   - The kernel keeps attributes for --attr-timeout (default 1 s), as an
+//     NFS client's attribute cache does, and names and missing names for
+//     --entry-timeout and --negative-timeout (default 0: the kernel does
+//     not check the search permission of directories for this mount, the
+//     server does on each lookup; mount.go). Changes made through
 //     this mount are seen at once: the kernel updates or drops its own
 //     entries on each of its requests, and the mount drops what a request
 //     changes as a side effect (a close's times). Another client's change
@@ -26,7 +29,9 @@ import (
 //     wrote and closed is read whole (close-to-open, as NFS).
 //   - The mount keeps each object's last attributes for the same
 //     --attr-timeout, so the kernel's forced re-reads (it re-reads the
-//     mode before every chown) are answered without a round trip, and the
+//     mode before every chown) are answered without a round trip, the
+//     name the server last gave it, so the kernel's repeated lookups in a
+//     directory everyone may search are answered too (lookupCached), and the
 //     security.* xattrs an object is known not to have: a new object has
 //     none, and an ENODATA answer is remembered. The kernel asks for
 //     security.capability before every write and chown; these probes are
@@ -40,7 +45,7 @@ import (
 //     the server, which makes them durable and records them before the
 //     program is answered.
 //
-// With all three timeouts 0 nothing is cached and every request reaches
+// With --attr-timeout 0 too nothing is cached and every request reaches
 // the server.
 
 // objCache is what the mount knows about one object from the server.
@@ -48,8 +53,81 @@ type objCache struct {
 	mu       sync.Mutex
 	attr     fuse.Attr
 	attrTill time.Time            // attr is valid before this
+	modeTill time.Time            // attr.Mode is valid before this (dropAttr keeps it)
 	noXattrs time.Time            // the object has no xattr at all before this
 	absent   map[string]time.Time // xattr names it lacks, until
+	// The name the server last said the object has, in which directory,
+	// and until when the mount may answer a lookup of it (lookupCached).
+	boundIn   *node
+	boundName string
+	boundTill time.Time
+}
+
+// bind remembers that the server just said that name in dir is this
+// object.
+func (n *node) bind(dir *node, name string) {
+	if n.m.attrTimeout <= 0 {
+		return
+	}
+	c := &n.cache
+	c.mu.Lock()
+	c.boundIn, c.boundName, c.boundTill = dir, name, time.Now().Add(n.m.attrTimeout)
+	c.mu.Unlock()
+}
+
+// lookupCached answers the kernel's lookup of name in n without a round
+// trip when the server said, within --attr-timeout, that name is the
+// object the mount knows by it, and n lets everyone search it (its
+// others' x bit, in the attributes the mount holds), so the answer does
+// not depend on who asks. The kernel does not check directories' search
+// permission for this mount, the server does on each lookup; a directory
+// that only some may search is always asked about, so denials reach the
+// server and are audited (DENY).
+func (n *node) lookupCached(name string, out *fuse.EntryOut) *fs.Inode {
+	if n.m.attrTimeout <= 0 {
+		return nil
+	}
+	now := time.Now()
+	n.cache.mu.Lock()
+	searchable := now.Before(n.cache.modeTill) && n.cache.attr.Mode&0o001 != 0
+	n.cache.mu.Unlock()
+	if !searchable {
+		return nil
+	}
+	ch := n.GetChild(name)
+	if ch == nil {
+		return nil
+	}
+	cn, ok := ch.Operations().(*node)
+	if !ok {
+		return nil
+	}
+	c := &cn.cache
+	c.mu.Lock()
+	if c.boundIn != n || c.boundName != name || !now.Before(c.boundTill) {
+		c.mu.Unlock()
+		return nil
+	}
+	fresh := now.Before(c.attrTill)
+	dir := c.attr.Mode&syscall.S_IFMT == syscall.S_IFDIR
+	out.Attr = c.attr
+	if fresh {
+		out.SetAttrTimeout(c.attrTill.Sub(now))
+	}
+	c.mu.Unlock()
+	if !fresh {
+		if !dir {
+			return nil
+		}
+		// A directory whose times or link count changed (a create or
+		// rename in it): the name is known, its attributes are not. The
+		// kernel is told to forget its attributes first; that makes it
+		// ignore the stale ones in this reply (they predate the
+		// invalidation), so it asks for them before it shows them.
+		cn.notifyAttr()
+		out.SetAttrTimeout(0)
+	}
+	return ch
 }
 
 // cacheAttr remembers a as the object's attributes.
@@ -61,6 +139,7 @@ func (n *node) cacheAttr(a *commonv1.Attr) {
 	c.mu.Lock()
 	fillAttr(&c.attr, a)
 	c.attrTill = time.Now().Add(n.m.attrTimeout)
+	c.modeTill = c.attrTill
 	c.mu.Unlock()
 }
 
@@ -90,7 +169,8 @@ func (n *node) sameAttr(a *commonv1.Attr) bool {
 }
 
 // dropAttr forgets the object's attributes (a request changed them as a
-// side effect the reply does not show).
+// side effect the reply does not show: times, size, link count; not the
+// mode, which only a setattr changes, and the setattr's reply is cached).
 func (n *node) dropAttr() {
 	c := &n.cache
 	c.mu.Lock()
