@@ -413,12 +413,18 @@ func fillAttr(out *fuse.Attr, a *commonv1.Attr) {
 	out.Ctime, out.Ctimensec = split(a.GetCtimeNs())
 }
 
-// newChild makes (or finds) the kernel-tree node of an object and
-// caches its attributes.
-func (n *node) newChild(ctx context.Context, a *commonv1.Attr, out *fuse.EntryOut) *fs.Inode {
+// newChild makes (or finds) the kernel-tree node of an object, entry name
+// of n, and caches its attributes. The node already in the tree under
+// that name is reused when it is the same object: go-fuse would keep it
+// anyway and drop a new one, with what was cached in it.
+func (n *node) newChild(ctx context.Context, name string, a *commonv1.Attr, out *fuse.EntryOut) *fs.Inode {
 	fillAttr(&out.Attr, a)
 	f := client.FIDFromPB(a.GetFid())
-	ch := n.NewInode(ctx, &node{m: n.m, fid: f}, fs.StableAttr{Mode: typeBits(a.GetType()), Ino: ino(f)})
+	st := fs.StableAttr{Mode: typeBits(a.GetType()), Ino: ino(f)}
+	ch := n.GetChild(name)
+	if ch == nil || ch.StableAttr().Ino != st.Ino || ch.StableAttr().Mode != st.Mode {
+		ch = n.NewInode(ctx, &node{m: n.m, fid: f}, st)
+	}
 	if cn, ok := ch.Operations().(*node); ok {
 		cn.cacheAttr(a)
 	}
@@ -451,6 +457,14 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	if ch := n.lookupCached(name, out); ch != nil {
 		return ch, 0
 	}
+	if n.dirModeStale(name) {
+		var a fuse.AttrOut
+		if n.Getattr(ctx, nil, &a) == 0 {
+			if ch := n.lookupCached(name, out); ch != nil {
+				return ch, 0
+			}
+		}
+	}
 	c := n.m.callerOf(ctx)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
@@ -464,7 +478,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 // newNamed is newChild for an entry the server just named: the mount may
 // answer lookups of that name for --attr-timeout (lookupCached).
 func (n *node) newNamed(ctx context.Context, name string, a *commonv1.Attr, out *fuse.EntryOut) *fs.Inode {
-	ch := n.newChild(ctx, a, out)
+	ch := n.newChild(ctx, name, a, out)
 	if cn, ok := ch.Operations().(*node); ok {
 		cn.bind(n, name)
 	}
@@ -607,7 +621,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 	if r.GetCreated() {
 		ch = n.newObject(ctx, name, r.GetAttr(), out)
 	} else {
-		ch = n.newChild(ctx, r.GetAttr(), out)
+		ch = n.newChild(ctx, name, r.GetAttr(), out)
 		if cn, ok := ch.Operations().(*node); ok {
 			cn.notifyAttr() // the kernel may know it by another name
 		}
@@ -720,7 +734,7 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if err != nil {
 		return nil, errno(err)
 	}
-	return n.newChild(ctx, r.GetAttr(), out), 0
+	return n.newChild(ctx, name, r.GetAttr(), out), 0
 }
 
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {

@@ -75,6 +75,35 @@ func (n *node) bind(dir *node, name string) {
 	c.mu.Unlock()
 }
 
+// dirModeStale reports whether lookupCached could answer name in n but
+// for n's mode having expired: the name is bound and fresh. A GETATTR of
+// n then costs one round trip per --attr-timeout instead of one lookup per
+// request.
+func (n *node) dirModeStale(name string) bool {
+	if n.m.attrTimeout <= 0 {
+		return false
+	}
+	now := time.Now()
+	n.cache.mu.Lock()
+	stale := !now.Before(n.cache.modeTill)
+	n.cache.mu.Unlock()
+	if !stale {
+		return false
+	}
+	ch := n.GetChild(name)
+	if ch == nil {
+		return false
+	}
+	cn, ok := ch.Operations().(*node)
+	if !ok {
+		return false
+	}
+	c := &cn.cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.boundIn == n && c.boundName == name && now.Before(c.boundTill)
+}
+
 // lookupCached answers the kernel's lookup of name in n without a round
 // trip when the server said, within --attr-timeout, that name is the
 // object the mount knows by it, and n lets everyone search it (its
