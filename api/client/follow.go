@@ -90,6 +90,14 @@ type follower struct {
 func (c *Client) Follow(ctx context.Context, device, user string, handler func([]*changelog.Record) error, opts FollowOptions) error {
 	opts.ensureDefaults()
 	f := &follower{c: c, device: device, ref: user, o: opts, handler: handler}
+	return f.follow(ctx)
+}
+
+// follow runs the stream until it ends for good: it reconnects with
+// backoff while the server is unavailable, and clears what was handled
+// before it returns.
+func (f *follower) follow(ctx context.Context) error {
+	opts := &f.o
 	backoff := opts.MinBackoff
 	for {
 		progressed, err := f.run(ctx)
@@ -109,7 +117,7 @@ func (c *Client) Follow(ctx context.Context, device, user string, handler func([
 			f.flush(ctx)
 			return err
 		}
-		opts.Logger.Info("changelog_follow_reconnect", "device", device, "user", user, "backoff", backoff, "err", err)
+		opts.Logger.Info("changelog_follow_reconnect", "device", f.device, "user", f.ref, "backoff", backoff, "err", err)
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
@@ -167,36 +175,7 @@ func (c *Client) FollowChain(ctx context.Context, device, user string, handler f
 	}
 	opts.ensureDefaults()
 	f := &follower{c: c, device: device, ref: user, o: opts, chain: handler}
-	backoff := opts.MinBackoff
-	for {
-		progressed, err := f.run(ctx)
-		if progressed {
-			backoff = opts.MinBackoff
-		}
-		if ctx.Err() != nil {
-			f.flush(ctx)
-			return ctx.Err()
-		}
-		var he handlerError
-		if errors.As(err, &he) {
-			f.flush(ctx)
-			return he.err
-		}
-		if !retryable(err) {
-			f.flush(ctx)
-			return err
-		}
-		opts.Logger.Info("changelog_follow_reconnect", "device", device, "user", user, "backoff", backoff, "err", err)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			f.flush(ctx)
-			return ctx.Err()
-		case <-t.C:
-		}
-		backoff = min(backoff*2, opts.MaxBackoff)
-	}
+	return f.follow(ctx)
 }
 
 // chainItems decodes a chain message's elements, leaving out what was
