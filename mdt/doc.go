@@ -105,8 +105,10 @@
 // last close's or the window's batch, so a crash at any point leaves
 // either the object with its key (kept for the next start's window: never
 // lost within a window, never leaked past one) or neither. Handle numbers
-// carry a start counter (stored, synced at Open) in their top bits, so a
-// handle from before a restart never names another open after it (EBADF).
+// carry a start counter (stored, synced before the first handle of a
+// start, so a start that opens nothing writes nothing) in their top bits,
+// so a handle from before a restart never names another open after it
+// (EBADF).
 // SetattrFID, OpenFID and the xattr calls' *FID variants reach an object
 // through an open file (ftruncate, fchmod, futimens, fgetxattr, an open of
 // /proc/PID/fd/N), unlinked or not, with the same checks and records as by

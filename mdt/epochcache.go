@@ -54,7 +54,7 @@ func newEpochCache(size int) (*epochCache, error) {
 	c := &epochCache{shards: make([]*epochShard, n)}
 	for i := range c.shards {
 		per := size / n
-		c.shards[i] = &epochShard{size: per, idx: make(map[fid.FID]int32, per), head: -1, tail: -1}
+		c.shards[i] = &epochShard{size: per, idx: make(map[fid.FID]int32), head: -1, tail: -1}
 	}
 	return c, nil
 }

@@ -412,11 +412,6 @@ func Open(dir string, opts *Options) (*MDT, error) {
 	m.omu.openers = make(map[openKey]int)
 	m.omu.quiet = make(map[openKey]bool)
 	m.omu.perFID = make(map[fid.FID]int)
-	boot, err := m.nextBoot()
-	if err != nil {
-		return fail(err)
-	}
-	m.omu.next = boot << handleBits
 	m.startOrphanWindow()
 	return m, nil
 }

@@ -188,6 +188,16 @@ func (m *MDT) reserveHandle() error {
 	if len(m.omu.handles)+m.omu.reserved >= m.opts.MaxOpenHandles {
 		return ErrTooManyOpen
 	}
+	if m.omu.next == 0 {
+		// The first handle of this run: the start counter is stored (and
+		// synced) now rather than at Open, so a start that opens nothing
+		// writes nothing (and the next Open has no WAL to replay).
+		boot, err := m.nextBoot()
+		if err != nil {
+			return err
+		}
+		m.omu.next = boot << handleBits
+	}
 	m.omu.reserved++
 	return nil
 }
