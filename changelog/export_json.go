@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/fidlog/fidlog/fid"
 )
 
 // ExportFields are what an exporter adds to a record's JSON line: the
@@ -41,24 +43,18 @@ func AppendExportJSON(b []byte, r *Record, e ExportFields) []byte {
 	b = append(b, r.Type.String()...)
 	b = append(b, `","flags":"0x`...)
 	b = strconv.AppendUint(b, uint64(r.Flags&FlagMask), 16)
-	b = append(b, `","target":"`...)
-	b = append(b, r.TFID.String()...)
 	b = append(b, '"')
+	b = appendFIDField(b, "target", r.TFID)
 	if !r.PFID.IsZero() {
-		b = append(b, `,"parent":"`...)
-		b = append(b, r.PFID.String()...)
-		b = append(b, '"')
+		b = appendFIDField(b, "parent", r.PFID)
 	}
 	b = appendJSONField(b, "name", r.Name)
 	b = appendB64Field(b, "name_b64", r.Name)
 	b = appendJSONField(b, "path", e.Path)
 	b = appendB64Field(b, "path_b64", e.Path)
 	if !r.SFID.IsZero() {
-		b = append(b, `,"source":"`...)
-		b = append(b, r.SFID.String()...)
-		b = append(b, `","source_parent":"`...)
-		b = append(b, r.SPFID.String()...)
-		b = append(b, '"')
+		b = appendFIDField(b, "source", r.SFID)
+		b = appendFIDField(b, "source_parent", r.SPFID)
 		b = appendJSONField(b, "source_name", r.SName)
 		b = appendB64Field(b, "source_name_b64", r.SName)
 		b = appendJSONField(b, "source_path", e.SourcePath)
@@ -104,6 +100,15 @@ func AppendExportJSON(b []byte, r *Record, e ExportFields) []byte {
 	b = append(b, `,"raw":"`...)
 	b = base64.StdEncoding.AppendEncode(b, AppendStored(nil, r))
 	return append(b, '"', '}')
+}
+
+// appendFIDField appends ,"key":"[seq:oid:ver]" (no escaping needed).
+func appendFIDField(b []byte, key string, f fid.FID) []byte {
+	b = append(b, ',', '"')
+	b = append(b, key...)
+	b = append(b, '"', ':', '"')
+	b = f.AppendTo(b)
+	return append(b, '"')
 }
 
 // appendJSONField appends ,"key":"value" unless value is empty

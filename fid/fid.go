@@ -52,14 +52,14 @@ func (f FID) IsNormal() bool { return f.Seq >= SeqNormal }
 // as "0" because of C's %#x.
 func (f FID) String() string {
 	var buf [maxTextLen]byte
-	return string(f.appendText(buf[:0]))
+	return string(f.AppendTo(buf[:0]))
 }
 
 // maxTextLen is the longest text form: "[0x" 16 ":0x" 8 ":0x" 8 "]".
 const maxTextLen = 3 + 16 + 3 + 8 + 3 + 8 + 1
 
-// appendText appends the DFID form of f to dst.
-func (f FID) appendText(dst []byte) []byte {
+// AppendTo appends the DFID form of f (String) to dst.
+func (f FID) AppendTo(dst []byte) []byte {
 	if f.Seq == 0 {
 		dst = append(dst, "[0"...)
 	} else {
