@@ -120,7 +120,9 @@ func TestREADME(t *testing.T) {
 	if n := len(regexp.MustCompile(`(?m)^    \$ `).FindAllString(readme, -1)); len(cmds) != n || n < 30 {
 		t.Fatalf("parsed %d README commands of %d \"    $ \" lines", len(cmds), n)
 	}
-	s := StartServer(t, filepath.Join(shortTempDir(t), "data"))
+	// The socket sits where uid 65534 may reach it: the Security section
+	// runs commands as nobody.
+	s := StartServerAt(t, filepath.Join(shortTempDir(t), "data"), filepath.Join(openDir(t), "mdtd.sock"))
 	work := t.TempDir()
 	env := append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "MDT_SERVER=unix:"+s.Socket, "HOME="+work)
 	for _, c := range cmds {
