@@ -52,13 +52,19 @@ func (m *MDT) Setattr(ctx context.Context, c Cred, p string, s SetattrArgs) (Att
 		err = m.wait(pend)
 	}
 	if err != nil {
-		op := changelog.CLSetattr
-		if s.Size != nil {
-			op = changelog.CLTrunc
-		}
-		return Attr{}, m.deny(ctx, c, denial{op: op, path: p}, pathErr("setattr", p, err))
+		return Attr{}, m.denySetattr(ctx, c, s, denial{path: p}, pathErr("setattr", p, err))
 	}
 	return a, nil
+}
+
+// denySetattr records the DENY of a setattr (by path or by FID, as d
+// names it) through deny: TRUNC when it changed the size, SATTR otherwise.
+func (m *MDT) denySetattr(ctx context.Context, c Cred, s SetattrArgs, d denial, err error) error {
+	d.op = changelog.CLSetattr
+	if s.Size != nil {
+		d.op = changelog.CLTrunc
+	}
+	return m.deny(ctx, c, d, err)
 }
 
 func (m *MDT) setattrLocked(cl *caller, ls *lockSet, p string, s SetattrArgs) (Attr, *store.Pending, error) {

@@ -381,11 +381,7 @@ func (m *MDT) SetattrFID(ctx context.Context, c Cred, f fid.FID, h uint64, s Set
 		err = m.wait(pend)
 	}
 	if err != nil {
-		op := changelog.CLSetattr
-		if s.Size != nil {
-			op = changelog.CLTrunc
-		}
-		return Attr{}, m.deny(ctx, c, denial{op: op, fid: f}, pathErr("setattr", name, err))
+		return Attr{}, m.denySetattr(ctx, c, s, denial{fid: f}, pathErr("setattr", name, err))
 	}
 	return a, nil
 }
