@@ -599,12 +599,7 @@ func (m *MDT) renameLocked(cl *caller, ls *lockSet, src, dst string, flags uint3
 		sp.Nlink--
 		dp.Nlink++
 	}
-	sp.Mtime, sp.Ctime = t.now, t.now
-	dp.Mtime, dp.Ctime = t.now, t.now
-	t.putInode(sp)
-	if !sameDir {
-		t.putInode(dp)
-	}
+	t.touchDirs(sp, dp, sameDir)
 	var tfid fid.FID
 	if victim != nil {
 		tfid = victim.FID
@@ -681,12 +676,7 @@ func (m *MDT) exchangeLocked(cl *caller, ls *lockSet, s resolved, dparent *inode
 			sp.Nlink++
 		}
 	}
-	sp.Mtime, sp.Ctime = t.now, t.now
-	dp.Mtime, dp.Ctime = t.now, t.now
-	t.putInode(sp)
-	if !sameDir {
-		t.putInode(dp)
-	}
+	t.touchDirs(sp, dp, sameDir)
 	if rec := t.record(changelog.CLRename, victim.FID, dp.FID, dname); rec != nil {
 		rec.SFID, rec.SPFID, rec.SName = obj.FID, sp.FID, s.name
 		rec.Flags = changelog.FlagRenameExchange
@@ -713,4 +703,15 @@ func (m *MDT) isAncestor(a, d fid.FID) (bool, error) {
 		d = ls[0].parent
 	}
 	return false, fmt.Errorf("%w: directory tree too deep at %v", ErrLoop, d)
+}
+
+// touchDirs sets the mtime and ctime of a rename's source and target
+// directories and stores them (once when they are the same directory).
+func (t *txn) touchDirs(sp, dp *inode, sameDir bool) {
+	sp.Mtime, sp.Ctime = t.now, t.now
+	dp.Mtime, dp.Ctime = t.now, t.now
+	t.putInode(sp)
+	if !sameDir {
+		t.putInode(dp)
+	}
 }
