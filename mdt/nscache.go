@@ -335,17 +335,10 @@ func (ch *nsChanges) dirs(fn func(fid.FID)) {
 // begin marks what ch changes pending, before its batch is applied. New
 // directories get a complete, empty entry set (pending until commit).
 func (c *nsCache) begin(ch *nsChanges) {
-	for i := range ch.inodes {
-		if ch.inodes[i].fresh {
-			continue
-		}
-		f := ch.inodes[i].ino.FID
-		s := &c.inodes[shardOf(f)]
-		s.mu.Lock()
+	c.eachOldInode(ch, func(s *inoShard, f fid.FID) {
 		s.pending[f]++
 		s.gen++
-		s.mu.Unlock()
-	}
+	})
 	for _, f := range ch.newDirs {
 		s := &c.dirs[shardOf(f)]
 		s.mu.Lock()
@@ -428,17 +421,12 @@ func (c *nsCache) commit(ch *nsChanges) {
 // abort ends begin for a batch that was not applied: everything ch
 // touched is dropped (Pebble holds the truth; the next reads refill).
 func (c *nsCache) abort(ch *nsChanges) {
-	for i := range ch.inodes {
-		if ch.inodes[i].fresh {
-			continue
-		}
-		f := ch.inodes[i].ino.FID
-		s := &c.inodes[shardOf(f)]
-		s.mu.Lock()
+	c.eachOldInode(ch, func(s *inoShard, f fid.FID) {
 		delete(s.m, f)
 		c.unpendInodeLocked(s, f)
-		s.mu.Unlock()
-	}
+	})
+	// Each directory is emptied and its pending mark ended in one
+	// critical section, as in commit.
 	ch.dirs(func(f fid.FID) {
 		s := &c.dirs[shardOf(f)]
 		s.mu.Lock()
@@ -447,9 +435,24 @@ func (c *nsCache) abort(ch *nsChanges) {
 			cd.ents = make(map[string]dent)
 			cd.complete = false
 		}
+		c.unpendDirLocked(s, f)
 		s.mu.Unlock()
 	})
-	c.unpendDirs(ch)
+}
+
+// eachOldInode calls fn, under the shard's lock, for each object ch
+// changes that existed before the transaction (fresh ones are not cached).
+func (c *nsCache) eachOldInode(ch *nsChanges, fn func(s *inoShard, f fid.FID)) {
+	for i := range ch.inodes {
+		if ch.inodes[i].fresh {
+			continue
+		}
+		f := ch.inodes[i].ino.FID
+		s := &c.inodes[shardOf(f)]
+		s.mu.Lock()
+		fn(s, f)
+		s.mu.Unlock()
+	}
 }
 
 func (c *nsCache) unpendInodeLocked(s *inoShard, f fid.FID) {
@@ -457,16 +460,6 @@ func (c *nsCache) unpendInodeLocked(s *inoShard, f fid.FID) {
 		delete(s.pending, f)
 	}
 	s.gen++
-}
-
-// unpendDirs ends begin for ch's directories.
-func (c *nsCache) unpendDirs(ch *nsChanges) {
-	ch.dirs(func(f fid.FID) {
-		s := &c.dirs[shardOf(f)]
-		s.mu.Lock()
-		c.unpendDirLocked(s, f)
-		s.mu.Unlock()
-	})
 }
 
 // unpendDirLocked ends begin for directory f; a directory left with no
