@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,6 +86,35 @@ func TestDeny(t *testing.T) {
 	}
 	if !slices.Equal(got, wantLines) {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantLines, "\n"))
+	}
+
+	// A refused truncate is a DENY of TRUNC, a refused chmod one of SATTR,
+	// by path and by FID alike (the FID one names the object, no parent).
+	for _, byFID := range []bool{false, true} {
+		for _, c := range []struct {
+			s     SetattrArgs
+			errno syscall.Errno
+			op    changelog.Type
+		}{
+			{SetattrArgs{Size: ptr[uint64](0)}, 13, changelog.CLTrunc},
+			{SetattrArgs{Mode: ptr[uint32](0777)}, 1, changelog.CLSetattr},
+		} {
+			e.clock.Advance(61 * time.Second)
+			start = e.current() + 1
+			if byFID {
+				_, err = e.m.SetattrFID(ctx, u, pub, 0, c.s)
+			} else {
+				_, err = e.m.Setattr(ctx, u, "pub", c.s)
+			}
+			wantErrno(t, err, c.errno)
+			recs := e.records(start)
+			if len(recs) != 1 {
+				t.Fatalf("byFID %v %v: %q", byFID, c.op, e.lines(start))
+			}
+			if op, errno := recs[0].Denied(); op != c.op || errno != uint16(c.errno) || recs[0].TFID != pub {
+				t.Fatalf("byFID %v: Denied() = %v, %d on %v, want %v, %d on %v", byFID, op, errno, recs[0].TFID, c.op, c.errno, pub)
+			}
+		}
 	}
 
 	// A denied open is NOPEN's, not DENY's; other failures record nothing.
