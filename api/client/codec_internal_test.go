@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"testing"
+	"unsafe"
 
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -47,6 +48,11 @@ func TestCodecReadResponse(t *testing.T) {
 		if cap(r) != len(r) {
 			t.Errorf("raw record %d: capacity %d beyond its length %d (an append would overwrite the next)", i, cap(r), len(r))
 		}
+		// Decoded by hand, not by the protobuf fallback (which copies):
+		// a non-empty record is a slice of the message it came in.
+		if len(r) > 0 && !aliases(rawWire, r) {
+			t.Errorf("raw record %d was copied, not sliced from the message (protobuf fallback?)", i)
+		}
 	}
 	// Other messages use protobuf.
 	in := &changelogv1.GetStateResponse{CurrentIndex: 5}
@@ -54,6 +60,13 @@ func TestCodecReadResponse(t *testing.T) {
 	if err := newCodec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(mustMarshal(t, in))}, &out); err != nil || out.GetCurrentIndex() != 5 {
 		t.Fatalf("GetStateResponse: %v %v", &out, err)
 	}
+}
+
+// aliases reports whether sub lies inside buf's memory.
+func aliases(buf, sub []byte) bool {
+	return len(sub) > 0 && len(buf) > 0 &&
+		uintptr(unsafe.Pointer(&sub[0])) >= uintptr(unsafe.Pointer(&buf[0])) &&
+		uintptr(unsafe.Pointer(&sub[len(sub)-1])) <= uintptr(unsafe.Pointer(&buf[len(buf)-1]))
 }
 
 func mustMarshal(t *testing.T, m proto.Message) []byte {
