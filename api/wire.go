@@ -8,6 +8,9 @@ import (
 	gproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
 )
 
 // A raw Read batch is built in its wire form while the log is scanned:
@@ -19,14 +22,20 @@ import (
 // zeroes): catch-up profiles put 40 % of the server's CPU in those copies
 // and clears (memmove, memclrNoHeapPointers) against 45 % in the scan.
 
-// ReadResponse field numbers (lustre/changelog/v1/changelog.proto).
-const (
-	wireRaw       protowire.Number = 2
-	wireDurable   protowire.Number = 3
-	wireFirst     protowire.Number = 4
-	wireNext      protowire.Number = 5
-	wireHeartbeat protowire.Number = 6
+// ReadResponse field numbers, taken from its descriptor
+// (lustre/changelog/v1/changelog.proto) as api/client's codec takes them.
+var (
+	wireRaw     = readResponseField("raw_records")
+	wireDurable = readResponseField("durable_index")
+	wireFirst   = readResponseField("first_index")
+	wireNext    = readResponseField("next_index")
 )
+
+// readResponseField returns the number of ReadResponse's field name (a
+// field renamed in the proto fails at init, not on the wire).
+func readResponseField(name protoreflect.Name) protowire.Number {
+	return (&changelogv1.ReadResponse{}).ProtoReflect().Descriptor().Fields().ByName(name).Number()
+}
 
 // wireResponse is a ReadResponse in its wire form (serverCodec sends it as
 // is). Only raw records, durable_index, first_index and next_index are

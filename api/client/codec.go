@@ -6,6 +6,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
 )
@@ -24,14 +25,22 @@ type codec struct{ encoding.CodecV2 }
 
 func newCodec() codec { return codec{encoding.GetCodecV2(gproto.Name)} }
 
-// ReadResponse field numbers (lustre/changelog/v1/changelog.proto).
-const (
-	fRaw       protowire.Number = 2
-	fDurable   protowire.Number = 3
-	fFirst     protowire.Number = 4
-	fNext      protowire.Number = 5
-	fHeartbeat protowire.Number = 6
+// ReadResponse field numbers, taken from its descriptor
+// (lustre/changelog/v1/changelog.proto) as the server's wire form takes
+// them.
+var (
+	fRaw       = readResponseField("raw_records")
+	fDurable   = readResponseField("durable_index")
+	fFirst     = readResponseField("first_index")
+	fNext      = readResponseField("next_index")
+	fHeartbeat = readResponseField("heartbeat")
 )
+
+// readResponseField returns the number of ReadResponse's field name (a
+// field renamed in the proto fails at init, not on the wire).
+func readResponseField(name protoreflect.Name) protowire.Number {
+	return (&changelogv1.ReadResponse{}).ProtoReflect().Descriptor().Fields().ByName(name).Number()
+}
 
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	msg, ok := v.(*changelogv1.ReadResponse)
