@@ -206,16 +206,6 @@ func TestMountOrphanRestart(t *testing.T) {
 // and SATTR on the file.
 func TestMountSetattrUnlinked(t *testing.T) {
 	needFUSE(t)
-	s := StartServer(t, shortTempDir(t))
-	c := Dial(t, s, 0, 0)
-	if _, err := c.CL.Register(c.Ctx(context.Background()), &changelogv1.RegisterRequest{Device: device}); err != nil {
-		t.Fatal(err)
-	}
-	m := StartMount(t, s)
-	local := filepath.Join(shortTempDir(t), "local")
-	if err := os.Mkdir(local, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	run := func(dir string) string {
 		t.Helper()
 		f, err := os.OpenFile(filepath.Join(dir, "g"), os.O_RDWR|os.O_CREATE, 0o644)
@@ -256,11 +246,7 @@ func TestMountSetattrUnlinked(t *testing.T) {
 		out = append(out, fmt.Sprintf("dir mode %v", fi.Mode()))
 		return strings.Join(out, "\n")
 	}
-	want := run(local)
-	before := len(readAll(t, c))
-	if got := run(m.Dir); got != want {
-		t.Fatalf("in the mount:\n%s\nlocally:\n%s", got, want)
-	}
+	_, c, m, before := mountMatchesLocal(t, run)
 	// The xattr calls on an unlinked open file go by FID too (by path they
 	// reached the mount's root).
 	f, err := os.OpenFile(filepath.Join(m.Dir, "x"), os.O_RDWR|os.O_CREATE, 0o644)
@@ -307,6 +293,31 @@ func TestMountSetattrUnlinked(t *testing.T) {
 	m.Unmount()
 }
 
+// mountMatchesLocal starts a server with a changelog user registered on
+// device and a mount of it, runs run in an empty local directory and then
+// in the mount, and fails unless both print the same. It returns the
+// server, a connection, the mount and the number of records before the
+// mount's run.
+func mountMatchesLocal(t *testing.T, run func(dir string) string) (*Server, *Conn, *Mount, int) {
+	t.Helper()
+	s := StartServer(t, shortTempDir(t))
+	c := Dial(t, s, 0, 0)
+	if _, err := c.CL.Register(c.Ctx(context.Background()), &changelogv1.RegisterRequest{Device: device}); err != nil {
+		t.Fatal(err)
+	}
+	m := StartMount(t, s)
+	local := filepath.Join(shortTempDir(t), "local")
+	if err := os.Mkdir(local, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want := run(local)
+	before := len(readAll(t, c))
+	if got := run(m.Dir); got != want {
+		t.Fatalf("in the mount:\n%s\nlocally:\n%s", got, want)
+	}
+	return s, c, m, before
+}
+
 func errString(err error) string {
 	if err == nil {
 		return "ok"
@@ -320,16 +331,6 @@ func errString(err error) string {
 // exchange is one RENME record flagged 0x4.
 func TestMountRenameat2(t *testing.T) {
 	needFUSE(t)
-	s := StartServer(t, shortTempDir(t))
-	c := Dial(t, s, 0, 0)
-	if _, err := c.CL.Register(c.Ctx(context.Background()), &changelogv1.RegisterRequest{Device: device}); err != nil {
-		t.Fatal(err)
-	}
-	m := StartMount(t, s)
-	local := filepath.Join(shortTempDir(t), "local")
-	if err := os.Mkdir(local, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	run := func(dir string) string {
 		t.Helper()
 		sh(t, dir, nil, "mkdir -p a b/sub && echo one > a/f && echo two > b/g && echo three > b/sub/x")
@@ -348,11 +349,7 @@ func TestMountRenameat2(t *testing.T) {
 		out = append(out, sh(t, dir, nil, "cat a/h/x b/g b/sub; stat -c '%n %h' a b a/h"))
 		return strings.Join(out, "\n")
 	}
-	want := run(local)
-	before := len(readAll(t, c))
-	if got := run(m.Dir); got != want {
-		t.Fatalf("in the mount:\n%s\nlocally:\n%s", got, want)
-	}
+	s, c, m, before := mountMatchesLocal(t, run)
 	var renames []string
 	for _, r := range readAll(t, c)[before:] {
 		if r.Type.String() == "RENME" {
