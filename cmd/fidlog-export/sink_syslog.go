@@ -199,18 +199,7 @@ func (s *syslogSink) appendMessage(b []byte, e *event, line []byte) []byte {
 	if !e.isRecord() {
 		return s.appendChainMessage(b, e, line)
 	}
-	b = append(b, '<')
-	b = strconv.AppendInt(b, int64(s.facility*8+s.severity), 10)
-	b = append(b, ">1 "...)
-	b = e.rec.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z")
-	b = append(b, ' ')
-	b = append(b, s.hostname...)
-	b = append(b, ' ')
-	b = append(b, s.app...)
-	b = append(b, ' ')
-	b = append(b, s.procid...)
-	b = append(b, ' ')
-	b = append(b, e.rec.Type.String()...)
+	b = s.appendHeader(b, &e.rec.Time, e.rec.Type.String())
 	b = append(b, " ["+sdID+" device=\""...)
 	b = appendSDValue(b, e.dev)
 	b = append(b, "\" index=\""...)
@@ -233,24 +222,10 @@ const (
 //
 //	... CHECKPOINT [fidlog@32473 device="D"][fidlogCheckpoint@32473 seq="1" index="3" position="4" hash="..." kind="periodic" signer="ed25519:..." signature="..."] {"device":...}
 func (s *syslogSink) appendChainMessage(b []byte, e *event, line []byte) []byte {
-	b = append(b, '<')
-	b = strconv.AppendInt(b, int64(s.facility*8+s.severity), 10)
-	b = append(b, ">1 "...)
 	if e.ck != nil {
-		b = e.ck.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z")
+		b = s.appendHeader(b, &e.ck.Time, "CHECKPOINT")
 	} else {
-		b = append(b, '-')
-	}
-	b = append(b, ' ')
-	b = append(b, s.hostname...)
-	b = append(b, ' ')
-	b = append(b, s.app...)
-	b = append(b, ' ')
-	b = append(b, s.procid...)
-	if e.ck != nil {
-		b = append(b, " CHECKPOINT"...)
-	} else {
-		b = append(b, " ANCHOR"...)
+		b = s.appendHeader(b, nil, "ANCHOR")
 	}
 	b = append(b, " ["+sdID+" device=\""...)
 	b = appendSDValue(b, e.dev)
@@ -285,6 +260,28 @@ func (s *syslogSink) appendChainMessage(b []byte, e *event, line []byte) []byte 
 	}
 	b = append(b, ' ')
 	return append(b, line...)
+}
+
+// appendHeader appends the RFC 5424 header up to the MSGID: PRI, VERSION,
+// TIMESTAMP (the NILVALUE "-" for a nil t), HOSTNAME, APP-NAME, PROCID
+// and msgid.
+func (s *syslogSink) appendHeader(b []byte, t *time.Time, msgid string) []byte {
+	b = append(b, '<')
+	b = strconv.AppendInt(b, int64(s.facility*8+s.severity), 10)
+	b = append(b, ">1 "...)
+	if t == nil {
+		b = append(b, '-')
+	} else {
+		b = t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z")
+	}
+	b = append(b, ' ')
+	b = append(b, s.hostname...)
+	b = append(b, ' ')
+	b = append(b, s.app...)
+	b = append(b, ' ')
+	b = append(b, s.procid...)
+	b = append(b, ' ')
+	return append(b, msgid...)
 }
 
 // appendSDValue escapes '"', '\' and ']' as RFC 5424 requires.
