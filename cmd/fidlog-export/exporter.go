@@ -262,13 +262,8 @@ func (x *exporter) follow(ctx context.Context, src *source) error {
 				src.paths.resolve(ctx, evs[i])
 			}
 		}
-		select {
-		case x.in <- evs:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}, client.FollowOptions{NoClear: true, BatchRecords: uint32(x.cfg.batch), Logger: x.log})
+		return x.send(ctx, evs)
+	}, x.followOptions())
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return nil
 	}
@@ -294,13 +289,8 @@ func (x *exporter) followChain(ctx context.Context, src *source) error {
 			}
 			evs[i] = e
 		}
-		select {
-		case x.in <- evs:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}, client.FollowOptions{NoClear: true, BatchRecords: uint32(x.cfg.batch), Logger: x.log})
+		return x.send(ctx, evs)
+	}, x.followOptions())
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return nil
 	}
@@ -314,6 +304,22 @@ func (x *exporter) followChain(ctx context.Context, src *source) error {
 		return fmt.Errorf("%s: follow ended", src.dev)
 	}
 	return fmt.Errorf("%s (%s): %w", src.dev, src.target, err)
+}
+
+// send hands a batch of events to the delivery loop.
+func (x *exporter) send(ctx context.Context, evs []*event) error {
+	select {
+	case x.in <- evs:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// followOptions are the options of follow and followChain: the exporter
+// clears only what every sink holds.
+func (x *exporter) followOptions() client.FollowOptions {
+	return client.FollowOptions{NoClear: true, BatchRecords: uint32(x.cfg.batch), Logger: x.log}
 }
 
 // deliver writes the pending events to every sink and commits them,
