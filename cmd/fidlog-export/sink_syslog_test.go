@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fidlog/fidlog/changelog"
 )
 
 // tlsSyslogServer serves TLS 1.3 on loopback, requires a client
@@ -110,5 +112,31 @@ func TestSyslogTLSVerdict(t *testing.T) {
 				t.Fatal("the accepting server received nothing")
 			}
 		})
+	}
+}
+
+// TestSyslogHeader: a record's message has its time as TIMESTAMP and its
+// type as MSGID, a checkpoint's its time and CHECKPOINT, the anchor's the
+// NILVALUE "-" and ANCHOR; PRI, HOSTNAME, APP-NAME and PROCID are the
+// sink's, and the device's value is escaped.
+func TestSyslogHeader(t *testing.T) {
+	s := &syslogSink{app: "fidlog-export", hostname: "h1", facility: 13, severity: 6, procid: "42"}
+	at := time.Date(2026, 11, 25, 1, 2, 3, 456789000, time.FixedZone("X", 3600))
+	const dev = `lustre-MDT0000"]`
+	for _, c := range []struct {
+		e    *event
+		want string
+	}{
+		{&event{dev: dev, rec: &changelog.Record{Index: 7, Type: changelog.CLCreate, Time: at}},
+			`<110>1 2026-11-25T00:02:03.456789Z h1 fidlog-export 42 CREAT [fidlog@32473 device="lustre-MDT0000\"\]" index="7"] LINE`},
+		{&event{dev: dev, ck: &changelog.Checkpoint{Seq: 1, Index: 3, Position: 4, Time: at, Kind: changelog.CheckpointPeriodic}},
+			`<110>1 2026-11-25T00:02:03.456789Z h1 fidlog-export 42 CHECKPOINT [fidlog@32473 device="lustre-MDT0000\"\]"][fidlogCheckpoint@32473 seq="1" index="3" position="4" `},
+		{&event{dev: dev, anchor: &changelog.Anchor{Index: 9}},
+			`<110>1 - h1 fidlog-export 42 ANCHOR [fidlog@32473 device="lustre-MDT0000\"\]"][fidlogAnchor@32473 index="9" hash="`},
+	} {
+		got := string(s.appendMessage(nil, c.e, []byte("LINE")))
+		if !strings.HasPrefix(got, c.want) {
+			t.Errorf("message\n%s\nwant it to start with\n%s", got, c.want)
+		}
 	}
 }
