@@ -122,12 +122,6 @@ func metaKey(name string) []byte { return append([]byte{ksMeta}, name...) }
 
 func nodemapKey(name string) []byte { return append([]byte{ksNodemap}, name...) }
 
-func nodemapRange() (lo, hi []byte) { return []byte{ksNodemap}, []byte{ksNodemap + 1} }
-
-// namespaceRange bounds every namespace key ('d' through 'x'), for tests
-// and consistency checks.
-func namespaceRange() (lo, hi []byte) { return []byte{ksDirent}, []byte{ksXattr + 1} }
-
 // prefixEnd returns the smallest key greater than every key starting with p.
 func prefixEnd(p []byte) []byte {
 	e := append([]byte(nil), p...)

@@ -193,8 +193,6 @@ func (t FileType) String() string {
 	return "type" + strconv.Itoa(int(t))
 }
 
-func (t FileType) valid() bool { return t >= TypeReg && t <= TypeSock }
-
 // Attr are an object's attributes.
 type Attr struct {
 	FID                 fid.FID
