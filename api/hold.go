@@ -32,6 +32,7 @@ var writeMethods = map[string]bool{
 	mdtv1.NamespaceService_Rmdir_FullMethodName:       true,
 	mdtv1.NamespaceService_Rename_FullMethodName:      true,
 	mdtv1.NamespaceService_Open_FullMethodName:        true,
+	mdtv1.NamespaceService_OpenFid_FullMethodName:     true,
 	mdtv1.NamespaceService_Close_FullMethodName:       true,
 	mdtv1.NamespaceService_Write_FullMethodName:       true,
 	mdtv1.NamespaceService_Setattr_FullMethodName:     true,
