@@ -70,8 +70,8 @@ log consistent but not who signed it: compare the key printed with the one
 		if pubkey != "" {
 			data, err := os.ReadFile(pubkey)
 			if err != nil {
-				fmt.Fprintf(a.stderr, "lfs changelog_verify: cannot read public key '%s': %s\n", pubkey, cli.Strerror(errnoOf(err)))
-				return cli.Exit(errnoOf(err))
+				fmt.Fprintf(a.stderr, "lfs changelog_verify: cannot read public key '%s': %s\n", pubkey, cli.Strerror(cli.SysErrno(err)))
+				return cli.Exit(cli.SysErrno(err))
 			}
 			if keys, err = changelog.ParsePublicKeys(data); err != nil {
 				fmt.Fprintf(a.stderr, "lfs changelog_verify: '%s': %v\n", pubkey, err)
@@ -97,14 +97,6 @@ log consistent but not who signed it: compare the key printed with the one
 		return a.verifyOnline(cmd, args[0], changelog.Index(from), keys)
 	}
 	return cmd
-}
-
-func errnoOf(err error) int {
-	var en syscall.Errno
-	if errors.As(err, &en) {
-		return int(en)
-	}
-	return cli.EIO
 }
 
 // verifyOnline streams the chain of dev from from and verifies it.
@@ -159,7 +151,7 @@ func (a *app) verifyFiles(inputs []string, only string, keys []ed25519.PublicKey
 	files, err := exportFiles(inputs)
 	if err != nil {
 		fmt.Fprintf(a.stderr, "lfs changelog_verify: %v\n", err)
-		return cli.Exit(errnoOf(err))
+		return cli.Exit(cli.SysErrno(err))
 	}
 	x := changelog.NewExportVerifier(only, keys...)
 	for _, f := range files {
@@ -171,7 +163,7 @@ func (a *app) verifyFiles(inputs []string, only string, keys []ed25519.PublicKey
 		})
 		if err != nil {
 			fmt.Fprintf(a.stderr, "lfs changelog_verify: %v\n", err)
-			return cli.Exit(errnoOf(err))
+			return cli.Exit(cli.SysErrno(err))
 		}
 	}
 	if err := x.Finish(); err != nil {

@@ -178,7 +178,7 @@ func (a *app) mount(ctx context.Context, dir string, mo mountOptions) error {
 	if err != nil {
 		fmt.Fprintf(a.stderr, "mdc: mount '%s': %v\n", dir, err)
 		if a.rc == 0 {
-			a.rc = int(errnoOfMount(err))
+			a.rc = cli.SysErrno(err)
 		}
 		return nil
 	}
@@ -222,14 +222,6 @@ func (a *app) mount(ctx context.Context, dir string, mo mountOptions) error {
 		<-done
 	}
 	return nil
-}
-
-func errnoOfMount(err error) syscall.Errno {
-	var n syscall.Errno
-	if errors.As(err, &n) {
-		return n
-	}
-	return syscall.EIO
 }
 
 // ino is Lustre's fid_flatten: the inode number a client shows for a FID.

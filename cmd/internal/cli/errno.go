@@ -54,6 +54,17 @@ func Errno(err error) int {
 	return int(client.ErrnoOf(err))
 }
 
+// SysErrno returns the errno of a failed system call that err wraps (an
+// *os.PathError's), else EIO: for errors of local files and mounts, which
+// carry no gRPC status.
+func SysErrno(err error) int {
+	var en syscall.Errno
+	if errors.As(err, &en) {
+		return int(en)
+	}
+	return EIO
+}
+
 // Strerror returns the C library's message for errno n, as Lustre's
 // commands print it ("No such file or directory", "Invalid argument").
 func Strerror(n int) string {
