@@ -49,7 +49,6 @@ type group struct {
 	// cover, the sync that covers it, is issued (see releaseHeld).
 	issued chan struct{}
 	cover  *group
-	ops    int // callers
 }
 
 // maxGroupBytes bounds a group batch; callers beyond it wait for the next.
@@ -308,13 +307,13 @@ func (l *Log) applyGroupLocked(g *group, in []*applyReq, kept []*changelog.Recor
 	l.mu.current = idx
 	l.mu.head = head
 	l.mu.seq++
-	g.seq, g.idx, g.ops = l.mu.seq, idx, len(in)
+	g.seq, g.idx = l.mu.seq, idx
 	l.appliedI.Store(uint64(idx))
 	l.applied.Store(g.seq)
 	l.waiting.Add(int64(len(in)))
 	if hold {
 		g.issued = make(chan struct{})
-		l.hold.add(g)
+		l.hold.add(g, len(in))
 	}
 	if len(kept) > 0 {
 		l.maybeKickGCLocked()
@@ -426,14 +425,15 @@ type holdState struct {
 	n      atomic.Int64  // len(groups), read without the lock
 }
 
-// add holds g (under the log's lock: groups are held in commit order).
-func (h *holdState) add(g *group) {
+// add holds g, applied for ops callers (under the log's lock: groups are
+// held in commit order).
+func (h *holdState) add(g *group, ops int) {
 	h.Lock()
 	if len(h.groups) == 0 {
 		h.since = time.Now()
 	}
 	h.groups = append(h.groups, g)
-	h.ops += g.ops
+	h.ops += ops
 	h.n.Store(int64(len(h.groups)))
 	h.Unlock()
 }
