@@ -205,8 +205,8 @@ func (t *txn) setattr(parent *inode, obj *inode, s SetattrArgs) bool {
 	if parent != nil && obj.Type == TypeReg && valid&validMtime != 0 {
 		pfid = parent.FID
 		if obj.Nlink > 1 {
-			if ls, err := t.m.links(obj.FID); err == nil && len(ls) > 0 {
-				pfid = ls[0].parent
+			if fp, err := t.m.firstParent(obj.FID); err == nil && fp != nil {
+				pfid = fp.FID
 			}
 		}
 	}

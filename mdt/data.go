@@ -262,13 +262,9 @@ func (m *MDT) ReadFile(ctx context.Context, c Cred, h uint64, off uint64, n int)
 // through setattr's record rules (MTIME, else CTIME, by the effective
 // mask; none for an object that already had a record in this epoch).
 func (t *txn) closeTimes(ino *inode) error {
-	links, err := t.m.links(ino.FID)
+	parent, err := t.m.firstParent(ino.FID)
 	if err != nil {
 		return err
-	}
-	var parent *inode
-	if len(links) > 0 {
-		parent = &inode{FID: links[0].parent}
 	}
 	mt := time.Unix(0, ino.Mtime)
 	t.setattr(parent, ino, SetattrArgs{Mtime: &mt})

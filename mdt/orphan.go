@@ -304,8 +304,9 @@ func (m *MDT) OpenFID(ctx context.Context, c Cred, f fid.FID, flags uint32, reop
 		defer t.close()
 		var parent *inode
 		if ino.Nlink > 0 {
-			if ls, err := m.links(f); err == nil && len(ls) > 0 {
-				parent = &inode{FID: ls[0].parent}
+			// No p= when the links cannot be read; the open goes on.
+			if fp, err := m.firstParent(f); err == nil {
+				parent = fp
 			}
 		}
 		h, a, pend, err = m.addHandleLocked(cl, t, parent, ino, flags, false, reopen != 0)
@@ -368,10 +369,8 @@ func (m *MDT) SetattrFID(ctx context.Context, c Cred, f fid.FID, h uint64, s Set
 		}
 		var parent *inode
 		if obj.Nlink > 0 && obj.Type != TypeDir {
-			if ls, err := m.links(f); err != nil {
+			if parent, err = m.firstParent(f); err != nil {
 				return err
-			} else if len(ls) > 0 {
-				parent = &inode{FID: ls[0].parent}
 			}
 		}
 		a, pend, err = m.setattrObjLocked(cl, ls, parent, obj, s, writer)
@@ -384,4 +383,14 @@ func (m *MDT) SetattrFID(ctx context.Context, c Cred, f fid.FID, h uint64, s Set
 		return Attr{}, m.denySetattr(ctx, c, s, denial{fid: f}, pathErr("setattr", name, err))
 	}
 	return a, nil
+}
+
+// firstParent returns the directory of f's first link (link #0, the one
+// mdt_attr_get_pfid reads), or nil if f has no link.
+func (m *MDT) firstParent(f fid.FID) (*inode, error) {
+	ls, err := m.links(f)
+	if err != nil || len(ls) == 0 {
+		return nil, err
+	}
+	return &inode{FID: ls[0].parent}, nil
 }
