@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"strings"
 	"time"
@@ -327,7 +326,7 @@ func (c *changelogService) trailing(l *store.Log, p readPlan, next changelog.Ind
 	err := l.CheckpointsAt(next, *p.anchor, func(e store.Entry) error {
 		if e.Kind == changelog.ItemAnchor {
 			raws = append(raws, bytes.Clone(e.Raw))
-		} else if seq := checkpointSeq(e.Raw); seq > *p.ckSent {
+		} else if seq := changelog.CheckpointSeq(e.Raw); seq > *p.ckSent {
 			raws = append(raws, bytes.Clone(e.Raw))
 			*p.ckSent = seq
 			cks++
@@ -340,15 +339,6 @@ func (c *changelogService) trailing(l *store.Log, p readPlan, next changelog.Ind
 	*p.anchor = false // the stream starts with it
 	st := l.State()
 	return &changelogv1.ReadResponse{RawRecords: raws, DurableIndex: uint64(st.Durable), FirstIndex: uint64(st.First), NextIndex: uint64(next)}, nil
-}
-
-// checkpointSeq reads a checkpoint's sequence number from its stream
-// encoding (tag, position, version, seq: changelog.Checkpoint.AppendEncode).
-func checkpointSeq(raw []byte) uint64 {
-	if len(raw) < 18 {
-		return 0
-	}
-	return binary.BigEndian.Uint64(raw[10:18])
 }
 
 // linger gives a follow stream woken by a commit up to Options.FollowLinger
@@ -410,7 +400,7 @@ func (c *changelogService) batch(ctx context.Context, l *store.Log, p readPlan, 
 		case changelog.ItemAnchor:
 			*p.anchor = false // once per stream
 		case changelog.ItemCheckpoint:
-			seq := checkpointSeq(e.Raw)
+			seq := changelog.CheckpointSeq(e.Raw)
 			if seq <= *p.ckSent {
 				return nil // sent while the stream was idle
 			}

@@ -283,6 +283,9 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 		if again := c.AppendEncode(nil); !bytes.Equal(again, b) {
 			t.Fatalf("re-encode of %x is %x", b, again)
 		}
+		if seq := CheckpointSeq(b); seq != c.Seq {
+			t.Fatalf("CheckpointSeq of %x is %d, the decoder says %d", b, seq, c.Seq)
+		}
 		_ = c.SignatureValid()
 	})
 }

@@ -120,6 +120,15 @@ func (c *Checkpoint) AppendEncode(dst []byte) []byte {
 	return append(dst, c.Sig...)
 }
 
+// CheckpointSeq returns the sequence number of a checkpoint's stream
+// encoding without decoding the rest (0 if b is too short to hold one).
+func CheckpointSeq(b []byte) uint64 {
+	if len(b) < 1+8+1+8 {
+		return 0
+	}
+	return be64(b[10:])
+}
+
 // DecodeCheckpoint parses a checkpoint's stream encoding. It never panics;
 // malformed input wraps ErrCorrupt. It does not check the signature.
 func DecodeCheckpoint(b []byte) (*Checkpoint, error) {
