@@ -57,8 +57,9 @@ type Options struct {
 	MaxAuditEntries int
 	// NamespaceCacheEntries bounds the namespace cache (nscache.go): about
 	// this many inodes and this many directory entries are kept in memory
-	// (roughly 150 and 100 bytes each); default 262144; negative: no cache
-	// (every lookup reads Pebble).
+	// (roughly 150 and 100 bytes each); default
+	// DefaultNamespaceCacheEntries; negative: no cache (every lookup reads
+	// Pebble).
 	NamespaceCacheEntries int
 	// OnFatal is called when Pebble reports a fatal storage error (a
 	// failed WAL write or sync, a failed MANIFEST update), from the
@@ -75,6 +76,10 @@ type Options struct {
 // ExitStorageFailure is the exit status of the default OnFatal
 // (EX_IOERR).
 const ExitStorageFailure = 74
+
+// DefaultNamespaceCacheEntries is the default of
+// Options.NamespaceCacheEntries: about 60 MB when full.
+const DefaultNamespaceCacheEntries = 1 << 18
 
 // EnsureDefaults fills unset options and returns o (a new Options if o is nil).
 func (o *Options) EnsureDefaults() *Options {
@@ -100,7 +105,7 @@ func (o *Options) EnsureDefaults() *Options {
 		o.MaxAuditEntries = 1 << 16
 	}
 	if o.NamespaceCacheEntries == 0 {
-		o.NamespaceCacheEntries = 1 << 18
+		o.NamespaceCacheEntries = DefaultNamespaceCacheEntries
 	}
 	if o.OnFatal == nil {
 		o.OnFatal = func(error) { os.Exit(ExitStorageFailure) }

@@ -6,6 +6,7 @@
 //	     [--socket /run/fidlog/mdtd.sock] [--socket-mode 0666]
 //	     [--listen ADDR (--tls-cert FILE --tls-key FILE --tls-client-ca FILE | --insecure)]
 //	     [--metrics ADDR] [--log-level info] [--log-format text] [--heartbeat 5s]
+//	     [--namespace-cache 262144]
 //	     [--config FILE] [--print-config]
 //	mdtd certs ca|node|client [--dir certs] ...
 //
@@ -122,6 +123,7 @@ type config struct {
 	logLevel   string
 	logFormat  string
 	heartbeat  time.Duration
+	nsCache    int
 
 	configFile  string // --config (or MDTD_CONFIG): TOML settings
 	printConfig bool   // --print-config
@@ -167,6 +169,7 @@ identity. A bare "mdtd" serves the socket only.`,
 	f.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
 	f.DurationVar(&cfg.heartbeat, "heartbeat", api.DefaultHeartbeatInterval, "heartbeat interval of idle follow streams")
+	f.IntVar(&cfg.nsCache, "namespace-cache", mdt.DefaultNamespaceCacheEntries, "inodes and directory entries kept in memory (up to this many of each, about 250 bytes per pair when full); 0: no cache, every lookup reads the store")
 	f.StringVar(&cfg.configFile, "config", "", "TOML file of settings, keys named as these flags (env "+EnvPrefix+"CONFIG); every flag can also come from "+EnvPrefix+"<FLAG> (MDTD_LOG_LEVEL); flags > environment > file")
 	f.BoolVar(&cfg.printConfig, "print-config", false, "print the effective settings as a TOML config file and exit")
 	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
@@ -225,6 +228,15 @@ func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 	return l, nil
 }
 
+// nsCacheEntries maps --namespace-cache to mdt.Options, where 0 is the
+// default and negative turns the cache off.
+func nsCacheEntries(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
 func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 	log, err := newLogger(cfg, logw)
 	if err != nil {
@@ -236,6 +248,9 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 	}
 	if cfg.listen == "" && cfg.socket == "none" {
 		return errors.New("nothing to serve on: no --listen and --socket is none")
+	}
+	if cfg.nsCache < 0 {
+		return fmt.Errorf("invalid --namespace-cache '%d': want 0 (no cache) or a positive number of entries", cfg.nsCache)
 	}
 	mode, err := cli.ParseOctal(cfg.socketMode, 0o777)
 	if err != nil {
@@ -262,8 +277,9 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 	met := newMetrics()
 	m, err := mdt.Open(cfg.data, &mdt.Options{
 		FSName: cfg.fsname, Index: cfg.index, Logger: log,
-		FS:              met.fs(),
-		ChangelogEvents: changelogEvents(log, met),
+		NamespaceCacheEntries: nsCacheEntries(cfg.nsCache),
+		FS:                    met.fs(),
+		ChangelogEvents:       changelogEvents(log, met),
 		// A fatal storage error (logged by mdt as pebble_fatal) ends the
 		// process: no operation is acknowledged after it, acknowledged
 		// ones are durable, and a restart recovers from the WAL. The

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"github.com/fidlog/fidlog/mdt"
 	"io"
 	"net"
 	"net/http"
@@ -81,6 +82,7 @@ func TestRunExitCodes(t *testing.T) {
 		{append(base, "--socket", notSock), exitError, "not a socket"},
 		{append(base, "--log-level", "loud"), exitError, "loud"},
 		{append(base, "--log-format", "xml"), exitError, "xml"},
+		{append(base, "--namespace-cache", "-1"), exitError, "invalid --namespace-cache '-1'"},
 		{append(base, "--socket", "none"), exitError, "nothing to serve"},
 		{append(base, "--socket-mode", "0999"), exitError, "invalid --socket-mode '0999'"},
 		{append(base, "--socket-mode", "01777"), exitError, "invalid --socket-mode '01777'"},
@@ -320,5 +322,15 @@ func TestBinarySIGTERM(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("mdtd did not exit after SIGTERM")
+	}
+}
+
+// TestNamespaceCacheFlag: --namespace-cache 0 turns the MDT's cache off
+// (mdt.Options wants a negative number for that; its 0 is the default).
+func TestNamespaceCacheFlag(t *testing.T) {
+	for in, want := range map[int]int{0: -1, 1: 1, mdt.DefaultNamespaceCacheEntries: mdt.DefaultNamespaceCacheEntries} {
+		if got := nsCacheEntries(in); got != want {
+			t.Errorf("nsCacheEntries(%d) = %d, want %d", in, got, want)
+		}
 	}
 }
