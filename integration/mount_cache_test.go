@@ -310,3 +310,48 @@ func TestMountNoTraversalLeak(t *testing.T) {
 	}
 	m.Unmount()
 }
+
+// TestMountNoFlush: close(2) of a file opened through the mount sends no
+// FLUSH (FOPEN_NOFLUSH: every write is already durable, so close would
+// wait for a round trip that does nothing), and still returns 0 with the
+// data and the CLOSE record where they belong.
+func TestMountNoFlush(t *testing.T) {
+	needFUSE(t)
+	s := StartServer(t, shortTempDir(t))
+	c := Dial(t, s, 0, 0)
+	if _, err := c.CL.Register(c.Ctx(context.Background()), &changelogv1.RegisterRequest{Device: device, Mask: "ALL"}); err != nil {
+		t.Fatal(err)
+	}
+	m := StartMount(t, s, "--debug")
+	// The shell reports a failed close of a redirection as an error.
+	sh(t, m.Dir, nil, "printf hello > f; printf ' world' >> f; cat f > /dev/null")
+	b, err := os.ReadFile(filepath.Join(m.Dir, "f"))
+	if err != nil || string(b) != "hello world" {
+		t.Fatalf("f = %q, %v", b, err)
+	}
+	var closes int
+	for _, r := range readAll(t, c) {
+		if r.Type == changelog.CLClose {
+			closes++
+		}
+	}
+	m.Unmount()
+	log := m.out.String()
+	if !strings.Contains(log, "CREATE") || !strings.Contains(log, "RELEASE") {
+		t.Fatalf("mdc mount --debug logged no CREATE/RELEASE requests:\n%s", log)
+	}
+	var flushes int
+	for _, line := range strings.Split(log, "\n") {
+		// "rx 12: FLUSH n2 {Fh 1}"; go-fuse's own probe file at mount
+		// time (its poll workaround) is node 2^64-1.
+		if strings.Contains(line, ": FLUSH ") && !strings.Contains(line, "FLUSH n18446744073709551615 ") {
+			flushes++
+		}
+	}
+	if flushes > 0 {
+		t.Errorf("the kernel sent %d FLUSH requests, want none:\n%s", flushes, log)
+	}
+	if closes < 2 {
+		t.Errorf("%d CLOSE records for two opens for writing, want 2", closes)
+	}
+}

@@ -595,8 +595,16 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		return nil, 0, errno(err)
 	}
 	n.opened(r.GetAttr())
-	return n.m.newHandle(r.GetHandle(), n.fid, of, c, flags&syscall.O_APPEND != 0), 0, 0
+	return n.m.newHandle(r.GetHandle(), n.fid, of, c, flags&syscall.O_APPEND != 0), openReplyFlags, 0
 }
+
+// openReplyFlags tell the kernel not to send FLUSH on close(2)
+// (FOPEN_NOFLUSH): there is nothing to flush, every write is durable on
+// the server before it returns, and close(2) would wait for the round trip
+// (one of the dozen FUSE requests of a small file's tar x). POSIX locks
+// are the kernel's own here (no FUSE_POSIX_LOCKS), so it releases them at
+// close without FLUSH's lock owner.
+const openReplyFlags = fuse.FOPEN_NOFLUSH
 
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	c := n.m.callerOf(ctx)
@@ -618,7 +626,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 			cn.notifyAttr() // the kernel may know it by another name
 		}
 	}
-	return ch, n.m.newHandle(r.GetHandle(), client.FIDFromPB(r.GetAttr().GetFid()), of, c, flags&syscall.O_APPEND != 0), 0, 0
+	return ch, n.m.newHandle(r.GetHandle(), client.FIDFromPB(r.GetAttr().GetFid()), of, c, flags&syscall.O_APPEND != 0), openReplyFlags, 0
 }
 
 func (n *node) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -661,7 +669,8 @@ func (n *node) Write(ctx context.Context, f fs.FileHandle, data []byte, off int6
 }
 
 // Flush has nothing to do: every write is durable on the server before
-// it returns.
+// it returns. The kernel does not send it for files this mount opened
+// (openReplyFlags).
 func (n *node) Flush(context.Context, fs.FileHandle) syscall.Errno { return 0 }
 
 // Fsync has nothing to do, for the same reason.
