@@ -217,7 +217,7 @@ func rpcCounts(t *testing.T, s *Server) map[string]float64 {
 // kernel's security.capability probes and its re-read of the mode before
 // chown are answered by the mount (mountcache.go), and so are the
 // kernel's lookups of the directory t/ that tar makes before each of its
-// files (the kernel keeps no names: --entry-timeout 0). GNU tar's chown to
+// files (the kernel keeps t/ itself, TestMountKeepsNames). GNU tar's chown to
 // the owner the file already has still records SATTR, as Lustre's mdd
 // does (mdd_attr_set keeps an attribute that does not change).
 func TestMountRoundTrips(t *testing.T) {
@@ -288,18 +288,26 @@ func TestMountRoundTrips(t *testing.T) {
 	m.Unmount()
 }
 
-// TestMountNoTraversalLeak: names are not cached by default, because the
-// kernel does not check the search permission of directories for this
-// mount (the server does, on each lookup as the caller): right after root
-// used a file in its 0700 directory, uid 1000 can neither stat it nor
-// read its link target. With --entry-timeout above 0 it could, which is
-// what the flag's help warns about.
+// TestMountNoTraversalLeak: the kernel keeps names only in directories
+// every user may search, because it does not check the search permission
+// of directories for this mount (the server does, on each lookup as the
+// caller): right after root used a file in its 0700 directory, uid 1000
+// can neither stat it nor read its link target, nor reach a file root
+// used in a directory it then made 0700, or moved into one. With
+// --entry-timeout above 0 it could, which is what the flag's help warns
+// about.
 func TestMountNoTraversalLeak(t *testing.T) {
 	needFUSE(t)
 	s := StartServer(t, shortTempDir(t))
 	m := StartMount(t, s)
 	sh(t, m.Dir, nil, "mkdir private && chmod 700 private && echo s > private/secret && ln -s secret private/link && cat private/secret >/dev/null && stat private/link >/dev/null")
-	for _, c := range [][]string{{"stat", "private/secret"}, {"readlink", "-v", "private/link"}} {
+	// Names in directories every user may search are kept by the
+	// kernel for a while; a chmod that takes the search permission away
+	// from some users, and a rename into a directory they may not
+	// search, must make the kernel ask again.
+	sh(t, m.Dir, nil, "mkdir pub pub/d && echo s > pub/d/secret && stat pub/d/secret >/dev/null && chmod 700 pub")
+	sh(t, m.Dir, nil, "mkdir pub2 priv2 && chmod 700 priv2 && echo s > pub2/moved && stat pub2/moved >/dev/null && mv pub2/moved priv2/moved")
+	for _, c := range [][]string{{"stat", "private/secret"}, {"readlink", "-v", "private/link"}, {"stat", "pub/d/secret"}, {"stat", "priv2/moved"}} {
 		cmd := exec.Command(c[0], c[1:]...)
 		cmd.Dir = m.Dir
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 1000, Gid: 1000}}
@@ -353,5 +361,40 @@ func TestMountNoFlush(t *testing.T) {
 	}
 	if closes < 2 {
 		t.Errorf("%d CLOSE records for two opens for writing, want 2", closes)
+	}
+}
+
+// TestMountKeepsNames: in a directory every user may search, the kernel
+// keeps the names the mount gave it for --attr-timeout (here an hour, so
+// that the count does not depend on the machine's speed), so a tar x
+// does not send a LOOKUP of the directory t/ before each of its files
+// (it did, one FUSE round trip per file, answered by the mount).
+func TestMountKeepsNames(t *testing.T) {
+	needFUSE(t, "tar")
+	s := StartServer(t, shortTempDir(t))
+	m := StartMount(t, s, "--debug", "--attr-timeout", "1h")
+	src := shortTempDir(t)
+	if err := os.Mkdir(filepath.Join(src, "t"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	for i := range n {
+		if err := os.WriteFile(filepath.Join(src, "t", "f"+strconv.Itoa(i)), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	archive := filepath.Join(shortTempDir(t), "a.tar")
+	sh(t, src, nil, "tar cf "+archive+" t")
+	sh(t, m.Dir, nil, "mkdir d && tar xf "+archive+" -C d && test -f d/t/f0")
+	m.Unmount()
+	log := m.out.String()
+	if !strings.Contains(log, "CREATE") {
+		t.Fatalf("mdc mount --debug logged no CREATE requests:\n%s", log)
+	}
+	// "rx 26: LOOKUP n2  "t"  p1234": tar's mkdir and its chdir or
+	// first open look t up.
+	lookups := regexp.MustCompile(`: LOOKUP n[0-9]+ +"t" `).FindAllString(log, -1)
+	if len(lookups) > 2 {
+		t.Errorf("the kernel looked up t %d times for %d files, want at most twice:\n%s", len(lookups), n, strings.Join(lookups, "\n"))
 	}
 }

@@ -155,7 +155,7 @@ func (a *app) mount(ctx context.Context, dir string, mo mountOptions) error {
 		}()
 	}
 	gctune.Apply() // a FUSE daemon is a server too: few, rarer collections
-	mfs := &mountFS{ns: a.ns, jobFmt: mo.jobFmt, host: host, attrTimeout: mo.attrTimeout}
+	mfs := &mountFS{ns: a.ns, jobFmt: mo.jobFmt, host: host, attrTimeout: mo.attrTimeout, entryTimeout: mo.entryTimeout}
 	root := &node{m: mfs, fid: fid.Root}
 	opts := &fs.Options{
 		MountOptions: fuse.MountOptions{
@@ -243,8 +243,10 @@ type mountFS struct {
 	host        string
 	files       handles       // open files (mount_handles.go)
 	attrTimeout time.Duration // mountcache.go
-	procs       procCache
-	comms       commFiles
+	// entryTimeout is --entry-timeout: how long the kernel keeps any name.
+	entryTimeout time.Duration
+	procs        procCache
+	comms        commFiles
 }
 
 // caller is the identity of the process behind a FUSE request.
@@ -473,6 +475,12 @@ func (n *node) newNamed(ctx context.Context, name string, a *commonv1.Attr, out 
 	ch := n.newChild(ctx, name, a, out)
 	if cn, ok := ch.Operations().(*node); ok {
 		cn.bind(n, name)
+		if n.m.attrTimeout > 0 {
+			now := time.Now()
+			if modeTill, ok := n.searchableTill(now); ok {
+				n.setEntryTimeout(out, minTime(modeTill, now.Add(n.m.attrTimeout)).Sub(now))
+			}
+		}
 	}
 	return ch
 }
@@ -504,6 +512,11 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	if v, ok := in.GetMode(); ok {
 		m := v & 07777
 		req.Mode = &m
+		if n.StableAttr().Mode&syscall.S_IFMT == syscall.S_IFDIR && m&searchAll != searchAll {
+			// Some users may no longer search it: the kernel must
+			// ask about its names again (setEntryTimeout).
+			n.dropNames("")
+		}
 	}
 	if v, ok := in.GetUID(); ok {
 		req.Uid = &v
@@ -784,8 +797,19 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	_, err := n.m.ns.Rename(cctx, &mdtv1.RenameRequest{SrcPath: []byte(n.child(name)), DstPath: []byte(np.child(newName)), Flags: flags})
 	n.dropChild(name)
 	np.dropChild(newName)
+	if err == nil {
+		// The kernel moves its name with the time it may keep it,
+		// given for the directory it came from (setEntryTimeout).
+		np.dropNames(newName)
+		if flags&fuseRenameExchange != 0 {
+			n.dropNames(name)
+		}
+	}
 	return errno(err)
 }
+
+// fuseRenameExchange is renameat2's RENAME_EXCHANGE.
+const fuseRenameExchange = 2
 
 // isACL reports POSIX ACL names: the server stores xattrs but does not
 // apply ACLs to permission checks or modes, so the mount refuses them

@@ -19,7 +19,9 @@ import (
 //     NFS client's attribute cache does, and names and missing names for
 //     --entry-timeout and --negative-timeout (default 0: the kernel does
 //     not check the search permission of directories for this mount, the
-//     server does on each lookup; mount.go). Changes made through
+//     server does on each lookup; mount.go), except names in directories
+//     every user may search, which it keeps as long as the mount would
+//     answer their lookups itself (setEntryTimeout). Changes made through
 //     this mount are seen at once: the kernel updates or drops its own
 //     entries on each of its requests, and the mount drops what a request
 //     changes as a side effect (a close's times). Another client's change
@@ -106,9 +108,10 @@ func (n *node) dirModeStale(name string) bool {
 
 // lookupCached answers the kernel's lookup of name in n without a round
 // trip when the server said, within --attr-timeout, that name is the
-// object the mount knows by it, and n lets everyone search it (its
-// others' x bit, in the attributes the mount holds), so the answer does
-// not depend on who asks. The kernel does not check directories' search
+// object the mount knows by it, and n lets everyone search it (the x bit
+// of owner, group and others, in the attributes the mount holds; an owner
+// without x may not search where others may), so the answer does not
+// depend on who asks. The kernel is told to keep the name for as long. The kernel does not check directories' search
 // permission for this mount, the server does on each lookup; a directory
 // that only some may search is always asked about, so denials reach the
 // server and are audited (DENY).
@@ -117,9 +120,7 @@ func (n *node) lookupCached(name string, out *fuse.EntryOut) *fs.Inode {
 		return nil
 	}
 	now := time.Now()
-	n.cache.mu.Lock()
-	searchable := now.Before(n.cache.modeTill) && n.cache.attr.Mode&0o001 != 0
-	n.cache.mu.Unlock()
+	modeTill, searchable := n.searchableTill(now)
 	if !searchable {
 		return nil
 	}
@@ -140,6 +141,7 @@ func (n *node) lookupCached(name string, out *fuse.EntryOut) *fs.Inode {
 	fresh := now.Before(c.attrTill)
 	dir := c.attr.Mode&syscall.S_IFMT == syscall.S_IFDIR
 	out.Attr = c.attr
+	n.setEntryTimeout(out, minTime(c.boundTill, modeTill).Sub(now))
 	if fresh {
 		out.SetAttrTimeout(c.attrTill.Sub(now))
 	}
@@ -157,6 +159,69 @@ func (n *node) lookupCached(name string, out *fuse.EntryOut) *fs.Inode {
 		out.SetAttrTimeout(0)
 	}
 	return ch
+}
+
+// searchAll is the mode bits that let every user search a directory: the
+// owner's, the group's and others' x.
+const searchAll = 0o111
+
+// searchableTill reports whether the mount knows, from attributes the
+// server gave it within --attr-timeout, that every user may search n, and
+// until when it knows that.
+func (n *node) searchableTill(now time.Time) (time.Time, bool) {
+	n.cache.mu.Lock()
+	defer n.cache.mu.Unlock()
+	ok := now.Before(n.cache.modeTill) && n.cache.attr.Mode&syscall.S_IFMT == syscall.S_IFDIR && n.cache.attr.Mode&searchAll == searchAll
+	return n.cache.modeTill, ok
+}
+
+// setEntryTimeout lets the kernel keep a name of a directory every user
+// may search for d, the time left of both what the mount knows of the
+// name and of the directory's mode: the mount would answer the kernel's
+// lookups of it itself for that long (lookupCached), whoever asks, so the
+// kernel need not ask. A chmod or rename through this mount that could
+// make the answer depend on who asks drops the kernel's names
+// (dropNames); another client's shows after at most --attr-timeout, as
+// for lookupCached. --entry-timeout, when longer, applies instead.
+func (n *node) setEntryTimeout(out *fuse.EntryOut, d time.Duration) {
+	if d > n.m.entryTimeout {
+		out.SetEntryTimeout(d)
+	}
+}
+
+// dropNames makes the kernel forget the names it keeps in directory n
+// (all of them, or only name), so that its next lookups reach the mount,
+// which checks who may search n. The kernel holds the directory's lock
+// while it waits for the request that changed n, and an invalidation
+// takes that lock: it is sent from another goroutine, and takes effect as
+// that request completes.
+func (n *node) dropNames(name string) {
+	if n.m.attrTimeout <= 0 && n.m.entryTimeout <= 0 {
+		return
+	}
+	var names []string
+	if name != "" {
+		names = []string{name}
+	} else {
+		for k := range n.Children() {
+			names = append(names, k)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	go func() {
+		for _, k := range names {
+			_ = n.NotifyEntry(k)
+		}
+	}()
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // cacheAttr remembers a as the object's attributes.

@@ -169,3 +169,51 @@ func TestCommFollowsExec(t *testing.T) {
 		t.Fatalf("descriptor of an exited process kept: %v", cf.fds)
 	}
 }
+
+// TestSearchableTill: the kernel may keep names only in a directory the
+// mount knows, within --attr-timeout, that every user may search (the x
+// bit of owner, group and others), and for no longer than the mount
+// knows it; --entry-timeout applies when longer.
+func TestSearchableTill(t *testing.T) {
+	const ttl = time.Hour
+	for _, c := range []struct {
+		typ  commonv1.ObjectType
+		mode uint32
+		want bool
+	}{
+		{commonv1.ObjectType_OBJECT_TYPE_DIR, 0o755, true},
+		{commonv1.ObjectType_OBJECT_TYPE_DIR, 0o711, true},
+		{commonv1.ObjectType_OBJECT_TYPE_DIR, 0o700, false},
+		{commonv1.ObjectType_OBJECT_TYPE_DIR, 0o741, false}, // others may, not the group
+		{commonv1.ObjectType_OBJECT_TYPE_DIR, 0o671, false}, // others may, not the owner
+		{commonv1.ObjectType_OBJECT_TYPE_REG, 0o755, false},
+	} {
+		n := &node{m: &mountFS{attrTimeout: ttl}}
+		now := time.Now()
+		if _, ok := n.searchableTill(now); ok {
+			t.Fatal("a directory whose mode the mount does not know is searchable")
+		}
+		n.cacheAttr(&commonv1.Attr{Type: c.typ, Mode: c.mode})
+		till, ok := n.searchableTill(now)
+		if ok != c.want {
+			t.Errorf("%v %o: searchable %v, want %v", c.typ, c.mode, ok, c.want)
+		}
+		if ok && (till.Before(now) || till.After(now.Add(ttl+time.Second))) {
+			t.Errorf("%v %o: searchable until %v, want within %v of %v", c.typ, c.mode, till, ttl, now)
+		}
+		if _, ok := n.searchableTill(now.Add(ttl + time.Second)); ok {
+			t.Errorf("%v %o: searchable after --attr-timeout", c.typ, c.mode)
+		}
+	}
+	var out fuse.EntryOut
+	n := &node{m: &mountFS{attrTimeout: time.Second, entryTimeout: 5 * time.Second}}
+	n.setEntryTimeout(&out, time.Second)
+	if out.EntryTimeout() != 0 {
+		t.Errorf("entry timeout %v set below --entry-timeout 5s (the default applies)", out.EntryTimeout())
+	}
+	n.m.entryTimeout = 0
+	n.setEntryTimeout(&out, time.Second)
+	if out.EntryTimeout() != time.Second {
+		t.Errorf("entry timeout %v, want 1s", out.EntryTimeout())
+	}
+}
