@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -86,6 +87,12 @@ type Options struct {
 	// OnRPC, if set, is called after each unary RPC with its full method
 	// name, duration and resulting status error (nil on success).
 	OnRPC func(method string, d time.Duration, err error)
+	// UnaryInterceptors wrap every unary RPC and every call carried by a
+	// NamespaceService Exec stream, outermost first, outside the Server's
+	// own (metrics see every call, also those refused by authorization).
+	// Interceptors given in ServerOptions instead see an Exec stream as
+	// one RPC.
+	UnaryInterceptors []grpc.UnaryServerInterceptor
 	// ServerOptions are given to every gRPC server before the Server's
 	// own: their interceptors are the outermost (metrics see every call,
 	// also those refused by authorization).
@@ -161,6 +168,12 @@ type Server struct {
 	draining  chan struct{} // closed by Drain
 	drainOnce sync.Once
 
+	// unaryChain is every unary interceptor, outermost first
+	// (Options.UnaryInterceptors, then unaryInterceptor); Exec runs its
+	// calls through it.
+	unaryChain  grpc.UnaryServerInterceptor
+	execWorkers *workers
+
 	mu struct {
 		sync.Mutex
 		next    uint64
@@ -176,6 +189,8 @@ func New(m *mdt.MDT, opts Options) (*Server, error) {
 	}
 	s := &Server{m: m, opts: o, health: health.NewServer(), draining: make(chan struct{}), owner: uint32(os.Geteuid())}
 	s.mu.streams = make(map[uint64]context.CancelCauseFunc)
+	s.unaryChain = chainUnary(append(slices.Clone(o.UnaryInterceptors), s.unaryInterceptor))
+	s.execWorkers = newWorkers(streamWorkers)
 	s.local = s.newGRPC(peerCreds{})
 	switch {
 	case o.TLS != nil:
@@ -199,7 +214,7 @@ const streamWorkers = 256
 
 func (s *Server) newGRPC(creds credentials.TransportCredentials) *grpc.Server {
 	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
+		grpc.ChainUnaryInterceptor(append(slices.Clone(s.opts.UnaryInterceptors), s.unaryInterceptor)...),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 		// Clients ping idle follow streams; allow it well below their
 		// interval (clients are told >= 10 s) and without streams.
@@ -306,6 +321,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 		}
 		<-done
 	}
+	s.execWorkers.stop()
 }
 
 // Stop drains and closes every connection at once, cancelling in-flight
@@ -315,6 +331,7 @@ func (s *Server) Stop() {
 	for _, gs := range s.servers() {
 		gs.Stop()
 	}
+	s.execWorkers.stop()
 }
 
 func (s *Server) servers() []*grpc.Server {

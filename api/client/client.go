@@ -63,6 +63,7 @@ type options struct {
 	dialOpts   []grpc.DialOption
 	keepalive  time.Duration
 	noKeepPing bool
+	unary      bool
 }
 
 // Option configures Dial.
@@ -110,6 +111,11 @@ func WithTLSFiles(f TLSFiles) Option {
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(o *options) { o.dialOpts = append(o.dialOpts, opts...) }
 }
+
+// WithUnary makes every NamespaceService call a unary RPC of its own.
+// By default calls made while others are in flight share the messages of
+// one Exec stream (see the proto's Exec); the results are the same.
+func WithUnary() Option { return func(o *options) { o.unary = true } }
 
 // WithKeepalive sets the keepalive ping interval of idle connections
 // (default 30 s; the server allows no less than 5 s, and asks for >= 10 s).
@@ -225,12 +231,14 @@ func Dial(target string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, &ConnError{Target: target, Errno: syscall.ENOTCONN, Err: err}
 	}
+	ec := &execConn{cc: conn, md: md}
+	ec.unary.Store(o.unary)
 	return &Client{
 		conn:      conn,
 		target:    target,
 		dial:      ds,
 		Changelog: changelogv1.NewChangelogServiceClient(conn),
-		Namespace: mdtv1.NewNamespaceServiceClient(conn),
+		Namespace: mdtv1.NewNamespaceServiceClient(ec),
 		Params:    paramsv1.NewParamsServiceClient(conn),
 		Nodemap:   nodemapv1.NewNodemapServiceClient(conn),
 		Health:    healthgrpc.NewHealthClient(conn),

@@ -309,7 +309,7 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 			err = cerr
 		}
 	}()
-	srv, err := api.New(m, api.Options{Logger: log, HeartbeatInterval: cfg.heartbeat, TLS: tlsCfg, Insecure: cfg.insecure, OnRPC: met.onRPC, ServerOptions: met.serverOptions()})
+	srv, err := api.New(m, api.Options{Logger: log, HeartbeatInterval: cfg.heartbeat, TLS: tlsCfg, Insecure: cfg.insecure, OnRPC: met.onRPC, UnaryInterceptors: met.unaryInterceptors(), ServerOptions: met.serverOptions()})
 	if err != nil {
 		return err
 	}

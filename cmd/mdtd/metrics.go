@@ -86,12 +86,15 @@ func newMetrics() *metrics {
 	return m
 }
 
-// serverOptions are the interceptors that feed the gRPC metrics.
+// unaryInterceptors feed the gRPC metrics of unary calls, also those an
+// Exec stream carries (counted under their own method).
+func (m *metrics) unaryInterceptors() []grpc.UnaryServerInterceptor {
+	return []grpc.UnaryServerInterceptor{m.grpc.UnaryServerInterceptor()}
+}
+
+// serverOptions feed the gRPC metrics of streams.
 func (m *metrics) serverOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor()),
-	}
+	return []grpc.ServerOption{grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor())}
 }
 
 // register adds the metrics that read the MDT and the server.

@@ -155,6 +155,305 @@ func (SetxattrMode) EnumDescriptor() ([]byte, []int) {
 	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{1}
 }
 
+// ExecRequest is a batch of calls sent together.
+type ExecRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The calls, each run concurrently with the others.
+	Calls         []*ExecCall `protobuf:"bytes,1,rep,name=calls,proto3" json:"calls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecRequest) Reset() {
+	*x = ExecRequest{}
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecRequest) ProtoMessage() {}
+
+func (x *ExecRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
+func (*ExecRequest) Descriptor() ([]byte, []int) {
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ExecRequest) GetCalls() []*ExecCall {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+// ExecCall is one call of a unary NamespaceService method.
+type ExecCall struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the client; unique among its calls in flight on the stream.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The method's full name, e.g. "/lustre.mdt.v1.NamespaceService/Create".
+	// Anything else than a unary method of NamespaceService is
+	// INVALID_ARGUMENT.
+	Method string `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	// The method's request message, marshalled.
+	Request []byte `protobuf:"bytes,3,opt,name=request,proto3" json:"request,omitempty"`
+	// The call's request metadata, as the unary call would carry it: the
+	// identity keys lustre-uid, lustre-gid, lustre-groups and lustre-jobid
+	// (see NamespaceService).
+	Metadata []*ExecMetadata `protobuf:"bytes,4,rep,name=metadata,proto3" json:"metadata,omitempty"`
+	// The call's deadline as a timeout from when the server reads it, in
+	// microseconds; 0: none.
+	TimeoutUs     int64 `protobuf:"varint,5,opt,name=timeout_us,json=timeoutUs,proto3" json:"timeout_us,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecCall) Reset() {
+	*x = ExecCall{}
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecCall) ProtoMessage() {}
+
+func (x *ExecCall) ProtoReflect() protoreflect.Message {
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecCall.ProtoReflect.Descriptor instead.
+func (*ExecCall) Descriptor() ([]byte, []int) {
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ExecCall) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ExecCall) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *ExecCall) GetRequest() []byte {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *ExecCall) GetMetadata() []*ExecMetadata {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *ExecCall) GetTimeoutUs() int64 {
+	if x != nil {
+		return x.TimeoutUs
+	}
+	return 0
+}
+
+// ExecMetadata is one metadata key of a call and its values.
+type ExecMetadata struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key, lower case.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Its values.
+	Values        []string `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecMetadata) Reset() {
+	*x = ExecMetadata{}
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecMetadata) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecMetadata) ProtoMessage() {}
+
+func (x *ExecMetadata) ProtoReflect() protoreflect.Message {
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecMetadata.ProtoReflect.Descriptor instead.
+func (*ExecMetadata) Descriptor() ([]byte, []int) {
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ExecMetadata) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ExecMetadata) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+// ExecResponse is a batch of results sent together.
+type ExecResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The results, in the order the calls finished.
+	Results       []*ExecResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecResponse) Reset() {
+	*x = ExecResponse{}
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecResponse) ProtoMessage() {}
+
+func (x *ExecResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecResponse.ProtoReflect.Descriptor instead.
+func (*ExecResponse) Descriptor() ([]byte, []int) {
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ExecResponse) GetResults() []*ExecResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// ExecResult is the outcome of one call.
+type ExecResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The id of the call.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The method's response message, marshalled, when the call succeeded.
+	Response []byte `protobuf:"bytes,2,opt,name=response,proto3" json:"response,omitempty"`
+	// A marshalled google.rpc.Status (with its details: the errno) when the
+	// call failed; empty when it succeeded.
+	Status        []byte `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecResult) Reset() {
+	*x = ExecResult{}
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecResult) ProtoMessage() {}
+
+func (x *ExecResult) ProtoReflect() protoreflect.Message {
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecResult.ProtoReflect.Descriptor instead.
+func (*ExecResult) Descriptor() ([]byte, []int) {
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ExecResult) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ExecResult) GetResponse() []byte {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *ExecResult) GetStatus() []byte {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 // StatRequest names the object to stat.
 type StatRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -166,7 +465,7 @@ type StatRequest struct {
 
 func (x *StatRequest) Reset() {
 	*x = StatRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[0]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -178,7 +477,7 @@ func (x *StatRequest) String() string {
 func (*StatRequest) ProtoMessage() {}
 
 func (x *StatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[0]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -191,7 +490,7 @@ func (x *StatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatRequest.ProtoReflect.Descriptor instead.
 func (*StatRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{0}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StatRequest) GetPath() []byte {
@@ -212,7 +511,7 @@ type StatResponse struct {
 
 func (x *StatResponse) Reset() {
 	*x = StatResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[1]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -224,7 +523,7 @@ func (x *StatResponse) String() string {
 func (*StatResponse) ProtoMessage() {}
 
 func (x *StatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[1]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -237,7 +536,7 @@ func (x *StatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatResponse.ProtoReflect.Descriptor instead.
 func (*StatResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{1}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StatResponse) GetAttr() *v1.Attr {
@@ -265,7 +564,7 @@ type ReaddirRequest struct {
 
 func (x *ReaddirRequest) Reset() {
 	*x = ReaddirRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[2]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -277,7 +576,7 @@ func (x *ReaddirRequest) String() string {
 func (*ReaddirRequest) ProtoMessage() {}
 
 func (x *ReaddirRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[2]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -290,7 +589,7 @@ func (x *ReaddirRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReaddirRequest.ProtoReflect.Descriptor instead.
 func (*ReaddirRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{2}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReaddirRequest) GetPath() []byte {
@@ -327,7 +626,7 @@ type ReaddirResponse struct {
 
 func (x *ReaddirResponse) Reset() {
 	*x = ReaddirResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[3]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -339,7 +638,7 @@ func (x *ReaddirResponse) String() string {
 func (*ReaddirResponse) ProtoMessage() {}
 
 func (x *ReaddirResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[3]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -352,7 +651,7 @@ func (x *ReaddirResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReaddirResponse.ProtoReflect.Descriptor instead.
 func (*ReaddirResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{3}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReaddirResponse) GetEntries() []*DirEntry {
@@ -384,7 +683,7 @@ type DirEntry struct {
 
 func (x *DirEntry) Reset() {
 	*x = DirEntry{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[4]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +695,7 @@ func (x *DirEntry) String() string {
 func (*DirEntry) ProtoMessage() {}
 
 func (x *DirEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[4]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +708,7 @@ func (x *DirEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirEntry.ProtoReflect.Descriptor instead.
 func (*DirEntry) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{4}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DirEntry) GetName() []byte {
@@ -447,7 +746,7 @@ type MkdirRequest struct {
 
 func (x *MkdirRequest) Reset() {
 	*x = MkdirRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[5]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +758,7 @@ func (x *MkdirRequest) String() string {
 func (*MkdirRequest) ProtoMessage() {}
 
 func (x *MkdirRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[5]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +771,7 @@ func (x *MkdirRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MkdirRequest.ProtoReflect.Descriptor instead.
 func (*MkdirRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{5}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MkdirRequest) GetPath() []byte {
@@ -500,7 +799,7 @@ type MkdirResponse struct {
 
 func (x *MkdirResponse) Reset() {
 	*x = MkdirResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[6]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +811,7 @@ func (x *MkdirResponse) String() string {
 func (*MkdirResponse) ProtoMessage() {}
 
 func (x *MkdirResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[6]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +824,7 @@ func (x *MkdirResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MkdirResponse.ProtoReflect.Descriptor instead.
 func (*MkdirResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{6}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MkdirResponse) GetAttr() *v1.Attr {
@@ -553,7 +852,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[7]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -565,7 +864,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[7]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -578,7 +877,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{7}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateRequest) GetPath() []byte {
@@ -615,7 +914,7 @@ type CreateResponse struct {
 
 func (x *CreateResponse) Reset() {
 	*x = CreateResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[8]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +926,7 @@ func (x *CreateResponse) String() string {
 func (*CreateResponse) ProtoMessage() {}
 
 func (x *CreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[8]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +939,7 @@ func (x *CreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateResponse.ProtoReflect.Descriptor instead.
 func (*CreateResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{8}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateResponse) GetAttr() *v1.Attr {
@@ -676,7 +975,7 @@ type MknodRequest struct {
 
 func (x *MknodRequest) Reset() {
 	*x = MknodRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[9]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +987,7 @@ func (x *MknodRequest) String() string {
 func (*MknodRequest) ProtoMessage() {}
 
 func (x *MknodRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[9]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +1000,7 @@ func (x *MknodRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MknodRequest.ProtoReflect.Descriptor instead.
 func (*MknodRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{9}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MknodRequest) GetPath() []byte {
@@ -736,7 +1035,7 @@ type MknodResponse struct {
 
 func (x *MknodResponse) Reset() {
 	*x = MknodResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[10]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +1047,7 @@ func (x *MknodResponse) String() string {
 func (*MknodResponse) ProtoMessage() {}
 
 func (x *MknodResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[10]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +1060,7 @@ func (x *MknodResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MknodResponse.ProtoReflect.Descriptor instead.
 func (*MknodResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{10}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MknodResponse) GetAttr() *v1.Attr {
@@ -784,7 +1083,7 @@ type LinkRequest struct {
 
 func (x *LinkRequest) Reset() {
 	*x = LinkRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[11]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +1095,7 @@ func (x *LinkRequest) String() string {
 func (*LinkRequest) ProtoMessage() {}
 
 func (x *LinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[11]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +1108,7 @@ func (x *LinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkRequest.ProtoReflect.Descriptor instead.
 func (*LinkRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{11}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LinkRequest) GetOldPath() []byte {
@@ -837,7 +1136,7 @@ type LinkResponse struct {
 
 func (x *LinkResponse) Reset() {
 	*x = LinkResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[12]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -849,7 +1148,7 @@ func (x *LinkResponse) String() string {
 func (*LinkResponse) ProtoMessage() {}
 
 func (x *LinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[12]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -862,7 +1161,7 @@ func (x *LinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkResponse.ProtoReflect.Descriptor instead.
 func (*LinkResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{12}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LinkResponse) GetAttr() *v1.Attr {
@@ -886,7 +1185,7 @@ type SymlinkRequest struct {
 
 func (x *SymlinkRequest) Reset() {
 	*x = SymlinkRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[13]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1197,7 @@ func (x *SymlinkRequest) String() string {
 func (*SymlinkRequest) ProtoMessage() {}
 
 func (x *SymlinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[13]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1210,7 @@ func (x *SymlinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SymlinkRequest.ProtoReflect.Descriptor instead.
 func (*SymlinkRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{13}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SymlinkRequest) GetTarget() []byte {
@@ -939,7 +1238,7 @@ type SymlinkResponse struct {
 
 func (x *SymlinkResponse) Reset() {
 	*x = SymlinkResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[14]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1250,7 @@ func (x *SymlinkResponse) String() string {
 func (*SymlinkResponse) ProtoMessage() {}
 
 func (x *SymlinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[14]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1263,7 @@ func (x *SymlinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SymlinkResponse.ProtoReflect.Descriptor instead.
 func (*SymlinkResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{14}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SymlinkResponse) GetAttr() *v1.Attr {
@@ -986,7 +1285,7 @@ type UnlinkRequest struct {
 
 func (x *UnlinkRequest) Reset() {
 	*x = UnlinkRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[15]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1297,7 @@ func (x *UnlinkRequest) String() string {
 func (*UnlinkRequest) ProtoMessage() {}
 
 func (x *UnlinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[15]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1310,7 @@ func (x *UnlinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlinkRequest.ProtoReflect.Descriptor instead.
 func (*UnlinkRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{15}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UnlinkRequest) GetPath() []byte {
@@ -1030,7 +1329,7 @@ type UnlinkResponse struct {
 
 func (x *UnlinkResponse) Reset() {
 	*x = UnlinkResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[16]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1341,7 @@ func (x *UnlinkResponse) String() string {
 func (*UnlinkResponse) ProtoMessage() {}
 
 func (x *UnlinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[16]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1354,7 @@ func (x *UnlinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlinkResponse.ProtoReflect.Descriptor instead.
 func (*UnlinkResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{16}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{21}
 }
 
 // RmdirRequest names the directory to remove.
@@ -1070,7 +1369,7 @@ type RmdirRequest struct {
 
 func (x *RmdirRequest) Reset() {
 	*x = RmdirRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[17]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1082,7 +1381,7 @@ func (x *RmdirRequest) String() string {
 func (*RmdirRequest) ProtoMessage() {}
 
 func (x *RmdirRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[17]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1095,7 +1394,7 @@ func (x *RmdirRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RmdirRequest.ProtoReflect.Descriptor instead.
 func (*RmdirRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{17}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RmdirRequest) GetPath() []byte {
@@ -1114,7 +1413,7 @@ type RmdirResponse struct {
 
 func (x *RmdirResponse) Reset() {
 	*x = RmdirResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[18]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1126,7 +1425,7 @@ func (x *RmdirResponse) String() string {
 func (*RmdirResponse) ProtoMessage() {}
 
 func (x *RmdirResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[18]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1139,7 +1438,7 @@ func (x *RmdirResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RmdirResponse.ProtoReflect.Descriptor instead.
 func (*RmdirResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{18}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{23}
 }
 
 // RenameRequest names the source and destination of a rename.
@@ -1163,7 +1462,7 @@ type RenameRequest struct {
 
 func (x *RenameRequest) Reset() {
 	*x = RenameRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[19]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1474,7 @@ func (x *RenameRequest) String() string {
 func (*RenameRequest) ProtoMessage() {}
 
 func (x *RenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[19]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1487,7 @@ func (x *RenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameRequest.ProtoReflect.Descriptor instead.
 func (*RenameRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{19}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RenameRequest) GetSrcPath() []byte {
@@ -1221,7 +1520,7 @@ type RenameResponse struct {
 
 func (x *RenameResponse) Reset() {
 	*x = RenameResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[20]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1532,7 @@ func (x *RenameResponse) String() string {
 func (*RenameResponse) ProtoMessage() {}
 
 func (x *RenameResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[20]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1545,7 @@ func (x *RenameResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameResponse.ProtoReflect.Descriptor instead.
 func (*RenameResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{20}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{25}
 }
 
 // OpenRequest describes an open.
@@ -1266,7 +1565,7 @@ type OpenRequest struct {
 
 func (x *OpenRequest) Reset() {
 	*x = OpenRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[21]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1278,7 +1577,7 @@ func (x *OpenRequest) String() string {
 func (*OpenRequest) ProtoMessage() {}
 
 func (x *OpenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[21]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1291,7 +1590,7 @@ func (x *OpenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenRequest.ProtoReflect.Descriptor instead.
 func (*OpenRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{21}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *OpenRequest) GetPath() []byte {
@@ -1332,7 +1631,7 @@ type OpenResponse struct {
 
 func (x *OpenResponse) Reset() {
 	*x = OpenResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[22]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1344,7 +1643,7 @@ func (x *OpenResponse) String() string {
 func (*OpenResponse) ProtoMessage() {}
 
 func (x *OpenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[22]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1357,7 +1656,7 @@ func (x *OpenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenResponse.ProtoReflect.Descriptor instead.
 func (*OpenResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{22}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *OpenResponse) GetHandle() uint64 {
@@ -1402,7 +1701,7 @@ type OpenFidRequest struct {
 
 func (x *OpenFidRequest) Reset() {
 	*x = OpenFidRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[23]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1713,7 @@ func (x *OpenFidRequest) String() string {
 func (*OpenFidRequest) ProtoMessage() {}
 
 func (x *OpenFidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[23]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1726,7 @@ func (x *OpenFidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenFidRequest.ProtoReflect.Descriptor instead.
 func (*OpenFidRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{23}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *OpenFidRequest) GetFid() *v1.Fid {
@@ -1464,7 +1763,7 @@ type OpenFidResponse struct {
 
 func (x *OpenFidResponse) Reset() {
 	*x = OpenFidResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[24]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1476,7 +1775,7 @@ func (x *OpenFidResponse) String() string {
 func (*OpenFidResponse) ProtoMessage() {}
 
 func (x *OpenFidResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[24]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1489,7 +1788,7 @@ func (x *OpenFidResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenFidResponse.ProtoReflect.Descriptor instead.
 func (*OpenFidResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{24}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *OpenFidResponse) GetHandle() uint64 {
@@ -1518,7 +1817,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[25]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1530,7 +1829,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[25]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1543,7 +1842,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{25}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CloseRequest) GetHandle() uint64 {
@@ -1562,7 +1861,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[26]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1574,7 +1873,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[26]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1587,7 +1886,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{26}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{31}
 }
 
 // WriteRequest carries data to store through an open handle.
@@ -1607,7 +1906,7 @@ type WriteRequest struct {
 
 func (x *WriteRequest) Reset() {
 	*x = WriteRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[27]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1619,7 +1918,7 @@ func (x *WriteRequest) String() string {
 func (*WriteRequest) ProtoMessage() {}
 
 func (x *WriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[27]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1632,7 +1931,7 @@ func (x *WriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRequest.ProtoReflect.Descriptor instead.
 func (*WriteRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{27}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *WriteRequest) GetHandle() uint64 {
@@ -1667,7 +1966,7 @@ type WriteResponse struct {
 
 func (x *WriteResponse) Reset() {
 	*x = WriteResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[28]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1978,7 @@ func (x *WriteResponse) String() string {
 func (*WriteResponse) ProtoMessage() {}
 
 func (x *WriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[28]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +1991,7 @@ func (x *WriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteResponse.ProtoReflect.Descriptor instead.
 func (*WriteResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{28}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *WriteResponse) GetAttr() *v1.Attr {
@@ -1717,7 +2016,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[29]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1729,7 +2028,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[29]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1742,7 +2041,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{29}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReadRequest) GetHandle() uint64 {
@@ -1778,7 +2077,7 @@ type ReadResponse struct {
 
 func (x *ReadResponse) Reset() {
 	*x = ReadResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[30]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1790,7 +2089,7 @@ func (x *ReadResponse) String() string {
 func (*ReadResponse) ProtoMessage() {}
 
 func (x *ReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[30]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1803,7 +2102,7 @@ func (x *ReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
 func (*ReadResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{30}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ReadResponse) GetData() []byte {
@@ -1824,7 +2123,7 @@ type StatFidRequest struct {
 
 func (x *StatFidRequest) Reset() {
 	*x = StatFidRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[31]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1836,7 +2135,7 @@ func (x *StatFidRequest) String() string {
 func (*StatFidRequest) ProtoMessage() {}
 
 func (x *StatFidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[31]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1849,7 +2148,7 @@ func (x *StatFidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatFidRequest.ProtoReflect.Descriptor instead.
 func (*StatFidRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{31}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StatFidRequest) GetFid() *v1.Fid {
@@ -1870,7 +2169,7 @@ type StatFidResponse struct {
 
 func (x *StatFidResponse) Reset() {
 	*x = StatFidResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[32]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1882,7 +2181,7 @@ func (x *StatFidResponse) String() string {
 func (*StatFidResponse) ProtoMessage() {}
 
 func (x *StatFidResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[32]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1895,7 +2194,7 @@ func (x *StatFidResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatFidResponse.ProtoReflect.Descriptor instead.
 func (*StatFidResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{32}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *StatFidResponse) GetAttr() *v1.Attr {
@@ -1914,7 +2213,7 @@ type StatfsRequest struct {
 
 func (x *StatfsRequest) Reset() {
 	*x = StatfsRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[33]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2225,7 @@ func (x *StatfsRequest) String() string {
 func (*StatfsRequest) ProtoMessage() {}
 
 func (x *StatfsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[33]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2238,7 @@ func (x *StatfsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatfsRequest.ProtoReflect.Descriptor instead.
 func (*StatfsRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{33}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{38}
 }
 
 // StatfsResponse is the MDT's capacity, as statfs(2) reports it.
@@ -1965,7 +2264,7 @@ type StatfsResponse struct {
 
 func (x *StatfsResponse) Reset() {
 	*x = StatfsResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[34]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1977,7 +2276,7 @@ func (x *StatfsResponse) String() string {
 func (*StatfsResponse) ProtoMessage() {}
 
 func (x *StatfsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[34]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1990,7 +2289,7 @@ func (x *StatfsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatfsResponse.ProtoReflect.Descriptor instead.
 func (*StatfsResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{34}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StatfsResponse) GetBlockSize() uint32 {
@@ -2077,7 +2376,7 @@ type SetattrRequest struct {
 
 func (x *SetattrRequest) Reset() {
 	*x = SetattrRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[35]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2089,7 +2388,7 @@ func (x *SetattrRequest) String() string {
 func (*SetattrRequest) ProtoMessage() {}
 
 func (x *SetattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[35]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2102,7 +2401,7 @@ func (x *SetattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetattrRequest.ProtoReflect.Descriptor instead.
 func (*SetattrRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{35}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SetattrRequest) GetPath() []byte {
@@ -2186,7 +2485,7 @@ type SetattrResponse struct {
 
 func (x *SetattrResponse) Reset() {
 	*x = SetattrResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[36]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2198,7 +2497,7 @@ func (x *SetattrResponse) String() string {
 func (*SetattrResponse) ProtoMessage() {}
 
 func (x *SetattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[36]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2211,7 +2510,7 @@ func (x *SetattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetattrResponse.ProtoReflect.Descriptor instead.
 func (*SetattrResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{36}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SetattrResponse) GetAttr() *v1.Attr {
@@ -2242,7 +2541,7 @@ type SetxattrRequest struct {
 
 func (x *SetxattrRequest) Reset() {
 	*x = SetxattrRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[37]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2254,7 +2553,7 @@ func (x *SetxattrRequest) String() string {
 func (*SetxattrRequest) ProtoMessage() {}
 
 func (x *SetxattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[37]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2267,7 +2566,7 @@ func (x *SetxattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetxattrRequest.ProtoReflect.Descriptor instead.
 func (*SetxattrRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{37}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SetxattrRequest) GetPath() []byte {
@@ -2314,7 +2613,7 @@ type SetxattrResponse struct {
 
 func (x *SetxattrResponse) Reset() {
 	*x = SetxattrResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[38]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2326,7 +2625,7 @@ func (x *SetxattrResponse) String() string {
 func (*SetxattrResponse) ProtoMessage() {}
 
 func (x *SetxattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[38]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2339,7 +2638,7 @@ func (x *SetxattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetxattrResponse.ProtoReflect.Descriptor instead.
 func (*SetxattrResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{38}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{43}
 }
 
 // RemovexattrRequest names the extended attribute to remove.
@@ -2358,7 +2657,7 @@ type RemovexattrRequest struct {
 
 func (x *RemovexattrRequest) Reset() {
 	*x = RemovexattrRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[39]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2370,7 +2669,7 @@ func (x *RemovexattrRequest) String() string {
 func (*RemovexattrRequest) ProtoMessage() {}
 
 func (x *RemovexattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[39]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2383,7 +2682,7 @@ func (x *RemovexattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovexattrRequest.ProtoReflect.Descriptor instead.
 func (*RemovexattrRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{39}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RemovexattrRequest) GetPath() []byte {
@@ -2416,7 +2715,7 @@ type RemovexattrResponse struct {
 
 func (x *RemovexattrResponse) Reset() {
 	*x = RemovexattrResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[40]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2428,7 +2727,7 @@ func (x *RemovexattrResponse) String() string {
 func (*RemovexattrResponse) ProtoMessage() {}
 
 func (x *RemovexattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[40]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2441,7 +2740,7 @@ func (x *RemovexattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovexattrResponse.ProtoReflect.Descriptor instead.
 func (*RemovexattrResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{40}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{45}
 }
 
 // GetxattrRequest names the extended attribute to read.
@@ -2465,7 +2764,7 @@ type GetxattrRequest struct {
 
 func (x *GetxattrRequest) Reset() {
 	*x = GetxattrRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[41]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2477,7 +2776,7 @@ func (x *GetxattrRequest) String() string {
 func (*GetxattrRequest) ProtoMessage() {}
 
 func (x *GetxattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[41]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2490,7 +2789,7 @@ func (x *GetxattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetxattrRequest.ProtoReflect.Descriptor instead.
 func (*GetxattrRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{41}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetxattrRequest) GetPath() []byte {
@@ -2534,7 +2833,7 @@ type GetxattrResponse struct {
 
 func (x *GetxattrResponse) Reset() {
 	*x = GetxattrResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[42]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2546,7 +2845,7 @@ func (x *GetxattrResponse) String() string {
 func (*GetxattrResponse) ProtoMessage() {}
 
 func (x *GetxattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[42]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2559,7 +2858,7 @@ func (x *GetxattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetxattrResponse.ProtoReflect.Descriptor instead.
 func (*GetxattrResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{42}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetxattrResponse) GetValue() []byte {
@@ -2590,7 +2889,7 @@ type ListxattrRequest struct {
 
 func (x *ListxattrRequest) Reset() {
 	*x = ListxattrRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[43]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2602,7 +2901,7 @@ func (x *ListxattrRequest) String() string {
 func (*ListxattrRequest) ProtoMessage() {}
 
 func (x *ListxattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[43]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2615,7 +2914,7 @@ func (x *ListxattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListxattrRequest.ProtoReflect.Descriptor instead.
 func (*ListxattrRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{43}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListxattrRequest) GetPath() []byte {
@@ -2643,7 +2942,7 @@ type ListxattrResponse struct {
 
 func (x *ListxattrResponse) Reset() {
 	*x = ListxattrResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[44]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2655,7 +2954,7 @@ func (x *ListxattrResponse) String() string {
 func (*ListxattrResponse) ProtoMessage() {}
 
 func (x *ListxattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[44]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2668,7 +2967,7 @@ func (x *ListxattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListxattrResponse.ProtoReflect.Descriptor instead.
 func (*ListxattrResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{44}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListxattrResponse) GetNames() []string {
@@ -2692,7 +2991,7 @@ type Fid2PathRequest struct {
 
 func (x *Fid2PathRequest) Reset() {
 	*x = Fid2PathRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[45]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2704,7 +3003,7 @@ func (x *Fid2PathRequest) String() string {
 func (*Fid2PathRequest) ProtoMessage() {}
 
 func (x *Fid2PathRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[45]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2717,7 +3016,7 @@ func (x *Fid2PathRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fid2PathRequest.ProtoReflect.Descriptor instead.
 func (*Fid2PathRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{45}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Fid2PathRequest) GetFid() *v1.Fid {
@@ -2747,7 +3046,7 @@ type Fid2PathResponse struct {
 
 func (x *Fid2PathResponse) Reset() {
 	*x = Fid2PathResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[46]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2759,7 +3058,7 @@ func (x *Fid2PathResponse) String() string {
 func (*Fid2PathResponse) ProtoMessage() {}
 
 func (x *Fid2PathResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[46]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2772,7 +3071,7 @@ func (x *Fid2PathResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fid2PathResponse.ProtoReflect.Descriptor instead.
 func (*Fid2PathResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{46}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Fid2PathResponse) GetPaths() [][]byte {
@@ -2793,7 +3092,7 @@ type Path2FidRequest struct {
 
 func (x *Path2FidRequest) Reset() {
 	*x = Path2FidRequest{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[47]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2805,7 +3104,7 @@ func (x *Path2FidRequest) String() string {
 func (*Path2FidRequest) ProtoMessage() {}
 
 func (x *Path2FidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[47]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2818,7 +3117,7 @@ func (x *Path2FidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Path2FidRequest.ProtoReflect.Descriptor instead.
 func (*Path2FidRequest) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{47}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Path2FidRequest) GetPath() []byte {
@@ -2839,7 +3138,7 @@ type Path2FidResponse struct {
 
 func (x *Path2FidResponse) Reset() {
 	*x = Path2FidResponse{}
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[48]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2851,7 +3150,7 @@ func (x *Path2FidResponse) String() string {
 func (*Path2FidResponse) ProtoMessage() {}
 
 func (x *Path2FidResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[48]
+	mi := &file_lustre_mdt_v1_namespace_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2864,7 +3163,7 @@ func (x *Path2FidResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Path2FidResponse.ProtoReflect.Descriptor instead.
 func (*Path2FidResponse) Descriptor() ([]byte, []int) {
-	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{48}
+	return file_lustre_mdt_v1_namespace_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Path2FidResponse) GetFid() *v1.Fid {
@@ -2878,7 +3177,26 @@ var File_lustre_mdt_v1_namespace_proto protoreflect.FileDescriptor
 
 const file_lustre_mdt_v1_namespace_proto_rawDesc = "" +
 	"\n" +
-	"\x1dlustre/mdt/v1/namespace.proto\x12\rlustre.mdt.v1\x1a\x1dlustre/common/v1/common.proto\"!\n" +
+	"\x1dlustre/mdt/v1/namespace.proto\x12\rlustre.mdt.v1\x1a\x1dlustre/common/v1/common.proto\"<\n" +
+	"\vExecRequest\x12-\n" +
+	"\x05calls\x18\x01 \x03(\v2\x17.lustre.mdt.v1.ExecCallR\x05calls\"\xa4\x01\n" +
+	"\bExecCall\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\x12\x18\n" +
+	"\arequest\x18\x03 \x01(\fR\arequest\x127\n" +
+	"\bmetadata\x18\x04 \x03(\v2\x1b.lustre.mdt.v1.ExecMetadataR\bmetadata\x12\x1d\n" +
+	"\n" +
+	"timeout_us\x18\x05 \x01(\x03R\ttimeoutUs\"8\n" +
+	"\fExecMetadata\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
+	"\x06values\x18\x02 \x03(\tR\x06values\"C\n" +
+	"\fExecResponse\x123\n" +
+	"\aresults\x18\x01 \x03(\v2\x19.lustre.mdt.v1.ExecResultR\aresults\"P\n" +
+	"\n" +
+	"ExecResult\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1a\n" +
+	"\bresponse\x18\x02 \x01(\fR\bresponse\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\fR\x06status\"!\n" +
 	"\vStatRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\fR\x04path\":\n" +
 	"\fStatResponse\x12*\n" +
@@ -3050,7 +3368,7 @@ const file_lustre_mdt_v1_namespace_proto_rawDesc = "" +
 	"\fSetxattrMode\x12\x1d\n" +
 	"\x19SETXATTR_MODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14SETXATTR_MODE_CREATE\x10\x01\x12\x19\n" +
-	"\x15SETXATTR_MODE_REPLACE\x10\x022\xd2\r\n" +
+	"\x15SETXATTR_MODE_REPLACE\x10\x022\x97\x0e\n" +
 	"\x10NamespaceService\x12?\n" +
 	"\x04Stat\x12\x1a.lustre.mdt.v1.StatRequest\x1a\x1b.lustre.mdt.v1.StatResponse\x12H\n" +
 	"\aReaddir\x12\x1d.lustre.mdt.v1.ReaddirRequest\x1a\x1e.lustre.mdt.v1.ReaddirResponse\x12B\n" +
@@ -3075,7 +3393,8 @@ const file_lustre_mdt_v1_namespace_proto_rawDesc = "" +
 	"\bGetxattr\x12\x1e.lustre.mdt.v1.GetxattrRequest\x1a\x1f.lustre.mdt.v1.GetxattrResponse\x12N\n" +
 	"\tListxattr\x12\x1f.lustre.mdt.v1.ListxattrRequest\x1a .lustre.mdt.v1.ListxattrResponse\x12K\n" +
 	"\bFid2Path\x12\x1e.lustre.mdt.v1.Fid2PathRequest\x1a\x1f.lustre.mdt.v1.Fid2PathResponse\x12K\n" +
-	"\bPath2Fid\x12\x1e.lustre.mdt.v1.Path2FidRequest\x1a\x1f.lustre.mdt.v1.Path2FidResponseB4Z2github.com/fidlog/fidlog/proto/lustre/mdt/v1;mdtv1b\x06proto3"
+	"\bPath2Fid\x12\x1e.lustre.mdt.v1.Path2FidRequest\x1a\x1f.lustre.mdt.v1.Path2FidResponse\x12C\n" +
+	"\x04Exec\x12\x1a.lustre.mdt.v1.ExecRequest\x1a\x1b.lustre.mdt.v1.ExecResponse(\x010\x01B4Z2github.com/fidlog/fidlog/proto/lustre/mdt/v1;mdtv1b\x06proto3"
 
 var (
 	file_lustre_mdt_v1_namespace_proto_rawDescOnce sync.Once
@@ -3090,141 +3409,151 @@ func file_lustre_mdt_v1_namespace_proto_rawDescGZIP() []byte {
 }
 
 var file_lustre_mdt_v1_namespace_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_lustre_mdt_v1_namespace_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_lustre_mdt_v1_namespace_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_lustre_mdt_v1_namespace_proto_goTypes = []any{
 	(OpenFlag)(0),               // 0: lustre.mdt.v1.OpenFlag
 	(SetxattrMode)(0),           // 1: lustre.mdt.v1.SetxattrMode
-	(*StatRequest)(nil),         // 2: lustre.mdt.v1.StatRequest
-	(*StatResponse)(nil),        // 3: lustre.mdt.v1.StatResponse
-	(*ReaddirRequest)(nil),      // 4: lustre.mdt.v1.ReaddirRequest
-	(*ReaddirResponse)(nil),     // 5: lustre.mdt.v1.ReaddirResponse
-	(*DirEntry)(nil),            // 6: lustre.mdt.v1.DirEntry
-	(*MkdirRequest)(nil),        // 7: lustre.mdt.v1.MkdirRequest
-	(*MkdirResponse)(nil),       // 8: lustre.mdt.v1.MkdirResponse
-	(*CreateRequest)(nil),       // 9: lustre.mdt.v1.CreateRequest
-	(*CreateResponse)(nil),      // 10: lustre.mdt.v1.CreateResponse
-	(*MknodRequest)(nil),        // 11: lustre.mdt.v1.MknodRequest
-	(*MknodResponse)(nil),       // 12: lustre.mdt.v1.MknodResponse
-	(*LinkRequest)(nil),         // 13: lustre.mdt.v1.LinkRequest
-	(*LinkResponse)(nil),        // 14: lustre.mdt.v1.LinkResponse
-	(*SymlinkRequest)(nil),      // 15: lustre.mdt.v1.SymlinkRequest
-	(*SymlinkResponse)(nil),     // 16: lustre.mdt.v1.SymlinkResponse
-	(*UnlinkRequest)(nil),       // 17: lustre.mdt.v1.UnlinkRequest
-	(*UnlinkResponse)(nil),      // 18: lustre.mdt.v1.UnlinkResponse
-	(*RmdirRequest)(nil),        // 19: lustre.mdt.v1.RmdirRequest
-	(*RmdirResponse)(nil),       // 20: lustre.mdt.v1.RmdirResponse
-	(*RenameRequest)(nil),       // 21: lustre.mdt.v1.RenameRequest
-	(*RenameResponse)(nil),      // 22: lustre.mdt.v1.RenameResponse
-	(*OpenRequest)(nil),         // 23: lustre.mdt.v1.OpenRequest
-	(*OpenResponse)(nil),        // 24: lustre.mdt.v1.OpenResponse
-	(*OpenFidRequest)(nil),      // 25: lustre.mdt.v1.OpenFidRequest
-	(*OpenFidResponse)(nil),     // 26: lustre.mdt.v1.OpenFidResponse
-	(*CloseRequest)(nil),        // 27: lustre.mdt.v1.CloseRequest
-	(*CloseResponse)(nil),       // 28: lustre.mdt.v1.CloseResponse
-	(*WriteRequest)(nil),        // 29: lustre.mdt.v1.WriteRequest
-	(*WriteResponse)(nil),       // 30: lustre.mdt.v1.WriteResponse
-	(*ReadRequest)(nil),         // 31: lustre.mdt.v1.ReadRequest
-	(*ReadResponse)(nil),        // 32: lustre.mdt.v1.ReadResponse
-	(*StatFidRequest)(nil),      // 33: lustre.mdt.v1.StatFidRequest
-	(*StatFidResponse)(nil),     // 34: lustre.mdt.v1.StatFidResponse
-	(*StatfsRequest)(nil),       // 35: lustre.mdt.v1.StatfsRequest
-	(*StatfsResponse)(nil),      // 36: lustre.mdt.v1.StatfsResponse
-	(*SetattrRequest)(nil),      // 37: lustre.mdt.v1.SetattrRequest
-	(*SetattrResponse)(nil),     // 38: lustre.mdt.v1.SetattrResponse
-	(*SetxattrRequest)(nil),     // 39: lustre.mdt.v1.SetxattrRequest
-	(*SetxattrResponse)(nil),    // 40: lustre.mdt.v1.SetxattrResponse
-	(*RemovexattrRequest)(nil),  // 41: lustre.mdt.v1.RemovexattrRequest
-	(*RemovexattrResponse)(nil), // 42: lustre.mdt.v1.RemovexattrResponse
-	(*GetxattrRequest)(nil),     // 43: lustre.mdt.v1.GetxattrRequest
-	(*GetxattrResponse)(nil),    // 44: lustre.mdt.v1.GetxattrResponse
-	(*ListxattrRequest)(nil),    // 45: lustre.mdt.v1.ListxattrRequest
-	(*ListxattrResponse)(nil),   // 46: lustre.mdt.v1.ListxattrResponse
-	(*Fid2PathRequest)(nil),     // 47: lustre.mdt.v1.Fid2PathRequest
-	(*Fid2PathResponse)(nil),    // 48: lustre.mdt.v1.Fid2PathResponse
-	(*Path2FidRequest)(nil),     // 49: lustre.mdt.v1.Path2FidRequest
-	(*Path2FidResponse)(nil),    // 50: lustre.mdt.v1.Path2FidResponse
-	(*v1.Attr)(nil),             // 51: lustre.common.v1.Attr
-	(*v1.Fid)(nil),              // 52: lustre.common.v1.Fid
-	(v1.ObjectType)(0),          // 53: lustre.common.v1.ObjectType
+	(*ExecRequest)(nil),         // 2: lustre.mdt.v1.ExecRequest
+	(*ExecCall)(nil),            // 3: lustre.mdt.v1.ExecCall
+	(*ExecMetadata)(nil),        // 4: lustre.mdt.v1.ExecMetadata
+	(*ExecResponse)(nil),        // 5: lustre.mdt.v1.ExecResponse
+	(*ExecResult)(nil),          // 6: lustre.mdt.v1.ExecResult
+	(*StatRequest)(nil),         // 7: lustre.mdt.v1.StatRequest
+	(*StatResponse)(nil),        // 8: lustre.mdt.v1.StatResponse
+	(*ReaddirRequest)(nil),      // 9: lustre.mdt.v1.ReaddirRequest
+	(*ReaddirResponse)(nil),     // 10: lustre.mdt.v1.ReaddirResponse
+	(*DirEntry)(nil),            // 11: lustre.mdt.v1.DirEntry
+	(*MkdirRequest)(nil),        // 12: lustre.mdt.v1.MkdirRequest
+	(*MkdirResponse)(nil),       // 13: lustre.mdt.v1.MkdirResponse
+	(*CreateRequest)(nil),       // 14: lustre.mdt.v1.CreateRequest
+	(*CreateResponse)(nil),      // 15: lustre.mdt.v1.CreateResponse
+	(*MknodRequest)(nil),        // 16: lustre.mdt.v1.MknodRequest
+	(*MknodResponse)(nil),       // 17: lustre.mdt.v1.MknodResponse
+	(*LinkRequest)(nil),         // 18: lustre.mdt.v1.LinkRequest
+	(*LinkResponse)(nil),        // 19: lustre.mdt.v1.LinkResponse
+	(*SymlinkRequest)(nil),      // 20: lustre.mdt.v1.SymlinkRequest
+	(*SymlinkResponse)(nil),     // 21: lustre.mdt.v1.SymlinkResponse
+	(*UnlinkRequest)(nil),       // 22: lustre.mdt.v1.UnlinkRequest
+	(*UnlinkResponse)(nil),      // 23: lustre.mdt.v1.UnlinkResponse
+	(*RmdirRequest)(nil),        // 24: lustre.mdt.v1.RmdirRequest
+	(*RmdirResponse)(nil),       // 25: lustre.mdt.v1.RmdirResponse
+	(*RenameRequest)(nil),       // 26: lustre.mdt.v1.RenameRequest
+	(*RenameResponse)(nil),      // 27: lustre.mdt.v1.RenameResponse
+	(*OpenRequest)(nil),         // 28: lustre.mdt.v1.OpenRequest
+	(*OpenResponse)(nil),        // 29: lustre.mdt.v1.OpenResponse
+	(*OpenFidRequest)(nil),      // 30: lustre.mdt.v1.OpenFidRequest
+	(*OpenFidResponse)(nil),     // 31: lustre.mdt.v1.OpenFidResponse
+	(*CloseRequest)(nil),        // 32: lustre.mdt.v1.CloseRequest
+	(*CloseResponse)(nil),       // 33: lustre.mdt.v1.CloseResponse
+	(*WriteRequest)(nil),        // 34: lustre.mdt.v1.WriteRequest
+	(*WriteResponse)(nil),       // 35: lustre.mdt.v1.WriteResponse
+	(*ReadRequest)(nil),         // 36: lustre.mdt.v1.ReadRequest
+	(*ReadResponse)(nil),        // 37: lustre.mdt.v1.ReadResponse
+	(*StatFidRequest)(nil),      // 38: lustre.mdt.v1.StatFidRequest
+	(*StatFidResponse)(nil),     // 39: lustre.mdt.v1.StatFidResponse
+	(*StatfsRequest)(nil),       // 40: lustre.mdt.v1.StatfsRequest
+	(*StatfsResponse)(nil),      // 41: lustre.mdt.v1.StatfsResponse
+	(*SetattrRequest)(nil),      // 42: lustre.mdt.v1.SetattrRequest
+	(*SetattrResponse)(nil),     // 43: lustre.mdt.v1.SetattrResponse
+	(*SetxattrRequest)(nil),     // 44: lustre.mdt.v1.SetxattrRequest
+	(*SetxattrResponse)(nil),    // 45: lustre.mdt.v1.SetxattrResponse
+	(*RemovexattrRequest)(nil),  // 46: lustre.mdt.v1.RemovexattrRequest
+	(*RemovexattrResponse)(nil), // 47: lustre.mdt.v1.RemovexattrResponse
+	(*GetxattrRequest)(nil),     // 48: lustre.mdt.v1.GetxattrRequest
+	(*GetxattrResponse)(nil),    // 49: lustre.mdt.v1.GetxattrResponse
+	(*ListxattrRequest)(nil),    // 50: lustre.mdt.v1.ListxattrRequest
+	(*ListxattrResponse)(nil),   // 51: lustre.mdt.v1.ListxattrResponse
+	(*Fid2PathRequest)(nil),     // 52: lustre.mdt.v1.Fid2PathRequest
+	(*Fid2PathResponse)(nil),    // 53: lustre.mdt.v1.Fid2PathResponse
+	(*Path2FidRequest)(nil),     // 54: lustre.mdt.v1.Path2FidRequest
+	(*Path2FidResponse)(nil),    // 55: lustre.mdt.v1.Path2FidResponse
+	(*v1.Attr)(nil),             // 56: lustre.common.v1.Attr
+	(*v1.Fid)(nil),              // 57: lustre.common.v1.Fid
+	(v1.ObjectType)(0),          // 58: lustre.common.v1.ObjectType
 }
 var file_lustre_mdt_v1_namespace_proto_depIdxs = []int32{
-	51, // 0: lustre.mdt.v1.StatResponse.attr:type_name -> lustre.common.v1.Attr
-	6,  // 1: lustre.mdt.v1.ReaddirResponse.entries:type_name -> lustre.mdt.v1.DirEntry
-	52, // 2: lustre.mdt.v1.DirEntry.fid:type_name -> lustre.common.v1.Fid
-	53, // 3: lustre.mdt.v1.DirEntry.type:type_name -> lustre.common.v1.ObjectType
-	51, // 4: lustre.mdt.v1.MkdirResponse.attr:type_name -> lustre.common.v1.Attr
-	51, // 5: lustre.mdt.v1.CreateResponse.attr:type_name -> lustre.common.v1.Attr
-	51, // 6: lustre.mdt.v1.MknodResponse.attr:type_name -> lustre.common.v1.Attr
-	51, // 7: lustre.mdt.v1.LinkResponse.attr:type_name -> lustre.common.v1.Attr
-	51, // 8: lustre.mdt.v1.SymlinkResponse.attr:type_name -> lustre.common.v1.Attr
-	51, // 9: lustre.mdt.v1.OpenResponse.attr:type_name -> lustre.common.v1.Attr
-	52, // 10: lustre.mdt.v1.OpenFidRequest.fid:type_name -> lustre.common.v1.Fid
-	51, // 11: lustre.mdt.v1.OpenFidResponse.attr:type_name -> lustre.common.v1.Attr
-	51, // 12: lustre.mdt.v1.WriteResponse.attr:type_name -> lustre.common.v1.Attr
-	52, // 13: lustre.mdt.v1.StatFidRequest.fid:type_name -> lustre.common.v1.Fid
-	51, // 14: lustre.mdt.v1.StatFidResponse.attr:type_name -> lustre.common.v1.Attr
-	52, // 15: lustre.mdt.v1.SetattrRequest.fid:type_name -> lustre.common.v1.Fid
-	51, // 16: lustre.mdt.v1.SetattrResponse.attr:type_name -> lustre.common.v1.Attr
-	1,  // 17: lustre.mdt.v1.SetxattrRequest.mode:type_name -> lustre.mdt.v1.SetxattrMode
-	52, // 18: lustre.mdt.v1.SetxattrRequest.fid:type_name -> lustre.common.v1.Fid
-	52, // 19: lustre.mdt.v1.RemovexattrRequest.fid:type_name -> lustre.common.v1.Fid
-	52, // 20: lustre.mdt.v1.GetxattrRequest.fid:type_name -> lustre.common.v1.Fid
-	52, // 21: lustre.mdt.v1.ListxattrRequest.fid:type_name -> lustre.common.v1.Fid
-	52, // 22: lustre.mdt.v1.Fid2PathRequest.fid:type_name -> lustre.common.v1.Fid
-	52, // 23: lustre.mdt.v1.Path2FidResponse.fid:type_name -> lustre.common.v1.Fid
-	2,  // 24: lustre.mdt.v1.NamespaceService.Stat:input_type -> lustre.mdt.v1.StatRequest
-	4,  // 25: lustre.mdt.v1.NamespaceService.Readdir:input_type -> lustre.mdt.v1.ReaddirRequest
-	7,  // 26: lustre.mdt.v1.NamespaceService.Mkdir:input_type -> lustre.mdt.v1.MkdirRequest
-	9,  // 27: lustre.mdt.v1.NamespaceService.Create:input_type -> lustre.mdt.v1.CreateRequest
-	11, // 28: lustre.mdt.v1.NamespaceService.Mknod:input_type -> lustre.mdt.v1.MknodRequest
-	13, // 29: lustre.mdt.v1.NamespaceService.Link:input_type -> lustre.mdt.v1.LinkRequest
-	15, // 30: lustre.mdt.v1.NamespaceService.Symlink:input_type -> lustre.mdt.v1.SymlinkRequest
-	17, // 31: lustre.mdt.v1.NamespaceService.Unlink:input_type -> lustre.mdt.v1.UnlinkRequest
-	19, // 32: lustre.mdt.v1.NamespaceService.Rmdir:input_type -> lustre.mdt.v1.RmdirRequest
-	21, // 33: lustre.mdt.v1.NamespaceService.Rename:input_type -> lustre.mdt.v1.RenameRequest
-	23, // 34: lustre.mdt.v1.NamespaceService.Open:input_type -> lustre.mdt.v1.OpenRequest
-	25, // 35: lustre.mdt.v1.NamespaceService.OpenFid:input_type -> lustre.mdt.v1.OpenFidRequest
-	27, // 36: lustre.mdt.v1.NamespaceService.Close:input_type -> lustre.mdt.v1.CloseRequest
-	29, // 37: lustre.mdt.v1.NamespaceService.Write:input_type -> lustre.mdt.v1.WriteRequest
-	31, // 38: lustre.mdt.v1.NamespaceService.Read:input_type -> lustre.mdt.v1.ReadRequest
-	33, // 39: lustre.mdt.v1.NamespaceService.StatFid:input_type -> lustre.mdt.v1.StatFidRequest
-	35, // 40: lustre.mdt.v1.NamespaceService.Statfs:input_type -> lustre.mdt.v1.StatfsRequest
-	37, // 41: lustre.mdt.v1.NamespaceService.Setattr:input_type -> lustre.mdt.v1.SetattrRequest
-	39, // 42: lustre.mdt.v1.NamespaceService.Setxattr:input_type -> lustre.mdt.v1.SetxattrRequest
-	41, // 43: lustre.mdt.v1.NamespaceService.Removexattr:input_type -> lustre.mdt.v1.RemovexattrRequest
-	43, // 44: lustre.mdt.v1.NamespaceService.Getxattr:input_type -> lustre.mdt.v1.GetxattrRequest
-	45, // 45: lustre.mdt.v1.NamespaceService.Listxattr:input_type -> lustre.mdt.v1.ListxattrRequest
-	47, // 46: lustre.mdt.v1.NamespaceService.Fid2Path:input_type -> lustre.mdt.v1.Fid2PathRequest
-	49, // 47: lustre.mdt.v1.NamespaceService.Path2Fid:input_type -> lustre.mdt.v1.Path2FidRequest
-	3,  // 48: lustre.mdt.v1.NamespaceService.Stat:output_type -> lustre.mdt.v1.StatResponse
-	5,  // 49: lustre.mdt.v1.NamespaceService.Readdir:output_type -> lustre.mdt.v1.ReaddirResponse
-	8,  // 50: lustre.mdt.v1.NamespaceService.Mkdir:output_type -> lustre.mdt.v1.MkdirResponse
-	10, // 51: lustre.mdt.v1.NamespaceService.Create:output_type -> lustre.mdt.v1.CreateResponse
-	12, // 52: lustre.mdt.v1.NamespaceService.Mknod:output_type -> lustre.mdt.v1.MknodResponse
-	14, // 53: lustre.mdt.v1.NamespaceService.Link:output_type -> lustre.mdt.v1.LinkResponse
-	16, // 54: lustre.mdt.v1.NamespaceService.Symlink:output_type -> lustre.mdt.v1.SymlinkResponse
-	18, // 55: lustre.mdt.v1.NamespaceService.Unlink:output_type -> lustre.mdt.v1.UnlinkResponse
-	20, // 56: lustre.mdt.v1.NamespaceService.Rmdir:output_type -> lustre.mdt.v1.RmdirResponse
-	22, // 57: lustre.mdt.v1.NamespaceService.Rename:output_type -> lustre.mdt.v1.RenameResponse
-	24, // 58: lustre.mdt.v1.NamespaceService.Open:output_type -> lustre.mdt.v1.OpenResponse
-	26, // 59: lustre.mdt.v1.NamespaceService.OpenFid:output_type -> lustre.mdt.v1.OpenFidResponse
-	28, // 60: lustre.mdt.v1.NamespaceService.Close:output_type -> lustre.mdt.v1.CloseResponse
-	30, // 61: lustre.mdt.v1.NamespaceService.Write:output_type -> lustre.mdt.v1.WriteResponse
-	32, // 62: lustre.mdt.v1.NamespaceService.Read:output_type -> lustre.mdt.v1.ReadResponse
-	34, // 63: lustre.mdt.v1.NamespaceService.StatFid:output_type -> lustre.mdt.v1.StatFidResponse
-	36, // 64: lustre.mdt.v1.NamespaceService.Statfs:output_type -> lustre.mdt.v1.StatfsResponse
-	38, // 65: lustre.mdt.v1.NamespaceService.Setattr:output_type -> lustre.mdt.v1.SetattrResponse
-	40, // 66: lustre.mdt.v1.NamespaceService.Setxattr:output_type -> lustre.mdt.v1.SetxattrResponse
-	42, // 67: lustre.mdt.v1.NamespaceService.Removexattr:output_type -> lustre.mdt.v1.RemovexattrResponse
-	44, // 68: lustre.mdt.v1.NamespaceService.Getxattr:output_type -> lustre.mdt.v1.GetxattrResponse
-	46, // 69: lustre.mdt.v1.NamespaceService.Listxattr:output_type -> lustre.mdt.v1.ListxattrResponse
-	48, // 70: lustre.mdt.v1.NamespaceService.Fid2Path:output_type -> lustre.mdt.v1.Fid2PathResponse
-	50, // 71: lustre.mdt.v1.NamespaceService.Path2Fid:output_type -> lustre.mdt.v1.Path2FidResponse
-	48, // [48:72] is the sub-list for method output_type
-	24, // [24:48] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	3,  // 0: lustre.mdt.v1.ExecRequest.calls:type_name -> lustre.mdt.v1.ExecCall
+	4,  // 1: lustre.mdt.v1.ExecCall.metadata:type_name -> lustre.mdt.v1.ExecMetadata
+	6,  // 2: lustre.mdt.v1.ExecResponse.results:type_name -> lustre.mdt.v1.ExecResult
+	56, // 3: lustre.mdt.v1.StatResponse.attr:type_name -> lustre.common.v1.Attr
+	11, // 4: lustre.mdt.v1.ReaddirResponse.entries:type_name -> lustre.mdt.v1.DirEntry
+	57, // 5: lustre.mdt.v1.DirEntry.fid:type_name -> lustre.common.v1.Fid
+	58, // 6: lustre.mdt.v1.DirEntry.type:type_name -> lustre.common.v1.ObjectType
+	56, // 7: lustre.mdt.v1.MkdirResponse.attr:type_name -> lustre.common.v1.Attr
+	56, // 8: lustre.mdt.v1.CreateResponse.attr:type_name -> lustre.common.v1.Attr
+	56, // 9: lustre.mdt.v1.MknodResponse.attr:type_name -> lustre.common.v1.Attr
+	56, // 10: lustre.mdt.v1.LinkResponse.attr:type_name -> lustre.common.v1.Attr
+	56, // 11: lustre.mdt.v1.SymlinkResponse.attr:type_name -> lustre.common.v1.Attr
+	56, // 12: lustre.mdt.v1.OpenResponse.attr:type_name -> lustre.common.v1.Attr
+	57, // 13: lustre.mdt.v1.OpenFidRequest.fid:type_name -> lustre.common.v1.Fid
+	56, // 14: lustre.mdt.v1.OpenFidResponse.attr:type_name -> lustre.common.v1.Attr
+	56, // 15: lustre.mdt.v1.WriteResponse.attr:type_name -> lustre.common.v1.Attr
+	57, // 16: lustre.mdt.v1.StatFidRequest.fid:type_name -> lustre.common.v1.Fid
+	56, // 17: lustre.mdt.v1.StatFidResponse.attr:type_name -> lustre.common.v1.Attr
+	57, // 18: lustre.mdt.v1.SetattrRequest.fid:type_name -> lustre.common.v1.Fid
+	56, // 19: lustre.mdt.v1.SetattrResponse.attr:type_name -> lustre.common.v1.Attr
+	1,  // 20: lustre.mdt.v1.SetxattrRequest.mode:type_name -> lustre.mdt.v1.SetxattrMode
+	57, // 21: lustre.mdt.v1.SetxattrRequest.fid:type_name -> lustre.common.v1.Fid
+	57, // 22: lustre.mdt.v1.RemovexattrRequest.fid:type_name -> lustre.common.v1.Fid
+	57, // 23: lustre.mdt.v1.GetxattrRequest.fid:type_name -> lustre.common.v1.Fid
+	57, // 24: lustre.mdt.v1.ListxattrRequest.fid:type_name -> lustre.common.v1.Fid
+	57, // 25: lustre.mdt.v1.Fid2PathRequest.fid:type_name -> lustre.common.v1.Fid
+	57, // 26: lustre.mdt.v1.Path2FidResponse.fid:type_name -> lustre.common.v1.Fid
+	7,  // 27: lustre.mdt.v1.NamespaceService.Stat:input_type -> lustre.mdt.v1.StatRequest
+	9,  // 28: lustre.mdt.v1.NamespaceService.Readdir:input_type -> lustre.mdt.v1.ReaddirRequest
+	12, // 29: lustre.mdt.v1.NamespaceService.Mkdir:input_type -> lustre.mdt.v1.MkdirRequest
+	14, // 30: lustre.mdt.v1.NamespaceService.Create:input_type -> lustre.mdt.v1.CreateRequest
+	16, // 31: lustre.mdt.v1.NamespaceService.Mknod:input_type -> lustre.mdt.v1.MknodRequest
+	18, // 32: lustre.mdt.v1.NamespaceService.Link:input_type -> lustre.mdt.v1.LinkRequest
+	20, // 33: lustre.mdt.v1.NamespaceService.Symlink:input_type -> lustre.mdt.v1.SymlinkRequest
+	22, // 34: lustre.mdt.v1.NamespaceService.Unlink:input_type -> lustre.mdt.v1.UnlinkRequest
+	24, // 35: lustre.mdt.v1.NamespaceService.Rmdir:input_type -> lustre.mdt.v1.RmdirRequest
+	26, // 36: lustre.mdt.v1.NamespaceService.Rename:input_type -> lustre.mdt.v1.RenameRequest
+	28, // 37: lustre.mdt.v1.NamespaceService.Open:input_type -> lustre.mdt.v1.OpenRequest
+	30, // 38: lustre.mdt.v1.NamespaceService.OpenFid:input_type -> lustre.mdt.v1.OpenFidRequest
+	32, // 39: lustre.mdt.v1.NamespaceService.Close:input_type -> lustre.mdt.v1.CloseRequest
+	34, // 40: lustre.mdt.v1.NamespaceService.Write:input_type -> lustre.mdt.v1.WriteRequest
+	36, // 41: lustre.mdt.v1.NamespaceService.Read:input_type -> lustre.mdt.v1.ReadRequest
+	38, // 42: lustre.mdt.v1.NamespaceService.StatFid:input_type -> lustre.mdt.v1.StatFidRequest
+	40, // 43: lustre.mdt.v1.NamespaceService.Statfs:input_type -> lustre.mdt.v1.StatfsRequest
+	42, // 44: lustre.mdt.v1.NamespaceService.Setattr:input_type -> lustre.mdt.v1.SetattrRequest
+	44, // 45: lustre.mdt.v1.NamespaceService.Setxattr:input_type -> lustre.mdt.v1.SetxattrRequest
+	46, // 46: lustre.mdt.v1.NamespaceService.Removexattr:input_type -> lustre.mdt.v1.RemovexattrRequest
+	48, // 47: lustre.mdt.v1.NamespaceService.Getxattr:input_type -> lustre.mdt.v1.GetxattrRequest
+	50, // 48: lustre.mdt.v1.NamespaceService.Listxattr:input_type -> lustre.mdt.v1.ListxattrRequest
+	52, // 49: lustre.mdt.v1.NamespaceService.Fid2Path:input_type -> lustre.mdt.v1.Fid2PathRequest
+	54, // 50: lustre.mdt.v1.NamespaceService.Path2Fid:input_type -> lustre.mdt.v1.Path2FidRequest
+	2,  // 51: lustre.mdt.v1.NamespaceService.Exec:input_type -> lustre.mdt.v1.ExecRequest
+	8,  // 52: lustre.mdt.v1.NamespaceService.Stat:output_type -> lustre.mdt.v1.StatResponse
+	10, // 53: lustre.mdt.v1.NamespaceService.Readdir:output_type -> lustre.mdt.v1.ReaddirResponse
+	13, // 54: lustre.mdt.v1.NamespaceService.Mkdir:output_type -> lustre.mdt.v1.MkdirResponse
+	15, // 55: lustre.mdt.v1.NamespaceService.Create:output_type -> lustre.mdt.v1.CreateResponse
+	17, // 56: lustre.mdt.v1.NamespaceService.Mknod:output_type -> lustre.mdt.v1.MknodResponse
+	19, // 57: lustre.mdt.v1.NamespaceService.Link:output_type -> lustre.mdt.v1.LinkResponse
+	21, // 58: lustre.mdt.v1.NamespaceService.Symlink:output_type -> lustre.mdt.v1.SymlinkResponse
+	23, // 59: lustre.mdt.v1.NamespaceService.Unlink:output_type -> lustre.mdt.v1.UnlinkResponse
+	25, // 60: lustre.mdt.v1.NamespaceService.Rmdir:output_type -> lustre.mdt.v1.RmdirResponse
+	27, // 61: lustre.mdt.v1.NamespaceService.Rename:output_type -> lustre.mdt.v1.RenameResponse
+	29, // 62: lustre.mdt.v1.NamespaceService.Open:output_type -> lustre.mdt.v1.OpenResponse
+	31, // 63: lustre.mdt.v1.NamespaceService.OpenFid:output_type -> lustre.mdt.v1.OpenFidResponse
+	33, // 64: lustre.mdt.v1.NamespaceService.Close:output_type -> lustre.mdt.v1.CloseResponse
+	35, // 65: lustre.mdt.v1.NamespaceService.Write:output_type -> lustre.mdt.v1.WriteResponse
+	37, // 66: lustre.mdt.v1.NamespaceService.Read:output_type -> lustre.mdt.v1.ReadResponse
+	39, // 67: lustre.mdt.v1.NamespaceService.StatFid:output_type -> lustre.mdt.v1.StatFidResponse
+	41, // 68: lustre.mdt.v1.NamespaceService.Statfs:output_type -> lustre.mdt.v1.StatfsResponse
+	43, // 69: lustre.mdt.v1.NamespaceService.Setattr:output_type -> lustre.mdt.v1.SetattrResponse
+	45, // 70: lustre.mdt.v1.NamespaceService.Setxattr:output_type -> lustre.mdt.v1.SetxattrResponse
+	47, // 71: lustre.mdt.v1.NamespaceService.Removexattr:output_type -> lustre.mdt.v1.RemovexattrResponse
+	49, // 72: lustre.mdt.v1.NamespaceService.Getxattr:output_type -> lustre.mdt.v1.GetxattrResponse
+	51, // 73: lustre.mdt.v1.NamespaceService.Listxattr:output_type -> lustre.mdt.v1.ListxattrResponse
+	53, // 74: lustre.mdt.v1.NamespaceService.Fid2Path:output_type -> lustre.mdt.v1.Fid2PathResponse
+	55, // 75: lustre.mdt.v1.NamespaceService.Path2Fid:output_type -> lustre.mdt.v1.Path2FidResponse
+	5,  // 76: lustre.mdt.v1.NamespaceService.Exec:output_type -> lustre.mdt.v1.ExecResponse
+	52, // [52:77] is the sub-list for method output_type
+	27, // [27:52] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_lustre_mdt_v1_namespace_proto_init() }
@@ -3232,16 +3561,16 @@ func file_lustre_mdt_v1_namespace_proto_init() {
 	if File_lustre_mdt_v1_namespace_proto != nil {
 		return
 	}
-	file_lustre_mdt_v1_namespace_proto_msgTypes[35].OneofWrappers = []any{}
-	file_lustre_mdt_v1_namespace_proto_msgTypes[41].OneofWrappers = []any{}
-	file_lustre_mdt_v1_namespace_proto_msgTypes[45].OneofWrappers = []any{}
+	file_lustre_mdt_v1_namespace_proto_msgTypes[40].OneofWrappers = []any{}
+	file_lustre_mdt_v1_namespace_proto_msgTypes[46].OneofWrappers = []any{}
+	file_lustre_mdt_v1_namespace_proto_msgTypes[50].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lustre_mdt_v1_namespace_proto_rawDesc), len(file_lustre_mdt_v1_namespace_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   49,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

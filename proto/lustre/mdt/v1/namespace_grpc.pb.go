@@ -47,6 +47,7 @@ const (
 	NamespaceService_Listxattr_FullMethodName   = "/lustre.mdt.v1.NamespaceService/Listxattr"
 	NamespaceService_Fid2Path_FullMethodName    = "/lustre.mdt.v1.NamespaceService/Fid2Path"
 	NamespaceService_Path2Fid_FullMethodName    = "/lustre.mdt.v1.NamespaceService/Path2Fid"
+	NamespaceService_Exec_FullMethodName        = "/lustre.mdt.v1.NamespaceService/Exec"
 )
 
 // NamespaceServiceClient is the client API for NamespaceService service.
@@ -163,6 +164,21 @@ type NamespaceServiceClient interface {
 	Fid2Path(ctx context.Context, in *Fid2PathRequest, opts ...grpc.CallOption) (*Fid2PathResponse, error)
 	// Path2Fid returns the FID of the object a path names (lfs path2fid).
 	Path2Fid(ctx context.Context, in *Path2FidRequest, opts ...grpc.CallOption) (*Path2FidResponse, error)
+	// Exec carries calls of this service's other (unary) methods over one
+	// stream, so that the concurrent calls of one client share messages,
+	// HTTP/2 frames and system calls in both directions instead of paying
+	// for a stream each. Every call is authorized, run, recorded and
+	// answered exactly as the unary RPC of its method would be: the
+	// connection's peer credentials or certificate plus the call's own
+	// identity metadata, the same errors, the same changelog records, and a
+	// result sent only once the call's changes are durable. Results come
+	// back in any order (by id). A call the server has read is answered
+	// unless the stream breaks; a stream that ends with an error leaves the
+	// fate of its unanswered calls unknown, as a broken connection does for
+	// unary calls. While the server drains, open Exec streams finish the
+	// calls they have read and end with UNAVAILABLE. The stream's own
+	// metadata is not used for calls.
+	Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecRequest, ExecResponse], error)
 }
 
 type namespaceServiceClient struct {
@@ -413,6 +429,19 @@ func (c *namespaceServiceClient) Path2Fid(ctx context.Context, in *Path2FidReque
 	return out, nil
 }
 
+func (c *namespaceServiceClient) Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecRequest, ExecResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &NamespaceService_ServiceDesc.Streams[0], NamespaceService_Exec_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExecRequest, ExecResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type NamespaceService_ExecClient = grpc.BidiStreamingClient[ExecRequest, ExecResponse]
+
 // NamespaceServiceServer is the server API for NamespaceService service.
 // All implementations must embed UnimplementedNamespaceServiceServer
 // for forward compatibility.
@@ -527,6 +556,21 @@ type NamespaceServiceServer interface {
 	Fid2Path(context.Context, *Fid2PathRequest) (*Fid2PathResponse, error)
 	// Path2Fid returns the FID of the object a path names (lfs path2fid).
 	Path2Fid(context.Context, *Path2FidRequest) (*Path2FidResponse, error)
+	// Exec carries calls of this service's other (unary) methods over one
+	// stream, so that the concurrent calls of one client share messages,
+	// HTTP/2 frames and system calls in both directions instead of paying
+	// for a stream each. Every call is authorized, run, recorded and
+	// answered exactly as the unary RPC of its method would be: the
+	// connection's peer credentials or certificate plus the call's own
+	// identity metadata, the same errors, the same changelog records, and a
+	// result sent only once the call's changes are durable. Results come
+	// back in any order (by id). A call the server has read is answered
+	// unless the stream breaks; a stream that ends with an error leaves the
+	// fate of its unanswered calls unknown, as a broken connection does for
+	// unary calls. While the server drains, open Exec streams finish the
+	// calls they have read and end with UNAVAILABLE. The stream's own
+	// metadata is not used for calls.
+	Exec(grpc.BidiStreamingServer[ExecRequest, ExecResponse]) error
 	mustEmbedUnimplementedNamespaceServiceServer()
 }
 
@@ -608,6 +652,9 @@ func (UnimplementedNamespaceServiceServer) Fid2Path(context.Context, *Fid2PathRe
 }
 func (UnimplementedNamespaceServiceServer) Path2Fid(context.Context, *Path2FidRequest) (*Path2FidResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Path2Fid not implemented")
+}
+func (UnimplementedNamespaceServiceServer) Exec(grpc.BidiStreamingServer[ExecRequest, ExecResponse]) error {
+	return status.Error(codes.Unimplemented, "method Exec not implemented")
 }
 func (UnimplementedNamespaceServiceServer) mustEmbedUnimplementedNamespaceServiceServer() {}
 func (UnimplementedNamespaceServiceServer) testEmbeddedByValue()                          {}
@@ -1062,6 +1109,13 @@ func _NamespaceService_Path2Fid_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NamespaceService_Exec_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(NamespaceServiceServer).Exec(&grpc.GenericServerStream[ExecRequest, ExecResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type NamespaceService_ExecServer = grpc.BidiStreamingServer[ExecRequest, ExecResponse]
+
 // NamespaceService_ServiceDesc is the grpc.ServiceDesc for NamespaceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1166,6 +1220,13 @@ var NamespaceService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _NamespaceService_Path2Fid_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Exec",
+			Handler:       _NamespaceService_Exec_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "lustre/mdt/v1/namespace.proto",
 }

@@ -1,0 +1,330 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/fidlog/fidlog/api"
+	"github.com/fidlog/fidlog/api/client"
+	"github.com/fidlog/fidlog/changelog"
+	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
+	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
+)
+
+// viaCounter counts the calls a unary interceptor sees, by whether an
+// Exec stream carried them (grpc.Method of the context is then Exec).
+type viaCounter struct {
+	mu    sync.Mutex
+	exec  map[string]int
+	unary map[string]int
+}
+
+func (v *viaCounter) interceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	m, _ := grpc.Method(ctx)
+	v.mu.Lock()
+	if m == mdtv1.NamespaceService_Exec_FullMethodName {
+		v.exec[info.FullMethod]++
+	} else {
+		v.unary[info.FullMethod]++
+	}
+	v.mu.Unlock()
+	return h(ctx, req)
+}
+
+func newViaEnv(t *testing.T) (*env, *viaCounter) {
+	v := &viaCounter{exec: map[string]int{}, unary: map[string]int{}}
+	e := newEnv(t, func(o *api.Options) { o.UnaryInterceptors = append(o.UnaryInterceptors, v.interceptor) })
+	return e, v
+}
+
+// execOne sends one call over a raw Exec stream and returns its result.
+func execOne(t *testing.T, st mdtv1.NamespaceService_ExecClient, id uint64, method string, req proto.Message, md ...string) *mdtv1.ExecResult {
+	t.Helper()
+	b, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := &mdtv1.ExecCall{Id: id, Method: method, Request: b}
+	for i := 0; i+1 < len(md); i += 2 {
+		call.Metadata = append(call.Metadata, &mdtv1.ExecMetadata{Key: md[i], Values: []string{md[i+1]}})
+	}
+	if err := st.Send(&mdtv1.ExecRequest{Calls: []*mdtv1.ExecCall{call}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := st.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetResults()) != 1 || resp.GetResults()[0].GetId() != id {
+		t.Fatalf("results %v, want one for call %d", resp.GetResults(), id)
+	}
+	return resp.GetResults()[0]
+}
+
+func resultErr(t *testing.T, r *mdtv1.ExecResult) error {
+	t.Helper()
+	if len(r.GetStatus()) == 0 {
+		return nil
+	}
+	var s spb.Status
+	if err := proto.Unmarshal(r.GetStatus(), &s); err != nil {
+		t.Fatal(err)
+	}
+	return status.ErrorProto(&s)
+}
+
+// TestExecMatchesUnary: every unary method of NamespaceService, sent over
+// Exec, gets what the unary RPC gets: the same status, message and errno
+// details for the same bad request (an empty one), through the same
+// interceptors; a new method cannot be left out, the table is the
+// service descriptor.
+func TestExecMatchesUnary(t *testing.T) {
+	e, v := newViaEnv(t)
+	c := e.dial(e.sock, client.WithUnary())
+	ctx := ctxT(t)
+	st, err := mdtv1.NewNamespaceServiceClient(c.Conn()).Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := mdtv1.NamespaceService_ServiceDesc
+	for i, m := range d.Methods {
+		method := "/" + d.ServiceName + "/" + m.MethodName
+		req := execRequestOf(t, m.MethodName)
+		var resp proto.Message
+		unaryErr := c.Conn().Invoke(ctx, method, req, responseOf(t, m.MethodName))
+		r := execOne(t, st, uint64(i+1), method, req)
+		execErr := resultErr(t, r)
+		if status.Code(unaryErr) != status.Code(execErr) || status.Convert(unaryErr).Message() != status.Convert(execErr).Message() ||
+			client.ErrnoOf(unaryErr) != client.ErrnoOf(execErr) || client.Reason(unaryErr) != client.Reason(execErr) {
+			t.Errorf("%s: unary %v (errno %d), exec %v (errno %d)", m.MethodName, unaryErr, client.ErrnoOf(unaryErr), execErr, client.ErrnoOf(execErr))
+		}
+		if execErr == nil {
+			resp = responseOf(t, m.MethodName)
+			if err := proto.Unmarshal(r.GetResponse(), resp); err != nil {
+				t.Errorf("%s: response: %v", m.MethodName, err)
+			}
+		}
+		if v.exec[method] != 1 || v.unary[method] != 1 {
+			t.Errorf("%s: interceptors saw %d exec and %d unary calls, want 1 and 1", m.MethodName, v.exec[method], v.unary[method])
+		}
+	}
+	for _, bad := range []string{"/lustre.mdt.v1.NamespaceService/Nope", mdtv1.NamespaceService_Exec_FullMethodName, changelogv1.ChangelogService_Clear_FullMethodName, ""} {
+		err := resultErr(t, execOne(t, st, 1000, bad, &changelogv1.ClearRequest{Device: device, User: "cl1"}))
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "'"+bad+"'") {
+			t.Errorf("method %q: %v, want INVALID_ARGUMENT naming it", bad, err)
+		}
+	}
+}
+
+// execRequestOf returns an empty request of method name.
+func execRequestOf(t *testing.T, name string) proto.Message {
+	return messageOf(t, name, "Request")
+}
+
+func responseOf(t *testing.T, name string) proto.Message {
+	return messageOf(t, name, "Response")
+}
+
+func messageOf(t *testing.T, name, suffix string) proto.Message {
+	t.Helper()
+	fd := mdtv1.File_lustre_mdt_v1_namespace_proto
+	sd := fd.Services().ByName("NamespaceService")
+	md := sd.Methods().ByName(protoreflect.Name(name))
+	if md == nil {
+		t.Fatalf("no method %s", name)
+	}
+	desc := md.Input()
+	if suffix == "Response" {
+		desc = md.Output()
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(desc.FullName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mt.New().Interface()
+}
+
+// TestExecIdentity: a call over Exec acts as its own metadata says, not
+// as the stream's: its records carry its uid, gid and job id.
+func TestExecIdentity(t *testing.T) {
+	e, _ := newViaEnv(t)
+	c := e.dial(e.sock, client.WithUnary())
+	ctx := ctxT(t)
+	register(t, c, "", "ALL")
+	st, err := mdtv1.NewNamespaceServiceClient(c.Conn()).Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := execOne(t, st, 1, mdtv1.NamespaceService_Mkdir_FullMethodName, &mdtv1.MkdirRequest{Path: []byte("d"), Mode: 0o777})
+	if err := resultErr(t, r); err != nil {
+		t.Fatal(err)
+	}
+	r = execOne(t, st, 2, mdtv1.NamespaceService_Create_FullMethodName, &mdtv1.CreateRequest{Path: []byte("d/f"), Mode: 0o644},
+		api.MDUID, "1000", api.MDGID, "100", api.MDJobID, "touch.1000")
+	if err := resultErr(t, r); err != nil {
+		t.Fatal(err)
+	}
+	var got *changelog.Record
+	err = c.Read(ctx, &changelogv1.ReadRequest{Device: device}, func(rs []*changelog.Record, _ *changelogv1.ReadResponse) error {
+		for _, x := range rs {
+			if x.Type == changelog.CLCreate {
+				got = x
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got == nil || got.UID != 1000 || got.GID != 100 || got.JobID != "touch.1000" {
+		t.Fatalf("CREAT record %+v, want u=1000:100 j=touch.1000", got)
+	}
+	// A malformed identity is refused as the unary call refuses it.
+	r = execOne(t, st, 3, mdtv1.NamespaceService_Create_FullMethodName, &mdtv1.CreateRequest{Path: []byte("d/g"), Mode: 0o644}, api.MDUID, "x")
+	if err := resultErr(t, r); status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "invalid id 'x'") {
+		t.Fatalf("uid x: %v", err)
+	}
+	if _, err := c.Namespace.Stat(ctx, &mdtv1.StatRequest{Path: []byte("d/g")}); status.Code(err) != codes.NotFound {
+		t.Fatalf("d/g after a refused create: %v", err)
+	}
+}
+
+// TestExecBatches: concurrent calls of one client share Exec messages,
+// and each gets its own answer.
+func TestExecBatches(t *testing.T) {
+	e, v := newViaEnv(t)
+	c := e.local()
+	ctx := ctxT(t)
+	if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte("d"), Mode: 0o755}); err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 32, 20
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				p := fmt.Sprintf("d/f%d-%d", w, i)
+				r, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: []byte(p), Mode: 0o600, Exclusive: true})
+				if err != nil || r.GetAttr().GetMode()&0o777 != 0o600 {
+					t.Errorf("create %s: %v %v", p, r, err)
+					failed.Add(1)
+				}
+				// EEXIST comes back as from a unary call.
+				_, err = c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: []byte(p), Mode: 0o600, Exclusive: true})
+				if client.ErrnoOf(err) != 17 {
+					t.Errorf("second create %s: %v, want EEXIST", p, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	v.mu.Lock()
+	viaExec, viaUnary := v.exec[mdtv1.NamespaceService_Create_FullMethodName], v.unary[mdtv1.NamespaceService_Create_FullMethodName]
+	v.mu.Unlock()
+	t.Logf("creates via Exec %d, unary %d", viaExec, viaUnary)
+	if viaExec+viaUnary != 2*writers*each || viaExec < writers*each {
+		t.Fatalf("creates via Exec %d, unary %d: want most of %d over Exec", viaExec, viaUnary, 2*writers*each)
+	}
+	rd, err := c.Namespace.Readdir(ctx, &mdtv1.ReaddirRequest{Path: []byte("d")})
+	if err != nil || len(rd.GetEntries()) != writers*each {
+		t.Fatalf("readdir: %d entries, %v", len(rd.GetEntries()), err)
+	}
+}
+
+// TestExecFallback: against a server without Exec the client's calls go
+// unary, and succeed.
+func TestExecFallback(t *testing.T) {
+	gs := grpc.NewServer()
+	ns := &oldNamespace{release: make(chan struct{})}
+	mdtv1.RegisterNamespaceServiceServer(gs, ns)
+	l, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go gs.Serve(l)
+	defer gs.Stop()
+	c, err := client.Dial("unix:" + l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			_, err := c.Namespace.Stat(ctx, &mdtv1.StatRequest{Path: []byte("x")})
+			errs <- err
+		})
+	}
+	// Let every call reach Invoke before the first answer.
+	time.Sleep(100 * time.Millisecond)
+	close(ns.release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("stat: %v", err)
+		}
+	}
+	if n := ns.calls.Load(); n != 8 {
+		t.Errorf("server saw %d Stat calls, want 8", n)
+	}
+}
+
+type oldNamespace struct {
+	mdtv1.UnimplementedNamespaceServiceServer
+	release chan struct{}
+	calls   atomic.Int32
+}
+
+func (o *oldNamespace) Stat(ctx context.Context, _ *mdtv1.StatRequest) (*mdtv1.StatResponse, error) {
+	o.calls.Add(1)
+	<-o.release
+	return &mdtv1.StatResponse{}, nil
+}
+
+// TestExecDrain: a server shutting down ends its open Exec streams with
+// UNAVAILABLE once their calls are answered, instead of waiting for the
+// client to hang up.
+func TestExecDrain(t *testing.T) {
+	e := newEnv(t, func(o *api.Options) { o.ShutdownTimeout = time.Hour })
+	c := e.dial(e.sock, client.WithUnary())
+	ctx := ctxT(t)
+	st, err := mdtv1.NewNamespaceServiceClient(c.Conn()).Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := resultErr(t, execOne(t, st, 1, mdtv1.NamespaceService_Mkdir_FullMethodName, &mdtv1.MkdirRequest{Path: []byte("d"), Mode: 0o755})); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		e.srv.Shutdown(context.Background())
+		close(done)
+	}()
+	if _, err := st.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("stream after drain: %v, want UNAVAILABLE", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Shutdown waits for an idle Exec stream")
+	}
+}
