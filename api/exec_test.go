@@ -216,6 +216,20 @@ func TestExecBatches(t *testing.T) {
 	const writers, each = 32, 20
 	var wg sync.WaitGroup
 	var failed atomic.Int32
+	// A request larger than the server takes fails alone (as unary),
+	// not the stream with the other writers' calls on it.
+	big, err := c.Namespace.Open(ctx, &mdtv1.OpenRequest{Path: []byte("d/big"), Flags: uint32(mdtv1.OpenFlag_OPEN_FLAG_WRITE | mdtv1.OpenFlag_OPEN_FLAG_CREAT), Mode: 0o600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Go(func() {
+		for range 5 {
+			_, err := c.Namespace.Write(ctx, &mdtv1.WriteRequest{Handle: big.GetHandle(), Data: make([]byte, api.MaxRecvMsgSize+1)})
+			if status.Code(err) != codes.ResourceExhausted {
+				t.Errorf("write of %d bytes: %v, want RESOURCE_EXHAUSTED", api.MaxRecvMsgSize+1, err)
+			}
+		}
+	})
 	for w := range writers {
 		wg.Go(func() {
 			for i := range each {
@@ -242,7 +256,7 @@ func TestExecBatches(t *testing.T) {
 		t.Fatalf("creates via Exec %d, unary %d: want most of %d over Exec", viaExec, viaUnary, 2*writers*each)
 	}
 	rd, err := c.Namespace.Readdir(ctx, &mdtv1.ReaddirRequest{Path: []byte("d")})
-	if err != nil || len(rd.GetEntries()) != writers*each {
+	if err != nil || len(rd.GetEntries()) != writers*each+1 {
 		t.Fatalf("readdir: %d entries, %v", len(rd.GetEntries()), err)
 	}
 }

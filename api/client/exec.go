@@ -64,6 +64,11 @@ func (c *execConn) Invoke(ctx context.Context, method string, args, reply any, o
 	if err != nil {
 		return status.Errorf(codes.Internal, "exec: marshal %s: %v", method, err)
 	}
+	if len(req) > execMaxBatchBytes {
+		// A request the server might refuse as too large fails alone
+		// as a unary call, not the whole stream.
+		return c.cc.Invoke(ctx, method, args, reply, opts...)
+	}
 	md, _ := metadata.FromOutgoingContext(withMD(ctx, c.md))
 	call := &mdtv1.ExecCall{Method: method, Request: req, Metadata: make([]*mdtv1.ExecMetadata, 0, len(md))}
 	for k, v := range md {
