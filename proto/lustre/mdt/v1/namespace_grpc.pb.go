@@ -175,7 +175,8 @@ type NamespaceServiceClient interface {
 	// back in any order (by id). A call the server has read is answered
 	// unless the stream breaks; a stream that ends with an error leaves the
 	// fate of its unanswered calls unknown, as a broken connection does for
-	// unary calls. While the server drains, open Exec streams finish the
+	// unary calls. A call cannot be cancelled once sent: its timeout_us
+	// bounds it. While the server drains, open Exec streams finish the
 	// calls they have read and end with UNAVAILABLE. The stream's own
 	// metadata is not used for calls.
 	Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecRequest, ExecResponse], error)
@@ -567,7 +568,8 @@ type NamespaceServiceServer interface {
 	// back in any order (by id). A call the server has read is answered
 	// unless the stream breaks; a stream that ends with an error leaves the
 	// fate of its unanswered calls unknown, as a broken connection does for
-	// unary calls. While the server drains, open Exec streams finish the
+	// unary calls. A call cannot be cancelled once sent: its timeout_us
+	// bounds it. While the server drains, open Exec streams finish the
 	// calls they have read and end with UNAVAILABLE. The stream's own
 	// metadata is not used for calls.
 	Exec(grpc.BidiStreamingServer[ExecRequest, ExecResponse]) error
