@@ -247,6 +247,21 @@ func TestMountSetattrUnlinked(t *testing.T) {
 		return strings.Join(out, "\n")
 	}
 	_, c, m, before := mountMatchesLocal(t, run)
+	// The release (and its CLOSE) follows close(2) asynchronously: g's
+	// CLOSE may come after the next create unless it is waited for.
+	types := func() string {
+		var types []string
+		for _, r := range readAll(t, c)[before:] {
+			types = append(types, r.Type.String())
+		}
+		return strings.Join(types, " ")
+	}
+	const wantFirst = "CREAT UNLNK TRUNC SATTR CLOSE"
+	for deadline := time.Now().Add(20 * time.Second); types() != wantFirst && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	}
+	if got := types(); got != wantFirst {
+		t.Fatalf("records %s, want %s", got, wantFirst)
+	}
 	// The xattr calls on an unlinked open file go by FID too (by path they
 	// reached the mount's root).
 	f, err := os.OpenFile(filepath.Join(m.Dir, "x"), os.O_RDWR|os.O_CREATE, 0o644)
@@ -281,11 +296,7 @@ func TestMountSetattrUnlinked(t *testing.T) {
 	const wantTypes = "CREAT UNLNK TRUNC SATTR CLOSE CREAT UNLNK XATTR XATTR CLOSE"
 	var got string
 	for deadline := time.Now().Add(20 * time.Second); got != wantTypes && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		var types []string
-		for _, r := range readAll(t, c)[before:] {
-			types = append(types, r.Type.String())
-		}
-		got = strings.Join(types, " ")
+		got = types()
 	}
 	if got != wantTypes {
 		t.Fatalf("records %s, want %s", got, wantTypes)

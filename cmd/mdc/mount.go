@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -245,6 +246,7 @@ type mountFS struct {
 	attrTimeout time.Duration // mountcache.go
 	// entryTimeout is --entry-timeout: how long the kernel keeps any name.
 	entryTimeout time.Duration
+	dirEpoch     atomic.Uint64 // mountneg.go
 	procs        procCache
 	comms        commFiles
 }
@@ -331,6 +333,7 @@ type node struct {
 	m     *mountFS
 	fid   fid.FID
 	cache objCache // mountcache.go
+	names dirNames // mountneg.go
 }
 
 var (
@@ -460,13 +463,39 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 		}
 	}
 	c := n.m.callerOf(ctx)
+	if n.nameMissing(ctx, c, name) {
+		return nil, syscall.ENOENT
+	}
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	r, err := n.m.ns.Stat(cctx, &mdtv1.StatRequest{Path: []byte(n.child(name))})
 	if err != nil {
-		return nil, errno(err)
+		e := errno(err)
+		if e == syscall.ENOENT {
+			n.allowSearch(c)
+		}
+		return nil, e
 	}
+	n.allowSearch(c)
+	n.nameAdded(name)
 	return n.newNamed(ctx, name, r.GetAttr(), out), 0
+}
+
+// named notes the outcome of a request that adds name to n as c
+// (mountneg.go): on success n has it and c may search n; after an error
+// that may have left it made, the mount no longer trusts what it knows
+// of n's names.
+func (n *node) named(c caller, name string, err error) {
+	switch errno(err) {
+	case 0:
+		n.nameAdded(name)
+		n.allowSearch(c)
+	case syscall.EEXIST:
+		n.nameAdded(name)
+	case syscall.EACCES, syscall.EPERM, syscall.ENOENT, syscall.ENOTDIR, syscall.ENAMETOOLONG, syscall.EINVAL, syscall.EXDEV:
+	default:
+		n.namesUncertain()
+	}
 }
 
 // newNamed is newChild for an entry the server just named: the mount may
@@ -538,6 +567,9 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	c := n.m.callerOf(ctx)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
+	if n.StableAttr().Mode&syscall.S_IFMT == syscall.S_IFDIR && (req.Mode != nil || req.Uid != nil || req.Gid != nil) {
+		n.m.searchChanged() // who may search it (mountneg.go)
+	}
 	var r *mdtv1.SetattrResponse
 	var err error
 	if byHandle {
@@ -625,6 +657,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 	defer cancel()
 	of := openFlags(flags | syscall.O_CREAT)
 	r, err := n.m.ns.Open(cctx, &mdtv1.OpenRequest{Path: []byte(n.child(name)), Flags: of, Mode: mode & 07777})
+	n.named(c, name, err)
 	if err != nil {
 		return nil, nil, 0, errno(err)
 	}
@@ -706,10 +739,15 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	r, err := n.m.ns.Mkdir(cctx, &mdtv1.MkdirRequest{Path: []byte(n.child(name)), Mode: mode & 07777})
+	n.named(c, name, err)
 	if err != nil {
 		return nil, errno(err)
 	}
-	return n.newObject(ctx, name, r.GetAttr(), out), 0
+	ch := n.newObject(ctx, name, r.GetAttr(), out)
+	if cn, ok := ch.Operations().(*node); ok {
+		cn.namesEmpty()
+	}
+	return ch, 0
 }
 
 func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
@@ -717,6 +755,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fu
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	r, err := n.m.ns.Mknod(cctx, &mdtv1.MknodRequest{Path: []byte(n.child(name)), Mode: mode, Rdev: uint64(dev)})
+	n.named(c, name, err)
 	if err != nil {
 		return nil, errno(err)
 	}
@@ -728,6 +767,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	r, err := n.m.ns.Symlink(cctx, &mdtv1.SymlinkRequest{Target: []byte(target), Path: []byte(n.child(name))})
+	n.named(c, name, err)
 	if err != nil {
 		return nil, errno(err)
 	}
@@ -743,6 +783,7 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	r, err := n.m.ns.Link(cctx, &mdtv1.LinkRequest{OldPath: []byte(t.path()), NewPath: []byte(n.child(name))})
+	n.named(c, name, err)
 	n.dropAttr()
 	t.dropAttr()
 	if err != nil {
@@ -797,6 +838,13 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	_, err := n.m.ns.Rename(cctx, &mdtv1.RenameRequest{SrcPath: []byte(n.child(name)), DstPath: []byte(np.child(newName)), Flags: flags})
 	n.dropChild(name)
 	np.dropChild(newName)
+	// A directory moved: the search permission of what is under it
+	// may differ (mountneg.go).
+	n.m.searchChanged()
+	np.named(c, newName, err)
+	if flags&fuseRenameExchange != 0 {
+		n.named(c, name, err)
+	}
 	if err == nil {
 		// The kernel moves its name with the time it may keep it,
 		// given for the directory it came from (setEntryTimeout).
