@@ -43,6 +43,11 @@ import (
 // does not know: a larger directory's lookups go to the server.
 const dirNamesPages = 4
 
+// maxKnownNames bounds the names the mount keeps of one directory: past
+// it (a directory this mount made grew) it forgets them, and the next
+// listing finds the directory too large.
+const maxKnownNames = 2 * dirNamesPages * readdirPage
+
 // dirNames is what the mount knows of the names of one directory.
 type dirNames struct {
 	mu sync.Mutex
@@ -119,6 +124,9 @@ func (n *node) nameAdded(name string) {
 	d.mu.Lock()
 	if d.known != nil {
 		d.known[name] = struct{}{}
+		if len(d.known) > maxKnownNames {
+			d.known, d.till = nil, time.Time{}
+		}
 	}
 	d.mu.Unlock()
 }
@@ -169,6 +177,7 @@ func (n *node) nameMissing(ctx context.Context, c caller, name string) bool {
 	defer d.mu.Unlock()
 	if !ok {
 		d.bigTill = now.Add(n.m.attrTimeout)
+		d.known, d.till = nil, time.Time{}
 		return false
 	}
 	if d.known == nil {

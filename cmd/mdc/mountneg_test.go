@@ -110,6 +110,22 @@ func TestNameMissing(t *testing.T) {
 		t.Fatalf("a directory of more than %d pages: %d listing calls, want %d, and no answer", dirNamesPages, f3.calls, dirNamesPages)
 	}
 
+	// A directory this mount made that grew past maxKnownNames: its
+	// names are forgotten, so its lookups go to the server.
+	n5 := &node{m: &mountFS{ns: &fakeLister{endless: true}, attrTimeout: time.Hour}}
+	n5.namesEmpty()
+	n5.allowSearch(root)
+	for i := range maxKnownNames {
+		n5.nameAdded(fmt.Sprint("f", i))
+	}
+	if !n5.nameMissing(ctx, root, "x") {
+		t.Fatal("not answered with maxKnownNames names known")
+	}
+	n5.nameAdded("one-more")
+	if n5.nameMissing(ctx, root, "x") || n5.names.known != nil {
+		t.Fatalf("answered, or %d names kept, past maxKnownNames", len(n5.names.known))
+	}
+
 	// Both what the mount knows expire after --attr-timeout.
 	const ttl = 50 * time.Millisecond
 	n4 := &node{m: &mountFS{ns: &fakeLister{names: []string{"a"}}, attrTimeout: ttl}}
