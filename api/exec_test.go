@@ -287,8 +287,10 @@ func TestExecFallback(t *testing.T) {
 			errs <- err
 		})
 	}
-	// Let every call reach Invoke before the first answer.
-	time.Sleep(100 * time.Millisecond)
+	// Every call reaches the server (the first unary, the rest over Exec,
+	// refused UNIMPLEMENTED, then unary) before the first is answered, so
+	// the fallback is exercised rather than eight lone unary calls.
+	waitFor(t, "8 Stat calls at the server", func() bool { return ns.calls.Load() == 8 })
 	close(ns.release)
 	wg.Wait()
 	close(errs)
