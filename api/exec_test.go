@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -22,6 +24,8 @@ import (
 	"github.com/fidlog/fidlog/api"
 	"github.com/fidlog/fidlog/api/client"
 	"github.com/fidlog/fidlog/changelog"
+	"github.com/fidlog/fidlog/changelog/store"
+	"github.com/fidlog/fidlog/mdt"
 	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
 	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
 )
@@ -46,10 +50,14 @@ func (v *viaCounter) interceptor(ctx context.Context, req any, info *grpc.UnaryS
 	return h(ctx, req)
 }
 
-func newViaEnv(t *testing.T) (*env, *viaCounter) {
+func newViaEnv(t *testing.T, opts ...func(*api.Options)) (*env, *viaCounter) {
+	return newViaEnvFS(t, vfs.NewMem(), opts...)
+}
+
+func newViaEnvFS(t *testing.T, fs vfs.FS, opts ...func(*api.Options)) (*env, *viaCounter) {
 	v := &viaCounter{exec: map[string]int{}, unary: map[string]int{}}
-	e := newEnv(t, func(o *api.Options) { o.UnaryInterceptors = append(o.UnaryInterceptors, v.interceptor) })
-	return e, v
+	opts = append([]func(*api.Options){func(o *api.Options) { o.UnaryInterceptors = append(o.UnaryInterceptors, v.interceptor) }}, opts...)
+	return newEnvFS(t, fs, "db", opts...), v
 }
 
 // execOne sends one call over a raw Exec stream and returns its result.
@@ -204,10 +212,12 @@ func TestExecIdentity(t *testing.T) {
 	}
 }
 
-// TestExecBatches: concurrent calls of one client share Exec messages,
-// and each gets its own answer.
+// TestExecBatches: concurrent calls of one client share Exec messages
+// (the server reads ExecRequests of more than one call), and each gets its
+// own answer.
 func TestExecBatches(t *testing.T) {
-	e, v := newViaEnv(t)
+	var rc recvCounter
+	e, v := newViaEnv(t, rc.option)
 	c := e.local()
 	ctx := ctxT(t)
 	if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte("d"), Mode: 0o755}); err != nil {
@@ -254,6 +264,11 @@ func TestExecBatches(t *testing.T) {
 	t.Logf("creates via Exec %d, unary %d", viaExec, viaUnary)
 	if viaExec+viaUnary != 2*writers*each || viaExec < writers*each {
 		t.Fatalf("creates via Exec %d, unary %d: want most of %d over Exec", viaExec, viaUnary, 2*writers*each)
+	}
+	msgs, calls, most := rc.msgs.Load(), rc.calls.Load(), rc.maxCalls.Load()
+	t.Logf("%d calls in %d ExecRequests on %d streams, at most %d in one", calls, msgs, rc.streams.Load(), most)
+	if calls < int64(viaExec) || most < 2 {
+		t.Fatalf("%d calls in %d ExecRequests, at most %d in one: want calls sharing messages", calls, msgs, most)
 	}
 	rd, err := c.Namespace.Readdir(ctx, &mdtv1.ReaddirRequest{Path: []byte("d")})
 	if err != nil || len(rd.GetEntries()) != writers*each+1 {
@@ -343,4 +358,160 @@ func TestExecDrain(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Shutdown waits for an idle Exec stream")
 	}
+}
+
+// recvCounter is a server stream interceptor that counts Exec streams and
+// the calls in each ExecRequest the server reads.
+type recvCounter struct {
+	streams  atomic.Int32
+	msgs     atomic.Int64
+	calls    atomic.Int64
+	maxCalls atomic.Int64 // the most calls one ExecRequest carried
+}
+
+func (rc *recvCounter) option(o *api.Options) {
+	o.ServerOptions = append(o.ServerOptions, grpc.ChainStreamInterceptor(rc.interceptor))
+}
+
+func (rc *recvCounter) interceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if info.FullMethod != mdtv1.NamespaceService_Exec_FullMethodName {
+		return h(srv, ss)
+	}
+	rc.streams.Add(1)
+	return h(srv, &countingStream{ServerStream: ss, rc: rc})
+}
+
+type countingStream struct {
+	grpc.ServerStream
+	rc *recvCounter
+}
+
+func (s *countingStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if req, ok := m.(*mdtv1.ExecRequest); ok && err == nil {
+		n := int64(len(req.GetCalls()))
+		s.rc.msgs.Add(1)
+		s.rc.calls.Add(n)
+		for {
+			old := s.rc.maxCalls.Load()
+			if n <= old || s.rc.maxCalls.CompareAndSwap(old, n) {
+				break
+			}
+		}
+	}
+	return err
+}
+
+// TestExecDurable: a create answered OK over Exec is durable when its
+// answer arrives: its record's index is at or below the log's durable
+// watermark read right after the answer, and a crash while the writers
+// run (a clone of what was synced, nothing unsynced) keeps the files and
+// records of the creates answered before it.
+func TestExecDurable(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	e, v := newViaEnvFS(t, fs)
+	c := e.local()
+	ctx := ctxT(t)
+	register(t, c, "", "ALL")
+	if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte("d"), Mode: 0o755}); err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 16, 20
+	var (
+		mu    sync.Mutex
+		acked = map[string]changelog.Index{} // name: durable watermark when answered
+		wg    sync.WaitGroup
+	)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				name := fmt.Sprintf("f%d-%d", w, i)
+				_, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: []byte("d/" + name), Mode: 0o600, Exclusive: true})
+				durable := e.m.Log().Durable()
+				if err != nil {
+					t.Errorf("create %s: %v", name, err)
+					return
+				}
+				mu.Lock()
+				acked[name] = durable
+				mu.Unlock()
+			}
+		})
+	}
+	// A crash while the writers run: what was answered before it began
+	// must survive.
+	waitFor(t, "half the creates answered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked) >= writers*each/2
+	})
+	mu.Lock()
+	before := maps.Clone(acked)
+	mu.Unlock()
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	wg.Wait()
+	v.mu.Lock()
+	viaExec := v.exec[mdtv1.NamespaceService_Create_FullMethodName]
+	v.mu.Unlock()
+	if viaExec < writers*each/2 {
+		t.Fatalf("%d of %d creates over Exec: want most", viaExec, writers*each)
+	}
+	if len(acked) != writers*each {
+		t.Fatalf("%d creates answered, want %d", len(acked), writers*each)
+	}
+	rd, err := c.Namespace.Readdir(ctx, &mdtv1.ReaddirRequest{Path: []byte("d")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, de := range rd.GetEntries() {
+		names[string(de.GetName())] = true
+	}
+	for name := range acked {
+		if !names[name] {
+			t.Fatalf("create of %s answered, not in d", name)
+		}
+	}
+	// The watermark when each was answered.
+	recs, _, err := e.m.Log().Read(ctx, store.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := map[string]changelog.Index{}
+	for _, r := range recs {
+		if r.Type == changelog.CLCreate {
+			created[r.Name] = r.Index
+		}
+	}
+	for name, durable := range acked {
+		idx, ok := created[name]
+		if !ok {
+			t.Fatalf("create of %s answered, no CREAT record", name)
+		}
+		if idx > durable {
+			t.Fatalf("create of %s answered when the durable watermark was %d, its record is %d", name, durable, idx)
+		}
+	}
+	// What the crash kept.
+	m2, err := mdt.Open("db", &mdt.Options{FS: crashed, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	recs, _, err = m2.Log().Read(ctx, store.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := map[string]bool{}
+	for _, r := range recs {
+		if r.Type == changelog.CLCreate {
+			kept[r.Name] = true
+		}
+	}
+	for name := range before {
+		if _, err := m2.Stat(ctx, mdt.Cred{Local: true}, "d/"+name); err != nil || !kept[name] {
+			t.Fatalf("create of %s answered before a crash: stat after it %v, CREAT record kept %v", name, err, kept[name])
+		}
+	}
+	t.Logf("%d creates over Exec; %d answered before the crash, %d records kept", viaExec, len(before), len(kept))
 }
