@@ -113,50 +113,66 @@ func (l *Log) Apply(b *pebble.Batch, recs []*changelog.Record) (*Pending, error)
 	return req.p, req.err
 }
 
-// lead commits the queued requests (self among them) as one group, hands
-// leadership to the first request queued meanwhile and wakes the group's
-// other callers.
+// lead commits the queued requests (self among them) as one group and
+// wakes the group's other callers; while callers queued meanwhile, it
+// commits them too, up to maxLeadRounds groups, and then hands leadership
+// to the first request still queued.
+//
+// Handing leadership on after every group cost a goroutine hand-off per
+// group on the path every commit takes: at 128 writers groups are small
+// (the leader is quick, ~2 callers queue during one commit) and the woken
+// leader waits behind the callers it was woken with, so the pipeline
+// stalled between groups.
 func (l *Log) lead(self *applyReq) {
-	l.qmu.Lock()
-	reqs, size := l.qmu.queue, 0
-	n := 0
-	for n < len(reqs) && (n == 0 || size+len(reqs[n].b.Repr()) <= maxGroupBytes) {
-		size += len(reqs[n].b.Repr())
-		n++
-	}
-	// The rest start a new queue: reqs stays this leader's alone.
-	l.qmu.queue = append([]*applyReq(nil), reqs[n:]...)
-	reqs = reqs[:n:n]
-	l.qmu.Unlock()
-
-	if appended := l.commitGroup(reqs); len(appended) > 0 {
-		// Metrics and logs run after the log's lock is released.
-		if f := l.opts.Events.Appended; f != nil {
-			f(appended)
+	for round := 1; ; round++ {
+		l.qmu.Lock()
+		reqs, size := l.qmu.queue, 0
+		n := 0
+		for n < len(reqs) && (n == 0 || size+len(reqs[n].b.Repr()) <= maxGroupBytes) {
+			size += len(reqs[n].b.Repr())
+			n++
 		}
-	}
-	if l.hold.n.Load() > 0 {
-		l.releaseHeld(false)
-	}
+		// The rest start a new queue: reqs stays this leader's alone.
+		l.qmu.queue = append([]*applyReq(nil), reqs[n:]...)
+		reqs = reqs[:n:n]
+		l.qmu.Unlock()
 
-	l.qmu.Lock()
-	var next *applyReq
-	if len(l.qmu.queue) == 0 {
-		l.qmu.leading = false
-	} else {
-		next = l.qmu.queue[0]
+		if appended := l.commitGroup(reqs); len(appended) > 0 {
+			// Metrics and logs run after the log's lock is released.
+			if f := l.opts.Events.Appended; f != nil {
+				f(appended)
+			}
+		}
+		if l.hold.n.Load() > 0 {
+			l.releaseHeld(false)
+		}
+		for _, r := range reqs {
+			if r != self {
+				close(r.wake)
+			}
+		}
+
+		l.qmu.Lock()
+		switch {
+		case len(l.qmu.queue) == 0:
+			l.qmu.leading = false
+			l.qmu.Unlock()
+			return
+		case round < maxLeadRounds:
+			l.qmu.Unlock()
+			continue
+		}
+		next := l.qmu.queue[0]
 		next.lead = true
-	}
-	l.qmu.Unlock()
-	if next != nil {
+		l.qmu.Unlock()
 		close(next.wake)
-	}
-	for _, r := range reqs {
-		if r != self {
-			close(r.wake)
-		}
+		return
 	}
 }
+
+// maxLeadRounds bounds the groups one leader commits before it returns to
+// its own caller.
+const maxLeadRounds = 8
 
 // commitGroup assigns indices and commits reqs as one Pebble batch (two or
 // more when making room for records evicts users: the records before the
