@@ -104,7 +104,8 @@ func ndjsonReference(e *event) []byte {
 
 // TestNDJSONMatchesEncodingJSON: the hand-written ndjson renderer writes
 // exactly what encoding/json writes for the same fields, for any record
-// (names with quotes, control characters, invalid UTF-8 included).
+// (names with quotes, control characters, invalid UTF-8 included; any
+// time, numbers to their largest).
 func TestNDJSONMatchesEncodingJSON(t *testing.T) {
 	str := rapid.OneOf(
 		rapid.String(),
@@ -117,17 +118,27 @@ func TestNDJSONMatchesEncodingJSON(t *testing.T) {
 		}
 		return fid.FID{Seq: rapid.Uint64().Draw(t, "seq"), Oid: rapid.Uint32().Draw(t, "oid"), Ver: rapid.Uint32().Draw(t, "ver")}
 	})
+	// Times as the codec decodes them (the zero Time for 0, any int64 of
+	// nanoseconds: 1677-2262), and years outside 0000-9999.
+	timeGen := rapid.OneOf(
+		rapid.Map(rapid.Int64(), func(ns int64) time.Time { return time.Unix(0, ns) }),
+		rapid.Just(time.Time{}),
+		rapid.Map(rapid.Int64Range(-1<<40, 1<<40), func(s int64) time.Time { return time.Unix(s, 999999999) }),
+	)
 	rapid.Check(t, func(t *rapid.T) {
 		r := &changelog.Record{
 			Index: changelog.Index(rapid.Uint64Min(1).Draw(t, "index")),
 			Type:  changelog.Type(rapid.IntRange(0, changelog.NumTypes-1).Draw(t, "type")),
 			Flags: rapid.Uint16().Draw(t, "flags"),
-			Time:  time.Unix(0, rapid.Int64Range(0, 1<<62).Draw(t, "time")),
+			Time:  timeGen.Draw(t, "time"),
 			TFID:  fidGen.Draw(t, "tfid"), PFID: fidGen.Draw(t, "pfid"), SFID: fidGen.Draw(t, "sfid"), SPFID: fidGen.Draw(t, "spfid"),
 			Name: str.Draw(t, "name"), SName: str.Draw(t, "sname"), JobID: str.Draw(t, "jobid"),
 			ExtraFlags: rapid.Uint64Range(0, 0x1f).Draw(t, "ef"),
 			UID:        rapid.Uint64().Draw(t, "uid"), GID: rapid.Uint64().Draw(t, "gid"),
 			NID: str.Draw(t, "nid"), OpenFlags: rapid.Uint32().Draw(t, "open"), XattrName: str.Draw(t, "xattr"),
+		}
+		if rapid.Bool().Draw(t, "chained") { // hash and a version 2 raw
+			copy(r.Hash[:], rapid.SliceOfN(rapid.Byte(), changelog.HashSize, changelog.HashSize).Draw(t, "hash"))
 		}
 		e := &event{dev: str.Draw(t, "dev"), rec: r, path: str.Draw(t, "path"), spath: str.Draw(t, "spath")}
 		got, want := appendNDJSON(nil, e), ndjsonReference(e)
