@@ -3,8 +3,10 @@ package api_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -514,4 +516,347 @@ func TestExecDurable(t *testing.T) {
 		}
 	}
 	t.Logf("%d creates over Exec; %d answered before the crash, %d records kept", viaExec, len(before), len(kept))
+}
+
+// statBlocker holds the Stat calls of paths starting with prefix in a
+// unary interceptor until release (or until the call's context ends).
+type statBlocker struct {
+	prefix  string
+	release chan struct{}
+	once    sync.Once
+	arrived atomic.Int32 // held calls that reached the interceptor
+	viaExec atomic.Int32 // of which an Exec stream carried
+}
+
+func newStatBlocker(t *testing.T, prefix string) *statBlocker {
+	b := &statBlocker{prefix: prefix, release: make(chan struct{})}
+	t.Cleanup(b.open)
+	return b
+}
+
+func (b *statBlocker) open() { b.once.Do(func() { close(b.release) }) }
+
+func (b *statBlocker) option(o *api.Options) {
+	o.UnaryInterceptors = append(o.UnaryInterceptors, b.interceptor)
+}
+
+func (b *statBlocker) interceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if r, ok := req.(*mdtv1.StatRequest); ok && strings.HasPrefix(string(r.GetPath()), b.prefix) {
+		if m, _ := grpc.Method(ctx); m == mdtv1.NamespaceService_Exec_FullMethodName {
+			b.viaExec.Add(1)
+		}
+		b.arrived.Add(1)
+		select {
+		case <-b.release:
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	return h(ctx, req)
+}
+
+// cutProxy forwards unix socket connections to a server's socket until
+// cut closes those open.
+type cutProxy struct {
+	l     net.Listener
+	addr  string // unix:PATH target
+	mu    sync.Mutex
+	conns []net.Conn
+	wg    sync.WaitGroup
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	dir, err := os.MkdirTemp("", "px")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("unix", filepath.Join(dir, "p.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{l: l, addr: "unix:" + l.Addr().String()}
+	p.wg.Go(func() {
+		for {
+			a, err := l.Accept()
+			if err != nil {
+				return
+			}
+			b, err := net.Dial("unix", strings.TrimPrefix(target, "unix:"))
+			if err != nil {
+				a.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, a, b)
+			p.mu.Unlock()
+			for _, d := range [][2]net.Conn{{a, b}, {b, a}} {
+				p.wg.Go(func() {
+					io.Copy(d[0], d[1])
+					d[0].Close()
+					d[1].Close()
+				})
+			}
+		}
+	})
+	t.Cleanup(func() {
+		l.Close()
+		p.cut()
+		p.wg.Wait()
+		os.RemoveAll(dir)
+	})
+	return p
+}
+
+// cut closes every connection open through the proxy.
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// statHeld runs n concurrent Stat calls of hold<i> and returns their
+// errors once all have returned; ctx bounds them.
+func statHeld(ctx context.Context, c *client.Client, n int) <-chan []error {
+	done := make(chan []error, 1)
+	go func() {
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				_, errs[i] = c.Namespace.Stat(ctx, &mdtv1.StatRequest{Path: []byte(fmt.Sprintf("hold%d", i))})
+			})
+		}
+		wg.Wait()
+		done <- errs
+	}()
+	return done
+}
+
+// TestExecStreamBreak: when an Exec stream breaks with calls in flight
+// (the connection closed, the server stopped, the stream ended with an
+// error), each of them returns UNAVAILABLE naming the cause (it may or
+// may not have been applied, as a unary call on a broken connection),
+// nothing hangs, and later calls use a new stream.
+func TestExecStreamBreak(t *testing.T) {
+	const n = 8
+	mkHeld := func(t *testing.T, c *client.Client) {
+		for i := range n {
+			if _, err := c.Namespace.Mkdir(ctxT(t), &mdtv1.MkdirRequest{Path: []byte(fmt.Sprintf("hold%d", i)), Mode: 0o755}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// wantBroken checks the calls' errors: the first call went unary, the
+	// others over Exec.
+	wantBroken := func(t *testing.T, errs <-chan []error, cause string) {
+		t.Helper()
+		for i, err := range <-errs {
+			if status.Code(err) != codes.Unavailable || !strings.Contains(status.Convert(err).Message(), cause) {
+				t.Errorf("call %d in flight when the stream broke: %v, want UNAVAILABLE naming %q", i, err, cause)
+			}
+		}
+	}
+	t.Run("connection closed", func(t *testing.T) {
+		b := newStatBlocker(t, "hold")
+		var rc recvCounter
+		e, v := newViaEnv(t, b.option, rc.option)
+		p := newCutProxy(t, e.sock)
+		c := e.dial(p.addr)
+		mkHeld(t, c)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		errs := statHeld(ctx, c, n)
+		waitFor(t, "the held calls at the server", func() bool { return b.arrived.Load() == n })
+		if got := b.viaExec.Load(); got != n-1 {
+			t.Fatalf("%d of %d calls over Exec, want %d", got, n, n-1)
+		}
+		p.cut()
+		wantBroken(t, errs, "")
+		// The client recovers: concurrent calls go over a new stream.
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte(fmt.Sprintf("after%d", i)), Mode: 0o755}); err != nil {
+					t.Errorf("mkdir after the break: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		v.mu.Lock()
+		viaExec := v.exec[mdtv1.NamespaceService_Mkdir_FullMethodName]
+		v.mu.Unlock()
+		if viaExec == 0 || rc.streams.Load() != 2 {
+			t.Errorf("after the break %d mkdirs over Exec on %d streams in all, want some on a second stream", viaExec, rc.streams.Load())
+		}
+	})
+	t.Run("server stopped", func(t *testing.T) {
+		b := newStatBlocker(t, "hold")
+		e := newEnv(t, b.option)
+		c := e.local()
+		mkHeld(t, c)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		errs := statHeld(ctx, c, n)
+		waitFor(t, "the held calls at the server", func() bool { return b.arrived.Load() == n })
+		if got := b.viaExec.Load(); got != n-1 {
+			t.Fatalf("%d of %d calls over Exec, want %d", got, n, n-1)
+		}
+		stopped := make(chan struct{})
+		go func() {
+			e.srv.Stop()
+			close(stopped)
+		}()
+		wantBroken(t, errs, "")
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			t.Fatal("Stop did not return")
+		}
+	})
+	t.Run("stream failed", func(t *testing.T) {
+		// A server whose Exec ends with an error other than UNAVAILABLE
+		// once it has read the calls.
+		gs := grpc.NewServer()
+		fs := &failingExec{read: n - 1, release: make(chan struct{})}
+		mdtv1.RegisterNamespaceServiceServer(gs, fs)
+		l, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		go gs.Serve(l)
+		defer gs.Stop()
+		c, err := client.Dial("unix:" + l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		first, done := make(chan error, 1), make(chan error, n-1)
+		// The first call goes unary and waits for release.
+		go func() {
+			_, err := c.Namespace.Stat(ctx, &mdtv1.StatRequest{Path: []byte("first")})
+			first <- err
+		}()
+		waitFor(t, "the first call at the server", func() bool { return fs.stats.Load() == 1 })
+		for range n - 1 {
+			go func() {
+				_, err := c.Namespace.Stat(ctx, &mdtv1.StatRequest{Path: []byte("x")})
+				if status.Code(err) != codes.Unavailable || !strings.Contains(status.Convert(err).Message(), "Internal: exec broke") {
+					err = fmt.Errorf("call in flight when the stream failed: %v, want UNAVAILABLE naming the stream's error", err)
+				} else {
+					err = nil
+				}
+				done <- err
+			}()
+		}
+		for range n - 1 {
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}
+		close(fs.release)
+		if err := <-first; err != nil {
+			t.Errorf("unary call: %v", err)
+		}
+	})
+}
+
+// failingExec is a NamespaceService whose Exec reads read calls, then
+// fails with INTERNAL; its Stat waits for release.
+type failingExec struct {
+	mdtv1.UnimplementedNamespaceServiceServer
+	read    int
+	release chan struct{}
+	stats   atomic.Int32
+}
+
+func (f *failingExec) Stat(ctx context.Context, _ *mdtv1.StatRequest) (*mdtv1.StatResponse, error) {
+	f.stats.Add(1)
+	select {
+	case <-f.release:
+	case <-ctx.Done():
+	}
+	return &mdtv1.StatResponse{}, nil
+}
+
+func (f *failingExec) Exec(st mdtv1.NamespaceService_ExecServer) error {
+	for n := 0; n < f.read; {
+		req, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		n += len(req.GetCalls())
+	}
+	return status.Error(codes.Internal, "exec broke")
+}
+
+// TestExecCancel: a call over Exec whose context is cancelled returns
+// CANCELED at once, while the stream's other calls in flight complete and
+// the stream carries later calls. The server still runs the call: once
+// sent it cannot be cancelled.
+func TestExecCancel(t *testing.T) {
+	b := newStatBlocker(t, "hold")
+	var rc recvCounter
+	e, v := newViaEnv(t, b.option, rc.option)
+	c := e.local()
+	ctx := ctxT(t)
+	const n = 5
+	for i := range n {
+		if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte(fmt.Sprintf("hold%d", i)), Mode: 0o755}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// hold0 goes unary, hold1..hold4 over Exec; hold4 is cancelled.
+	others := make(chan error, n-1)
+	stat := func(ctx context.Context, i int, errs chan<- error) {
+		_, err := c.Namespace.Stat(ctx, &mdtv1.StatRequest{Path: []byte(fmt.Sprintf("hold%d", i))})
+		errs <- err
+	}
+	go stat(ctx, 0, others)
+	waitFor(t, "hold0 at the server", func() bool { return b.arrived.Load() == 1 })
+	for i := 1; i < n-1; i++ {
+		go stat(ctx, i, others)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cancelled := make(chan error, 1)
+	go stat(cctx, n-1, cancelled)
+	waitFor(t, "all calls at the server", func() bool { return b.arrived.Load() == n })
+	if got := b.viaExec.Load(); got != n-1 {
+		t.Fatalf("%d of %d calls over Exec, want %d", got, n, n-1)
+	}
+	cancel()
+	select {
+	case err := <-cancelled:
+		if status.Code(err) != codes.Canceled {
+			t.Fatalf("cancelled call: %v, want CANCELED", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the cancelled call did not return")
+	}
+	b.open()
+	for range n - 1 {
+		if err := <-others; err != nil {
+			t.Errorf("call in flight with a cancelled one: %v", err)
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte(fmt.Sprintf("after%d", i)), Mode: 0o755}); err != nil {
+				t.Errorf("mkdir after the cancel: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	v.mu.Lock()
+	viaExec := v.exec[mdtv1.NamespaceService_Mkdir_FullMethodName]
+	v.mu.Unlock()
+	if viaExec == 0 || rc.streams.Load() != 1 {
+		t.Errorf("after the cancel %d mkdirs over Exec on %d streams in all, want some on the first stream", viaExec, rc.streams.Load())
+	}
 }

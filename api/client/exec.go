@@ -27,7 +27,11 @@ import (
 // add a hand-off to its receiving goroutine on each side and batch
 // nothing. Errors are those of the unary call: the server runs each call
 // through the unary RPC's own path, and a call's status travels with its
-// result.
+// result. A call in flight when its stream breaks gets UNAVAILABLE naming
+// the stream's error, as a unary call whose connection breaks: it may
+// have run. A call whose context ends returns at once, but the server
+// still runs it (a sent call cannot be cancelled; its timeout bounds it)
+// and the stream's other calls go on.
 type execConn struct {
 	cc *grpc.ClientConn
 	// md is the identity the client's unary interceptor adds to calls
@@ -250,14 +254,23 @@ func (s *execStream) fail(err error) {
 	s.mu.Unlock()
 }
 
-// failLocked ends the stream: its calls in flight get err (UNAVAILABLE
-// when the stream just ended), later calls open a new stream.
+// failLocked ends the stream: its calls in flight get UNAVAILABLE naming
+// err, later calls open a new stream. Whether a call in flight was run is
+// unknown, as for a unary call whose connection breaks (UNAVAILABLE too);
+// the stream's own error (INTERNAL, RESOURCE_EXHAUSTED, CANCELED when the
+// client closes...) is no answer to the call. UNIMPLEMENTED stays: the
+// server has no Exec and ran nothing (Invoke goes unary).
 func (s *execStream) failLocked(err error) {
 	if s.err != nil {
 		return
 	}
-	if errors.Is(err, io.EOF) || status.Code(err) == codes.OK {
+	switch st := status.Convert(err); {
+	case errors.Is(err, io.EOF) || st.Code() == codes.OK:
 		err = status.Error(codes.Unavailable, "exec stream ended")
+	case st.Code() == codes.Unavailable || st.Code() == codes.Unimplemented:
+		// As it is.
+	default:
+		err = status.Errorf(codes.Unavailable, "exec stream ended: %s: %s", st.Code(), st.Message())
 	}
 	s.err = err
 	s.dead.Store(true)
