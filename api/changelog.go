@@ -249,7 +249,10 @@ func (c *changelogService) produce(ctx context.Context, p readPlan, out chan<- a
 	}
 	hb := c.s.opts.HeartbeatInterval
 	lastSend := time.Now()
-	var rec changelog.Record
+	var (
+		rec   changelog.Record
+		timer *time.Timer
+	)
 	for {
 		if stop != 0 && next > stop {
 			return nil
@@ -301,17 +304,28 @@ func (c *changelogService) produce(ctx context.Context, p readPlan, out chan<- a
 			lastSend = time.Now()
 			continue
 		}
-		wctx, cancel := context.WithTimeout(ctx, wait)
-		d, err := l.WaitDurable(wctx, next-1)
-		cancel()
-		switch {
-		case err == nil:
-			c.linger(ctx, l, p, next, d)
-		case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
-		case ctx.Err() != nil:
+		// Wait for a commit, the heartbeat or the end, with one timer for
+		// the stream's life (a context with a deadline per wait was 7 %
+		// of the CPU of 64 follow streams).
+		d, moved, closed := l.DurableWatch()
+		if d >= next {
+			continue
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+			defer timer.Stop()
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-moved:
+			timer.Stop() // Go 1.23 timers: no stale tick after Stop or Reset
+			c.linger(ctx, l, p, next, l.Durable())
+		case <-timer.C:
+		case <-ctx.Done():
 			return ctx.Err()
-		default:
-			return err
+		case <-closed:
+			return changelog.ErrClosed
 		}
 	}
 }

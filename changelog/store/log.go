@@ -173,6 +173,8 @@ type Log struct {
 		ckIndex   changelog.Index // index the last checkpoint covers
 	}
 
+	// tail is the newest records' encodings (tail.go; appended under mu).
+	tail tail
 	// qmu is the group-commit queue (sequencer.go); never held with mu.
 	qmu queue
 	// hold is the syncs held back for callers on their way (sequencer.go;

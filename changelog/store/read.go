@@ -98,6 +98,22 @@ func (l *Log) Scan(ctx context.Context, o ReadOptions, fn func(Entry) error) (ne
 	if err != nil {
 		return o.Start, err
 	}
+	if it == nil {
+		// The newest records, what a follower woken by a commit reads,
+		// come from the tail when it holds them all.
+		start, end := max(o.Start, first), l.Durable()
+		if o.End != 0 {
+			end = min(end, o.End)
+		}
+		if start > end {
+			return start, nil
+		}
+		if end-start < tailMaxRead {
+			if next, ok, err := l.scanTail(ctx, o, start, end, fn); ok {
+				return next, err
+			}
+		}
+	}
 	if ckit != nil {
 		defer func() {
 			if cerr := ckit.Close(); cerr != nil && err == nil {

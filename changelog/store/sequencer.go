@@ -186,6 +186,7 @@ func (l *Log) commitGroup(reqs []*applyReq) (appended []*changelog.Record) {
 		g    *group
 		in   []*applyReq // requests in g
 		kept []*changelog.Record
+		raws [][]byte // encodings of kept
 		idx  = l.mu.current
 		head = l.mu.head // chain hash of record idx
 	)
@@ -198,6 +199,9 @@ func (l *Log) commitGroup(reqs []*applyReq) (appended []*changelog.Record) {
 		ok := l.applyGroupLocked(g, in, kept, idx, head)
 		if ok {
 			appended = append(appended, kept...)
+			if len(kept) > 0 {
+				l.tail.add(kept[0].Index, raws)
+			}
 		}
 		if !ok {
 			for _, r := range reqs {
@@ -206,7 +210,7 @@ func (l *Log) commitGroup(reqs []*applyReq) (appended []*changelog.Record) {
 				}
 			}
 		}
-		g, in, kept = nil, nil, nil
+		g, in, kept, raws = nil, nil, nil, nil
 		return ok
 	}
 	for _, r := range reqs {
@@ -278,6 +282,7 @@ func (l *Log) commitGroup(reqs []*applyReq) (appended []*changelog.Record) {
 					return
 				}
 				kept = append(kept, rec)
+				raws = append(raws, r.bufs[i])
 			}
 			p.First, p.Last = first, idx
 		} else {

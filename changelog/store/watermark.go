@@ -89,3 +89,14 @@ func (l *Log) WaitDurable(ctx context.Context, after changelog.Index) (changelog
 		}
 	}
 }
+
+// DurableWatch returns the durable watermark, a channel closed when it
+// next moves and one closed when the log closes: for a follower that waits
+// with its own timer (WaitDurable takes a context, which with a deadline
+// costs a timer per wait).
+func (l *Log) DurableWatch() (d changelog.Index, moved, closed <-chan struct{}) {
+	l.dmu.Lock()
+	d, moved = l.dmu.durable, l.dmu.ch
+	l.dmu.Unlock()
+	return d, moved, l.stop
+}

@@ -361,6 +361,10 @@ func (b *bench) t3follow(ctx context.Context) row {
 	var werr atomic.Pointer[error]
 	dur := time.Duration(b.cfg.reps) * b.cfg.phase
 	deadline := time.Now().Add(dur)
+	stopProf := func() {}
+	if f := b.prof.begin("t3-follow"); f != nil {
+		stopProf = f()
+	}
 	for w := range writers {
 		wg.Go(func() {
 			for n := uint64(0); time.Now().Before(deadline); n++ {
@@ -375,6 +379,7 @@ func (b *bench) t3follow(ctx context.Context) row {
 		})
 	}
 	wg.Wait()
+	stopProf()
 	// Let the last records arrive, then stop the streams.
 	target := e.m.Log().State().Current
 	for i := 0; i < 200 && e.m.Log().Durable() < target; i++ {
