@@ -255,14 +255,7 @@ func (x *exporter) follow(ctx context.Context, src *source) error {
 		return x.followChain(ctx, src)
 	}
 	err := src.c.Follow(ctx, src.dev, src.user, func(recs []*changelog.Record) error {
-		evs := make([]*event, len(recs))
-		for i, r := range recs {
-			evs[i] = &event{dev: src.dev, rec: r}
-			if src.paths != nil {
-				src.paths.resolve(ctx, evs[i])
-			}
-		}
-		return x.send(ctx, evs)
+		return x.send(ctx, src.events(ctx, len(recs), func(i int) event { return event{rec: recs[i]} }))
 	}, x.followOptions())
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return nil
@@ -281,15 +274,10 @@ func (x *exporter) follow(ctx context.Context, src *source) error {
 // be verified), with the chain's anchor and checkpoints in stream order.
 func (x *exporter) followChain(ctx context.Context, src *source) error {
 	err := src.c.FollowChain(ctx, src.dev, src.user, func(items []client.ChainItem) error {
-		evs := make([]*event, len(items))
-		for i, it := range items {
-			e := &event{dev: src.dev, rec: it.Record, ck: it.Checkpoint, anchor: it.Anchor}
-			if e.isRecord() && src.paths != nil {
-				src.paths.resolve(ctx, e)
-			}
-			evs[i] = e
-		}
-		return x.send(ctx, evs)
+		return x.send(ctx, src.events(ctx, len(items), func(i int) event {
+			it := items[i]
+			return event{rec: it.Record, ck: it.Checkpoint, anchor: it.Anchor}
+		}))
 	}, x.followOptions())
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return nil
@@ -333,11 +321,7 @@ func (x *exporter) deliver(ctx context.Context) error {
 		if _, ok := lines[f]; ok {
 			continue
 		}
-		ls := make([][]byte, len(x.pending))
-		for i, e := range x.pending {
-			ls[i] = f.line(e)
-		}
-		lines[f] = ls
+		lines[f] = f.lines(x.pending)
 	}
 	for _, st := range x.sinks {
 		backoff := x.cfg.minBackoff

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -146,4 +147,42 @@ func TestNDJSONMatchesEncodingJSON(t *testing.T) {
 			t.Fatalf("appendNDJSON:\n%s\nencoding/json:\n%s", got, want)
 		}
 	})
+}
+
+// TestLinesOneBuffer: a delivery's lines, rendered into one buffer, are
+// each format's line of each event (nil for a checkpoint a format cannot
+// carry); appending to one line leaves the next intact; and rendering
+// 100 records allocates a few times, not once or more a line.
+func TestLinesOneBuffer(t *testing.T) {
+	var evs []*event
+	for i := range 100 {
+		r := &changelog.Record{Index: changelog.Index(i + 1), Type: changelog.CLCreate, Time: time.Unix(1795550778, int64(i)),
+			TFID: fid.FID{Seq: 0x200000400, Oid: uint32(i + 2)}, PFID: fid.Root, Name: "f\x00é\xff" + strconv.Itoa(i),
+			ExtraFlags: changelog.ExtraUIDGID | changelog.ExtraNID, NID: "0@lo", JobID: "cp.0"}
+		r.Hash[0] = byte(i)
+		evs = append(evs, &event{dev: "lustre-MDT0000", rec: r, path: "/" + r.Name})
+		if i == 50 {
+			evs = append(evs, &event{dev: "lustre-MDT0000", anchor: &changelog.Anchor{Index: 7}})
+		}
+	}
+	for _, f := range formats {
+		ls := f.lines(evs)
+		if len(ls) != len(evs) {
+			t.Fatalf("%s: %d lines for %d events", f.name, len(ls), len(evs))
+		}
+		for i, e := range evs {
+			if want := f.line(e); !bytes.Equal(ls[i], want) || (ls[i] == nil) != (want == nil) {
+				t.Fatalf("%s: line %d = %q, want %q", f.name, i, ls[i], want)
+			}
+		}
+		next := bytes.Clone(ls[1])
+		_ = append(ls[0], "XXXXXXXX"...)
+		if !bytes.Equal(ls[1], next) {
+			t.Fatalf("%s: appending to line 0 changed line 1 to %q", f.name, ls[1])
+		}
+	}
+	recs := slices.DeleteFunc(slices.Clone(evs), func(e *event) bool { return !e.isRecord() })
+	if n := testing.AllocsPerRun(10, func() { formats["ndjson"].lines(recs) }); n > 10 {
+		t.Errorf("ndjson lines of %d records: %.0f allocations, want a few (one buffer, grown if the lines are long)", len(recs), n)
+	}
 }

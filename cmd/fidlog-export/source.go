@@ -64,6 +64,23 @@ func (s *source) ensureUser(ctx context.Context, name, mask string) (registered 
 	return true, nil
 }
 
+// events makes the events of a batch of n items read from src (item(i)
+// without the device), all in one allocation, and resolves the records'
+// paths in order.
+func (s *source) events(ctx context.Context, n int, item func(i int) event) []*event {
+	evs, store := make([]*event, n), make([]event, n)
+	for i := range store {
+		e := &store[i]
+		*e = item(i)
+		e.dev = s.dev
+		if e.isRecord() && s.paths != nil {
+			s.paths.resolve(ctx, e)
+		}
+		evs[i] = e
+	}
+	return evs
+}
+
 // resolver turns FIDs into full paths with fid2path, caching them. Paths
 // are those at export time: a record exported late names where its object
 // is now. Renames and rmdirs drop the cache (a directory's descendants
