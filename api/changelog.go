@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -209,27 +210,89 @@ func (c *changelogService) Read(r *changelogv1.ReadRequest, stream grpc.ServerSt
 // stream runs the read loop (produce) in its own goroutine so that reading
 // Pebble and building the next message overlap with sending the previous
 // one (reference/performance.md 4.4); at most two built messages wait.
+// A small message built while nothing waits (a follow stream woken by a
+// commit) is sent by produce itself: handing it to the sender cost a
+// goroutine wake-up per message and stream, with nothing to overlap.
 func (c *changelogService) stream(ctx context.Context, p readPlan, stream grpc.ServerStreamingServer[changelogv1.ReadResponse]) error {
+	_, err := sendAll(ctx, stream, func(ctx context.Context, send func(any) error) error {
+		return c.produce(ctx, p, send)
+	})
+	return err
+}
+
+// sendAll runs produce and sends what it builds on stream, in order (see
+// stream). It returns the gate, for tests.
+func sendAll(ctx context.Context, stream grpc.ServerStreamingServer[changelogv1.ReadResponse], produce func(context.Context, func(any) error) error) (*sendGate, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	out := make(chan any, 2) // *changelogv1.ReadResponse or *wireResponse
+	sg := &sendGate{stream: stream}
 	g.Go(func() error {
 		defer close(out)
-		return c.produce(gctx, p, out)
+		return produce(gctx, func(msg any) error { return sg.send(gctx, out, msg) })
 	})
 	g.Go(func() error {
 		for msg := range out {
-			if err := stream.SendMsg(msg); err != nil {
+			err := stream.SendMsg(msg)
+			sg.sent()
+			if err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	return g.Wait()
+	return sg, g.Wait()
+}
+
+// directSendBytes is the largest message produce sends itself.
+const directSendBytes = 64 << 10
+
+// sendGate orders the messages of one stream: produce sends a message
+// itself only when none it queued is still unsent, and holds mu while it
+// does, so the sender never sends at the same time.
+type sendGate struct {
+	stream  grpc.ServerStreamingServer[changelogv1.ReadResponse]
+	mu      sync.Mutex
+	pending int // queued and not yet sent
+	direct  int // messages produce sent itself (tests)
+}
+
+func (g *sendGate) send(ctx context.Context, out chan<- any, msg any) error {
+	g.mu.Lock()
+	if g.pending == 0 && messageBytes(msg) <= directSendBytes {
+		g.direct++
+		err := g.stream.SendMsg(msg)
+		g.mu.Unlock()
+		return err
+	}
+	g.pending++
+	g.mu.Unlock()
+	select {
+	case out <- msg:
+		return nil
+	case <-ctx.Done():
+		g.sent()
+		return ctx.Err()
+	}
+}
+
+// sent notes that the sender is done with a queued message.
+func (g *sendGate) sent() {
+	g.mu.Lock()
+	g.pending--
+	g.mu.Unlock()
+}
+
+// messageBytes is about the encoded size of a built message.
+func messageBytes(msg any) int {
+	if w, ok := msg.(*wireResponse); ok {
+		return len(*w.buf)
+	}
+	return proto.Size(msg.(*changelogv1.ReadResponse))
 }
 
 // produce builds the messages of a Read: batches of everything durable,
 // then (follow) waits for commits, with heartbeats while idle.
-func (c *changelogService) produce(ctx context.Context, p readPlan, out chan<- any) error {
+func (c *changelogService) produce(ctx context.Context, p readPlan, send func(any) error) error {
 	l := c.s.m.Log()
 	next := p.start
 	stop := p.end // last index to send; 0 while following without end
@@ -237,14 +300,6 @@ func (c *changelogService) produce(ctx context.Context, p readPlan, out chan<- a
 		d := l.Durable()
 		if stop == 0 || stop > d {
 			stop = d
-		}
-	}
-	send := func(msg any) error {
-		select {
-		case out <- msg:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
 		}
 	}
 	hb := c.s.opts.HeartbeatInterval
