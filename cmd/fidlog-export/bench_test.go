@@ -28,6 +28,14 @@ import (
 // raw rate of `lfs changelog` reading the same records to /dev/null. Each
 // iteration writes FIDLOG_EXPORT_BENCH_RECORDS (default 50,000) new
 // records; the users are registered before, so each sees all of them.
+// Besides the rates it reports the CPU (user + system) each process spent
+// per record, steadier than the rates on a loaded machine; with
+// FIDLOG_EXPORT_BENCH_PROFILE=DIR the exporters to files write CPU
+// profiles there (--cpuprofile, DIR/file-REP.pprof, file-plain-REP.pprof).
+// FIDLOG_EXPORT_BENCH_BASELINE=PATH names another fidlog-export binary
+// (an older build) that each repetition also runs to files, before or
+// after this one in turn, for an A/B comparison in the same run
+// (baseline_* metrics, file/baseline).
 //
 //	go test -run '^$' -bench Export -benchtime 3x ./cmd/fidlog-export
 func BenchmarkExport(b *testing.B) {
@@ -45,6 +53,10 @@ func BenchmarkExport(b *testing.B) {
 	}
 	defer devnull.Close()
 	var lfsT, fileT, plainT, jsT, ceilT time.Duration
+	var lfsCPU, fileCPU, plainCPU time.Duration
+	profDir := os.Getenv("FIDLOG_EXPORT_BENCH_PROFILE")
+	baseline := os.Getenv("FIDLOG_EXPORT_BENCH_BASELINE")
+	var baseT, baseCPU time.Duration
 	total := 0
 	rep := 0
 	for b.Loop() {
@@ -53,6 +65,9 @@ func BenchmarkExport(b *testing.B) {
 		// (FIDLOG_EXPORT_BENCH_RECORDS) several of them outlast one.
 		ctx := ctxT(b)
 		users := []string{fmt.Sprintf("file%d", rep), fmt.Sprintf("js%d", rep), fmt.Sprintf("plain%d", rep)}
+		if baseline != "" {
+			users = append(users, fmt.Sprintf("base%d", rep))
+		}
 		for _, u := range users {
 			if _, err := c.Register(ctx, s.device, u, ""); err != nil {
 				b.Fatal(err)
@@ -83,13 +98,36 @@ func BenchmarkExport(b *testing.B) {
 			b.Fatalf("lfs changelog: %v\n%s", err, stderr.String())
 		}
 		lfsT += time.Since(t0)
+		lfsCPU += lfs.ProcessState.UserTime() + lfs.ProcessState.SystemTime()
 
 		out := filepath.Join(shortTempDir(b), "audit")
-		fileT += timeExport(b, s, users[0], last, "file://"+out+"?format=ndjson")
+		prof := func(name string) string {
+			if profDir == "" {
+				return ""
+			}
+			return filepath.Join(profDir, fmt.Sprintf("%s-%d.pprof", name, rep))
+		}
+		runBaseline := func() {
+			if baseline == "" {
+				return
+			}
+			d, cpu := timeExportWith(b, baseline, s, users[3], last, "file://"+out+"-base?format=ndjson", "")
+			baseT, baseCPU = baseT+d, baseCPU+cpu
+		}
+		if rep%2 == 1 {
+			runBaseline()
+		}
+		d, cpu := timeExport(b, s, users[0], last, "file://"+out+"?format=ndjson", prof("file"))
+		fileT, fileCPU = fileT+d, fileCPU+cpu
+		if rep%2 == 0 {
+			runBaseline()
+		}
 		// The same without the hash chain's evidence (no checkpoint or
 		// anchor lines, a follow as the user): the chain's cost.
-		plainT += timeExport(b, s, users[2], last, "file://"+out+"-plain?format=ndjson&checkpoints=false")
-		jsT += timeExport(b, s, users[1], last, "nats://"+ns.hostPort()+"?stream=BENCH&format=ndjson")
+		d, cpu = timeExport(b, s, users[2], last, "file://"+out+"-plain?format=ndjson&checkpoints=false", prof("file-plain"))
+		plainT, plainCPU = plainT+d, plainCPU+cpu
+		d, _ = timeExport(b, s, users[1], last, "nats://"+ns.hostPort()+"?stream=BENCH&format=ndjson", "")
+		jsT += d
 		ceilT += publishCeiling(b, ns, rep, int(last-first+1))
 	}
 	rate := func(d time.Duration) float64 { return float64(total) / d.Seconds() }
@@ -102,6 +140,16 @@ func BenchmarkExport(b *testing.B) {
 	b.ReportMetric(lfsT.Seconds()/jsT.Seconds(), "jetstream/lfs")
 	b.ReportMetric(rate(ceilT), "nats_ceiling_rec/s")
 	b.ReportMetric(ceilT.Seconds()/jsT.Seconds(), "jetstream/ceiling")
+	cpu := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(total) }
+	b.ReportMetric(cpu(lfsCPU), "lfs_cpu_ns/rec")
+	b.ReportMetric(cpu(fileCPU), "file_cpu_ns/rec")
+	b.ReportMetric(cpu(plainCPU), "file_nochain_cpu_ns/rec")
+	if baseline != "" {
+		b.ReportMetric(rate(baseT), "baseline_file_rec/s")
+		b.ReportMetric(cpu(baseCPU), "baseline_file_cpu_ns/rec")
+		b.ReportMetric(baseT.Seconds()/fileT.Seconds(), "file/baseline")
+		b.ReportMetric(lfsT.Seconds()/baseT.Seconds(), "baseline_file/lfs")
+	}
 }
 
 // BenchmarkExportRecord is the exporter's CPU per record to an ndjson file
@@ -194,12 +242,25 @@ func publishCeiling(b *testing.B, ns *natsServer, rep, n int) time.Duration {
 }
 
 // timeExport runs an exporter as user with sink until it cleared through
-// last, and returns how long that took from its start.
-func timeExport(b *testing.B, s *mdtServer, user string, last changelog.Index, sink string) time.Duration {
+// last, and returns how long that took from its start and the CPU the
+// process used (until it stopped); with a profile path, the exporter
+// writes its CPU profile there.
+func timeExport(b *testing.B, s *mdtServer, user string, last changelog.Index, sink, profile string) (time.Duration, time.Duration) {
+	b.Helper()
+	return timeExportWith(b, "fidlog-export", s, user, last, sink, profile)
+}
+
+// timeExportWith is timeExport with the exporter binary exe (a path, or
+// a name in bin).
+func timeExportWith(b *testing.B, exe string, s *mdtServer, user string, last changelog.Index, sink, profile string) (time.Duration, time.Duration) {
 	b.Helper()
 	cl := s.client(b)
+	args := []string{"--mdt", s.target(), "--user", user, "--sink", sink}
+	if profile != "" {
+		args = append(args, "--cpuprofile", profile)
+	}
 	t0 := time.Now()
-	x := startProc(b, "fidlog-export", "--mdt", s.target(), "--user", user, "--sink", sink)
+	x := startProc(b, exe, args...)
 	for userIndex(b, s, cl, user) < last {
 		select {
 		case <-x.done:
@@ -212,5 +273,5 @@ func timeExport(b *testing.B, s *mdtServer, user string, last changelog.Index, s
 	if code := x.Stop(); code != exitOK {
 		b.Fatalf("exporter exit %d:\n%s", code, x.Output())
 	}
-	return d
+	return d, x.cmd.ProcessState.UserTime() + x.cmd.ProcessState.SystemTime()
 }

@@ -45,6 +45,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -83,6 +84,7 @@ type config struct {
 	maxBackoff  time.Duration
 	lagInterval time.Duration
 	logLevel    string
+	cpuprofile  string
 }
 
 func main() {
@@ -158,6 +160,7 @@ changelog GC (the message says how many records were lost).`,
 	f.DurationVar(&cfg.maxBackoff, "max-backoff", 10*time.Second, "longest retry delay of a failing sink")
 	f.DurationVar(&cfg.lagInterval, "lag-interval", 5*time.Second, "how often the lag metrics are sampled")
 	f.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of the exporter to this file until it exits (diagnostics)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg.maskSet = cmd.Flags().Changed("mask")
 		*code = export(cmd.Context(), cfg, stderr)
@@ -276,6 +279,21 @@ func export(ctx context.Context, cfg *config, stderr io.Writer) int {
 	sinks, err := cfg.validate(sinkEnv{logger: log})
 	if err != nil {
 		return fail(err)
+	}
+	if cfg.cpuprofile != "" {
+		f, err := os.Create(cfg.cpuprofile)
+		if err == nil {
+			if err = pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+			}
+		}
+		if err != nil {
+			return fail(configErrorf("invalid --cpuprofile '%s': %v", cfg.cpuprofile, err))
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		}()
 	}
 	met := newMetrics()
 	if cfg.metrics != "" {

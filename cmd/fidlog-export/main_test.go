@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"io"
 	"os"
@@ -48,6 +49,7 @@ func TestRunRefusesBadConfig(t *testing.T) {
 		{"bad batch", []string{"--mdt", "unix:/x", "--sink", okSink, "--batch", "0"}, "invalid --batch 0"},
 		{"argument", []string{"--mdt", "unix:/x", "--sink", okSink, "extra"}, "unknown command"},
 		{"bad flag", []string{"--nope"}, "unknown flag: --nope"},
+		{"bad cpuprofile", []string{"--mdt", "unix:/x", "--sink", okSink, "--cpuprofile", dir + "/nonexistent/cpu.pprof"}, "invalid --cpuprofile '" + dir + "/nonexistent/cpu.pprof'"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -171,4 +173,29 @@ func TestExamples(t *testing.T) {
 func TestManPages(t *testing.T) {
 	root, _ := newRootCmd(io.Discard, io.Discard)
 	clitest.CheckManPages(t, root, "8")
+}
+
+// TestCPUProfile: --cpuprofile writes a CPU profile (gzipped protobuf, as
+// runtime/pprof writes it) of the exporter's run, complete once it exits.
+func TestCPUProfile(t *testing.T) {
+	s := startMDT(t)
+	dir := shortTempDir(t)
+	prof := filepath.Join(dir, "cpu.pprof")
+	x := startProc(t, "fidlog-export", "--mdt", s.target(), "--sink", "file://"+dir+"/audit?format=ndjson", "--cpuprofile", prof)
+	waitFor(t, 30*time.Second, "exporting", func() bool { return strings.Contains(x.Output(), "msg=exporting") })
+	if code := x.Stop(); code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, x.Output())
+	}
+	f, err := os.Open(prof)
+	if err != nil {
+		t.Fatalf("no profile: %v", err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("profile %s is not gzipped: %v", prof, err)
+	}
+	if b, err := io.ReadAll(zr); err != nil || len(b) == 0 {
+		t.Fatalf("profile %s: %d bytes, %v", prof, len(b), err)
+	}
 }
