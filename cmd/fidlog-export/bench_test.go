@@ -174,6 +174,7 @@ func BenchmarkExportRecord(b *testing.B) {
 	src.paths.cache.Add(dir, "/bench")
 	w := bufio.NewWriterSize(io.Discard, 1<<20)
 	ctx := context.Background()
+	var lb lineBuffers // reused, as for a file sink
 	b.ReportAllocs()
 	for b.Loop() {
 		recs := make([]*changelog.Record, n)
@@ -185,7 +186,7 @@ func BenchmarkExportRecord(b *testing.B) {
 			recs[i] = r
 		}
 		evs := src.events(ctx, n, func(i int) event { return event{rec: recs[i]} })
-		for _, l := range formats["ndjson"].lines(evs) {
+		for _, l := range formats["ndjson"].lines(evs, &lb) {
 			w.Write(l)
 			w.WriteByte('\n')
 		}

@@ -39,6 +39,9 @@ type exporter struct {
 	delivered map[string]changelog.Index
 	cleared   map[string]changelog.Index
 	lastTime  map[string]time.Time // time of the record at delivered
+	// lineBufs are the rendering buffers kept between deliveries, per
+	// format (lineBuffers).
+	lineBufs map[*format]*lineBuffers
 
 	mu struct {
 		sync.Mutex
@@ -321,7 +324,7 @@ func (x *exporter) deliver(ctx context.Context) error {
 		if _, ok := lines[f]; ok {
 			continue
 		}
-		lines[f] = f.lines(x.pending)
+		lines[f] = f.lines(x.pending, x.lineBuffers(f))
 	}
 	for _, st := range x.sinks {
 		backoff := x.cfg.minBackoff
@@ -362,6 +365,26 @@ func (x *exporter) deliver(ctx context.Context) error {
 	x.mu.lastTime = maps.Clone(x.lastTime)
 	x.mu.Unlock()
 	return x.clear(ctx)
+}
+
+// lineBuffers returns the buffers to render f's lines into: the ones of
+// the last delivery when no sink of f keeps its lines past a delivery,
+// fresh ones otherwise (JetStream's publishes hold their lines).
+func (x *exporter) lineBuffers(f *format) *lineBuffers {
+	for _, st := range x.sinks {
+		if st.s.format() == f && st.s.keepsLines() {
+			return &lineBuffers{}
+		}
+	}
+	if x.lineBufs == nil {
+		x.lineBufs = map[*format]*lineBuffers{}
+	}
+	lb := x.lineBufs[f]
+	if lb == nil {
+		lb = &lineBuffers{}
+		x.lineBufs[f] = lb
+	}
+	return lb
 }
 
 // deliverTo writes to one sink what it lacks and commits it.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -77,14 +78,27 @@ func (f *format) line(e *event) []byte {
 // bytes): lines reserves this much a line up front.
 const lineSizeHint = 576
 
+// lineBuffers are the buffers format.lines renders a delivery into, kept
+// from one delivery to the next when no sink holds on to its lines.
+type lineBuffers struct {
+	buf   []byte
+	lines [][]byte
+	ends  []int
+}
+
 // lines renders evs in f, line i for evs[i] (nil when f cannot carry it),
-// into one buffer: one allocation for a delivery instead of several per
-// line (appending a line from nil grows it five or six times). Each line
-// is capped at its end, so appending to one never writes over the next.
-func (f *format) lines(evs []*event) [][]byte {
-	out := make([][]byte, len(evs))
-	ends := make([]int, len(evs))
-	buf := make([]byte, 0, len(evs)*lineSizeHint)
+// into one buffer: no allocation for a delivery when lb's buffers from
+// an earlier one are large enough (rendering each line from nil grew it
+// five or six times, and a fresh buffer for each delivery cost zeroing and
+// page faults), one otherwise. Each line is capped at its end, so
+// appending to one never writes over the next. The lines are valid until
+// lb is used again.
+func (f *format) lines(evs []*event, lb *lineBuffers) [][]byte {
+	n := len(evs)
+	lb.lines = slices.Grow(lb.lines[:0], n)[:n]
+	lb.ends = slices.Grow(lb.ends[:0], n)[:n]
+	buf := slices.Grow(lb.buf[:0], n*lineSizeHint)
+	ends := lb.ends
 	for i, e := range evs {
 		switch {
 		case e.isRecord():
@@ -97,9 +111,12 @@ func (f *format) lines(evs []*event) [][]byte {
 		}
 		ends[i] = len(buf)
 	}
+	lb.buf = buf
+	out := lb.lines
 	start := 0
 	for i, end := range ends {
 		if end < 0 {
+			out[i] = nil
 			continue
 		}
 		out[i] = buf[start:end:end]

@@ -166,7 +166,7 @@ func TestLinesOneBuffer(t *testing.T) {
 		}
 	}
 	for _, f := range formats {
-		ls := f.lines(evs)
+		ls := f.lines(evs, &lineBuffers{})
 		if len(ls) != len(evs) {
 			t.Fatalf("%s: %d lines for %d events", f.name, len(ls), len(evs))
 		}
@@ -182,7 +182,58 @@ func TestLinesOneBuffer(t *testing.T) {
 		}
 	}
 	recs := slices.DeleteFunc(slices.Clone(evs), func(e *event) bool { return !e.isRecord() })
-	if n := testing.AllocsPerRun(10, func() { formats["ndjson"].lines(recs) }); n > 10 {
+	if n := testing.AllocsPerRun(10, func() { formats["ndjson"].lines(recs, &lineBuffers{}) }); n > 10 {
 		t.Errorf("ndjson lines of %d records: %.0f allocations, want a few (one buffer, grown if the lines are long)", len(recs), n)
+	}
+	// Buffers reused from a delivery as large: the same lines, rendered
+	// without allocating.
+	var lb lineBuffers
+	first := slices.Clone(formats["ndjson"].lines(evs, &lb))
+	for i, l := range first {
+		first[i] = bytes.Clone(l)
+	}
+	if n := testing.AllocsPerRun(10, func() { formats["ndjson"].lines(recs, &lb) }); n != 0 {
+		t.Errorf("ndjson lines of %d records into reused buffers: %.0f allocations, want 0", len(recs), n)
+	}
+	for i, l := range formats["ndjson"].lines(evs, &lb) {
+		if !bytes.Equal(l, first[i]) || (l == nil) != (first[i] == nil) {
+			t.Fatalf("reused buffers: line %d = %q, want %q", i, l, first[i])
+		}
+	}
+}
+
+// TestLineBuffersReuse: a delivery's rendering buffers are kept for the
+// next one when no sink of the format keeps its lines (files, syslog), and
+// fresh for each delivery when one does (JetStream, whose publishes hold
+// their lines).
+func TestLineBuffersReuse(t *testing.T) {
+	mk := func(urls ...string) *exporter {
+		x := &exporter{}
+		for _, u := range urls {
+			s, err := parseSink(u, sinkEnv{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			x.sinks = append(x.sinks, &sinkState{s: s})
+		}
+		return x
+	}
+	dir := t.TempDir()
+	file, nats, syslog := "file://"+dir+"?format=ndjson", "nats://127.0.0.1:4222?format=ndjson", "syslog+tcp://127.0.0.1:514?format=ndjson"
+	for _, tc := range []struct {
+		name  string
+		urls  []string
+		reuse bool
+	}{
+		{"file", []string{file}, true},
+		{"syslog", []string{syslog}, true},
+		{"nats", []string{nats}, false},
+		{"file and nats", []string{file, nats}, false},
+	} {
+		x := mk(tc.urls...)
+		f := formats["ndjson"]
+		if got := x.lineBuffers(f) == x.lineBuffers(f); got != tc.reuse {
+			t.Errorf("%s: buffers reused = %v, want %v", tc.name, got, tc.reuse)
+		}
 	}
 }

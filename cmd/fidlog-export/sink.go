@@ -43,6 +43,11 @@ type sink interface {
 	// reset forgets what was written since the last commit, after a
 	// failed write or commit; the exporter writes it again.
 	reset()
+	// keepsLines reports whether the sink may read a line it was given
+	// after the delivery that wrote it returned (a JetStream publish can
+	// be retried by the client library); if not, the exporter renders the
+	// next delivery into the same buffer.
+	keepsLines() bool
 	// close releases the sink after a last commit.
 	close() error
 }

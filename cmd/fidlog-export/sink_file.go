@@ -441,3 +441,6 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// keepsLines: write copies the line into the file's buffer.
+func (s *fileSink) keepsLines() bool { return false }

@@ -238,3 +238,7 @@ func (s *natsSink) close() error {
 	}
 	return nil
 }
+
+// keepsLines: a published message holds its line as its data until
+// nats.go is done with it, which may be after a failed commit.
+func (s *natsSink) keepsLines() bool { return true }

@@ -404,3 +404,6 @@ func awaitVerdict(c *tls.Conn, t *ticketSignal, wait time.Duration) error {
 		return err
 	}
 }
+
+// keepsLines: write copies the line into the message.
+func (s *syslogSink) keepsLines() bool { return false }
