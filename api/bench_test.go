@@ -4,15 +4,20 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/fidlog/fidlog/api/client"
 	"github.com/fidlog/fidlog/changelog"
 	"github.com/fidlog/fidlog/changelog/store"
 	"github.com/fidlog/fidlog/fid"
 	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
+	mdtv1 "github.com/fidlog/fidlog/proto/lustre/mdt/v1"
 )
 
 // BenchmarkStream measures catch-up streaming of a retained log to one
@@ -94,4 +99,54 @@ func BenchmarkStream(b *testing.B) {
 	b.ReportMetric(scanRate, "scan_rec/s")
 	b.ReportMetric(grpcRate/scanRate, "ratio")
 	b.ReportMetric(float64(n*b.N)/float64(msgs), "rec/msg")
+}
+
+// BenchmarkExecCall measures the transport's cost per call: 64 concurrent
+// Stat calls of one file (no fsync, the MDT's part small) over loopback
+// TCP, through the Exec stream and as unary RPCs, reporting the process's
+// CPU per call (client and server together).
+//
+//	go test -run '^$' -bench ExecCall -benchtime 100000x ./api
+func BenchmarkExecCall(b *testing.B) {
+	for _, mode := range []string{"exec", "unary"} {
+		b.Run(mode, func(b *testing.B) {
+			e := newEnv(b)
+			var opts []client.Option
+			if mode == "unary" {
+				opts = append(opts, client.WithUnary())
+			}
+			c := e.dial(e.tcp, opts...)
+			ctx := context.Background()
+			if _, err := c.Namespace.Create(ctx, &mdtv1.CreateRequest{Path: []byte("/f"), Mode: 0o644}); err != nil {
+				b.Fatal(err)
+			}
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			cpu0 := processCPU(b)
+			start := time.Now()
+			for range 64 {
+				wg.Go(func() {
+					for next.Add(1) <= int64(b.N) {
+						if _, err := c.Namespace.Stat(ctx, &mdtv1.StatRequest{Path: []byte("/f")}); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			el, cpu := time.Since(start), processCPU(b)-cpu0
+			b.ReportMetric(float64(b.N)/el.Seconds(), "calls/s")
+			b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(b.N), "cpu-µs/call")
+		})
+	}
+}
+
+// processCPU is the user and system CPU time the process used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -42,6 +42,9 @@ const (
 	// execBatchBytes is where a response batch is cut (a result may pass
 	// it once): well under the clients' MaxRecvMsgSize.
 	execBatchBytes = 1 << 20
+	// execMaxMetadataID bounds ExecCall.metadata_id, so the sets one
+	// stream keeps.
+	execMaxMetadataID = 4096
 )
 
 // execMethods are the unary methods of NamespaceService by full name.
@@ -69,6 +72,10 @@ type execStream struct {
 
 	slots   chan struct{} // one per running call
 	running sync.WaitGroup
+	// mdsets are the metadata sets the client defined (metadata_id), as
+	// incoming contexts on base; read and written by the reading loop
+	// only.
+	mdsets map[uint32]context.Context
 
 	mu struct {
 		sync.Mutex
@@ -134,7 +141,8 @@ loop:
 					w = &writer{l: s.m.Log(), stop: func() bool { return true }}
 					w.l.Expect()
 				}
-				s.execWorkers.run(func() { e.run(call, w) })
+				mctx, merr := e.metadata(call)
+				s.execWorkers.run(func() { e.run(call, mctx, merr, w) })
 			}
 		case <-s.draining:
 			err = ErrDraining
@@ -151,14 +159,43 @@ loop:
 	return nil
 }
 
+// metadata returns the incoming context of call's metadata (its own, or
+// the set its metadata_id names) on the stream's base context. Called in
+// the order the calls were read, so a set is defined before its uses.
+func (e *execStream) metadata(call *mdtv1.ExecCall) (context.Context, error) {
+	id := call.GetMetadataId()
+	if id > execMaxMetadataID {
+		return nil, status.Errorf(codes.InvalidArgument, "exec: metadata_id %d is over %d", id, execMaxMetadataID)
+	}
+	if id != 0 && len(call.GetMetadata()) == 0 {
+		if ctx, ok := e.mdsets[id]; ok {
+			return ctx, nil
+		}
+		return nil, status.Errorf(codes.InvalidArgument, "exec: metadata_id %d was not defined on this stream", id)
+	}
+	meta := make(metadata.MD, len(call.GetMetadata()))
+	for _, kv := range call.GetMetadata() {
+		k := strings.ToLower(kv.GetKey())
+		meta[k] = append(meta[k], kv.GetValues()...)
+	}
+	ctx := metadata.NewIncomingContext(e.base, meta)
+	if id != 0 {
+		if e.mdsets == nil {
+			e.mdsets = make(map[uint32]context.Context)
+		}
+		e.mdsets[id] = ctx
+	}
+	return ctx, nil
+}
+
 // run runs one call and queues its result.
-func (e *execStream) run(call *mdtv1.ExecCall, w *writer) {
+func (e *execStream) run(call *mdtv1.ExecCall, mctx context.Context, merr error, w *writer) {
 	defer func() {
 		<-e.slots
 		e.running.Done()
 	}()
 	r := &mdtv1.ExecResult{Id: call.GetId()}
-	resp, err := e.call(call, w)
+	resp, err := e.call(call, mctx, merr, w)
 	if err == nil {
 		r.Response, err = proto.Marshal(resp.(proto.Message))
 	}
@@ -170,9 +207,9 @@ func (e *execStream) run(call *mdtv1.ExecCall, w *writer) {
 	e.deliver(r)
 }
 
-// call runs call's method as its unary RPC would run; w is its
-// announcement as a writer, if it is one.
-func (e *execStream) call(call *mdtv1.ExecCall, w *writer) (any, error) {
+// call runs call's method as its unary RPC would run, in mctx (its
+// metadata, or merr); w is its announcement as a writer, if it is one.
+func (e *execStream) call(call *mdtv1.ExecCall, mctx context.Context, merr error, w *writer) (any, error) {
 	if w != nil {
 		// unaryInterceptor ends it once the handler has returned; a
 		// call refused before that ends it here.
@@ -182,12 +219,10 @@ func (e *execStream) call(call *mdtv1.ExecCall, w *writer) (any, error) {
 	if !ok {
 		return nil, status.Errorf(codes.InvalidArgument, "exec: '%s' is not a unary method of %s", call.GetMethod(), mdtv1.NamespaceService_ServiceDesc.ServiceName)
 	}
-	meta := make(metadata.MD, len(call.GetMetadata()))
-	for _, kv := range call.GetMetadata() {
-		k := strings.ToLower(kv.GetKey())
-		meta[k] = append(meta[k], kv.GetValues()...)
+	if merr != nil {
+		return nil, merr
 	}
-	ctx := metadata.NewIncomingContext(e.base, meta)
+	ctx := mctx
 	if t := call.GetTimeoutUs(); t > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(t)*time.Microsecond)

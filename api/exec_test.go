@@ -369,6 +369,7 @@ type recvCounter struct {
 	msgs     atomic.Int64
 	calls    atomic.Int64
 	maxCalls atomic.Int64 // the most calls one ExecRequest carried
+	withMD   atomic.Int64 // calls that carried their metadata
 }
 
 func (rc *recvCounter) option(o *api.Options) {
@@ -392,6 +393,11 @@ func (s *countingStream) RecvMsg(m any) error {
 	err := s.ServerStream.RecvMsg(m)
 	if req, ok := m.(*mdtv1.ExecRequest); ok && err == nil {
 		n := int64(len(req.GetCalls()))
+		for _, c := range req.GetCalls() {
+			if len(c.GetMetadata()) > 0 {
+				s.rc.withMD.Add(1)
+			}
+		}
 		s.rc.msgs.Add(1)
 		s.rc.calls.Add(n)
 		for {
@@ -858,5 +864,159 @@ func TestExecCancel(t *testing.T) {
 	v.mu.Unlock()
 	if viaExec == 0 || rc.streams.Load() != 1 {
 		t.Errorf("after the cancel %d mkdirs over Exec on %d streams in all, want some on the first stream", viaExec, rc.streams.Load())
+	}
+}
+
+// TestExecMetadataSets: a call names metadata an earlier call of the same
+// stream defined (metadata_id) instead of carrying it; a redefinition
+// replaces the set; an undefined id, or one over 4096, is INVALID_ARGUMENT
+// naming it and runs nothing; sets do not outlive their stream.
+func TestExecMetadataSets(t *testing.T) {
+	e, _ := newViaEnv(t)
+	c := e.dial(e.sock, client.WithUnary())
+	ctx := ctxT(t)
+	register(t, c, "", "ALL")
+	if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte("d"), Mode: 0o777}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := mdtv1.NewNamespaceServiceClient(c.Conn()).Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(st mdtv1.NamespaceService_ExecClient, id uint64, name string, mdID uint32, md ...string) error {
+		t.Helper()
+		b, err := proto.Marshal(&mdtv1.CreateRequest{Path: []byte("d/" + name), Mode: 0o644})
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := &mdtv1.ExecCall{Id: id, Method: mdtv1.NamespaceService_Create_FullMethodName, Request: b, MetadataId: mdID}
+		for i := 0; i+1 < len(md); i += 2 {
+			x.Metadata = append(x.Metadata, &mdtv1.ExecMetadata{Key: md[i], Values: []string{md[i+1]}})
+		}
+		if err := st.Send(&mdtv1.ExecRequest{Calls: []*mdtv1.ExecCall{x}}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resultErr(t, resp.GetResults()[0])
+	}
+	steps := []struct {
+		name string
+		id   uint32
+		md   []string
+	}{
+		{"a", 5, []string{api.MDUID, "1000", api.MDGID, "100", api.MDJobID, "a.1000"}},
+		{"b", 5, nil},
+		{"c", 5, []string{api.MDUID, "2000", api.MDGID, "200", api.MDJobID, "c.2000"}},
+		{"e", 5, nil},
+		{"f", 0, []string{api.MDUID, "3000", api.MDGID, "300", api.MDJobID, "f.3000"}},
+		{"g", 5, nil},
+	}
+	for i, s := range steps {
+		if err := call(st, uint64(i+1), s.name, s.id, s.md...); err != nil {
+			t.Fatalf("create %s: %v", s.name, err)
+		}
+	}
+	if err := call(st, 10, "h", 6); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "metadata_id 6") {
+		t.Fatalf("undefined metadata_id: %v", err)
+	}
+	if err := call(st, 11, "i", 4097, api.MDUID, "1000"); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "4097") {
+		t.Fatalf("metadata_id 4097: %v", err)
+	}
+	st2, err := mdtv1.NewNamespaceServiceClient(c.Conn()).Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := call(st2, 1, "j", 5); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("metadata_id of another stream: %v", err)
+	}
+	for _, n := range []string{"h", "i", "j"} {
+		if _, err := c.Namespace.Stat(ctx, &mdtv1.StatRequest{Path: []byte("d/" + n)}); status.Code(err) != codes.NotFound {
+			t.Fatalf("d/%s after a refused create: %v", n, err)
+		}
+	}
+	want := map[string]string{"a": "1000:100 a.1000", "b": "1000:100 a.1000", "c": "2000:200 c.2000", "e": "2000:200 c.2000", "f": "3000:300 f.3000", "g": "2000:200 c.2000"}
+	got := map[string]string{}
+	err = c.Read(ctx, &changelogv1.ReadRequest{Device: device}, func(rs []*changelog.Record, _ *changelogv1.ReadResponse) error {
+		for _, x := range rs {
+			if x.Type == changelog.CLCreate {
+				got[string(x.Name)] = fmt.Sprintf("%d:%d %s", x.UID, x.GID, x.JobID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("identities of the CREAT records %v, want %v", got, want)
+	}
+}
+
+// TestExecClientMetadataSets: concurrent callers with a few identities
+// through the client's Exec stream each get their own identity on their
+// records, while most calls name their identity's set instead of
+// carrying it.
+func TestExecClientMetadataSets(t *testing.T) {
+	var rc recvCounter
+	e, via := newViaEnv(t, rc.option)
+	c := e.local()
+	ctx := ctxT(t)
+	register(t, c, "", "ALL")
+	if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte("d"), Mode: 0o777}); err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 16, 20
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			id := client.Identity{UID: uint32(1000 + w%4), GID: uint32(100 + w%4), JobID: fmt.Sprintf("job.%d", w%4)}
+			for i := range each {
+				p := fmt.Sprintf("d/w%d-%d", w, i)
+				if _, err := c.Namespace.Create(id.Context(ctx), &mdtv1.CreateRequest{Path: []byte(p), Mode: 0o644}); err != nil {
+					t.Errorf("create %s: %v", p, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	n := 0
+	err := c.Read(ctx, &changelogv1.ReadRequest{Device: device}, func(rs []*changelog.Record, _ *changelogv1.ReadResponse) error {
+		for _, x := range rs {
+			if x.Type != changelog.CLCreate {
+				continue
+			}
+			var w, i int
+			if _, err := fmt.Sscanf(string(x.Name), "w%d-%d", &w, &i); err != nil {
+				return err
+			}
+			if x.UID != uint64(1000+w%4) || x.GID != uint64(100+w%4) || x.JobID != fmt.Sprintf("job.%d", w%4) {
+				return fmt.Errorf("record of %s: u=%d:%d j=%s, want u=%d:%d j=job.%d", x.Name, x.UID, x.GID, x.JobID, 1000+w%4, 100+w%4, w%4)
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != writers*each {
+		t.Fatalf("%d CREAT records, want %d", n, writers*each)
+	}
+	via.mu.Lock()
+	execCalls := via.exec[mdtv1.NamespaceService_Create_FullMethodName]
+	via.mu.Unlock()
+	if execCalls < writers*each/2 {
+		t.Fatalf("only %d of %d creates went through Exec", execCalls, writers*each)
+	}
+	// Each stream defines each identity once.
+	if got, most := rc.withMD.Load(), int64(4*rc.streams.Load()); got > most {
+		t.Fatalf("%d calls carried their metadata over %d streams; 4 identities need at most %d", got, rc.streams.Load(), most)
 	}
 }

@@ -2,9 +2,11 @@ package client
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,18 +75,25 @@ func (c *execConn) Invoke(ctx context.Context, method string, args, reply any, o
 		// as a unary call, not the whole stream.
 		return c.cc.Invoke(ctx, method, args, reply, opts...)
 	}
-	md, _ := metadata.FromOutgoingContext(withMD(ctx, c.md))
-	call := &mdtv1.ExecCall{Method: method, Request: req, Metadata: make([]*mdtv1.ExecMetadata, 0, len(md))}
-	for k, v := range md {
-		call.Metadata = append(call.Metadata, &mdtv1.ExecMetadata{Key: k, Values: v})
+	// The call's metadata as the unary interceptor would send it: the
+	// context's, completed by the client's identity.
+	md, key := c.md, ""
+	if out, ok := metadata.FromOutgoingContext(ctx); ok {
+		for k, v := range c.md {
+			if _, set := out[k]; !set {
+				out[k] = v
+			}
+		}
+		md, key = out, mdKey(out)
 	}
+	call := &mdtv1.ExecCall{Method: method, Request: req}
 	if dl, ok := ctx.Deadline(); ok {
 		call.TimeoutUs = max(1, time.Until(dl).Microseconds())
 	}
 	if err := ctx.Err(); err != nil {
 		return status.FromContextError(err).Err()
 	}
-	r, err := c.stream().do(ctx, call)
+	r, err := c.stream().do(ctx, call, md, key)
 	if err != nil {
 		if status.Code(err) == codes.Unimplemented {
 			// No Exec on this server: nothing was run.
@@ -160,12 +169,41 @@ type execStream struct {
 	queue   []*mdtv1.ExecCall
 	sending bool
 	err     error
+	// mdIDs are the metadata sets defined on the stream (ExecCall
+	// metadata_id), by mdKey: a call whose metadata was sent before
+	// names it instead of carrying it.
+	mdIDs map[string]uint32
+}
+
+// execMaxMetadataSets is how many metadata sets a stream defines (the
+// server accepts ids up to 4096); past it calls carry their metadata.
+const execMaxMetadataSets = 4096
+
+// mdKey is an unambiguous key of md's keys and values.
+func mdKey(md metadata.MD) string {
+	keys := make([]string, 0, len(md))
+	for k := range md {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b []byte
+	for _, k := range keys {
+		b = binary.AppendUvarint(b, uint64(len(k)))
+		b = append(b, k...)
+		b = binary.AppendUvarint(b, uint64(len(md[k])))
+		for _, v := range md[k] {
+			b = binary.AppendUvarint(b, uint64(len(v)))
+			b = append(b, v...)
+		}
+	}
+	return string(b)
 }
 
 func (s *execStream) broken() bool { return s.dead.Load() }
 
-// do sends call and waits for its result, or for ctx.
-func (s *execStream) do(ctx context.Context, call *mdtv1.ExecCall) (*mdtv1.ExecResult, error) {
+// do sends call with metadata md (key: its mdKey) and waits for its
+// result, or for ctx.
+func (s *execStream) do(ctx context.Context, call *mdtv1.ExecCall, md metadata.MD, key string) (*mdtv1.ExecResult, error) {
 	ch := make(chan *mdtv1.ExecResult, 1)
 	s.mu.Lock()
 	if s.err != nil {
@@ -175,6 +213,23 @@ func (s *execStream) do(ctx context.Context, call *mdtv1.ExecCall) (*mdtv1.ExecR
 	}
 	s.next++
 	call.Id = s.next
+	// The first call with this metadata carries it and defines its id
+	// (calls are sent in queue order, so the definition goes first).
+	if id, ok := s.mdIDs[key]; ok {
+		call.MetadataId = id
+	} else if len(md) > 0 {
+		call.Metadata = make([]*mdtv1.ExecMetadata, 0, len(md))
+		for k, v := range md {
+			call.Metadata = append(call.Metadata, &mdtv1.ExecMetadata{Key: k, Values: v})
+		}
+		if len(s.mdIDs) < execMaxMetadataSets {
+			if s.mdIDs == nil {
+				s.mdIDs = make(map[string]uint32)
+			}
+			call.MetadataId = uint32(len(s.mdIDs) + 1)
+			s.mdIDs[key] = call.MetadataId
+		}
+	}
 	s.calls[call.Id] = ch
 	s.queue = append(s.queue, call)
 	if s.sending {

@@ -218,7 +218,14 @@ type ExecCall struct {
 	Metadata []*ExecMetadata `protobuf:"bytes,4,rep,name=metadata,proto3" json:"metadata,omitempty"`
 	// The call's deadline as a timeout from when the server reads it, in
 	// microseconds; 0: none.
-	TimeoutUs     int64 `protobuf:"varint,5,opt,name=timeout_us,json=timeoutUs,proto3" json:"timeout_us,omitempty"`
+	TimeoutUs int64 `protobuf:"varint,5,opt,name=timeout_us,json=timeoutUs,proto3" json:"timeout_us,omitempty"`
+	// Names the call's metadata on this stream, so that calls with the same
+	// metadata (a client's identity) need not each carry it: a call with
+	// metadata and a metadata_id defines the set of that id (replacing any
+	// set of that id); a call with a metadata_id and no metadata has the
+	// set defined last under it, on this stream. 0: the call's metadata is
+	// its own. An id above 4096, or one never defined, is INVALID_ARGUMENT.
+	MetadataId    uint32 `protobuf:"varint,6,opt,name=metadata_id,json=metadataId,proto3" json:"metadata_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -284,6 +291,13 @@ func (x *ExecCall) GetMetadata() []*ExecMetadata {
 func (x *ExecCall) GetTimeoutUs() int64 {
 	if x != nil {
 		return x.TimeoutUs
+	}
+	return 0
+}
+
+func (x *ExecCall) GetMetadataId() uint32 {
+	if x != nil {
+		return x.MetadataId
 	}
 	return 0
 }
@@ -3179,14 +3193,16 @@ const file_lustre_mdt_v1_namespace_proto_rawDesc = "" +
 	"\n" +
 	"\x1dlustre/mdt/v1/namespace.proto\x12\rlustre.mdt.v1\x1a\x1dlustre/common/v1/common.proto\"<\n" +
 	"\vExecRequest\x12-\n" +
-	"\x05calls\x18\x01 \x03(\v2\x17.lustre.mdt.v1.ExecCallR\x05calls\"\xa4\x01\n" +
+	"\x05calls\x18\x01 \x03(\v2\x17.lustre.mdt.v1.ExecCallR\x05calls\"\xc5\x01\n" +
 	"\bExecCall\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x18\n" +
 	"\arequest\x18\x03 \x01(\fR\arequest\x127\n" +
 	"\bmetadata\x18\x04 \x03(\v2\x1b.lustre.mdt.v1.ExecMetadataR\bmetadata\x12\x1d\n" +
 	"\n" +
-	"timeout_us\x18\x05 \x01(\x03R\ttimeoutUs\"8\n" +
+	"timeout_us\x18\x05 \x01(\x03R\ttimeoutUs\x12\x1f\n" +
+	"\vmetadata_id\x18\x06 \x01(\rR\n" +
+	"metadataId\"8\n" +
 	"\fExecMetadata\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
 	"\x06values\x18\x02 \x03(\tR\x06values\"C\n" +
