@@ -180,6 +180,8 @@ func (e *execStream) metadata(call *mdtv1.ExecCall) (context.Context, error) {
 	}
 	ctx := metadata.NewIncomingContext(e.base, meta)
 	if id != 0 {
+		// Its calls share the identity, parsed once.
+		ctx = withParsedIdentity(ctx, meta)
 		if e.mdsets == nil {
 			e.mdsets = make(map[uint32]context.Context)
 		}

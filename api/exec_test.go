@@ -925,6 +925,12 @@ func TestExecMetadataSets(t *testing.T) {
 	if err := call(st, 11, "i", 4097, api.MDUID, "1000"); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "4097") {
 		t.Fatalf("metadata_id 4097: %v", err)
 	}
+	// A malformed identity in a set is refused for every call naming it.
+	for i, md := range [][]string{{api.MDUID, "x"}, nil} {
+		if err := call(st, uint64(12+i), "k", 7, md...); status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "invalid id 'x'") {
+			t.Fatalf("set 7 with uid x, call %d: %v", i, err)
+		}
+	}
 	st2, err := mdtv1.NewNamespaceServiceClient(c.Conn()).Exec(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -932,7 +938,7 @@ func TestExecMetadataSets(t *testing.T) {
 	if err := call(st2, 1, "j", 5); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("metadata_id of another stream: %v", err)
 	}
-	for _, n := range []string{"h", "i", "j"} {
+	for _, n := range []string{"h", "i", "j", "k"} {
 		if _, err := c.Namespace.Stat(ctx, &mdtv1.StatRequest{Path: []byte("d/" + n)}); status.Code(err) != codes.NotFound {
 			t.Fatalf("d/%s after a refused create: %v", n, err)
 		}

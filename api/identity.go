@@ -64,6 +64,33 @@ func parseAsserted(md metadata.MD) (asserted, error) {
 	return parseAssertedFrom(md.Get)
 }
 
+// parsedIdentity is the identity metadata of an Exec metadata set, parsed
+// once for all the calls that name it (exec.go).
+type parsedIdentity struct {
+	a   asserted
+	err error
+}
+
+type parsedIdentityKey struct{}
+
+// withParsedIdentity returns ctx (whose incoming metadata is md) with md's
+// identity parsed, for assertedOf.
+func withParsedIdentity(ctx context.Context, md metadata.MD) context.Context {
+	a, err := parseAssertedFrom(func(key string) []string { return md[key] })
+	a.groups = slices.Clip(a.groups) // shared: an append must copy
+	return context.WithValue(ctx, parsedIdentityKey{}, &parsedIdentity{a, err})
+}
+
+// assertedOf returns the identity a request's metadata asserts.
+func assertedOf(ctx context.Context) (asserted, error) {
+	if p, ok := ctx.Value(parsedIdentityKey{}).(*parsedIdentity); ok {
+		return p.a, p.err
+	}
+	// One key at a time: FromIncomingContext copies every key and value
+	// of the request's metadata (gRPC's own included) into a new map.
+	return parseAssertedFrom(func(key string) []string { return metadata.ValueFromIncomingContext(ctx, key) })
+}
+
 // parseAssertedFrom reads the identity metadata of a request through get,
 // which returns the values of one key.
 func parseAssertedFrom(get func(key string) []string) (asserted, error) {
@@ -136,9 +163,7 @@ func parseAssertedFrom(get func(key string) []string) (asserted, error) {
 func identify(ctx context.Context, admin uint32) (caller, error) {
 	var c caller
 	p, _ := peer.FromContext(ctx)
-	// One key at a time: FromIncomingContext copies every key and value
-	// of the request's metadata (gRPC's own included) into a new map.
-	a, err := parseAssertedFrom(func(key string) []string { return metadata.ValueFromIncomingContext(ctx, key) })
+	a, err := assertedOf(ctx)
 	if err != nil {
 		return c, err
 	}
