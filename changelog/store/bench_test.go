@@ -243,19 +243,7 @@ func fillLog(b *testing.B, l *Log, db *pebble.DB, n int) time.Duration {
 func BenchmarkScan(b *testing.B) {
 	n := envInt("FIDLOG_BENCH_RECORDS", 1000000)
 	reps := envInt("FIDLOG_BENCH_REPS", 3)
-	db, err := pebble.Open(b.TempDir(), benchPebbleOptions(nil))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	l, err := Open(db, &Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	if _, err := l.Register(RegisterOptions{}); err != nil {
-		b.Fatal(err)
-	}
+	db, l := openBenchLog(b)
 	fillLog(b, l, db, n)
 	if err := db.Flush(); err != nil {
 		b.Fatal(err)
@@ -362,19 +350,7 @@ func liveTables(db *pebble.DB) int64 {
 // of the newest record (from the tail, tail.go; before it, a Pebble
 // iterator each time: ~2 µs and 2 allocations).
 func BenchmarkScanTail(b *testing.B) {
-	db, err := pebble.Open(b.TempDir(), benchPebbleOptions(nil))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	l, err := Open(db, &Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	if _, err := l.Register(RegisterOptions{}); err != nil {
-		b.Fatal(err)
-	}
+	db, l := openBenchLog(b)
 	fillLog(b, l, db, 100000)
 	d := l.Durable()
 	buf := make([]byte, 0, 512)
@@ -387,4 +363,23 @@ func BenchmarkScanTail(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// openBenchLog opens a log with one user in a DB on disk, closed when b
+// ends.
+func openBenchLog(b *testing.B) (*pebble.DB, *Log) {
+	db, err := pebble.Open(b.TempDir(), benchPebbleOptions(nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	l, err := Open(db, &Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	if _, err := l.Register(RegisterOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	return db, l
 }
