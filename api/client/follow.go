@@ -180,9 +180,12 @@ func (c *Client) FollowChain(ctx context.Context, device, user string, handler f
 
 // chainItems decodes a chain message's elements, leaving out what was
 // handled before (records and checkpoints at or before processed).
+// The records of a message are decoded into one array (one allocation,
+// not one a record), which stays alive while any of them is kept.
 func (f *follower) chainItems(msg *changelogv1.ReadResponse) ([]ChainItem, error) {
 	raws := msg.GetRawRecords()
 	out := make([]ChainItem, 0, len(raws))
+	var recs []changelog.Record
 	for i, b := range raws {
 		switch changelog.KindOf(b) {
 		case changelog.ItemAnchor:
@@ -206,11 +209,16 @@ func (f *follower) chainItems(msg *changelogv1.ReadResponse) ([]ChainItem, error
 				f.ckSeq = ck.Seq
 			}
 		default:
-			r, err := changelog.Decode(b)
-			if err != nil {
+			if len(recs) == cap(recs) {
+				recs = make([]changelog.Record, 0, len(raws)-i)
+			}
+			recs = recs[:len(recs)+1]
+			r := &recs[len(recs)-1]
+			if err := changelog.DecodeInto(r, b); err != nil {
 				return nil, fmt.Errorf("client: element %d of batch: %w", i, err)
 			}
 			if r.Index <= f.processed {
+				recs = recs[:len(recs)-1] // handled before: its slot is free
 				continue
 			}
 			if r.Index != f.processed+1 {
