@@ -722,6 +722,30 @@ func TestExecStreamBreak(t *testing.T) {
 			t.Fatal("Stop did not return")
 		}
 	})
+	t.Run("client closed", func(t *testing.T) {
+		// Closing one's own client ends its calls as it ends unary ones:
+		// CANCELED, the connection is closing.
+		b := newStatBlocker(t, "hold")
+		e := newEnv(t, b.option)
+		c, err := client.Dial(e.sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mkHeld(t, c)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		errs := statHeld(ctx, c, n)
+		waitFor(t, "the held calls at the server", func() bool { return b.arrived.Load() == n })
+		if got := b.viaExec.Load(); got != n-1 {
+			t.Fatalf("%d of %d calls over Exec, want %d", got, n, n-1)
+		}
+		c.Close()
+		for i, err := range <-errs {
+			if status.Code(err) != codes.Canceled {
+				t.Errorf("call %d in flight when its client closed: %v, want CANCELED as a unary call", i, err)
+			}
+		}
+	})
 	t.Run("stream failed", func(t *testing.T) {
 		// A server whose Exec ends with an error other than UNAVAILABLE
 		// once it has read the calls.

@@ -15,6 +15,7 @@ import (
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -31,7 +32,7 @@ import (
 // through the unary RPC's own path, and a call's status travels with its
 // result. A call in flight when its stream breaks gets UNAVAILABLE naming
 // the stream's error, as a unary call whose connection breaks: it may
-// have run. A call whose context ends returns at once, but the server
+// have run (CANCELED if the client closed its own connection, as unary). A call whose context ends returns at once, but the server
 // still runs it (a sent call cannot be cancelled; its timeout bounds it)
 // and the stream's other calls go on.
 type execConn struct {
@@ -144,7 +145,7 @@ func (c *execConn) stream() *execStream {
 // open starts an Exec stream. A failure to start it is the stream's
 // error, reported to its calls.
 func (c *execConn) open() *execStream {
-	s := &execStream{calls: map[uint64]chan *mdtv1.ExecResult{}}
+	s := &execStream{calls: map[uint64]chan *mdtv1.ExecResult{}, closing: func() bool { return c.cc.GetState() == connectivity.Shutdown }}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	cs, err := mdtv1.NewNamespaceServiceClient(c.cc).Exec(ctx)
@@ -162,6 +163,9 @@ type execStream struct {
 	cs     mdtv1.NamespaceService_ExecClient
 	cancel context.CancelFunc
 	dead   atomic.Bool
+	// closing says whether the client's own connection is closed: its
+	// calls then end CANCELED, as unary calls do.
+	closing func() bool
 
 	mu      sync.Mutex
 	next    uint64
@@ -324,6 +328,8 @@ func (s *execStream) failLocked(err error) {
 		err = status.Error(codes.Unavailable, "exec stream ended")
 	case st.Code() == codes.Unavailable || st.Code() == codes.Unimplemented:
 		// As it is.
+	case st.Code() == codes.Canceled && s.closing != nil && s.closing():
+		// The client closed its connection: as its unary calls.
 	default:
 		err = status.Errorf(codes.Unavailable, "exec stream ended: %s: %s", st.Code(), st.Message())
 	}
