@@ -57,6 +57,9 @@ var errStop = errors.New("stop")
 // ErrStop may be returned by a Scan callback to stop without error.
 var ErrStop = errStop
 
+// testAfterIter, set by tests, runs once Scan has made its iterator.
+var testAfterIter func()
+
 // Scan calls fn for each durable record in [max(Start, first), min(End,
 // durable)] in index order, skipping types outside Mask. It returns the index
 // to continue from: one past the last record examined. Records above the
@@ -65,6 +68,15 @@ var ErrStop = errStop
 func (l *Log) Scan(ctx context.Context, o ReadOptions, fn func(Entry) error) (next changelog.Index, err error) {
 	if o.Chain && o.Mask != 0 {
 		return o.Start, errors.New("changelog: a chain scan cannot filter by mask")
+	}
+	// The durable index is read before any iterator is made: every record
+	// up to it was applied before, so an iterator made after sees it. Read
+	// after, a group applied and synced in between would lie inside the
+	// range but outside the iterator's view, and the scan would return
+	// past it.
+	end := l.Durable()
+	if o.End != 0 {
+		end = min(end, o.End)
 	}
 	var (
 		first    changelog.Index
@@ -98,21 +110,24 @@ func (l *Log) Scan(ctx context.Context, o ReadOptions, fn func(Entry) error) (ne
 	if err != nil {
 		return o.Start, err
 	}
+	start := max(o.Start, first)
 	if it == nil {
-		// The newest records, what a follower woken by a commit reads,
-		// come from the tail when it holds them all.
-		start, end := max(o.Start, first), l.Durable()
-		if o.End != 0 {
-			end = min(end, o.End)
-		}
 		if start > end {
 			return start, nil
 		}
+		// The newest records, what a follower woken by a commit reads,
+		// come from the tail when it holds them all.
 		if end-start < tailMaxRead {
 			if next, ok, err := l.scanTail(ctx, o, start, end, fn); ok {
 				return next, err
 			}
 		}
+		if it, err = l.db.NewIter(nil); err != nil {
+			return o.Start, err
+		}
+	}
+	if testAfterIter != nil {
+		testAfterIter()
 	}
 	if ckit != nil {
 		defer func() {
@@ -121,21 +136,11 @@ func (l *Log) Scan(ctx context.Context, o ReadOptions, fn func(Entry) error) (ne
 			}
 		}()
 	}
-	if it == nil {
-		if it, err = l.db.NewIter(nil); err != nil {
-			return o.Start, err
-		}
-	}
 	defer func() {
 		if cerr := it.Close(); cerr != nil && err == nil {
 			err = cerr
 		}
 	}()
-	start := max(o.Start, first)
-	end := l.Durable()
-	if o.End != 0 {
-		end = min(end, o.End)
-	}
 	if start > end {
 		return start, nil
 	}

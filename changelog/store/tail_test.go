@@ -103,3 +103,35 @@ func TestTailMatchesPebble(t *testing.T) {
 		}
 	}
 }
+
+// TestScanSeesWhatItReturnsPast: a record committed and made durable while
+// a scan is under way (after its Pebble iterator was made) is either
+// delivered or after the index the scan says to continue from, never
+// skipped.
+func TestScanSeesWhatItReturnsPast(t *testing.T) {
+	e := newEnv(t)
+	e.register("", "")
+	for i := range tailMaxRead + 10 {
+		e.op(changelog.CLCreate, fmt.Sprint("f", i))
+	}
+	// A range longer than the tail answers, so Pebble is read.
+	testAfterIter = func() {
+		testAfterIter = nil
+		e.op(changelog.CLCreate, "meanwhile") // committed and durable
+	}
+	t.Cleanup(func() { testAfterIter = nil })
+	var got []changelog.Index
+	next, err := e.log.Scan(context.Background(), ReadOptions{Start: 1}, func(en Entry) error {
+		got = append(got, en.Index)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := got[len(got)-1]; next != last+1 {
+		t.Fatalf("scan delivered up to %d and says to continue from %d: records in between are skipped", last, next)
+	}
+	if d := e.log.Durable(); changelog.Index(len(got)) != d-1 {
+		t.Fatalf("delivered %d records, durable %d: want all but the one committed during the scan", len(got), d)
+	}
+}
