@@ -252,12 +252,17 @@ func withMD(ctx context.Context, md metadata.MD) context.Context {
 		return metadata.NewOutgoingContext(ctx, md)
 	}
 	merged := out.Copy()
+	completeMD(merged, md)
+	return metadata.NewOutgoingContext(ctx, merged)
+}
+
+// completeMD adds to out the keys of md it does not set.
+func completeMD(out, md metadata.MD) {
 	for k, v := range md {
-		if _, set := merged[k]; !set {
-			merged[k] = v
+		if _, set := out[k]; !set {
+			out[k] = v
 		}
 	}
-	return metadata.NewOutgoingContext(ctx, merged)
 }
 
 // Target is the server this client talks to, as resolved by Dial.

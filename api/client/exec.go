@@ -32,9 +32,10 @@ import (
 // through the unary RPC's own path, and a call's status travels with its
 // result. A call in flight when its stream breaks gets UNAVAILABLE naming
 // the stream's error, as a unary call whose connection breaks: it may
-// have run (CANCELED if the client closed its own connection, as unary). A call whose context ends returns at once, but the server
-// still runs it (a sent call cannot be cancelled; its timeout bounds it)
-// and the stream's other calls go on.
+// have run (CANCELED if the client closed its own connection, as unary).
+// A call whose context ends returns at once, but the server still runs it
+// (a sent call cannot be cancelled; its timeout bounds it) and the
+// stream's other calls go on.
 type execConn struct {
 	cc *grpc.ClientConn
 	// md is the identity the client's unary interceptor adds to calls
@@ -76,15 +77,12 @@ func (c *execConn) Invoke(ctx context.Context, method string, args, reply any, o
 		// as a unary call, not the whole stream.
 		return c.cc.Invoke(ctx, method, args, reply, opts...)
 	}
-	// The call's metadata as the unary interceptor would send it: the
-	// context's, completed by the client's identity.
+	// The call's metadata as the unary interceptor would send it (withMD),
+	// without a context for it: the context's (a copy), completed by the
+	// client's identity.
 	md, key := c.md, ""
 	if out, ok := metadata.FromOutgoingContext(ctx); ok {
-		for k, v := range c.md {
-			if _, set := out[k]; !set {
-				out[k] = v
-			}
-		}
+		completeMD(out, c.md)
 		md, key = out, mdKey(out)
 	}
 	call := &mdtv1.ExecCall{Method: method, Request: req}

@@ -62,16 +62,22 @@ type format struct {
 	appendChain func(b []byte, e *event) []byte
 }
 
-// line renders e in f, nil when f cannot carry it (a checkpoint or an
-// anchor in a format without appendChain).
+// appendEvent appends e's line to b; ok is false when f cannot carry it
+// (a checkpoint or an anchor in a format without appendChain).
+func (f *format) appendEvent(b []byte, e *event) (_ []byte, ok bool) {
+	switch {
+	case e.isRecord():
+		return f.appendLine(b, e), true
+	case f.appendChain != nil:
+		return f.appendChain(b, e), true
+	}
+	return b, false
+}
+
+// line renders e in f, nil when f cannot carry it.
 func (f *format) line(e *event) []byte {
-	if e.isRecord() {
-		return f.appendLine(nil, e)
-	}
-	if f.appendChain == nil {
-		return nil
-	}
-	return f.appendChain(nil, e)
+	b, _ := f.appendEvent(nil, e)
+	return b
 }
 
 // lineSizeHint is about an ndjson line of a CREAT with its path (~550
@@ -106,12 +112,8 @@ func (f *format) lines(evs []*event, lb *lineBuffers) [][]byte {
 	}
 	ends := lb.ends
 	for i, e := range evs {
-		switch {
-		case e.isRecord():
-			buf = f.appendLine(buf, e)
-		case f.appendChain != nil:
-			buf = f.appendChain(buf, e)
-		default:
+		var ok bool
+		if buf, ok = f.appendEvent(buf, e); !ok {
 			ends[i] = -1
 			continue
 		}
