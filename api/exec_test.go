@@ -52,6 +52,47 @@ func (v *viaCounter) interceptor(ctx context.Context, req any, info *grpc.UnaryS
 	return h(ctx, req)
 }
 
+// counts returns how many calls of method went through Exec and unary.
+func (v *viaCounter) counts(method string) (viaExec, viaUnary int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.exec[method], v.unary[method]
+}
+
+// mkdirs makes n directories prefix0..prefix(n-1) concurrently.
+func mkdirs(t *testing.T, ctx context.Context, c *client.Client, prefix string, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte(fmt.Sprintf("%s%d", prefix, i)), Mode: 0o755}); err != nil {
+				t.Errorf("mkdir %s%d: %v", prefix, i, err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// fakeServer serves ns, a stand-in NamespaceService, on a unix socket
+// until the test ends and returns a client of it.
+func fakeServer(t *testing.T, ns mdtv1.NamespaceServiceServer) *client.Client {
+	t.Helper()
+	gs := grpc.NewServer()
+	mdtv1.RegisterNamespaceServiceServer(gs, ns)
+	l, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go gs.Serve(l)
+	t.Cleanup(gs.Stop)
+	c, err := client.Dial("unix:" + l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func newViaEnv(t *testing.T, opts ...func(*api.Options)) (*env, *viaCounter) {
 	return newViaEnvFS(t, vfs.NewMem(), opts...)
 }
@@ -260,9 +301,7 @@ func TestExecBatches(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	v.mu.Lock()
-	viaExec, viaUnary := v.exec[mdtv1.NamespaceService_Create_FullMethodName], v.unary[mdtv1.NamespaceService_Create_FullMethodName]
-	v.mu.Unlock()
+	viaExec, viaUnary := v.counts(mdtv1.NamespaceService_Create_FullMethodName)
 	t.Logf("creates via Exec %d, unary %d", viaExec, viaUnary)
 	if viaExec+viaUnary != 2*writers*each || viaExec < writers*each {
 		t.Fatalf("creates via Exec %d, unary %d: want most of %d over Exec", viaExec, viaUnary, 2*writers*each)
@@ -281,20 +320,8 @@ func TestExecBatches(t *testing.T) {
 // TestExecFallback: against a server without Exec the client's calls go
 // unary, and succeed.
 func TestExecFallback(t *testing.T) {
-	gs := grpc.NewServer()
 	ns := &oldNamespace{release: make(chan struct{})}
-	mdtv1.RegisterNamespaceServiceServer(gs, ns)
-	l, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go gs.Serve(l)
-	defer gs.Stop()
-	c, err := client.Dial("unix:" + l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := fakeServer(t, ns)
 	ctx := ctxT(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
@@ -458,9 +485,7 @@ func TestExecDurable(t *testing.T) {
 	mu.Unlock()
 	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
 	wg.Wait()
-	v.mu.Lock()
-	viaExec := v.exec[mdtv1.NamespaceService_Create_FullMethodName]
-	v.mu.Unlock()
+	viaExec, _ := v.counts(mdtv1.NamespaceService_Create_FullMethodName)
 	if viaExec < writers*each/2 {
 		t.Fatalf("%d of %d creates over Exec: want most", viaExec, writers*each)
 	}
@@ -665,35 +690,32 @@ func TestExecStreamBreak(t *testing.T) {
 			}
 		}
 	}
+	// hold makes n Stat calls that b holds at the server, the first unary
+	// and the others over Exec; errs gets their errors once they return.
+	hold := func(t *testing.T, b *statBlocker, c *client.Client) (ctx context.Context, errs <-chan []error) {
+		t.Helper()
+		mkHeld(t, c)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		t.Cleanup(cancel)
+		errs = statHeld(ctx, c, n)
+		waitFor(t, "the held calls at the server", func() bool { return b.arrived.Load() == n })
+		if got := b.viaExec.Load(); got != n-1 {
+			t.Fatalf("%d of %d calls over Exec, want %d", got, n, n-1)
+		}
+		return ctx, errs
+	}
 	t.Run("connection closed", func(t *testing.T) {
 		b := newStatBlocker(t, "hold")
 		var rc recvCounter
 		e, v := newViaEnv(t, b.option, rc.option)
 		p := newCutProxy(t, e.sock)
 		c := e.dial(p.addr)
-		mkHeld(t, c)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		errs := statHeld(ctx, c, n)
-		waitFor(t, "the held calls at the server", func() bool { return b.arrived.Load() == n })
-		if got := b.viaExec.Load(); got != n-1 {
-			t.Fatalf("%d of %d calls over Exec, want %d", got, n, n-1)
-		}
+		ctx, errs := hold(t, b, c)
 		p.cut()
 		wantBroken(t, errs, "")
 		// The client recovers: concurrent calls go over a new stream.
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Go(func() {
-				if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte(fmt.Sprintf("after%d", i)), Mode: 0o755}); err != nil {
-					t.Errorf("mkdir after the break: %v", err)
-				}
-			})
-		}
-		wg.Wait()
-		v.mu.Lock()
-		viaExec := v.exec[mdtv1.NamespaceService_Mkdir_FullMethodName]
-		v.mu.Unlock()
+		mkdirs(t, ctx, c, "after", n)
+		viaExec, _ := v.counts(mdtv1.NamespaceService_Mkdir_FullMethodName)
 		if viaExec == 0 || rc.streams.Load() != 2 {
 			t.Errorf("after the break %d mkdirs over Exec on %d streams in all, want some on a second stream", viaExec, rc.streams.Load())
 		}
@@ -702,14 +724,7 @@ func TestExecStreamBreak(t *testing.T) {
 		b := newStatBlocker(t, "hold")
 		e := newEnv(t, b.option)
 		c := e.local()
-		mkHeld(t, c)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		errs := statHeld(ctx, c, n)
-		waitFor(t, "the held calls at the server", func() bool { return b.arrived.Load() == n })
-		if got := b.viaExec.Load(); got != n-1 {
-			t.Fatalf("%d of %d calls over Exec, want %d", got, n, n-1)
-		}
+		ctx, errs := hold(t, b, c)
 		stopped := make(chan struct{})
 		go func() {
 			e.srv.Stop()
@@ -731,14 +746,7 @@ func TestExecStreamBreak(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mkHeld(t, c)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		errs := statHeld(ctx, c, n)
-		waitFor(t, "the held calls at the server", func() bool { return b.arrived.Load() == n })
-		if got := b.viaExec.Load(); got != n-1 {
-			t.Fatalf("%d of %d calls over Exec, want %d", got, n, n-1)
-		}
+		_, errs := hold(t, b, c)
 		c.Close()
 		for i, err := range <-errs {
 			if status.Code(err) != codes.Canceled {
@@ -749,20 +757,8 @@ func TestExecStreamBreak(t *testing.T) {
 	t.Run("stream failed", func(t *testing.T) {
 		// A server whose Exec ends with an error other than UNAVAILABLE
 		// once it has read the calls.
-		gs := grpc.NewServer()
 		fs := &failingExec{read: n - 1, release: make(chan struct{})}
-		mdtv1.RegisterNamespaceServiceServer(gs, fs)
-		l, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		go gs.Serve(l)
-		defer gs.Stop()
-		c, err := client.Dial("unix:" + l.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := fakeServer(t, fs)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		first, done := make(chan error, 1), make(chan error, n-1)
@@ -874,18 +870,8 @@ func TestExecCancel(t *testing.T) {
 			t.Errorf("call in flight with a cancelled one: %v", err)
 		}
 	}
-	var wg sync.WaitGroup
-	for i := range 8 {
-		wg.Go(func() {
-			if _, err := c.Namespace.Mkdir(ctx, &mdtv1.MkdirRequest{Path: []byte(fmt.Sprintf("after%d", i)), Mode: 0o755}); err != nil {
-				t.Errorf("mkdir after the cancel: %v", err)
-			}
-		})
-	}
-	wg.Wait()
-	v.mu.Lock()
-	viaExec := v.exec[mdtv1.NamespaceService_Mkdir_FullMethodName]
-	v.mu.Unlock()
+	mkdirs(t, ctx, c, "after", 8)
+	viaExec, _ := v.counts(mdtv1.NamespaceService_Mkdir_FullMethodName)
 	if viaExec == 0 || rc.streams.Load() != 1 {
 		t.Errorf("after the cancel %d mkdirs over Exec on %d streams in all, want some on the first stream", viaExec, rc.streams.Load())
 	}
@@ -1039,9 +1025,7 @@ func TestExecClientMetadataSets(t *testing.T) {
 	if n != writers*each {
 		t.Fatalf("%d CREAT records, want %d", n, writers*each)
 	}
-	via.mu.Lock()
-	execCalls := via.exec[mdtv1.NamespaceService_Create_FullMethodName]
-	via.mu.Unlock()
+	execCalls, _ := via.counts(mdtv1.NamespaceService_Create_FullMethodName)
 	if execCalls < writers*each/2 {
 		t.Fatalf("only %d of %d creates went through Exec", execCalls, writers*each)
 	}
