@@ -43,7 +43,7 @@ const defaultJobIDFormat = "%e.%u"
 
 // mountRPCTimeout bounds each call, so that a server that is down makes
 // operations fail (EIO/ENOTCONN) instead of hanging.
-const mountRPCTimeout = 30 * time.Second
+var mountRPCTimeout = 30 * time.Second
 
 // mountOptions are the flags of mdc mount.
 type mountOptions struct {
@@ -131,9 +131,8 @@ func (a *app) mount(ctx context.Context, dir string, mo mountOptions) error {
 	}
 	// The server must answer before the kernel sees the mount.
 	rctx, cancel := context.WithTimeout(ctx, mountRPCTimeout)
-	_, err = a.ns.StatFid(a.ctx, &mdtv1.StatFidRequest{Fid: client.FIDToPB(fid.Root)})
+	_, err = a.ns.StatFid(rctx, &mdtv1.StatFidRequest{Fid: client.FIDToPB(fid.Root)})
 	cancel()
-	_ = rctx
 	if err != nil {
 		return a.fail(err, "cannot reach the MDT at '%s'", a.conn.Target())
 	}
