@@ -183,6 +183,12 @@ func (a *app) readChangelog(cmd *cobra.Command, req *changelogv1.ReadRequest, mo
 	msg := cli.Strerror(cli.Errno(err))
 	if cli.IsEvicted(err) {
 		msg = cli.Message(err)
+	} else if n := cli.Errno(err); n == cli.EINVAL || n == cli.ENOENT {
+		// What was wrong with the request (the device, the user, the
+		// range), as liblustreapi names what it could not open.
+		if d := cli.Detail(err); d != "" {
+			fmt.Fprintf(a.stderr, "lfs changelog: %s\n", d)
+		}
 	}
 	fmt.Fprintf(a.stderr, "lfs changelog: %s: %s\n", what, msg)
 	return cli.Exit(cli.Errno(err))

@@ -40,7 +40,7 @@ func newChangelogClearCmd(a *app) *cobra.Command {
 			fmt.Fprintf(a.stderr, "lfs changelog_clear: invalid endrec: %v\n", err)
 			return cli.Exit(cli.EINVAL)
 		}
-		errno, evicted := 0, ""
+		errno, evicted, devErr := 0, "", ""
 		user, _, _ := strings.Cut(id, "-")
 		if !clearUserRE.MatchString(user) {
 			errno = cli.EINVAL
@@ -59,6 +59,13 @@ func newChangelogClearCmd(a *app) *cobra.Command {
 			if cli.IsEvicted(err) {
 				evicted = cli.Message(err)
 			}
+			if errno == cli.ENOENT || errno == cli.EINVAL {
+				// Not "no changelog user" nor "record out of range" when
+				// the device itself is wrong.
+				if derr := cli.DeviceError(cmd.Context(), conn, device); derr != nil {
+					errno, devErr = cli.Errno(derr), cli.Detail(derr)
+				}
+			}
 		}
 		if errno == 0 {
 			return nil
@@ -67,6 +74,8 @@ func newChangelogClearCmd(a *app) *cobra.Command {
 		switch {
 		case evicted != "":
 			fmt.Fprintf(a.stderr, "changelog_clear: %s\n", evicted)
+		case devErr != "":
+			fmt.Fprintf(a.stderr, "changelog_clear: %s\n", devErr)
 		case errno == cli.EINVAL:
 			fmt.Fprintf(a.stderr, "changelog_clear: record out of range: %d\n", end)
 		case errno == cli.ENOENT:

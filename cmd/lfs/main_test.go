@@ -78,8 +78,18 @@ func TestChangelog(t *testing.T) {
 			Stderr: "lfs changelog: invalid changelog mask 'CREAT+': Invalid argument (22)\n"},
 		{Args: []string{"changelog", "--bogus", dev}, Code: 4, Stdout: help, Stderr: "lfs changelog: unrecognized option '--bogus'\n"},
 		{Args: []string{"changelog", "-x", dev}, Code: 4, Stdout: help, Stderr: "lfs changelog: unrecognized option '-x'\n"},
-		{Args: []string{"changelog", "lustre-MDT0007"}, Code: 2, Stderr: "lfs changelog: cannot start changelog: No such file or directory\n"},
-		{Args: []string{"changelog", "--user", "cl9", dev}, Code: 2, Stderr: "lfs changelog: cannot start changelog: No such file or directory\n"},
+		// The server's message names what was wrong (as liblustreapi's
+		// own line names the device it could not open), then lfs's line.
+		{Args: []string{"changelog", "lustre-MDT0007"}, Code: 2, Stderr: "lfs changelog: unknown device 'lustre-MDT0007' (this server serves '" + dev + "')\n" +
+			"lfs changelog: cannot start changelog: No such file or directory\n"},
+		{Args: []string{"changelog", ""}, Code: 22, Stderr: "lfs changelog: missing device (this server serves '" + dev + "')\n" +
+			"lfs changelog: cannot start changelog: Invalid argument\n"},
+		{Args: []string{"changelog", "--user", "cl9", dev}, Code: 2, Stderr: "lfs changelog: no changelog user: cl9\n" +
+			"lfs changelog: cannot start changelog: No such file or directory\n"},
+		{Args: []string{"changelog", "--user", "nosuch", dev}, Code: 2, Stderr: "lfs changelog: no changelog user: nosuch\n" +
+			"lfs changelog: cannot start changelog: No such file or directory\n"},
+		{Args: []string{"changelog", dev, "5", "3"}, Code: 22, Stderr: "lfs changelog: start index 5 is above end index 3\n" +
+			"lfs changelog: cannot start changelog: Invalid argument\n"},
 	})
 }
 
@@ -95,6 +105,12 @@ func TestChangelogClear(t *testing.T) {
 			"changelog_clear: no changelog user: cl7\n"},
 		{Args: []string{"changelog_clear", dev, "1", "0"}, Code: 22, Stderr: "lfs changelog_clear: cannot purge records for '1': Invalid argument (22)\n" +
 			"changelog_clear: record out of range: 0\n"},
+		// An unknown or missing device is not reported as an unknown user
+		// or a record out of range: the second line says what is wrong.
+		{Args: []string{"changelog_clear", "lustre-MDT0007", "cl1", "0"}, Code: 2, Stderr: "lfs changelog_clear: cannot purge records for 'cl1': No such file or directory (2)\n" +
+			"changelog_clear: unknown device 'lustre-MDT0007' (this server serves '" + dev + "')\n"},
+		{Args: []string{"changelog_clear", "", "cl1", "0"}, Code: 22, Stderr: "lfs changelog_clear: cannot purge records for 'cl1': Invalid argument (22)\n" +
+			"changelog_clear: missing device (this server serves '" + dev + "')\n"},
 		// No typo purges the audit: only a whole decimal number is an
 		// end record, and a bad one clears nothing (the next read shows
 		// every record).

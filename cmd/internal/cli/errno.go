@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/fidlog/fidlog/api/client"
+	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
 )
 
 // Errno values the commands use by name.
@@ -76,4 +78,37 @@ func Strerror(n int) string {
 		return "Unknown error " + strconv.Itoa(n)
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// Detail returns what the server's message of a failed call says beyond
+// its errno, the offending value ("start index 5 is above end index 3",
+// "unknown device 'x' (this server serves 'lustre-MDT0000')", "no
+// changelog user: cl9"), without the "api: " and errno-text prefixes; ""
+// when it says nothing more. The commands print it before Lustre's own
+// line, as liblustreapi prints its line naming the device or user before
+// lfs's.
+func Detail(err error) string {
+	if err == nil {
+		return ""
+	}
+	msg := strings.TrimPrefix(Message(err), "api: ")
+	generic := Strerror(Errno(err))
+	if len(msg) > len(generic)+2 && strings.EqualFold(msg[:len(generic)], generic) && msg[len(generic):len(generic)+2] == ": " {
+		msg = msg[len(generic)+2:]
+	}
+	if strings.EqualFold(strings.TrimSpace(msg), generic) {
+		return ""
+	}
+	return strings.TrimSpace(msg)
+}
+
+// DeviceError returns why the server refuses device (unknown: ENOENT;
+// missing: EINVAL), or nil if it serves it: for a command whose failure
+// could mean either a bad device or a bad user or record.
+func DeviceError(ctx context.Context, conn *Conn, device string) error {
+	_, err := conn.Changelog.GetState(ctx, &changelogv1.GetStateRequest{Device: device})
+	if n := Errno(err); n == ENOENT || n == EINVAL {
+		return err
+	}
+	return nil
 }
