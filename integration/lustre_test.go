@@ -97,9 +97,9 @@ func TestSanity160oq(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{"-u Tt3_-#", 22, "error: changelog_register: Invalid argument"},
+		{"-u Tt3_-#", 22, "error: changelog_register: invalid changelog user 'Tt3_-#': "},
 		{"-u test_160o", 17, "error: changelog_register: User exists"},
-		{"-u test_160toolongname", 36, "error: changelog_register: File name too long"},
+		{"-u test_160toolongname", 36, "error: changelog_register: changelog user name 'test_160toolongname' is longer than 16 characters: File name too long"},
 	} {
 		r := Run(t, c.s, "lctl", append([]string{"--device", device, "changelog_register"}, strings.Fields(tc.args)...)...)
 		if r.Code != tc.code || !strings.Contains(r.Stderr, tc.msg) {

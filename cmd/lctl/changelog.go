@@ -78,6 +78,14 @@ func newRegisterCmd(a *app, name string) *cobra.Command {
 					return cli.Exit(d)
 				}
 				fmt.Fprintf(a.stderr, "error: %s: %s\n", op, cli.Strerror(n))
+			case cli.EINVAL, cli.ENAMETOOLONG:
+				// Lustre's line names only the errno: add the server's
+				// message, which names the bad user name or mask token.
+				if d := cli.Detail(err); d != "" {
+					fmt.Fprintf(a.stderr, "error: %s: %s: %s\n", op, d, cli.Strerror(n))
+					break
+				}
+				fmt.Fprintf(a.stderr, "error: %s: %s\n", op, cli.Strerror(n))
 			default:
 				fmt.Fprintf(a.stderr, "error: %s: %s\n", op, cli.Strerror(n))
 			}
@@ -144,7 +152,11 @@ func newDeregisterCmd(a *app, name string) *cobra.Command {
 				if d := a.deviceErr(cmd, conn, op); d != 0 {
 					return cli.Exit(d)
 				}
-				fmt.Fprintf(a.stderr, "error: %s: User not found\n", op)
+				who := user
+				if len(args) == 1 {
+					who = args[0]
+				}
+				fmt.Fprintf(a.stderr, "error: %s: User not found: %s\n", op, who)
 			default:
 				fmt.Fprintf(a.stderr, "error: %s: %s\n", op, cli.Strerror(n))
 			}

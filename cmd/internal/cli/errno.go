@@ -20,6 +20,7 @@ const (
 	EEXIST       = int(syscall.EEXIST)
 	ENODEV       = int(syscall.ENODEV)
 	EINVAL       = int(syscall.EINVAL)
+	ENAMETOOLONG = int(syscall.ENAMETOOLONG)
 	ENOSPC       = int(syscall.ENOSPC)
 	ERANGE       = int(syscall.ERANGE)
 	ENODATA      = int(syscall.ENODATA)
