@@ -169,7 +169,15 @@ func newPath2FidCmd(a *app) *cobra.Command {
 		ns := conn.Namespace
 		first := 0
 		for _, p := range args {
-			resp, err := ns.Path2Fid(ctx, &mdtv1.Path2FidRequest{Path: []byte(p)})
+			var resp *mdtv1.Path2FidResponse
+			var err error
+			if p == "" {
+				// No file has an empty name (open("") is ENOENT); the
+				// server would read it as the root.
+				err = syscall.ENOENT
+			} else {
+				resp, err = ns.Path2Fid(ctx, &mdtv1.Path2FidRequest{Path: []byte(p)})
+			}
 			var out string
 			if err == nil && parents {
 				out, err = a.parentsOf(cmd, ns, fidFromPB(resp.GetFid()))

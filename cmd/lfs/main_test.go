@@ -155,6 +155,10 @@ func TestFidPath(t *testing.T) {
 		{Args: []string{"path2fid", "d", "/d/f", "nope"}, Code: 2, Stdout: "d: " + df + "\n/d/f: " + ff + "\n",
 			Stderr: "lfs path2fid: cannot get fid for 'nope': No such file or directory\n"},
 		{Args: []string{"path2fid", "--parents", "d/f"}, Stdout: df + "/f\t[0x200000007:0x1:0x0]/g\n"},
+		// An empty path names no file (llapi_path2fid's open fails with
+		// ENOENT); the server would read it as the root.
+		{Args: []string{"path2fid", "", "d"}, Code: 2, Stdout: "d: " + df + "\n", Stderr: "lfs path2fid: cannot get fid for '': No such file or directory\n"},
+		{Args: []string{"path2fid", "--parents", ""}, Code: 2, Stderr: "lfs path2fid: cannot get parent fid for '': No such file or directory\n"},
 		{Args: []string{"fid2path", "lustre", ff}, Stdout: "d/f\ng\n"},
 		{Args: []string{"fid2path", "--link", "1", "lustre", ff}, Stdout: "g\n"},
 		{Args: []string{"fid2path", "-f", "-c", "lustre", ff}, Stdout: ff + " 0 d/f\n" + ff + " 1 g\n"},

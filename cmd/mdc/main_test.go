@@ -47,6 +47,20 @@ func TestVerbs(t *testing.T) {
 		{Args: []string{"rmdir", "pics/a/b", "pics/a", "pics"}},
 		{Args: []string{"close", "12345"}, Code: 9, Stderr: "mdc: close 12345: Bad file descriptor\n"},
 		{Args: []string{"mkdir"}, Code: 22, Stderr: "mdc mkdir: requires at least 1 arg(s), only received 0\nusage: mkdir [-m MODE] [-p] PATH...\n"},
+		// An empty operand names no file (ENOENT, as for chmod(1) and
+		// the system calls), never the root, which the server's "" is:
+		// it changes nothing.
+		{Args: []string{"chmod", "700", ""}, Code: 2, Stderr: "mdc chmod: cannot access '': No such file or directory\n"},
+		{Args: []string{"chown", "500:500", ""}, Code: 2, Stderr: "mdc chown: cannot access '': No such file or directory\n"},
+		{Args: []string{"setfattr", "-n", "user.tag", "-v", "x", ""}, Code: 2, Stderr: "mdc setfattr: cannot access '': No such file or directory\n"},
+		{Args: []string{"touch", ""}, Code: 2, Stderr: "mdc touch: cannot access '': No such file or directory\n"},
+		{Args: []string{"mkdir", "-p", ""}, Code: 2, Stderr: "mdc mkdir: cannot access '': No such file or directory\n"},
+		{Args: []string{"ln", "-s", "x", ""}, Code: 2, Stderr: "mdc ln: cannot access '': No such file or directory\n"},
+		{Args: []string{"stat", ""}, Code: 2, Stderr: "mdc stat: cannot access '': No such file or directory\n"},
+		{Args: []string{"open", ""}, Code: 2, Stderr: "mdc open: cannot access '': No such file or directory\n"},
+		{Args: []string{"stat", "/"}, Stdout: "re:  File: /\n  Size: 0\tdirectory\n[^\n]*\nAccess: \\(0755/drwxr-xr-x\\)  Uid: 0  Gid: 0\n.*"},
+		{Args: []string{"getfattr", "-d", "/"}},
+		{Args: []string{"ls"}},
 	}
 	for i := range steps {
 		steps[i].Args = append(append([]string{}, id...), steps[i].Args...)

@@ -34,6 +34,15 @@ func (a *app) verb(use, short string, args cobra.PositionalArgs, body func(cmd *
 			if err := args(cmd, as); err != nil {
 				return cli.Usage(cmd, "mdc %s: %v", cmd.Name(), err)
 			}
+			// The server reads an empty path as the root; an empty operand
+			// names no file (ENOENT, as the system calls and coreutils
+			// say), and no verb has an operand that may be empty.
+			for _, arg := range as {
+				if arg == "" {
+					fmt.Fprintf(a.stderr, "mdc %s: cannot access '': %s\n", cmd.Name(), cli.Strerror(cli.ENOENT))
+					return cli.Exit(cli.ENOENT)
+				}
+			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error { return a.done(body(cmd, args)) },
