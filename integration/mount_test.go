@@ -52,14 +52,21 @@ func needFUSE(t *testing.T, tools ...string) {
 // StartMount mounts s at a new directory through its unix socket, as root.
 func StartMount(t *testing.T, s *Server, extra ...string) *Mount {
 	t.Helper()
-	m := &Mount{t: t, Dir: filepath.Join(shortTempDir(t), "mnt"), done: make(chan error, 1)}
+	dir := filepath.Join(shortTempDir(t), "mnt")
 	// Other users reach the mount through its parent.
-	if err := os.Chmod(filepath.Dir(m.Dir), 0o755); err != nil {
+	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Mkdir(m.Dir, 0o755); err != nil {
+	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return mountAt(t, s, dir, extra...)
+}
+
+// mountAt mounts s at the existing empty directory dir.
+func mountAt(t *testing.T, s *Server, dir string, extra ...string) *Mount {
+	t.Helper()
+	m := &Mount{t: t, Dir: dir, done: make(chan error, 1)}
 	args := append([]string{"--server", "unix:" + s.Socket, "mount"}, extra...)
 	m.cmd = exec.Command(filepath.Join(bin, "mdc"), append(args, m.Dir)...)
 	m.cmd.Stdout, m.cmd.Stderr = &m.out, &m.out
@@ -462,6 +469,32 @@ func TestMountErrors(t *testing.T) {
 	if m.mounted() {
 		t.Fatal("still mounted after SIGTERM")
 	}
+}
+
+// TestMountDaemonKilled: after kill -9 of mdc mount the dead mount stays
+// (ENOTCONN); mounting again says what to do and exits ENOTCONN, and after
+// umount the mount point mounts again.
+func TestMountDaemonKilled(t *testing.T) {
+	needFUSE(t)
+	s := StartServer(t, shortTempDir(t))
+	m := StartMount(t, s)
+	if err := m.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-m.done
+	m.done <- nil // for the cleanup
+	r := Run(t, nil, "mdc", "--server", "unix:"+s.Socket, "mount", m.Dir)
+	if r.Code != int(syscall.ENOTCONN) || !strings.Contains(r.Stderr, "umount '"+m.Dir+"' first") {
+		t.Fatalf("mount over a dead mount: %s", r)
+	}
+	if out, err := exec.Command("umount", m.Dir).CombinedOutput(); err != nil {
+		t.Fatalf("umount of the dead mount: %v %s", err, out)
+	}
+	m2 := mountAt(t, s, m.Dir)
+	if err := os.WriteFile(filepath.Join(m2.Dir, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m2.Unmount()
 }
 
 // TestMountServerKill: kill -9 of mdtd during tar x loses nothing tar

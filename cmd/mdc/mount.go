@@ -116,6 +116,11 @@ func checkJobIDFormat(f string) error {
 // mount serves the mount point until it is unmounted or a signal arrives.
 func (a *app) mount(ctx context.Context, dir string, mo mountOptions) error {
 	st, err := os.Stat(dir)
+	if errors.Is(err, syscall.ENOTCONN) {
+		// A FUSE mount whose daemon died (kill -9, OOM) stays until
+		// unmounted; every access to it fails so.
+		return a.fail(err, "mount point '%s' holds a mount whose daemon is gone (umount '%s' first)", dir, dir)
+	}
 	if err != nil {
 		return a.fail(err, "mount point '%s'", dir)
 	}
