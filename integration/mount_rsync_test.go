@@ -52,7 +52,9 @@ rm src/a/sym && mv "src/c/caf$(printf '\351')" src/a/ && setfattr -n user.k -v w
 	if !slices.Equal(got, want) {
 		t.Fatalf("mount tree (%d) differs from the local tree (%d): %s", len(got), len(want), firstDiff(got, want))
 	}
-	if !slices.ContainsFunc(got, func(l string) bool { return strings.Contains(l, `"dst/a/f1" mode=100644 nlink=2`) && strings.Contains(l, `user.k="w"`) }) {
+	if !slices.ContainsFunc(got, func(l string) bool {
+		return strings.Contains(l, `"dst/a/f1" mode=100644 nlink=2`) && strings.Contains(l, `user.k="w"`)
+	}) {
 		t.Fatalf("the tree lacks dst/a/f1 with 2 links and user.k=w:\n%s", strings.Join(got, "\n"))
 	}
 
