@@ -55,6 +55,12 @@ func newRegisterCmd(a *app, name string) *cobra.Command {
 		if err := a.needDevice(cmd, op); err != nil {
 			return err
 		}
+		if cmd.Flags().Changed("user") && user == "" {
+			// The request's empty name means "no name": an explicit
+			// empty -u is a bad name (mdd_changelog_name_check), not that.
+			fmt.Fprintf(a.stderr, "error: %s: invalid changelog user '': %s\n", op, cli.Strerror(cli.EINVAL))
+			return cli.Exit(cli.EINVAL)
+		}
 		if cmd.Flags().Changed("mask") && strings.TrimSpace(mask) == "" {
 			fmt.Fprintf(a.stderr, "error: %s: invalid changelog mask '%s': Invalid argument\n", op, mask)
 			return cli.Exit(cli.EINVAL)

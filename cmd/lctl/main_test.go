@@ -32,6 +32,9 @@ func TestChangelogUsers(t *testing.T) {
 			Stderr: "error: changelog_register: changelog user name 'test_160toolongname' is longer than 16 characters: File name too long\n"},
 		{Args: []string{"--device", dev, "changelog_register", "-m", "bogus"}, Code: 22, Stderr: "error: changelog_register: invalid changelog mask 'bogus': unknown mask 'bogus': Invalid argument\n"},
 		{Args: []string{"--device", dev, "changelog_register", "-m", "CREAT+"}, Code: 22, Stderr: "error: changelog_register: invalid changelog mask 'CREAT+': unknown mask '+': Invalid argument\n"},
+		// An explicitly empty name is a bad name, not "no name": nothing
+		// is registered (the next id is still cl3).
+		{Args: []string{"--device", dev, "changelog_register", "-u", ""}, Code: 22, Stderr: "error: changelog_register: invalid changelog user '': Invalid argument\n"},
 		{Args: []string{"--device", dev, "changelog", "register", "-n"}, Stdout: "cl3\n"},
 		{Args: []string{"--device", "lustre-MDT0009", "changelog_register"}, Code: 19,
 			Stderr: "error: changelog_register: cannot find device 'lustre-MDT0009': No such device\n"},

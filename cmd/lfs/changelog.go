@@ -51,6 +51,11 @@ func newChangelogCmd(a *app) *cobra.Command {
 			}
 			*p = n
 		}
+		if cmd.Flags().Changed("user") && user == "" {
+			// The request's empty user means "no user filter".
+			fmt.Fprintf(a.stderr, "lfs changelog: invalid changelog user ''\n")
+			return cli.Exit(cli.EINVAL)
+		}
 		if output != "text" && output != "json" {
 			return cli.Usage(cmd, "lfs changelog: invalid output format '%s' (text or json)", output)
 		}

@@ -86,6 +86,7 @@ func TestChangelog(t *testing.T) {
 			"lfs changelog: cannot start changelog: Invalid argument\n"},
 		{Args: []string{"changelog", "--user", "cl9", dev}, Code: 2, Stderr: "lfs changelog: no changelog user: cl9\n" +
 			"lfs changelog: cannot start changelog: No such file or directory\n"},
+		{Args: []string{"changelog", "--user", "", dev}, Code: 22, Stderr: "lfs changelog: invalid changelog user ''\n"},
 		{Args: []string{"changelog", "--user", "nosuch", dev}, Code: 2, Stderr: "lfs changelog: no changelog user: nosuch\n" +
 			"lfs changelog: cannot start changelog: No such file or directory\n"},
 		{Args: []string{"changelog", dev, "5", "3"}, Code: 22, Stderr: "lfs changelog: start index 5 is above end index 3\n" +
