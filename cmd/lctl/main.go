@@ -20,7 +20,8 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 // run executes lctl with args and returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	return cli.Execute(newRootCmd(stdout, stderr), args, stderr, cli.UsageLustre)
+	out := cli.NewOutput(stdout)
+	return out.Done("lctl", stderr, cli.Execute(newRootCmd(out, stderr), args, stderr, cli.UsageLustre))
 }
 
 // app is the state shared by lctl's commands.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"syscall"
 	"testing"
 
 	"github.com/fidlog/fidlog/cmd/internal/clitest"
@@ -116,4 +118,22 @@ func TestNodemap(t *testing.T) {
 		{Args: []string{"get_param", "nodemap.active"}, Stdout: "nodemap.active=1\n"},
 		{Args: []string{"nodemap_activate", "0"}},
 	})
+}
+
+// TestWriteError: a parameter that could not be printed (a full disk) is
+// not status 0.
+func TestWriteError(t *testing.T) {
+	s := clitest.StartServer(t)
+	var errb bytes.Buffer
+	code := run([]string{"--server", s.Target, "get_param", "mdd.*.changelog_users"}, fullWriter{}, &errb)
+	if code != 28 || errb.String() != "lctl: write error: No space left on device\n" {
+		t.Errorf("get_param into a full disk: exit %d, stderr %q; want 28 and the write error", code, errb.String())
+	}
+}
+
+// fullWriter fails every write as /dev/full does.
+type fullWriter struct{}
+
+func (fullWriter) Write([]byte) (int, error) {
+	return 0, &os.PathError{Op: "write", Path: "/dev/stdout", Err: syscall.ENOSPC}
 }

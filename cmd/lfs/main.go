@@ -19,7 +19,8 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 // run executes lfs with args and returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	return cli.Execute(newRootCmd(stdout, stderr), args, stderr, cli.UsageLustre)
+	out := cli.NewOutput(stdout)
+	return out.Done("lfs", stderr, cli.Execute(newRootCmd(out, stderr), args, stderr, cli.UsageLustre))
 }
 
 // app is the state shared by lfs's commands.

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/fidlog/fidlog/changelog/store"
@@ -204,4 +206,28 @@ func TestConnectionRefused(t *testing.T) {
 	if want := "cannot connect to MDT server 'unix:"; !bytes.Contains(errb.Bytes(), []byte(want)) {
 		t.Errorf("stderr %q lacks %q", errb.String(), want)
 	}
+}
+
+// TestWriteError: records that could not be written (a full disk) never
+// end with status 0, so a script's "lfs changelog > f && lfs
+// changelog_clear" does not clear what it lost; the error is named.
+func TestWriteError(t *testing.T) {
+	s := setup(t)
+	var errb bytes.Buffer
+	code := run([]string{"--server", s.Target, "changelog", s.Device}, fullWriter{}, &errb)
+	if code != 28 || errb.String() != "lfs: write error: No space left on device\n" {
+		t.Errorf("changelog into a full disk: exit %d, stderr %q; want 28 and the write error", code, errb.String())
+	}
+	errb.Reset()
+	code = run([]string{"--server", s.Target, "path2fid", "keep"}, fullWriter{}, &errb)
+	if code != 28 || errb.String() != "lfs: write error: No space left on device\n" {
+		t.Errorf("path2fid into a full disk: exit %d, stderr %q", code, errb.String())
+	}
+}
+
+// fullWriter fails every write as /dev/full does.
+type fullWriter struct{}
+
+func (fullWriter) Write([]byte) (int, error) {
+	return 0, &os.PathError{Op: "write", Path: "/dev/stdout", Err: syscall.ENOSPC}
 }

@@ -31,7 +31,8 @@ const usageCode = cli.EINVAL
 
 // run executes mdc with args and returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	return cli.Execute(newRootCmd(stdout, stderr), args, stderr, usageCode)
+	out := cli.NewOutput(stdout)
+	return out.Done("mdc", stderr, cli.Execute(newRootCmd(out, stderr), args, stderr, usageCode))
 }
 
 // app is the state shared by mdc's verbs.

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/fidlog/fidlog/changelog/store"
@@ -102,4 +104,22 @@ func TestOpenClose(t *testing.T) {
 		{Args: []string{"close", h}, Code: 9, Stderr: "mdc: close " + h + ": Bad file descriptor\n"},
 		{Args: []string{"open", "--create", "--excl", "f"}, Code: 17, Stderr: "mdc: cannot open 'f': File exists\n"},
 	})
+}
+
+// TestWriteError: a listing that could not be printed (a full disk) is
+// not status 0.
+func TestWriteError(t *testing.T) {
+	s := clitest.StartServer(t)
+	var errb bytes.Buffer
+	code := run([]string{"--server", s.Target, "stat", "/"}, fullWriter{}, &errb)
+	if code != 28 || errb.String() != "mdc: write error: No space left on device\n" {
+		t.Errorf("stat into a full disk: exit %d, stderr %q; want 28 and the write error", code, errb.String())
+	}
+}
+
+// fullWriter fails every write as /dev/full does.
+type fullWriter struct{}
+
+func (fullWriter) Write([]byte) (int, error) {
+	return 0, &os.PathError{Op: "write", Path: "/dev/stdout", Err: syscall.ENOSPC}
 }
