@@ -231,3 +231,19 @@ type fullWriter struct{}
 func (fullWriter) Write([]byte) (int, error) {
 	return 0, &os.PathError{Op: "write", Path: "/dev/stdout", Err: syscall.ENOSPC}
 }
+
+// TestVerifyArgs: a bad --from is named with the reason, as every other
+// record number is (not strconv's text), and verifies nothing.
+func TestVerifyArgs(t *testing.T) {
+	s := setup(t)
+	dev := s.Device
+	help := "re:Prove that no changelog record was changed, removed or inserted\\.\nusage: changelog_verify .*"
+	s.Run(t, runBuf, []clitest.Step{
+		{Args: []string{"changelog_verify", "--from", "abc", dev}, Code: 4, Stdout: help,
+			Stderr: "lfs changelog_verify: invalid argument \"abc\" for \"--from\" flag: 'abc' is not a whole decimal number\n"},
+		{Args: []string{"changelog_verify", "--from=-5", dev}, Code: 4, Stdout: help,
+			Stderr: "lfs changelog_verify: invalid argument \"-5\" for \"--from\" flag: '-5' is not a whole decimal number\n"},
+		{Args: []string{"changelog_verify", "--from", "99999999999999999999", dev}, Code: 4, Stdout: help,
+			Stderr: "lfs changelog_verify: invalid argument \"99999999999999999999\" for \"--from\" flag: '99999999999999999999' is out of range (at most 9223372036854775807)\n"},
+	})
+}

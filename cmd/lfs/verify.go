@@ -24,7 +24,7 @@ const verifyUsage = "changelog_verify [--from STARTREC] [--pubkey FILE] <mdtname
 	"       changelog_verify [--pubkey FILE] [--device MDTNAME] --input FILE|DIR [FILE|DIR ...]"
 
 func newChangelogVerifyCmd(a *app) *cobra.Command {
-	var from int64
+	var from uint64
 	var pubkey, device string
 	var inputs []string
 	cmd := &cobra.Command{
@@ -61,7 +61,7 @@ log consistent but not who signed it: compare the key printed with the one
 		Annotations: map[string]string{"usage": verifyUsage, "help": "Prove that no changelog record was changed, removed or inserted.\nusage: " + verifyUsage},
 		Args:        cobra.ArbitraryArgs,
 	}
-	cmd.Flags().Int64Var(&from, "from", 0, "start at this record (its link to the record before it is checked)")
+	cmd.Flags().Var(cli.NewUint64Value(&from, 0), "from", "start at this record (its link to the record before it is checked)")
 	cmd.Flags().StringVar(&pubkey, "pubkey", "", "file of trusted public keys (ed25519:<base64> lines, as changelog_pubkey prints, or PEM)")
 	cmd.Flags().StringArrayVar(&inputs, "input", nil, "verify this exported NDJSON file or directory offline (repeatable)")
 	cmd.Flags().StringVar(&device, "device", "", "with --input: verify only this MDT's lines of a multi-MDT export")
@@ -90,9 +90,6 @@ log consistent but not who signed it: compare the key printed with the one
 		}
 		if len(args) != 1 {
 			return cli.Usage(cmd, "lfs changelog_verify: one mdtname must be specified")
-		}
-		if from < 0 {
-			return cli.Usage(cmd, "lfs changelog_verify: bad --from %d", from)
 		}
 		return a.verifyOnline(cmd, args[0], changelog.Index(from), keys)
 	}

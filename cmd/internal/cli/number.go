@@ -95,3 +95,29 @@ func (v *Uint32Value) String() string { return strconv.FormatUint(uint64(*v), 10
 
 // Type implements pflag.Value.
 func (v *Uint32Value) Type() string { return "uint32" }
+
+// Uint64Value is a pflag.Value for record numbers: ParseUint up to
+// MaxInt64 (the largest index a changelog can reach).
+type Uint64Value uint64
+
+// NewUint64Value returns a Uint64Value set to def, stored at p.
+func NewUint64Value(p *uint64, def uint64) *Uint64Value {
+	*p = def
+	return (*Uint64Value)(p)
+}
+
+// Set implements pflag.Value.
+func (v *Uint64Value) Set(s string) error {
+	n, err := ParseUint(s, 1<<63-1)
+	if err != nil {
+		return err
+	}
+	*v = Uint64Value(n)
+	return nil
+}
+
+// String implements pflag.Value.
+func (v *Uint64Value) String() string { return strconv.FormatUint(uint64(*v), 10) }
+
+// Type implements pflag.Value.
+func (v *Uint64Value) Type() string { return "uint" }
