@@ -85,6 +85,13 @@ func (a *app) connect(cmd *cobra.Command) error {
 	if !cmd.Flags().Changed("jobid") {
 		jobid = cmd.Name() + "." + strconv.FormatUint(uint64(a.uid), 10)
 	}
+	// gRPC metadata carries printable ASCII only: another byte failed
+	// every call with an I/O error from the transport.
+	for i := 0; i < len(jobid); i++ {
+		if c := jobid[i]; c < 0x20 || c > 0x7e {
+			return cli.Usage(cmd, "mdc: --jobid %s: a job id is printable ASCII", strconv.Quote(jobid))
+		}
+	}
 	// --uid and --gid assert an identity (only root, the server's own
 	// user, or a node over TCP may); without them the unix socket server
 	// asks the kernel and a TCP node sends this process's ids.

@@ -49,6 +49,11 @@ func TestVerbs(t *testing.T) {
 		{Args: []string{"rmdir", "pics/a/b", "pics/a", "pics"}},
 		{Args: []string{"close", "12345"}, Code: 9, Stderr: "mdc: close 12345: Bad file descriptor\n"},
 		{Args: []string{"mkdir"}, Code: 22, Stderr: "mdc mkdir: requires at least 1 arg(s), only received 0\nusage: mkdir [-m MODE] [-p] PATH...\n"},
+		// A job id gRPC metadata cannot carry is a usage error naming
+		// it, not an I/O error from the transport; nothing is created.
+		{Args: []string{"--jobid", "a\xffb", "touch", "j1"}, Code: 22, Stderr: "mdc: --jobid \"a\\xffb\": a job id is printable ASCII\nusage: touch PATH...\n"},
+		{Args: []string{"--jobid", "a\tb", "touch", "j1"}, Code: 22, Stderr: "mdc: --jobid \"a\\tb\": a job id is printable ASCII\nusage: touch PATH...\n"},
+		{Args: []string{"stat", "j1"}, Code: 2, Stderr: "mdc: cannot stat 'j1': No such file or directory\n"},
 		// An empty operand names no file (ENOENT, as for chmod(1) and
 		// the system calls), never the root, which the server's "" is:
 		// it changes nothing.
