@@ -3,6 +3,7 @@ package changelog
 import (
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/fidlog/fidlog/fid"
@@ -209,7 +210,30 @@ func Decode(b []byte) (*Record, error) {
 }
 
 // DecodeInto parses an encoded record into r, overwriting every field.
-func DecodeInto(r *Record, b []byte) error {
+func DecodeInto(r *Record, b []byte) error { return decodeInto(r, b, nil) }
+
+// DecodeIntoShared is DecodeInto with r's strings (names, job id, NID,
+// xattr name) appended to strs and taken as substrings of it: the records
+// of a batch decoded with one builder share its allocation (one, when strs
+// was grown by StringBytes of each) instead of having one a string. The
+// strings stay valid however strs grows; they keep its buffer alive while
+// any of them is.
+func DecodeIntoShared(r *Record, b []byte, strs *strings.Builder) error {
+	return decodeInto(r, b, strs)
+}
+
+// StringBytes bounds the bytes of the strings of the encoded record b
+// (what DecodeIntoShared appends): its length less the fixed fields of
+// its version; 0 if b is too short to be a record.
+func StringBytes(b []byte) int {
+	n := minLen(b)
+	if n == 0 || len(b) < n {
+		return 0
+	}
+	return len(b) - n
+}
+
+func decodeInto(r *Record, b []byte, strs *strings.Builder) error {
 	if len(b) == 0 {
 		return fmt.Errorf("%w: empty", ErrCorrupt)
 	}
@@ -241,7 +265,7 @@ func DecodeInto(r *Record, b []byte) error {
 	if pres&^hasAll != 0 {
 		return fmt.Errorf("%w: presence bits 0x%x", ErrCorrupt, pres)
 	}
-	d := decoder{b: b[hdrSize:]}
+	d := decoder{b: b[hdrSize:], strs: strs}
 	if pres&hasRename != 0 {
 		r.SFID = d.fid()
 		r.SPFID = d.fid()
@@ -282,6 +306,8 @@ func DecodeInto(r *Record, b []byte) error {
 type decoder struct {
 	b   []byte
 	err string
+	// strs, if not nil, holds the strings (DecodeIntoShared).
+	strs *strings.Builder
 }
 
 func (d *decoder) fail(msg string) {
@@ -323,7 +349,16 @@ func (d *decoder) str() string {
 		d.fail(fmt.Sprintf("string of %d bytes", n))
 		return ""
 	}
-	s := string(d.b[:n])
+	var s string
+	switch {
+	case n == 0:
+	case d.strs != nil:
+		start := d.strs.Len()
+		d.strs.Write(d.b[:n])
+		s = d.strs.String()[start:]
+	default:
+		s = string(d.b[:n])
+	}
 	d.b = d.b[n:]
 	return s
 }

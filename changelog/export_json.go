@@ -17,6 +17,10 @@ import (
 type ExportFields struct {
 	Device           string
 	Path, SourcePath string
+	// Raw, if not nil, is the record as the log stores it, the bytes r
+	// was decoded from (a chain follow's raw record): the line carries
+	// them as they are instead of r encoded again. They must be r's.
+	Raw []byte
 }
 
 // ExportSchema is the schemaVersion of an export line.
@@ -36,9 +40,13 @@ const rfc3339Fixed = "2006-01-02T15:04:05.000000000Z07:00"
 // holds it to that), several times faster.
 //
 // It grows b once for the whole line (appending from nil grew it six times
-// for a typical CREAT) and encodes raw on the stack.
+// for a typical CREAT) and encodes raw on the stack, unless e.Raw gives
+// the stored bytes.
 func AppendExportJSON(b []byte, r *Record, e ExportFields) []byte {
-	stored := maxEncodedSize(r)
+	stored := len(e.Raw)
+	if e.Raw == nil {
+		stored = maxEncodedSize(r)
+	}
 	b = slices.Grow(b, exportLineSize+base64.StdEncoding.EncodedLen(stored)+
 		len(e.Device)+len(e.Path)+len(e.SourcePath)+len(r.NID)+len(r.XattrName)+
 		2*(len(r.Name)+len(r.SName))+len(r.JobID))
@@ -107,6 +115,10 @@ func AppendExportJSON(b []byte, r *Record, e ExportFields) []byte {
 		b = append(b, '"')
 	}
 	b = append(b, `,"raw":"`...)
+	if e.Raw != nil {
+		b = base64.StdEncoding.AppendEncode(b, e.Raw)
+		return append(b, '"', '}')
+	}
 	var scratch [512]byte
 	raw := scratch[:0]
 	if stored > len(scratch) {

@@ -1,6 +1,8 @@
 package changelog
 
 import (
+	"bytes"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -84,4 +86,44 @@ func BenchmarkAppendExportJSONReuse(b *testing.B) {
 		buf = AppendExportJSON(buf[:0], r, e)
 	}
 	b.SetBytes(int64(len(buf)))
+}
+
+// TestAppendExportJSONRaw: with the stored bytes given (ExportFields.Raw),
+// the line carries them as they are: the same line as re-encoding the
+// record for the log's canonical encoding, and the bytes received, not a
+// re-encoding, for any other encoding of the same record (here uid/gid
+// present without the extra flag that says so, which the encoder never
+// writes). The hash covers those bytes: a re-encoded raw would not verify.
+func TestAppendExportJSONRaw(t *testing.T) {
+	e := ExportFields{Device: "lustre-MDT0000", Path: "/bench/r1-1234"}
+	rapid.Check(t, func(t *rapid.T) {
+		r := genRecord(t)
+		r.Hash = ChainHash(Hash{}, AppendEncodeChained(nil, r))
+		withRaw := e
+		withRaw.Raw = AppendStored(nil, r)
+		if got, want := AppendExportJSON(nil, r, withRaw), AppendExportJSON(nil, r, e); !bytes.Equal(got, want) {
+			t.Fatalf("with Raw:\n%s\nwithout:\n%s", got, want)
+		}
+	})
+	r := benchExportRecord()
+	r.ExtraFlags = ExtraUIDGID
+	b := AppendEncodeChained(nil, r)
+	b[52] = 0 // extra flags: uid/gid stay present (0:0)
+	Seal(b, Hash{})
+	dec, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(AppendStored(nil, dec), b) {
+		t.Fatal("the test's encoding is canonical")
+	}
+	e.Raw = b
+	line := AppendExportJSON(nil, dec, e)
+	var v struct{ Raw []byte }
+	if err := json.Unmarshal(line, &v); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(v.Raw, b) {
+		t.Fatalf("raw %x, want the bytes given %x", v.Raw, b)
+	}
 }

@@ -2,7 +2,9 @@ package changelog
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -191,4 +193,66 @@ func FuzzDecode(f *testing.F) {
 		}
 		_ = r.Line()
 	})
+}
+
+// TestDecodeIntoShared: records decoded with one string builder are the
+// records Decode gives, their strings stay intact while the builder grows
+// with the next records' (and when it outgrows the room made for it), and
+// a batch grown by StringBytes decodes its strings in one allocation, not
+// one a string.
+func TestDecodeIntoShared(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		n := rapid.IntRange(1, 20).Draw(t, "n")
+		var want []*Record
+		var raws [][]byte
+		room := 0
+		for range n {
+			r := genRecord(t)
+			b := Encode(r)
+			if rapid.Bool().Draw(t, "chained") {
+				r.Hash = ChainHash(Hash{}, AppendEncodeChained(nil, r))
+				b = AppendStored(nil, r)
+			}
+			want, raws = append(want, r), append(raws, b)
+			room += StringBytes(b)
+		}
+		var strs strings.Builder
+		if rapid.Bool().Draw(t, "grown") {
+			strs.Grow(room)
+		}
+		got := make([]Record, n)
+		for i, b := range raws {
+			if err := DecodeIntoShared(&got[i], b, &strs); err != nil {
+				t.Fatalf("record %d: %v", i, err)
+			}
+		}
+		for i := range got {
+			if !reflect.DeepEqual(&got[i], want[i]) {
+				t.Fatalf("record %d:\n got %+v\nwant %+v", i, &got[i], want[i])
+			}
+		}
+		if strs.Len() > room {
+			t.Fatalf("strings took %d bytes, StringBytes bounds them at %d", strs.Len(), room)
+		}
+	})
+	var raws [][]byte
+	room := 0
+	for i := range 100 {
+		b := Encode(&Record{Index: Index(i + 1), Type: CLCreate, Name: fmt.Sprintf("name-%d", i), JobID: "job.0",
+			ExtraFlags: ExtraNID | ExtraXattr, NID: "0@lo", XattrName: "user.x", SName: "old", SFID: fid.Root})
+		raws, room = append(raws, b), room+StringBytes(b)
+	}
+	recs := make([]Record, len(raws))
+	strs := new(strings.Builder) // kept, as a decoder keeps it
+	if n := testing.AllocsPerRun(10, func() {
+		*strs = strings.Builder{}
+		strs.Grow(room)
+		for i, b := range raws {
+			if err := DecodeIntoShared(&recs[i], b, strs); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}); n != 1 {
+		t.Errorf("decoding the strings of %d records: %.0f allocations, want 1", len(raws), n)
+	}
 }

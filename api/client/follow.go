@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -68,7 +69,10 @@ type follower struct {
 	handler func([]*changelog.Record) error
 	// chain (FollowChain) replaces handler: every record, with the
 	// chain's anchor and checkpoints, in stream order.
-	chain     func([]ChainItem) error
+	chain func([]ChainItem) error
+	// strs holds the strings of a message's records (chainItems): one
+	// allocation a message, not one a string.
+	strs      strings.Builder
 	processed changelog.Index // every record up to it was handled
 	ckSeq     uint64          // the last checkpoint handed (FollowChain)
 	cleared   changelog.Index // last clear sent
@@ -138,6 +142,10 @@ type ChainItem struct {
 	Record     *changelog.Record
 	Checkpoint *changelog.Checkpoint
 	Anchor     *changelog.Anchor
+	// Raw is the record as the log stores it, the bytes Record was
+	// decoded from (changelog.ExportFields.Raw): a slice of the message,
+	// not to be modified.
+	Raw []byte
 }
 
 // ErrUnknownUser: FollowChain's consumer is not registered (deregistered,
@@ -181,11 +189,18 @@ func (c *Client) FollowChain(ctx context.Context, device, user string, handler f
 // chainItems decodes a chain message's elements, leaving out what was
 // handled before (records and checkpoints at or before processed).
 // The records of a message are decoded into one array (one allocation,
-// not one a record), which stays alive while any of them is kept.
+// not one a record), which stays alive while any of them is kept, and
+// their strings into one buffer (changelog.DecodeIntoShared).
 func (f *follower) chainItems(msg *changelogv1.ReadResponse) ([]ChainItem, error) {
 	raws := msg.GetRawRecords()
 	out := make([]ChainItem, 0, len(raws))
 	var recs []changelog.Record
+	room := 0
+	for _, b := range raws {
+		room += changelog.StringBytes(b)
+	}
+	f.strs = strings.Builder{}
+	f.strs.Grow(room)
 	for i, b := range raws {
 		switch changelog.KindOf(b) {
 		case changelog.ItemAnchor:
@@ -214,7 +229,7 @@ func (f *follower) chainItems(msg *changelogv1.ReadResponse) ([]ChainItem, error
 			}
 			recs = recs[:len(recs)+1]
 			r := &recs[len(recs)-1]
-			if err := changelog.DecodeInto(r, b); err != nil {
+			if err := changelog.DecodeIntoShared(r, b, &f.strs); err != nil {
 				return nil, fmt.Errorf("client: element %d of batch: %w", i, err)
 			}
 			if r.Index <= f.processed {
@@ -224,7 +239,7 @@ func (f *follower) chainItems(msg *changelogv1.ReadResponse) ([]ChainItem, error
 			if r.Index != f.processed+1 {
 				return nil, &RecordsLostError{Device: f.device, From: f.processed + 1, To: r.Index - 1}
 			}
-			out = append(out, ChainItem{Record: r})
+			out = append(out, ChainItem{Record: r, Raw: b})
 			f.processed = r.Index
 		}
 	}

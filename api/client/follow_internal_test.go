@@ -12,15 +12,17 @@ import (
 )
 
 // TestChainItemsDecodeOnce: a chain message's records are decoded into
-// one array, not one allocation a record; each item is its record, the
-// ones handled before are left out, and the records of two messages do
-// not share memory.
+// one array and their strings into one buffer, not allocations a record;
+// each item is its record with the bytes it was decoded from (the
+// message's, not a copy), the ones handled before are left out, and the
+// records of two messages do not share memory.
 func TestChainItemsDecodeOnce(t *testing.T) {
 	var want []*changelog.Record
 	var raws [][]byte
 	for i := range 100 {
 		r := &changelog.Record{Index: changelog.Index(i + 1), Type: changelog.CLCreate, Time: time.Unix(1795550778, int64(i)),
-			TFID: fid.FID{Seq: 0x200000400, Oid: uint32(i + 2)}, PFID: fid.Root}
+			TFID: fid.FID{Seq: 0x200000400, Oid: uint32(i + 2)}, PFID: fid.Root, Name: "r1-" + strconv.Itoa(i),
+			ExtraFlags: changelog.ExtraUIDGID | changelog.ExtraNID, NID: "0@lo", JobID: "job." + strconv.Itoa(i%3)}
 		want = append(want, r)
 		raws = append(raws, changelog.EncodeChained(r))
 	}
@@ -37,6 +39,9 @@ func TestChainItemsDecodeOnce(t *testing.T) {
 		if !reflect.DeepEqual(it.Record, want[i+10]) {
 			t.Fatalf("item %d: %+v, want %+v", i, it.Record, want[i+10])
 		}
+		if raw := raws[i+10]; len(it.Raw) != len(raw) || &it.Raw[0] != &raw[0] {
+			t.Fatalf("item %d: Raw %x is not the message's bytes %x", i, it.Raw, raw)
+		}
 	}
 	f.processed = 0
 	again, err := f.chainItems(msg)
@@ -51,8 +56,8 @@ func TestChainItemsDecodeOnce(t *testing.T) {
 		if _, err := f.chainItems(msg); err != nil {
 			t.Fatal(err)
 		}
-	}); n > 2 {
-		t.Errorf("chainItems of %d records without strings: %.0f allocations, want 2 (items and records)", len(raws), n)
+	}); n > 3 {
+		t.Errorf("chainItems of %d records with names, NIDs and job IDs: %.0f allocations, want 3 (items, records, strings)", len(raws), n)
 	}
 }
 

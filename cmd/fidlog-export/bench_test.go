@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,7 +36,9 @@ import (
 // FIDLOG_EXPORT_BENCH_BASELINE=PATH names another fidlog-export binary
 // (an older build) that each repetition also runs to files, before or
 // after this one in turn, for an A/B comparison in the same run
-// (baseline_* metrics, file/baseline).
+// (baseline_* metrics, file/baseline); FIDLOG_EXPORT_BENCH_AB=N (default
+// 1) runs the two N times each per repetition, alternating, over the same
+// records (each run's figures are logged, with -v).
 //
 //	go test -run '^$' -bench Export -benchtime 3x ./cmd/fidlog-export
 func BenchmarkExport(b *testing.B) {
@@ -57,6 +60,10 @@ func BenchmarkExport(b *testing.B) {
 	profDir := os.Getenv("FIDLOG_EXPORT_BENCH_PROFILE")
 	baseline := os.Getenv("FIDLOG_EXPORT_BENCH_BASELINE")
 	var baseT, baseCPU time.Duration
+	ab := 1
+	if baseline != "" {
+		ab = envInt("FIDLOG_EXPORT_BENCH_AB", 1)
+	}
 	total := 0
 	rep := 0
 	for b.Loop() {
@@ -65,8 +72,13 @@ func BenchmarkExport(b *testing.B) {
 		// (FIDLOG_EXPORT_BENCH_RECORDS) several of them outlast one.
 		ctx := ctxT(b)
 		users := []string{fmt.Sprintf("file%d", rep), fmt.Sprintf("js%d", rep), fmt.Sprintf("plain%d", rep)}
-		if baseline != "" {
-			users = append(users, fmt.Sprintf("base%d", rep))
+		for k := range ab {
+			if k > 0 {
+				users = append(users, fmt.Sprintf("file%d-%d", rep, k))
+			}
+			if baseline != "" {
+				users = append(users, fmt.Sprintf("base%d-%d", rep, k))
+			}
 		}
 		for _, u := range users {
 			if _, err := c.Register(ctx, s.device, u, ""); err != nil {
@@ -107,30 +119,41 @@ func BenchmarkExport(b *testing.B) {
 			}
 			return filepath.Join(profDir, fmt.Sprintf("%s-%d.pprof", name, rep))
 		}
-		runBaseline := func() {
-			if baseline == "" {
-				return
+		n := float64(last - first + 1)
+		for k := range ab {
+			runBaseline := func() {
+				if baseline == "" {
+					return
+				}
+				d, cpu, faults := timeExportWith(b, baseline, s, fmt.Sprintf("base%d-%d", rep, k), last, fmt.Sprintf("file://%s-base%d?format=ndjson", out, k), "")
+				baseT, baseCPU = baseT+d, baseCPU+cpu
+				b.Logf("rep %d run %d: baseline %.0f CPU ns a record, %.0f records/s, %.3f page faults a record", rep, k, float64(cpu.Nanoseconds())/n, n/d.Seconds(), float64(faults)/n)
 			}
-			d, cpu := timeExportWith(b, baseline, s, users[3], last, "file://"+out+"-base?format=ndjson", "")
-			baseT, baseCPU = baseT+d, baseCPU+cpu
-		}
-		if rep%2 == 1 {
-			runBaseline()
-		}
-		d, cpu := timeExport(b, s, users[0], last, "file://"+out+"?format=ndjson", prof("file"))
-		fileT, fileCPU = fileT+d, fileCPU+cpu
-		if rep%2 == 0 {
-			runBaseline()
+			user, profile := users[0], prof("file")
+			if k > 0 {
+				user, profile = fmt.Sprintf("file%d-%d", rep, k), ""
+			}
+			if (rep+k)%2 == 1 {
+				runBaseline()
+			}
+			d, cpu, faults := timeExportWith(b, "fidlog-export", s, user, last, fmt.Sprintf("file://%s%d?format=ndjson", out, k), profile)
+			fileT, fileCPU = fileT+d, fileCPU+cpu
+			b.Logf("rep %d run %d: this build %.0f CPU ns a record, %.0f records/s, %.3f page faults a record", rep, k, float64(cpu.Nanoseconds())/n, n/d.Seconds(), float64(faults)/n)
+			if (rep+k)%2 == 0 {
+				runBaseline()
+			}
 		}
 		// The same without the hash chain's evidence (no checkpoint or
 		// anchor lines, a follow as the user): the chain's cost.
-		d, cpu = timeExport(b, s, users[2], last, "file://"+out+"-plain?format=ndjson&checkpoints=false", prof("file-plain"))
+		d, cpu := timeExport(b, s, users[2], last, "file://"+out+"-plain?format=ndjson&checkpoints=false", prof("file-plain"))
 		plainT, plainCPU = plainT+d, plainCPU+cpu
 		d, _ = timeExport(b, s, users[1], last, "nats://"+ns.hostPort()+"?stream=BENCH&format=ndjson", "")
 		jsT += d
 		ceilT += publishCeiling(b, ns, rep, int(last-first+1))
 	}
 	rate := func(d time.Duration) float64 { return float64(total) / d.Seconds() }
+	// The exporter to files (and the baseline) ran ab times a repetition.
+	fileT, fileCPU, baseT, baseCPU = fileT/time.Duration(ab), fileCPU/time.Duration(ab), baseT/time.Duration(ab), baseCPU/time.Duration(ab)
 	b.ReportMetric(rate(lfsT), "lfs_rec/s")
 	b.ReportMetric(rate(fileT), "file_rec/s")
 	b.ReportMetric(rate(jsT), "jetstream_rec/s")
@@ -154,9 +177,11 @@ func BenchmarkExport(b *testing.B) {
 
 // BenchmarkExportRecord is the exporter's CPU per record to an ndjson file
 // without the I/O: decoding a batch of 1,000 chained CREATs as the client
-// does, making their events and resolving their paths (the directory's in
-// the resolver's cache, as in BenchmarkExport), rendering the lines of
-// the delivery and writing them to a buffered writer. ns/record is per
+// does for a chain follow (into one array, their strings into one buffer,
+// each with the bytes received), making their events and resolving their
+// paths (the directory's in the resolver's cache, as in BenchmarkExport),
+// rendering the lines of the delivery and writing them to a buffered
+// writer. ns/record is per
 // record; B/op and allocs/op are per batch of 1,000.
 func BenchmarkExportRecord(b *testing.B) {
 	const n = 1000
@@ -176,16 +201,21 @@ func BenchmarkExportRecord(b *testing.B) {
 	ctx := context.Background()
 	var lb lineBuffers // reused, as for a file sink
 	b.ReportAllocs()
+	room := 0
+	for _, raw := range raws {
+		room += changelog.StringBytes(raw)
+	}
+	strs := new(strings.Builder) // kept, as the client keeps it
 	for b.Loop() {
-		recs := make([]*changelog.Record, n)
+		recs := make([]changelog.Record, n)
+		*strs = strings.Builder{}
+		strs.Grow(room)
 		for i, raw := range raws {
-			r, err := changelog.Decode(raw)
-			if err != nil {
+			if err := changelog.DecodeIntoShared(&recs[i], raw, strs); err != nil {
 				b.Fatal(err)
 			}
-			recs[i] = r
 		}
-		evs := src.events(ctx, n, func(i int) event { return event{rec: recs[i]} })
+		evs := src.events(ctx, n, func(i int) event { return event{rec: &recs[i], raw: raws[i]} })
 		for _, l := range formats["ndjson"].lines(evs, &lb) {
 			w.Write(l)
 			w.WriteByte('\n')
@@ -248,12 +278,14 @@ func publishCeiling(b *testing.B, ns *natsServer, rep, n int) time.Duration {
 // writes its CPU profile there.
 func timeExport(b *testing.B, s *mdtServer, user string, last changelog.Index, sink, profile string) (time.Duration, time.Duration) {
 	b.Helper()
-	return timeExportWith(b, "fidlog-export", s, user, last, sink, profile)
+	d, cpu, _ := timeExportWith(b, "fidlog-export", s, user, last, sink, profile)
+	return d, cpu
 }
 
 // timeExportWith is timeExport with the exporter binary exe (a path, or
-// a name in bin).
-func timeExportWith(b *testing.B, exe string, s *mdtServer, user string, last changelog.Index, sink, profile string) (time.Duration, time.Duration) {
+// a name in bin); it also returns the process's page faults (minor and
+// major).
+func timeExportWith(b *testing.B, exe string, s *mdtServer, user string, last changelog.Index, sink, profile string) (time.Duration, time.Duration, int64) {
 	b.Helper()
 	cl := s.client(b)
 	args := []string{"--mdt", s.target(), "--user", user, "--sink", sink}
@@ -274,5 +306,10 @@ func timeExportWith(b *testing.B, exe string, s *mdtServer, user string, last ch
 	if code := x.Stop(); code != exitOK {
 		b.Fatalf("exporter exit %d:\n%s", code, x.Output())
 	}
-	return d, x.cmd.ProcessState.UserTime() + x.cmd.ProcessState.SystemTime()
+	var faults int64
+	if ru, ok := x.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		faults = ru.Minflt + ru.Majflt
+	}
+	b.Logf("%s: user %v system %v", exe, x.cmd.ProcessState.UserTime(), x.cmd.ProcessState.SystemTime())
+	return d, x.cmd.ProcessState.UserTime() + x.cmd.ProcessState.SystemTime(), faults
 }

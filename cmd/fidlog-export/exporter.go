@@ -279,7 +279,7 @@ func (x *exporter) followChain(ctx context.Context, src *source) error {
 	err := src.c.FollowChain(ctx, src.dev, src.user, func(items []client.ChainItem) error {
 		return x.send(ctx, src.events(ctx, len(items), func(i int) event {
 			it := items[i]
-			return event{rec: it.Record, ck: it.Checkpoint, anchor: it.Anchor}
+			return event{rec: it.Record, ck: it.Checkpoint, anchor: it.Anchor, raw: it.Raw}
 		}))
 	}, x.followOptions())
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {

@@ -26,6 +26,10 @@ type event struct {
 	spath  string // full path of a rename's source
 	ck     *changelog.Checkpoint
 	anchor *changelog.Anchor
+	// raw is the record as the log stores it, as the server sent it (a
+	// chain follow's; nil otherwise): the ndjson line carries it as it is
+	// instead of encoding rec again.
+	raw []byte
 }
 
 // isRecord reports whether e is a record (not a checkpoint or an anchor).
@@ -160,9 +164,10 @@ const ndjsonSchema = changelog.ExportSchema
 
 // appendNDJSON writes e's line with changelog.AppendExportJSON: the
 // record's fields, hash and stored bytes (which lfs changelog_verify
-// checks), and the device and paths of the export.
+// checks; the bytes received when the source has them), and the device
+// and paths of the export.
 func appendNDJSON(b []byte, e *event) []byte {
-	return changelog.AppendExportJSON(b, e.rec, changelog.ExportFields{Device: e.dev, Path: e.path, SourcePath: e.spath})
+	return changelog.AppendExportJSON(b, e.rec, changelog.ExportFields{Device: e.dev, Path: e.path, SourcePath: e.spath, Raw: e.raw})
 }
 
 func parseJSONLine(line []byte) (string, changelog.Index, error) {

@@ -142,6 +142,9 @@ func TestNDJSONMatchesEncodingJSON(t *testing.T) {
 			copy(r.Hash[:], rapid.SliceOfN(rapid.Byte(), changelog.HashSize, changelog.HashSize).Draw(t, "hash"))
 		}
 		e := &event{dev: str.Draw(t, "dev"), rec: r, path: str.Draw(t, "path"), spath: str.Draw(t, "spath")}
+		if rapid.Bool().Draw(t, "received") { // the stored bytes, as a chain follow hands them
+			e.raw = changelog.AppendStored(nil, r)
+		}
 		got, want := appendNDJSON(nil, e), ndjsonReference(e)
 		if !bytes.Equal(got, want) {
 			t.Fatalf("appendNDJSON:\n%s\nencoding/json:\n%s", got, want)
@@ -235,5 +238,30 @@ func TestLineBuffersReuse(t *testing.T) {
 		if got := x.lineBuffers(f) == x.lineBuffers(f); got != tc.reuse {
 			t.Errorf("%s: buffers reused = %v, want %v", tc.name, got, tc.reuse)
 		}
+	}
+}
+
+// TestNDJSONCarriesReceivedRaw: a record's ndjson line carries the stored
+// bytes the source received (event.raw) as they are, not the record
+// encoded again: here an encoding the encoder never writes (uid/gid present
+// without the extra flag that says so), whose chain hash covers exactly
+// those bytes.
+func TestNDJSONCarriesReceivedRaw(t *testing.T) {
+	r := &changelog.Record{Index: 7, Type: changelog.CLCreate, Time: time.Unix(1795550778, 1),
+		TFID: fid.FID{Seq: 0x200000400, Oid: 9}, PFID: fid.Root, Name: "f", ExtraFlags: changelog.ExtraUIDGID}
+	b := changelog.AppendEncodeChained(nil, r)
+	b[52] = 0 // the extra flags' low byte
+	changelog.Seal(b, changelog.Hash{})
+	dec, err := changelog.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := appendNDJSON(nil, &event{dev: "lustre-MDT0000", rec: dec, path: "/f", raw: b})
+	var v struct{ Raw []byte }
+	if err := json.Unmarshal(line, &v); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(v.Raw, b) {
+		t.Fatalf("raw %x, want the bytes received %x", v.Raw, b)
 	}
 }

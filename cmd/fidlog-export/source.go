@@ -22,6 +22,9 @@ type source struct {
 	start  changelog.Index
 	mask   string    // the user's mask, as the server lists it
 	paths  *resolver // nil: paths are not resolved
+	// joined holds the paths events joins from a directory and a name
+	// (pathArena).
+	joined pathArena
 }
 
 // discover asks the server which device it serves, from the name of its
@@ -66,19 +69,60 @@ func (s *source) ensureUser(ctx context.Context, name, mask string) (registered 
 
 // events makes the events of a batch of n items read from src (item(i)
 // without the device), all in one allocation, and resolves the records'
-// paths in order.
+// paths in order, the joined ones in a few shared allocations (pathArena),
+// not one a record.
 func (s *source) events(ctx context.Context, n int, item func(i int) event) []*event {
 	evs, store := make([]*event, n), make([]event, n)
+	s.joined.start(n)
 	for i := range store {
 		e := &store[i]
 		*e = item(i)
 		e.dev = s.dev
 		if e.isRecord() && s.paths != nil {
-			s.paths.resolve(ctx, e)
+			s.paths.resolve(ctx, e, &s.joined)
 		}
 		evs[i] = e
 	}
 	return evs
+}
+
+// pathArena builds the paths of a batch (a directory's path, a slash and
+// a name) into shared chunks: each path is a substring of a chunk, which
+// stays alive while any of its paths is. A chunk is room for the paths of
+// the rest of the batch at pathGuess bytes each.
+type pathArena struct {
+	sb   strings.Builder
+	left int // records of the batch not joined yet
+}
+
+// pathGuess is about a path's length in bytes.
+const pathGuess = 48
+
+// start begins a batch of n records: the next join starts a new chunk.
+func (a *pathArena) start(n int) {
+	a.sb = strings.Builder{}
+	a.left = n
+}
+
+// join returns dir + "/" + name ("/" + name in the root), "" if either is
+// unknown.
+func (a *pathArena) join(dir, name string) string {
+	if dir == "" || name == "" {
+		return ""
+	}
+	need := len(dir) + 1 + len(name)
+	if a.sb.Cap()-a.sb.Len() < need {
+		a.sb = strings.Builder{}
+		a.sb.Grow(max(need, a.left*pathGuess))
+	}
+	a.left = max(a.left-1, 1)
+	start := a.sb.Len()
+	a.sb.WriteString(dir)
+	if dir != "/" {
+		a.sb.WriteByte('/')
+	}
+	a.sb.WriteString(name)
+	return a.sb.String()[start:]
 }
 
 // resolver turns FIDs into full paths with fid2path, caching them. Paths
@@ -118,27 +162,17 @@ func (r *resolver) path(ctx context.Context, f fid.FID) string {
 	return p
 }
 
-func join(dir, name string) string {
-	if dir == "" || name == "" {
-		return ""
-	}
-	if dir == "/" {
-		return "/" + name
-	}
-	return dir + "/" + name
-}
-
-// resolve fills e's paths.
-func (r *resolver) resolve(ctx context.Context, e *event) {
+// resolve fills e's paths, joining them in a.
+func (r *resolver) resolve(ctx context.Context, e *event, a *pathArena) {
 	rec := e.rec
 	switch {
 	case !rec.PFID.IsZero() && rec.Name != "":
-		e.path = join(r.path(ctx, rec.PFID), rec.Name)
+		e.path = a.join(r.path(ctx, rec.PFID), rec.Name)
 	default:
 		e.path = r.path(ctx, rec.TFID)
 	}
 	if !rec.SFID.IsZero() {
-		e.spath = join(r.path(ctx, rec.SPFID), rec.SName)
+		e.spath = a.join(r.path(ctx, rec.SPFID), rec.SName)
 	}
 	switch rec.Type {
 	case changelog.CLRename, changelog.CLRmdir, changelog.CLMigrate:
