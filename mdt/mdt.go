@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -352,6 +353,19 @@ func Open(dir string, opts *Options) (*MDT, error) {
 	// Pebble's events (flushes, compactions, WAL files, stalls, background
 	// errors) reach the same log as its other lines.
 	el := pebble.MakeLoggingEventListener(po.Logger)
+	// Opening waits until the log recovered from the WAL is flushed, and
+	// Pebble retries a failed flush forever: on a full disk (a restart
+	// after the disk filled) Open would hang. It is a storage failure
+	// that needs the operator: say so and end as any other.
+	var opening atomic.Bool
+	opening.Store(true)
+	logBackground := el.BackgroundError
+	el.BackgroundError = func(err error) {
+		logBackground(err)
+		if opening.Load() && errors.Is(err, syscall.ENOSPC) {
+			m.fatal("open_no_space", fmt.Errorf("%w: no space left on device in %s to flush the log recovered at start: free space on its file system and start again: %v", ErrIO, dir, err))
+		}
+	}
 	po.EventListener = &el
 	// Bloom filters on every level: a create's "does the name exist?"
 	// check is a negative point lookup, which without filters seeks the
@@ -363,6 +377,7 @@ func Open(dir string, opts *Options) (*MDT, error) {
 		o.PebbleOptions(po)
 	}
 	db, err := pebble.Open(dir, po)
+	opening.Store(false)
 	if err != nil {
 		return nil, fmt.Errorf("%w: open %s: %w", ErrIO, dir, err)
 	}

@@ -124,6 +124,7 @@ type config struct {
 	logFormat  string
 	heartbeat  time.Duration
 	nsCache    int
+	ballast    string
 
 	configFile  string // --config (or MDTD_CONFIG): TOML settings
 	printConfig bool   // --print-config
@@ -170,6 +171,7 @@ identity. A bare "mdtd" serves the socket only.`,
 	f.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
 	f.DurationVar(&cfg.heartbeat, "heartbeat", api.DefaultHeartbeatInterval, "heartbeat interval of idle follow streams")
 	f.IntVar(&cfg.nsCache, "namespace-cache", mdt.DefaultNamespaceCacheEntries, "inodes and directory entries kept in memory (up to this many of each, about 250 bytes per pair when full); 0: no cache, every lookup reads the store")
+	f.StringVar(&cfg.ballast, "ballast-size", "128M", "emergency ballast: bytes kept allocated in --data (file "+ballastName+"), deleted at a start that finds less free space than that, so that mdtd can start on a full disk and the consumer that filled it can be cleared; allocated again once twice its size is free; 0: none")
 	f.StringVar(&cfg.configFile, "config", "", "TOML file of settings, keys named as these flags (env "+EnvPrefix+"CONFIG); every flag can also come from "+EnvPrefix+"<FLAG> (MDTD_LOG_LEVEL); flags > environment > file")
 	f.BoolVar(&cfg.printConfig, "print-config", false, "print the effective settings as a TOML config file and exit")
 	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
@@ -252,6 +254,10 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 	if cfg.nsCache < 0 {
 		return fmt.Errorf("invalid --namespace-cache '%d': want 0 (no cache) or a positive number of entries", cfg.nsCache)
 	}
+	ballastSize, err := parseSize(cfg.ballast)
+	if err != nil {
+		return fmt.Errorf("--ballast-size: %w", err)
+	}
 	mode, err := cli.ParseOctal(cfg.socketMode, 0o777)
 	if err != nil {
 		return fmt.Errorf("invalid --socket-mode '%s': want octal permissions such as 0666 or 0660", cfg.socketMode)
@@ -273,9 +279,11 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 	if sock == "" {
 		sock = defaultSocket()
 	}
+	bl := newBallast(cfg.data, ballastSize, log)
+	bl.atStart()
 
 	met := newMetrics()
-	m, err := mdt.Open(cfg.data, &mdt.Options{
+	m, err := openMDT(ctx, cfg.data, log, &mdt.Options{
 		FSName: cfg.fsname, Index: cfg.index, Logger: log,
 		NamespaceCacheEntries: nsCacheEntries(cfg.nsCache),
 		FS:                    met.fs(),
@@ -294,7 +302,7 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 		},
 		// The checkpoint signing key, created on first start.
 		ChangelogKeyFile: filepath.Join(cfg.data, "changelog.key"),
-	})
+	}, testMDTOptions)
 	if err != nil {
 		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
 			if h := lockHolder(cfg.data); h != nil {
@@ -369,6 +377,7 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 	met.insecureTCP(cfg.insecure && cfg.listen != "")
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { bl.keep(gctx); return nil })
 	for _, l := range lis {
 		g.Go(func() error { return srv.Serve(l) })
 	}
@@ -411,6 +420,51 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// openStopGrace is how long a stop waits for an open in progress before
+// mdtd gives up on it.
+const openStopGrace = 5 * time.Second
+
+// testMDTOptions, when a test sets it, changes the MDT's options before
+// the open (a storage fault under the real command).
+var testMDTOptions func(*mdt.Options)
+
+// openMDT opens the MDT in dir unless ctx ends first (SIGINT, SIGTERM):
+// an open that cannot finish (a storage failure Pebble retries) must not
+// make mdtd deaf to a stop. An MDT that opens after that is closed again.
+func openMDT(ctx context.Context, dir string, log *slog.Logger, o *mdt.Options, hook func(*mdt.Options)) (*mdt.MDT, error) {
+	if hook != nil {
+		hook(o)
+	}
+	type opened struct {
+		m   *mdt.MDT
+		err error
+	}
+	c := make(chan opened, 1)
+	go func() {
+		m, err := mdt.Open(dir, o)
+		c <- opened{m, err}
+	}()
+	select {
+	case r := <-c:
+		return r.m, r.err
+	case <-ctx.Done():
+	}
+	// A stop during a normal open waits for it (the rest of the start
+	// then ends as it does after a stop).
+	select {
+	case r := <-c:
+		return r.m, r.err
+	case <-time.After(openStopGrace):
+		go func() {
+			if r := <-c; r.m != nil {
+				_ = r.m.Close()
+			}
+		}()
+		log.Warn("open_interrupted", "data", dir)
+		return nil, fmt.Errorf("stopped while opening the MDT in %s", dir)
+	}
 }
 
 // serverTLS checks the TCP flags and builds the mutual TLS configuration

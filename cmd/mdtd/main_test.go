@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -85,6 +86,9 @@ func TestRunExitCodes(t *testing.T) {
 		{append(base, "--namespace-cache", "-1"), exitError, "invalid --namespace-cache '-1'"},
 		{append(base, "--socket", "none"), exitError, "nothing to serve"},
 		{append(base, "--socket-mode", "0999"), exitError, "invalid --socket-mode '0999'"},
+		{append(base, "--ballast-size", "lots"), exitError, "--ballast-size: invalid size 'lots'"},
+		{append(base, "--ballast-size", "-1M"), exitError, "--ballast-size: invalid size '-1M'"},
+		{append(base, "--ballast-size", "99999999999T"), exitError, "--ballast-size: invalid size '99999999999T'"},
 		{append(base, "--socket-mode", "01777"), exitError, "invalid --socket-mode '01777'"},
 		// TCP only with mutual TLS or an explicit --insecure.
 		{tcp, exitError, "--listen 127.0.0.1:0: TCP needs mutual TLS (--tls-cert FILE --tls-key FILE --tls-client-ca FILE"},
@@ -332,5 +336,108 @@ func TestNamespaceCacheFlag(t *testing.T) {
 		if got := nsCacheEntries(in); got != want {
 			t.Errorf("nsCacheEntries(%d) = %d, want %d", in, got, want)
 		}
+	}
+}
+
+// TestParseSize: --ballast-size's sizes.
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "4096": 4096, "128M": 128 << 20, "128MiB": 128 << 20, "1g": 1 << 30, " 2K ": 2048, "1T": 1 << 40} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "M", "1.5G", "-1", "1P", "0x10", "99999999999T"} {
+		if _, err := parseSize(in); err == nil || !strings.Contains(err.Error(), "'"+in+"'") {
+			t.Errorf("parseSize(%q): %v, want an error naming it", in, err)
+		}
+	}
+}
+
+// TestStopWhileOpening: an open that cannot finish (Pebble retries the
+// flush of the recovered log while its writes fail) does not make mdtd
+// deaf to SIGTERM: it stops, says so, and exits 1; once the fault is gone
+// the MDT it was opening is closed again and the data directory opens.
+func TestStopWhileOpening(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "d")
+	args := []string{"--data", data, "--socket", filepath.Join(dir, "s.sock"), "--ballast-size", "0"}
+	// The first start's writes stay in the WAL, unflushed: the next open
+	// must flush them.
+	_, _, stop := start(t, args...)
+	if code := stop(); code != 0 {
+		t.Fatalf("stop: exit %d", code)
+	}
+
+	failing := &errorfs.Toggle{Injector: errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if strings.HasSuffix(op.Path, ".sst") && op.Kind.ReadOrWrite() == errorfs.OpIsWrite {
+			return errorfs.ErrInjected
+		}
+		return nil
+	})}
+	failing.On()
+	testMDTOptions = func(o *mdt.Options) { o.FS = errorfs.Wrap(o.FS, failing) }
+	defer func() { testMDTOptions = nil }()
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- runContext(ctx, args, io.Discard, logs) }()
+	time.Sleep(500 * time.Millisecond)
+	select {
+	case code := <-done:
+		t.Fatalf("mdtd exited %d with its flushes failing: %s", code, logs)
+	default:
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != exitError || !strings.Contains(logs.String(), "open_interrupted") || !strings.Contains(logs.String(), "stopped while opening") {
+			t.Fatalf("mdtd stopped while opening: exit %d, logs:\n%s", code, logs)
+		}
+	case <-time.After(openStopGrace + 10*time.Second):
+		t.Fatalf("mdtd still opening %v after the stop: %s", openStopGrace+10*time.Second, logs)
+	}
+	// The fault goes; the abandoned open finishes and is closed again, so
+	// the data directory opens and serves.
+	failing.Off()
+	testMDTOptions = nil
+	deadline := time.Now().Add(20 * time.Second)
+	for !servesOnce(t, args) {
+		if time.Now().After(deadline) {
+			t.Fatal("the data directory is still held 20 s after the fault went")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// servesOnce runs mdtd until it serves and stops it; false if it exited
+// first because its data directory is in use.
+func servesOnce(t *testing.T, args []string) bool {
+	t.Helper()
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() { done <- runContext(ctx, args, io.Discard, logs) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case code := <-done:
+			if code == exitError && (strings.Contains(logs.String(), "in use") || strings.Contains(logs.String(), "lock held")) {
+				return false
+			}
+			t.Fatalf("mdtd exited %d: %s", code, logs)
+		default:
+		}
+		if servingRE.MatchString(logs.String()) {
+			cancel()
+			if code := <-done; code != exitOK {
+				t.Fatalf("stop: exit %d: %s", code, logs)
+			}
+			return true
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no serving line: %s", logs)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
