@@ -173,8 +173,19 @@ func (a *app) readChangelog(cmd *cobra.Command, req *changelogv1.ReadRequest, mo
 			return cli.Exit(cli.EIO)
 		}
 	}
-	if errors.Is(err, io.EOF) || ctx.Err() != nil {
+	if errors.Is(err, io.EOF) {
 		return nil
+	}
+	if ctx.Err() != nil {
+		// SIGINT or SIGTERM: the normal end of --follow; a listing cut
+		// short is incomplete, and a script that clears after it must
+		// know.
+		if req.Follow {
+			return nil
+		}
+		w.Flush()
+		fmt.Fprintf(a.stderr, "lfs changelog: interrupted: the listing is incomplete\n")
+		return cli.Exit(cli.ECANCELED)
 	}
 	w.Flush()
 	err = conn.Err(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/fidlog/fidlog/changelog/store"
+	"github.com/fidlog/fidlog/cmd/internal/cli"
 	"github.com/fidlog/fidlog/cmd/internal/clitest"
 	"github.com/fidlog/fidlog/mdt"
 )
@@ -246,4 +247,28 @@ func TestVerifyArgs(t *testing.T) {
 		{Args: []string{"changelog_verify", "--from", "99999999999999999999", dev}, Code: 4, Stdout: help,
 			Stderr: "lfs changelog_verify: invalid argument \"99999999999999999999\" for \"--from\" flag: '99999999999999999999' is out of range (at most 9223372036854775807)\n"},
 	})
+}
+
+// TestInterrupted: a listing cut short by SIGINT or SIGTERM (the command's
+// context cancelled) is incomplete and says so with a non-zero status, so
+// "lfs changelog MDT > f && lfs changelog_clear MDT cl1 0" never clears
+// records f lacks; --follow, which only ends that way, ends with 0.
+func TestInterrupted(t *testing.T) {
+	s := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{[]string{"changelog", s.Device}, 125, "lfs changelog: interrupted: the listing is incomplete\n"},
+		{[]string{"changelog", "--follow", s.Device}, 0, ""},
+	} {
+		var out, errb bytes.Buffer
+		code := cli.ExecuteContext(ctx, newRootCmd(&out, &errb), append([]string{"--server", s.Target}, tc.args...), &errb, cli.UsageLustre)
+		if code != tc.code || errb.String() != tc.stderr {
+			t.Errorf("%v interrupted: exit %d, stderr %q; want %d, %q", tc.args, code, errb.String(), tc.code, tc.stderr)
+		}
+	}
 }

@@ -26,6 +26,7 @@ const (
 	ENODATA      = int(syscall.ENODATA)
 	ENOTCONN     = int(syscall.ENOTCONN)
 	ECONNREFUSED = int(syscall.ECONNREFUSED)
+	ECANCELED    = int(syscall.ECANCELED)
 )
 
 // Message returns the server's message of a failed call (or err's text).

@@ -83,7 +83,8 @@ func IsConn(err error) bool {
 
 // Execute runs root with args and returns the exit status. SIGINT and
 // SIGTERM cancel the command's context; a command that ends because of
-// that ends with status 0 (a --follow reader stopped by Ctrl-C).
+// that ends with status 0 (a --follow reader stopped by Ctrl-C) unless it
+// returns its own status (a listing cut short: ECANCELED).
 func Execute(root *cobra.Command, args []string, stderr io.Writer, usageCode int) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
