@@ -33,7 +33,7 @@ func prepareDataDir(dir string) (*dataDir, error) {
 		if _, err := os.Lstat(p); err == nil {
 			break
 		} else if !errors.Is(err, fs.ErrNotExist) {
-			return nil, err
+			return nil, fmt.Errorf("data directory '%s': %w", dir, err)
 		}
 		d.created = p
 		if p == filepath.Dir(p) {
@@ -48,7 +48,7 @@ func prepareDataDir(dir string) (*dataDir, error) {
 		d.wasEmpty = len(ents) == 0
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("data directory '%s': %w", dir, err)
 	}
 	return d, nil
 }

@@ -86,6 +86,7 @@ func TestRunExitCodes(t *testing.T) {
 		{append(base, "--namespace-cache", "-1"), exitError, "invalid --namespace-cache '-1'"},
 		{append(base, "--socket", "none"), exitError, "nothing to serve"},
 		{append(base, "--socket-mode", "0999"), exitError, "invalid --socket-mode '0999'"},
+		{append(base, "--data", filepath.Join(notSock, "d")), exitError, "data directory '" + filepath.Join(notSock, "d") + "': "},
 		{append(base, "--ballast-size", "lots"), exitError, "--ballast-size: invalid size 'lots'"},
 		{append(base, "--ballast-size", "-1M"), exitError, "--ballast-size: invalid size '-1M'"},
 		{append(base, "--ballast-size", "99999999999T"), exitError, "--ballast-size: invalid size '99999999999T'"},
