@@ -15,6 +15,16 @@ import (
 // (clear:cl%u:%llu), after the library strips everything from the first '-'.
 var clearUserRE = regexp.MustCompile(`^cl[0-9]+$`)
 
+// validClearUser reports whether user (the id without its "-name") is one
+// a user can have: cl<ID>, ID from 1 to 2^32-1.
+func validClearUser(user string) bool {
+	if !clearUserRE.MatchString(user) {
+		return false
+	}
+	n, err := cli.ParseUint(user[2:], 1<<32-1)
+	return err == nil && n >= 1
+}
+
 func newChangelogClearCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "changelog_clear MDTNAME ID ENDREC",
@@ -42,7 +52,8 @@ func newChangelogClearCmd(a *app) *cobra.Command {
 		}
 		errno, evicted, devErr := 0, "", ""
 		user, _, _ := strings.Cut(id, "-")
-		if !clearUserRE.MatchString(user) {
+		badUser := !validClearUser(user)
+		if badUser {
 			errno = cli.EINVAL
 		} else {
 			conn, err := a.dial()
@@ -76,6 +87,8 @@ func newChangelogClearCmd(a *app) *cobra.Command {
 			fmt.Fprintf(a.stderr, "changelog_clear: %s\n", evicted)
 		case devErr != "":
 			fmt.Fprintf(a.stderr, "changelog_clear: %s\n", devErr)
+		case badUser:
+			fmt.Fprintf(a.stderr, "changelog_clear: invalid changelog user '%s': expect cl<ID>[-name]\n", id)
 		case errno == cli.EINVAL:
 			fmt.Fprintf(a.stderr, "changelog_clear: record out of range: %d\n", end)
 		case errno == cli.ENOENT:

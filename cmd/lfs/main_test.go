@@ -107,8 +107,17 @@ func TestChangelogClear(t *testing.T) {
 			"changelog_clear: record out of range: 1000000000\n"},
 		{Args: []string{"changelog_clear", dev, "cl7", "0"}, Code: 2, Stderr: "lfs changelog_clear: cannot purge records for 'cl7': No such file or directory (2)\n" +
 			"changelog_clear: no changelog user: cl7\n"},
+		// Only cl<ID> ids, as Lustre's device takes (EINVAL), but the
+		// second line names the id instead of Lustre's misleading "record
+		// out of range".
 		{Args: []string{"changelog_clear", dev, "1", "0"}, Code: 22, Stderr: "lfs changelog_clear: cannot purge records for '1': Invalid argument (22)\n" +
-			"changelog_clear: record out of range: 0\n"},
+			"changelog_clear: invalid changelog user '1': expect cl<ID>[-name]\n"},
+		{Args: []string{"changelog_clear", dev, "cl0", "0"}, Code: 22, Stderr: "lfs changelog_clear: cannot purge records for 'cl0': Invalid argument (22)\n" +
+			"changelog_clear: invalid changelog user 'cl0': expect cl<ID>[-name]\n"},
+		{Args: []string{"changelog_clear", dev, "cl4294967296-x", "0"}, Code: 22, Stderr: "lfs changelog_clear: cannot purge records for 'cl4294967296': Invalid argument (22)\n" +
+			"changelog_clear: invalid changelog user 'cl4294967296-x': expect cl<ID>[-name]\n"},
+		{Args: []string{"changelog_clear", dev, "cl4294967295", "0"}, Code: 2, Stderr: "lfs changelog_clear: cannot purge records for 'cl4294967295': No such file or directory (2)\n" +
+			"changelog_clear: no changelog user: cl4294967295\n"},
 		// An unknown or missing device is not reported as an unknown user
 		// or a record out of range: the second line says what is wrong.
 		{Args: []string{"changelog_clear", "lustre-MDT0007", "cl1", "0"}, Code: 2, Stderr: "lfs changelog_clear: cannot purge records for 'cl1': No such file or directory (2)\n" +
