@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -21,6 +22,24 @@ func (a *app) deviceErr(cmd *cobra.Command, conn *cli.Conn, op string) int {
 	}
 	fmt.Fprintf(a.stderr, "error: %s: cannot find device '%s': %s\n", op, a.device, cli.Strerror(cli.ENODEV))
 	return cli.ENODEV
+}
+
+// resolveDevice turns a --device given as a number (Lustre's lctl takes
+// the device's number from "lctl dl" as well as its name) into the
+// device's name; a number no device has is left as it is, for deviceErr
+// to report.
+func (a *app) resolveDevice(cmd *cobra.Command, conn *cli.Conn) error {
+	if a.device == "" || strings.Trim(a.device, "0123456789") != "" {
+		return nil
+	}
+	devs, err := listDevices(a.ctx(cmd), conn)
+	if err = conn.Err(err); cli.IsConn(err) {
+		return err
+	}
+	if n, perr := strconv.ParseUint(a.device, 10, 31); err == nil && perr == nil && n < uint64(len(devs)) {
+		a.device = devs[n]
+	}
+	return nil
 }
 
 func (a *app) needDevice(cmd *cobra.Command, op string) error {
@@ -70,6 +89,9 @@ func newRegisterCmd(a *app, name string) *cobra.Command {
 			return err
 		}
 		defer conn.Close()
+		if err := a.resolveDevice(cmd, conn); err != nil {
+			return err
+		}
 		resp, err := conn.Changelog.Register(a.ctx(cmd), &changelogv1.RegisterRequest{Device: a.device, Mask: mask, Name: user})
 		if err = conn.Err(err); cli.IsConn(err) {
 			return err
@@ -145,6 +167,10 @@ func newDeregisterCmd(a *app, name string) *cobra.Command {
 			return err
 		}
 		defer conn.Close()
+		if err := a.resolveDevice(cmd, conn); err != nil {
+			return err
+		}
+		req.Device = a.device
 		resp, err := conn.Changelog.Deregister(a.ctx(cmd), req)
 		if err = conn.Err(err); cli.IsConn(err) {
 			return err

@@ -165,7 +165,7 @@ func newDlCmd(a *app) *cobra.Command {
 			return err
 		}
 		defer conn.Close()
-		resp, err := conn.Params.GetParams(a.ctx(cmd), &paramsv1.GetParamsRequest{Patterns: []string{"mdd.*.changelog_mask"}})
+		devs, err := listDevices(a.ctx(cmd), conn)
 		if err = conn.Err(err); err != nil {
 			if cli.IsConn(err) {
 				return err
@@ -173,12 +173,6 @@ func newDlCmd(a *app) *cobra.Command {
 			n := cli.Errno(err)
 			fmt.Fprintf(a.stderr, "error: device_list: %s\n", cli.Strerror(n))
 			return cli.Exit(n)
-		}
-		var devs []string
-		for _, p := range resp.GetParams() {
-			if parts := strings.Split(p.GetName(), "."); len(parts) == 3 && !slices.Contains(devs, parts[1]) {
-				devs = append(devs, parts[1])
-			}
 		}
 		var b strings.Builder
 		if yaml && len(devs) > 0 {
@@ -202,4 +196,20 @@ func newDlCmd(a *app) *cobra.Command {
 		return nil
 	}
 	return cmd
+}
+
+// listDevices returns the devices the server serves, in the order (the
+// numbers) "lctl dl" shows them.
+func listDevices(ctx context.Context, conn *cli.Conn) ([]string, error) {
+	resp, err := conn.Params.GetParams(ctx, &paramsv1.GetParamsRequest{Patterns: []string{"mdd.*.changelog_mask"}})
+	if err != nil {
+		return nil, err
+	}
+	var devs []string
+	for _, p := range resp.GetParams() {
+		if parts := strings.Split(p.GetName(), "."); len(parts) == 3 && !slices.Contains(devs, parts[1]) {
+			devs = append(devs, parts[1])
+		}
+	}
+	return devs, nil
 }

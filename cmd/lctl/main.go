@@ -52,7 +52,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	a.flags.Register(root.PersistentFlags())
-	root.PersistentFlags().StringVar(&a.device, "device", "", "the MDT a changelog command acts on, e.g. lustre-MDT0000")
+	root.PersistentFlags().StringVar(&a.device, "device", "", "the MDT a changelog command acts on: its name (lustre-MDT0000) or its number in lctl dl")
 	root.AddCommand(
 		newRegisterCmd(a, "changelog_register"),
 		newDeregisterCmd(a, "changelog_deregister"),

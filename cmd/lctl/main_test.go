@@ -137,3 +137,18 @@ type fullWriter struct{}
 func (fullWriter) Write([]byte) (int, error) {
 	return 0, &os.PathError{Op: "write", Path: "/dev/stdout", Err: syscall.ENOSPC}
 }
+
+// TestDeviceNumber: as in Lustre, --device takes the device's number
+// from "lctl dl" as well as its name; a number no device has is ENODEV.
+func TestDeviceNumber(t *testing.T) {
+	s := clitest.StartServer(t)
+	dev := s.Device
+	s.Run(t, runBuf, []clitest.Step{
+		{Args: []string{"dl"}, Stdout: "  0 UP mdt " + dev + " " + dev + "_UUID 1\n"},
+		{Args: []string{"--device", "0", "changelog_register"}, Stdout: dev + ": Registered changelog userid 'cl1'\n"},
+		{Args: []string{"--device", "1", "changelog_register"}, Code: 19, Stderr: "error: changelog_register: cannot find device '1': No such device\n"},
+		{Args: []string{"--device", "0", "changelog_deregister", "cl1"}, Stdout: dev + ": Deregistered changelog user #1\n"},
+		{Args: []string{"--device", "99999999999999999999", "changelog_deregister", "cl1"}, Code: 19,
+			Stderr: "error: changelog_deregister: cannot find device '99999999999999999999': No such device\n"},
+	})
+}
