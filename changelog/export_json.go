@@ -3,6 +3,7 @@ package changelog
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"math/bits"
 	"slices"
 	"strconv"
 	"time"
@@ -204,8 +205,38 @@ func appendFIDField(b []byte, key string, f fid.FID) []byte {
 	b = append(b, ',', '"')
 	b = append(b, key...)
 	b = append(b, '"', ':', '"')
-	b = f.AppendTo(b)
+	b = appendFID(b, f)
 	return append(b, '"')
+}
+
+// appendFID appends the bytes of f.AppendTo ("[0x200000400:0x2:0x0]",
+// "[0:0x0:0x0]" for a zero sequence) with appendHex: strconv.AppendUint
+// for the three numbers of each of a line's FIDs was a tenth of its
+// rendering.
+func appendFID(b []byte, f fid.FID) []byte {
+	if f.Seq == 0 {
+		b = append(b, '[', '0')
+	} else {
+		b = append(b, '[', '0', 'x')
+		b = appendHex(b, f.Seq)
+	}
+	b = append(b, ':', '0', 'x')
+	b = appendHex(b, uint64(f.Oid))
+	b = append(b, ':', '0', 'x')
+	b = appendHex(b, uint64(f.Ver))
+	return append(b, ']')
+}
+
+// appendHex appends v in lowercase hexadecimal without leading zeros
+// ("0" for 0), the bytes of strconv.AppendUint(b, v, 16).
+func appendHex(b []byte, v uint64) []byte {
+	n := max((bits.Len64(v)+3)/4, 1)
+	var buf [16]byte
+	for i := n - 1; i >= 0; i-- {
+		buf[i] = hexDigits[v&0xf]
+		v >>= 4
+	}
+	return append(b, buf[:n]...)
 }
 
 // appendJSONField appends ,"key":"value" unless value is empty
@@ -242,14 +273,28 @@ const hexDigits = "0123456789abcdef"
 // \ufffd.
 func AppendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
+	// Runs of bytes that need no escape (printable ASCII but for " and \,
+	// valid UTF-8 but for U+2028/U+2029) are copied whole, not byte by
+	// byte.
+	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
+		if c < utf8.RuneSelf && c >= 0x20 && c != '"' && c != '\\' {
+			i++
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if !(r == utf8.RuneError && n == 1) && r != '\u2028' && r != '\u2029' {
+				i += n
+				continue
+			}
+		}
+		b = append(b, s[start:i]...)
 		if c < utf8.RuneSelf {
 			switch {
 			case c == '"' || c == '\\':
 				b = append(b, '\\', c)
-			case c >= 0x20:
-				b = append(b, c)
 			case c == '\n':
 				b = append(b, '\\', 'n')
 			case c == '\r':
@@ -264,18 +309,18 @@ func AppendJSONString(b []byte, s string) []byte {
 				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 			}
 			i++
+			start = i
 			continue
 		}
 		r, n := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && n == 1:
+		if r == utf8.RuneError && n == 1 {
 			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
+		} else { // U+2028, U+2029
 			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-		default:
-			b = append(b, s[i:i+n]...)
 		}
 		i += n
+		start = i
 	}
+	b = append(b, s[start:]...)
 	return append(b, '"')
 }

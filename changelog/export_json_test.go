@@ -3,6 +3,7 @@ package changelog
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,4 +127,50 @@ func TestAppendExportJSONRaw(t *testing.T) {
 	if !bytes.Equal(v.Raw, b) {
 		t.Fatalf("raw %x, want the bytes given %x", v.Raw, b)
 	}
+}
+
+// TestAppendJSONStringMatchesEncodingJSON: the hand-written JSON string
+// (runs copied whole) is encoding/json's without HTML escaping, for any
+// bytes: quotes, backslashes, control characters, invalid UTF-8,
+// U+2028/U+2029, multi-byte runes, at the start, middle and end.
+func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
+	parts := rapid.SampledFrom([]string{"a", "é", "日本", "\"", "\\", "\x00", "\x1f", "\n", "\t", "\x7f", "\xff", "\xe6\x97", "\u2028", "\u2029", "<&>", "abcdefgh"})
+	rapid.Check(t, func(t *rapid.T) {
+		var s string
+		if rapid.Bool().Draw(t, "bytes") {
+			s = string(rapid.SliceOf(rapid.Byte()).Draw(t, "raw"))
+		} else {
+			for _, p := range rapid.SliceOf(parts).Draw(t, "parts") {
+				s += p
+			}
+		}
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(s); err != nil {
+			t.Fatal(err)
+		}
+		if got := AppendJSONString([]byte("x"), s); string(got) != "x"+strings.TrimSuffix(want.String(), "\n") {
+			t.Fatalf("AppendJSONString(%q) = %s, want %s", s, got[1:], want.String())
+		}
+	})
+}
+
+// TestAppendFIDMatchesAppendTo: an export line's FIDs are fid.FID.AppendTo's
+// bytes, for any FID (zero sequence, zero numbers, the largest).
+func TestAppendFIDMatchesAppendTo(t *testing.T) {
+	for _, f := range []fid.FID{{}, {Seq: 1}, {Seq: 1<<64 - 1, Oid: 1<<32 - 1, Ver: 1<<32 - 1}, {Seq: 0x200000400, Oid: 0x10, Ver: 0xf}} {
+		if got, want := appendFID([]byte("x"), f), f.AppendTo([]byte("x")); !bytes.Equal(got, want) {
+			t.Errorf("appendFID(%v) = %s, want %s", f, got, want)
+		}
+	}
+	rapid.Check(t, func(t *rapid.T) {
+		f := fid.FID{Seq: rapid.Uint64().Draw(t, "seq"), Oid: rapid.Uint32().Draw(t, "oid"), Ver: rapid.Uint32().Draw(t, "ver")}
+		if rapid.Bool().Draw(t, "small") {
+			f.Seq >>= rapid.IntRange(0, 64).Draw(t, "shift")
+		}
+		if got, want := appendFID(nil, f), f.AppendTo(nil); !bytes.Equal(got, want) {
+			t.Fatalf("appendFID(%v) = %s, want %s", f, got, want)
+		}
+	})
 }
