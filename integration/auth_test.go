@@ -462,3 +462,29 @@ func TestAuthDefaultSocket(t *testing.T) {
 		t.Errorf("the fallback socket is left behind: %v", err)
 	}
 }
+
+// TestAuthSocketModeDenied: a caller the socket's mode keeps out is told
+// so with EACCES (exit 13), as connect(2) says, not the ENOTCONN of a
+// server that went away.
+func TestAuthSocketModeDenied(t *testing.T) {
+	requireRoot(t)
+	sock := filepath.Join(openDir(t), "s.sock")
+	lis, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	if err := os.Chmod(sock, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"lfs", "changelog", "lustre-MDT0000"},
+		{"lctl", "dl"},
+		{"mdc", "ls"},
+	} {
+		r := RunAs(t, nobody, nobody, []string{"MDT_SERVER=unix:" + sock}, args[0], args[1:]...)
+		if r.Code != int(syscall.EACCES) || !strings.Contains(r.Stderr, "cannot connect to MDT server 'unix:"+sock+"': permission denied") {
+			t.Errorf("%v as uid %d on a 0600 socket: want exit 13 and permission denied, got %s", args, nobody, r)
+		}
+	}
+}

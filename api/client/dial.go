@@ -218,7 +218,8 @@ func (id Identity) Context(ctx context.Context) context.Context {
 type ConnError struct {
 	Target string
 	// Errno is ECONNREFUSED when nothing listens at Target (or the socket
-	// file does not exist), else ENOTCONN.
+	// file does not exist), EACCES when the socket's mode keeps the caller
+	// out, else ENOTCONN.
 	Errno syscall.Errno
 	Err   error
 }
@@ -265,11 +266,21 @@ func (c *Client) Err(err error) error {
 	if dialErr == nil {
 		return &ConnError{Target: c.target, Errno: syscall.ENOTCONN, Err: errors.New(st.Message())}
 	}
-	n := syscall.ENOTCONN
-	if errors.Is(dialErr, syscall.ECONNREFUSED) || errors.Is(dialErr, syscall.ENOENT) {
-		n = syscall.ECONNREFUSED
+	return &ConnError{Target: c.target, Errno: connErrno(dialErr), Err: unwrapOpError(dialErr)}
+}
+
+// connErrno is the errno of a failed dial: ECONNREFUSED when nothing
+// listens (or the socket file does not exist), EACCES when the socket's
+// or its directory's mode keeps the caller out (as connect(2) says),
+// else ENOTCONN.
+func connErrno(dialErr error) syscall.Errno {
+	switch {
+	case errors.Is(dialErr, syscall.ECONNREFUSED) || errors.Is(dialErr, syscall.ENOENT):
+		return syscall.ECONNREFUSED
+	case errors.Is(dialErr, syscall.EACCES) || errors.Is(dialErr, syscall.EPERM):
+		return syscall.EACCES
 	}
-	return &ConnError{Target: c.target, Errno: n, Err: unwrapOpError(dialErr)}
+	return syscall.ENOTCONN
 }
 
 func unwrapOpError(err error) error {
