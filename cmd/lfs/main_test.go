@@ -255,6 +255,11 @@ func TestVerifyArgs(t *testing.T) {
 			Stderr: "lfs changelog_verify: invalid argument \"-5\" for \"--from\" flag: '-5' is not a whole decimal number\n"},
 		{Args: []string{"changelog_verify", "--from", "99999999999999999999", dev}, Code: 4, Stdout: help,
 			Stderr: "lfs changelog_verify: invalid argument \"99999999999999999999\" for \"--from\" flag: '99999999999999999999' is out of range (at most 9223372036854775807)\n"},
+		// The server's message names what is wrong with the device.
+		{Args: []string{"changelog_verify", ""}, Code: 22,
+			Stderr: "lfs changelog_verify: missing device (this server serves '" + dev + "')\nlfs changelog_verify: : Invalid argument\n"},
+		{Args: []string{"changelog_verify", "lustre-MDT0007"}, Code: 2,
+			Stderr: "lfs changelog_verify: unknown device 'lustre-MDT0007' (this server serves '" + dev + "')\nlfs changelog_verify: lustre-MDT0007: No such file or directory\n"},
 	})
 }
 

@@ -109,6 +109,11 @@ func (a *app) verifyOnline(cmd *cobra.Command, dev string, from changelog.Index,
 		if cli.IsConn(err) {
 			return err
 		}
+		if n := cli.Errno(err); n == cli.EINVAL || n == cli.ENOENT {
+			if d := cli.Detail(err); d != "" {
+				fmt.Fprintf(a.stderr, "lfs changelog_verify: %s\n", d)
+			}
+		}
 		fmt.Fprintf(a.stderr, "lfs changelog_verify: %s: %s\n", dev, cli.Strerror(cli.Errno(err)))
 		return cli.Exit(cli.Errno(err))
 	}
