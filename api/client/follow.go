@@ -70,8 +70,8 @@ type follower struct {
 	// chain (FollowChain) replaces handler: every record, with the
 	// chain's anchor and checkpoints, in stream order.
 	chain func([]ChainItem) error
-	// strs holds the strings of a message's records (chainItems): one
-	// allocation a message, not one a string.
+	// strs holds the strings of a message's records (chainItems,
+	// records): one allocation a message, not one a string.
 	strs      strings.Builder
 	processed changelog.Index // every record up to it was handled
 	ckSeq     uint64          // the last checkpoint handed (FollowChain)
@@ -246,6 +246,36 @@ func (f *follower) chainItems(msg *changelogv1.ReadResponse) ([]ChainItem, error
 	return out, nil
 }
 
+// records returns a message's records as Records does, but decodes raw
+// records into one array and their strings into one buffer
+// (changelog.DecodeIntoShared): three allocations a message, not one a
+// record and one a string.
+func (f *follower) records(msg *changelogv1.ReadResponse) ([]*changelog.Record, error) {
+	raws := msg.GetRawRecords()
+	if len(raws) == 0 {
+		return Records(msg)
+	}
+	room := 0
+	for _, b := range raws {
+		room += changelog.StringBytes(b)
+	}
+	f.strs = strings.Builder{}
+	f.strs.Grow(room)
+	recs := make([]changelog.Record, len(raws))
+	out := make([]*changelog.Record, 0, len(raws))
+	for i, b := range raws {
+		if k := changelog.KindOf(b); k == changelog.ItemCheckpoint || k == changelog.ItemAnchor {
+			continue
+		}
+		r := &recs[len(out)]
+		if err := changelog.DecodeIntoShared(r, b, &f.strs); err != nil {
+			return nil, fmt.Errorf("client: record %d of batch: %w", i, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
 // errStreamEnded: the server closed a follow stream without error.
 var errStreamEnded = errors.New("client: follow stream ended")
 
@@ -308,7 +338,7 @@ func (f *follower) run(ctx context.Context) (progressed bool, err error) {
 			continue
 		}
 		if len(msg.GetRawRecords()) > 0 || len(msg.GetRecords()) > 0 {
-			recs, err := Records(msg)
+			recs, err := f.records(msg)
 			if err != nil {
 				return progressed, err
 			}

@@ -83,3 +83,44 @@ func BenchmarkChainItems(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(raws)), "ns/record")
 }
+
+// TestFollowRecordsDecodeOnce: a follow message's records are the ones
+// Records returns (a chain's checkpoints and anchor left out), decoded into
+// one array with their strings in one buffer: three allocations a message
+// (records, their pointers, strings), not one a record and one a string.
+func TestFollowRecordsDecodeOnce(t *testing.T) {
+	var raws [][]byte
+	for i := range 100 {
+		r := &changelog.Record{Index: changelog.Index(i + 1), Type: changelog.CLRename, Time: time.Unix(1795550778, int64(i)),
+			TFID: fid.FID{Seq: 0x200000400, Oid: uint32(i + 2)}, PFID: fid.Root, Name: "r1-" + strconv.Itoa(i),
+			SFID: fid.FID{Seq: 0x200000400, Oid: 7}, SPFID: fid.Root, SName: "old-" + strconv.Itoa(i),
+			ExtraFlags: changelog.ExtraUIDGID | changelog.ExtraNID | changelog.ExtraXattr, NID: "0@lo", JobID: "job." + strconv.Itoa(i%3), XattrName: "user.x"}
+		raws = append(raws, changelog.EncodeChained(r))
+		if i == 50 {
+			raws = append(raws, changelog.AppendAnchor(nil, changelog.Anchor{Index: 50}))
+		}
+	}
+	msg := &changelogv1.ReadResponse{RawRecords: raws}
+	want, err := Records(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &follower{device: "lustre-MDT0000"}
+	got, err := f.records(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("records:\n got %+v\nwant %+v", got, want)
+	}
+	if len(got) != 100 {
+		t.Fatalf("%d records, want 100", len(got))
+	}
+	if n := testing.AllocsPerRun(10, func() {
+		if _, err := f.records(msg); err != nil {
+			t.Fatal(err)
+		}
+	}); n > 3 {
+		t.Errorf("records of a message of %d records with strings: %.0f allocations, want 3 (records, pointers, strings)", len(got), n)
+	}
+}
