@@ -150,6 +150,10 @@ func TestAuthSocketUnprivileged(t *testing.T) {
 	} {
 		wantEPERM(t, strings.Join(args, " "), nob(args[0], args[1:]...))
 	}
+	// The reason is the server's, without the Go package's "api: " prefix.
+	if r := nob("lctl", "nodemap_add", "x"); !strings.HasPrefix(r.Stderr, "error: nodemap_add: permission denied: nodemap_add needs root (") {
+		t.Errorf("nodemap_add as nobody: %s", r)
+	}
 	wantUntouched(t, s)
 	if got := mustSock(t, s, "lctl", "get_param", "-n", "mdd."+device+".changelog_mask"); got != mask {
 		t.Errorf("changelog_mask changed from %q to %q", mask, got)

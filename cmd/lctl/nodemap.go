@@ -37,7 +37,7 @@ func (a *app) failed(conn *cli.Conn, op string, err error) error {
 	// Lustre prints the kernel's error line and then perror's; the
 	// server's message, which names the bad value, stands in for the
 	// former (there is no ioctl code to show).
-	if msg := cli.Message(err); msg != "" {
+	if msg := cli.Detail(err); msg != "" {
 		fmt.Fprintf(a.stderr, "error: %s: %s\n", op, msg)
 	}
 	fmt.Fprintf(a.stderr, "%s: %s\n", op, cli.Strerror(n))
