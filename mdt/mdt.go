@@ -45,6 +45,10 @@ type Options struct {
 	// (mode 0600) on first start; empty: no signed checkpoints (the hash
 	// chain is kept either way). mdtd uses <data dir>/changelog.key.
 	ChangelogKeyFile string
+	// ChangelogDiskLow and ChangelogDiskLowMinBytes are the changelog's
+	// disk space trigger for its space GC (store.Options.DiskLow).
+	ChangelogDiskLow         func() bool
+	ChangelogDiskLowMinBytes uint64
 	// ChangelogNoChain writes records without the hash chain; for
 	// measuring the chain's cost only (store.Options.NoChain).
 	ChangelogNoChain bool
@@ -399,10 +403,12 @@ func Open(dir string, opts *Options) (*MDT, error) {
 		Events:    o.ChangelogEvents,
 		// Every change of the users or the retained records starts a
 		// new time-record dedup epoch.
-		OnStateChange: func(store.StateChange) { m.epoch.Add(1) },
-		Defaults:      o.ChangelogDefaults,
-		KeyFile:       o.ChangelogKeyFile,
-		NoChain:       o.ChangelogNoChain,
+		OnStateChange:   func(store.StateChange) { m.epoch.Add(1) },
+		Defaults:        o.ChangelogDefaults,
+		KeyFile:         o.ChangelogKeyFile,
+		DiskLow:         o.ChangelogDiskLow,
+		DiskLowMinBytes: o.ChangelogDiskLowMinBytes,
+		NoChain:         o.ChangelogNoChain,
 	})
 	if err != nil {
 		return fail(err)

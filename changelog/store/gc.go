@@ -135,6 +135,14 @@ func (l *Log) maybeKickGCLocked() {
 		return
 	}
 	now := l.opts.Clock()
+	if l.diskLowLocked(now) {
+		l.mu.emergency = true
+		select {
+		case l.gcKick <- struct{}{}:
+		default:
+		}
+		return
+	}
 	if !l.mu.lastGCChk.IsZero() && now.Sub(l.mu.lastGCChk) <= s.MinGCInterval {
 		return
 	}
@@ -150,6 +158,31 @@ func (l *Log) maybeKickGCLocked() {
 		default:
 		}
 	}
+}
+
+// diskLowLocked is fidlog's own space GC trigger, checked at most once a
+// second: the file system holding the log is nearly full
+// (Options.DiskLow), a user holds records, and the retained records take
+// at least Options.DiskLowMinBytes on disk, so that evicting their
+// laggard gives back space that matters (a disk filled by file data keeps
+// its consumers). Lustre's trigger counts catalog entries only; a log on
+// a file system shared with the namespace runs out of disk first.
+func (l *Log) diskLowLocked(now time.Time) bool {
+	s := &l.mu.settings
+	if l.opts.DiskLow == nil || !s.FreeSpaceGC || l.mu.emergency || now.Sub(l.mu.lastDiskChk) < time.Second {
+		return false
+	}
+	l.mu.lastDiskChk = now
+	if !l.opts.DiskLow() || l.victimLocked(anyLagging) == nil {
+		return false
+	}
+	used, err := l.db.EstimateDiskUsage(l.keys.record(l.mu.purged+1), l.keys.recordEnd())
+	if err != nil || used < l.opts.DiskLowMinBytes {
+		return false
+	}
+	l.opts.Logger.Warn("changelog_disk_low", "device", l.opts.Device, "records_bytes", used,
+		"action", "evicting the most lagging changelog user: the disk is nearly full")
+	return true
 }
 
 // RunGC evicts every too-idle user now, as the GC thread does, and returns

@@ -3,9 +3,14 @@ package store
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/fidlog/fidlog/changelog"
 	"github.com/fidlog/fidlog/fid"
@@ -301,4 +306,85 @@ func TestGCMinFreeCatEntries(t *testing.T) {
 	if got := e.indices(); got[0] != 3 {
 		t.Fatalf("first record %d, want 3 (cl1's index + 1)", got[0])
 	}
+}
+
+// TestGCDiskLow: with the file system nearly full (Options.DiskLow) and
+// the retained records taking at least DiskLowMinBytes on disk, a write's
+// GC check evicts the most lagging user, one per check and at most one a
+// second; not while the disk has room, not with space GC or GC off, and
+// not when the records are too small to matter (a disk filled by other
+// data keeps its consumers).
+func TestGCDiskLow(t *testing.T) {
+	var low atomic.Bool
+	e := &testEnv{t: t, fs: vfs.NewMem(), dir: "db", clock: newFakeClock()}
+	e.opts = Options{Device: "lustre-MDT0000", Clock: e.clock.Now, Logger: slog.New(slog.DiscardHandler),
+		DiskLow: low.Load, DiskLowMinBytes: 1}
+	e.open()
+	t.Cleanup(e.close)
+	e.register("", "")
+	e.register("", "")
+	e.register("", "")
+	for i := range 4 {
+		e.op(changelog.CLCreate, fmt.Sprint("f", i))
+	}
+	if _, err := e.log.Clear("cl1", 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.log.Clear("cl3", 4); err != nil {
+		t.Fatal(err)
+	}
+	// The records on disk (EstimateDiskUsage counts sstables).
+	if err := e.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	users := func() (ids []uint32) {
+		for _, u := range e.log.Users() {
+			ids = append(ids, u.ID)
+		}
+		return ids
+	}
+	waitUsers := func(want ...uint32) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !slices.Equal(users(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("users %v, want %v", users(), want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	set := func(k, v string) {
+		t.Helper()
+		if err := e.log.UpdateSettings(func(s *Settings) error { return s.SetParam(k, v) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.clock.Advance(2 * time.Second)
+	e.op(changelog.CLCreate, "room") // the disk has room
+	low.Store(true)
+	for _, k := range []string{"changelog_free_space_gc", "changelog_gc"} {
+		set(k, "0")
+		e.clock.Advance(2 * time.Second)
+		e.op(changelog.CLCreate, "off")
+		set(k, "1")
+	}
+	e.log.opts.DiskLowMinBytes = 1 << 40 // the records are too small to matter
+	e.clock.Advance(2 * time.Second)
+	e.op(changelog.CLCreate, "small")
+	time.Sleep(50 * time.Millisecond)
+	waitUsers(1, 2, 3)
+
+	e.log.opts.DiskLowMinBytes = 1
+	e.clock.Advance(2 * time.Second)
+	e.op(changelog.CLCreate, "full") // cl2 (index 0) lags most
+	waitUsers(1, 3)
+	if _, err := e.log.Clear("cl2", 0); !errors.Is(err, changelog.ErrEvicted) || !strings.Contains(err.Error(), "capacity") {
+		t.Fatalf("evicted user: %v", err)
+	}
+	e.op(changelog.CLCreate, "again") // within the second: no check
+	time.Sleep(50 * time.Millisecond)
+	waitUsers(1, 3)
+	e.clock.Advance(2 * time.Second)
+	e.op(changelog.CLCreate, "next") // cl1 (index 2) next
+	waitUsers(3)
 }

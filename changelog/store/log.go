@@ -54,6 +54,15 @@ type Options struct {
 	// KeyFile is the signing key's file (PKCS#8 PEM), which RotateKey
 	// replaces.
 	KeyFile string
+	// DiskLow, if set, reports that the file system holding the log is
+	// nearly full. With space GC on (changelog_gc and
+	// changelog_free_space_gc), if the retained records take at least
+	// DiskLowMinBytes on disk, the most lagging user is then evicted, as
+	// when the catalog is nearly full, before a full disk stops the MDT.
+	// It is asked at most once a second, after records are written, with
+	// the log's lock held: it must be cheap (a statfs).
+	DiskLow         func() bool
+	DiskLowMinBytes uint64
 }
 
 // StateChange names a change of the log's users or retained records.
@@ -152,19 +161,20 @@ type Log struct {
 
 	mu struct {
 		sync.Mutex
-		current    changelog.Index
-		purged     changelog.Index
-		head       changelog.Hash   // chain hash of record current
-		anchor     changelog.Hash   // chain hash of record purged
-		sealer     changelog.Sealer // reused SHA-256 state
-		lastUserID uint32
-		users      []*changelog.User // by ID
-		evicted    map[uint32]*changelog.EvictedError
-		settings   Settings
-		effective  changelog.Mask
-		failed     error
-		seq        uint64 // batches applied
-		lastGCChk  time.Time
+		current     changelog.Index
+		purged      changelog.Index
+		head        changelog.Hash   // chain hash of record current
+		anchor      changelog.Hash   // chain hash of record purged
+		sealer      changelog.Sealer // reused SHA-256 state
+		lastUserID  uint32
+		users       []*changelog.User // by ID
+		evicted     map[uint32]*changelog.EvictedError
+		settings    Settings
+		effective   changelog.Mask
+		failed      error
+		seq         uint64 // batches applied
+		lastGCChk   time.Time
+		lastDiskChk time.Time // Options.DiskLow last asked
 		// emergency: the next GC run evicts the most lagging user for
 		// lack of catalog entries (changelog_min_free_cat_entries).
 		emergency bool

@@ -54,6 +54,18 @@ func (b *ballast) free() (int64, error) {
 	return int64(st.Bavail) * st.Bsize, nil
 }
 
+// low reports less than twice the ballast's size free: the changelog's
+// space GC then evicts the consumer that lags most if the records are
+// what fills the disk (mdt.Options.ChangelogDiskLow). Always false
+// without a ballast.
+func (b *ballast) low() bool {
+	if b.size == 0 {
+		return false
+	}
+	free, err := b.free()
+	return err == nil && free < 2*b.size
+}
+
 // atStart deletes the ballast if less than its size is free (or no
 // ballast is wanted), else makes sure it exists.
 func (b *ballast) atStart() {

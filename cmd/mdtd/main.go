@@ -171,7 +171,7 @@ identity. A bare "mdtd" serves the socket only.`,
 	f.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
 	f.DurationVar(&cfg.heartbeat, "heartbeat", api.DefaultHeartbeatInterval, "heartbeat interval of idle follow streams")
 	f.IntVar(&cfg.nsCache, "namespace-cache", mdt.DefaultNamespaceCacheEntries, "inodes and directory entries kept in memory (up to this many of each, about 250 bytes per pair when full); 0: no cache, every lookup reads the store")
-	f.StringVar(&cfg.ballast, "ballast-size", "128M", "emergency ballast: bytes kept allocated in --data (file "+ballastName+"), deleted at a start that finds less free space than that, so that mdtd can start on a full disk and the consumer that filled it can be cleared; allocated again once twice its size is free; 0: none")
+	f.StringVar(&cfg.ballast, "ballast-size", "128M", "emergency ballast: bytes kept allocated in --data (file "+ballastName+"), deleted at a start that finds less free space than that, so that mdtd can start on a full disk and the consumer that filled it can be cleared; allocated again once twice its size is free; with less than twice its size free and at least its size in records, space GC evicts the consumer that lags most; 0: none")
 	f.StringVar(&cfg.configFile, "config", "", "TOML file of settings, keys named as these flags (env "+EnvPrefix+"CONFIG); every flag can also come from "+EnvPrefix+"<FLAG> (MDTD_LOG_LEVEL); flags > environment > file")
 	f.BoolVar(&cfg.printConfig, "print-config", false, "print the effective settings as a TOML config file and exit")
 	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
@@ -302,6 +302,9 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 		},
 		// The checkpoint signing key, created on first start.
 		ChangelogKeyFile: filepath.Join(cfg.data, "changelog.key"),
+		// A disk nearly full of records evicts their laggard (space GC).
+		ChangelogDiskLow:         bl.low,
+		ChangelogDiskLowMinBytes: uint64(ballastSize),
 	}, testMDTOptions)
 	if err != nil {
 		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
