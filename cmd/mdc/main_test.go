@@ -30,6 +30,11 @@ func TestVerbs(t *testing.T) {
 		{Args: []string{"chmod", "600", "pics/chloe.jpg"}},
 		{Args: []string{"chown", "500:500", "pics/chloe.jpg"}},
 		{Args: []string{"truncate", "-s", "1K", "pics/chloe.jpg"}},
+		// A size is an off_t: above 2^63-1 it is refused (coreutils:
+		// "Invalid number"), never stored as a size stat shows negative.
+		{Args: []string{"truncate", "-s", "9223372036854775808", "pics/chloe.jpg"}, Code: 22, Stderr: "mdc truncate: invalid number: '9223372036854775808'\nusage: truncate -s SIZE PATH...\n"},
+		{Args: []string{"truncate", "-s", "18446744073709551615", "pics/chloe.jpg"}, Code: 22, Stderr: "mdc truncate: invalid number: '18446744073709551615'\nusage: truncate -s SIZE PATH...\n"},
+		{Args: []string{"truncate", "-s", "8388608T", "pics/chloe.jpg"}, Code: 22, Stderr: "mdc truncate: invalid number: '8388608T'\nusage: truncate -s SIZE PATH...\n"},
 		{Args: []string{"setfattr", "-n", "user.tag", "-v", "holiday", "pics/chloe.jpg"}},
 		{Args: []string{"getfattr", "-n", "user.tag", "pics/chloe.jpg"}, Stdout: "# file: pics/chloe.jpg\nuser.tag=\"holiday\"\n\n"},
 		{Args: []string{"getfattr", "-n", "user.none", "pics/chloe.jpg"}, Code: 61, Stderr: "pics/chloe.jpg: user.none: No such attribute\n"},

@@ -335,7 +335,8 @@ func (a *app) chownCmd() *cobra.Command {
 }
 
 // parseSize parses truncate's SIZE: a number with an optional K, M, G, T
-// (powers of 1024) or KB, MB, GB, TB (powers of 1000) suffix.
+// (powers of 1024) or KB, MB, GB, TB (powers of 1000) suffix, at most
+// 2^63-1.
 func parseSize(s string) (uint64, bool) {
 	mult := uint64(1)
 	for i, suf := range []string{"K", "M", "G", "T"} {
@@ -351,8 +352,10 @@ func parseSize(s string) (uint64, bool) {
 		}
 		break
 	}
-	v, err := cli.ParseUint(s, 1<<64-1)
-	if err != nil || (mult > 1 && v > (1<<64-1)/mult) {
+	// A size is an off_t: at most 2^63-1.
+	const maxSize = 1<<63 - 1
+	v, err := cli.ParseUint(s, maxSize)
+	if err != nil || (mult > 1 && v > maxSize/mult) {
 		return 0, false
 	}
 	return v * mult, true
