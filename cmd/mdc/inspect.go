@@ -90,7 +90,7 @@ func (a *app) longLine(name string, at *commonv1.Attr) string {
 	size := strconv.FormatUint(at.GetSize(), 10)
 	if t := at.GetType(); t == commonv1.ObjectType_OBJECT_TYPE_CHR || t == commonv1.ObjectType_OBJECT_TYPE_BLK {
 		r := at.GetRdev()
-		size = fmt.Sprintf("%d, %d", (r>>8)&0xfff|(r>>32)&^0xfff, r&0xff|(r>>12)&^0xff)
+		size = fmt.Sprintf("%d, %d", devMajor(r), devMinor(r))
 	}
 	s := fmt.Sprintf("%s %d %d %d %s %s %s", modeString(at), at.GetNlink(), at.GetUid(), at.GetGid(), size, mt, name)
 	if at.GetType() == commonv1.ObjectType_OBJECT_TYPE_LNK {
@@ -248,3 +248,8 @@ func (a *app) closeCmd() *cobra.Command {
 	}
 	return cmd
 }
+
+// devMajor and devMinor read a device number as glibc's major(3) and
+// minor(3) do (the inverse of makedev).
+func devMajor(r uint64) uint64 { return (r>>8)&0xfff | (r>>32)&0xfffff000 }
+func devMinor(r uint64) uint64 { return r&0xff | (r>>12)&0xffffff00 }

@@ -52,6 +52,13 @@ func TestVerbs(t *testing.T) {
 		{Args: []string{"rm", "-f", "pics/chloe.jpg"}},
 		{Args: []string{"rmdir", "pics"}, Code: 39, Stderr: "mdc: failed to remove 'pics': Directory not empty\n"},
 		{Args: []string{"rmdir", "pics/a/b", "pics/a", "pics"}},
+		// Device numbers as glibc's major(3)/minor(3) read them: a major
+		// above 4095 does not leak into the minor.
+		{Args: []string{"mknod", "dev", "c", "4096", "1"}},
+		{Args: []string{"ls", "-l", "dev"}, Stdout: "re:crw-r--r-- 1 0 0 4096, 1 [-0-9: ]+ dev\n"},
+		{Args: []string{"mknod", "dev2", "b", "4095", "4294967295"}},
+		{Args: []string{"ls", "-l", "dev2"}, Stdout: "re:brw-r--r-- 1 0 0 4095, 4294967295 [-0-9: ]+ dev2\n"},
+		{Args: []string{"rm", "dev", "dev2"}},
 		{Args: []string{"close", "12345"}, Code: 9, Stderr: "mdc: close 12345: Bad file descriptor\n"},
 		{Args: []string{"mkdir"}, Code: 22, Stderr: "mdc mkdir: requires at least 1 arg(s), only received 0\nusage: mkdir [-m MODE] [-p] PATH...\n"},
 		// A job id gRPC metadata cannot carry is a usage error naming
