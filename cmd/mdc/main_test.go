@@ -29,6 +29,10 @@ func TestVerbs(t *testing.T) {
 		{Args: []string{"touch", "nodir/x"}, Code: 2, Stderr: "mdc: cannot touch 'nodir/x': No such file or directory\n"},
 		{Args: []string{"chmod", "600", "pics/chloe.jpg"}},
 		{Args: []string{"chown", "500:500", "pics/chloe.jpg"}},
+		// (uid_t)-1 means "leave unchanged" to chown(2): as an owner it is
+		// an invalid id (coreutils), never stored.
+		{Args: []string{"chown", "4294967295", "pics/chloe.jpg"}, Code: 22, Stderr: "mdc chown: invalid spec: '4294967295' (numeric UID[:GID])\nusage: chown UID[:GID] PATH...\n"},
+		{Args: []string{"chown", "1:4294967295", "pics/chloe.jpg"}, Code: 22, Stderr: "mdc chown: invalid spec: '1:4294967295' (numeric UID[:GID])\nusage: chown UID[:GID] PATH...\n"},
 		{Args: []string{"truncate", "-s", "1K", "pics/chloe.jpg"}},
 		// A size is an off_t: above 2^63-1 it is refused (coreutils:
 		// "Invalid number"), never stored as a size stat shows negative.

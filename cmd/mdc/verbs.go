@@ -302,7 +302,8 @@ func (a *app) chownCmd() *cobra.Command {
 			return cli.Usage(cmd, "mdc chown: invalid spec: '%s' (numeric UID[:GID])", args[0])
 		}
 		if us != "" {
-			u, err := cli.ParseUint(us, 1<<32-1)
+			// Up to 2^32-2: (uid_t)-1 means "unchanged" to chown(2).
+			u, err := cli.ParseUint(us, 1<<32-2)
 			if err != nil {
 				return bad()
 			}
@@ -310,7 +311,7 @@ func (a *app) chownCmd() *cobra.Command {
 			req.Uid = &v
 		}
 		if hasG && gs != "" {
-			g, err := cli.ParseUint(gs, 1<<32-1)
+			g, err := cli.ParseUint(gs, 1<<32-2)
 			if err != nil {
 				return bad()
 			}
