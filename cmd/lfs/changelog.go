@@ -2,13 +2,17 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/fidlog/fidlog/changelog"
 	"github.com/fidlog/fidlog/cmd/internal/cli"
@@ -26,7 +30,7 @@ func newChangelogCmd(a *app) *cobra.Command {
 		Annotations: map[string]string{"usage": changelogUsage, "help": "Show the metadata changes on an MDT.\nusage: " + changelogUsage},
 		Args:        cobra.ArbitraryArgs,
 	}
-	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "wait for new records until interrupted")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "wait for new records until interrupted (across restarts of the server)")
 	cmd.Flags().StringVarP(&user, "user", "u", "", "filter with this changelog user's mask (cl1, 1 or a name)")
 	cmd.Flags().StringVarP(&mask, "mask", "m", "", "show only these record types (Lustre mask syntax)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text (lfs changelog lines) or json (NDJSON)")
@@ -119,12 +123,15 @@ func (a *app) readChangelog(cmd *cobra.Command, req *changelogv1.ReadRequest, mo
 	}
 	defer conn.Close()
 	ctx := cmd.Context()
-	stream, err := conn.Changelog.Read(ctx, req)
 	started := false
 	w := bufio.NewWriterSize(a.stdout, 64<<10)
 	defer w.Flush()
 	enc := json.NewEncoder(w)
 	var line []byte
+	var last uint64 // the last record printed
+	rc := reconnect{a: a, device: req.Device}
+resume:
+	stream, err := conn.Changelog.Read(ctx, req)
 	for err == nil {
 		var resp *changelogv1.ReadResponse
 		resp, err = stream.Recv()
@@ -132,6 +139,7 @@ func (a *app) readChangelog(cmd *cobra.Command, req *changelogv1.ReadRequest, mo
 			break
 		}
 		started = true
+		rc.reset()
 		for _, raw := range resp.GetRawRecords() {
 			if k := changelog.KindOf(raw); k == changelog.ItemCheckpoint || k == changelog.ItemAnchor {
 				if mode == outExport {
@@ -150,6 +158,7 @@ func (a *app) readChangelog(cmd *cobra.Command, req *changelogv1.ReadRequest, mo
 			if req.EndIndex != 0 && uint64(r.Index) > req.EndIndex {
 				return nil
 			}
+			last = uint64(r.Index)
 			if mode == outExport {
 				if err := a.printItem(w, raw); err != nil {
 					return err
@@ -165,6 +174,7 @@ func (a *app) readChangelog(cmd *cobra.Command, req *changelogv1.ReadRequest, mo
 			if req.EndIndex != 0 && uint64(r.Index) > req.EndIndex {
 				return nil
 			}
+			last = uint64(r.Index)
 			if err := a.printRecord(w, enc, r, mode, &line); err != nil {
 				return err
 			}
@@ -188,6 +198,20 @@ func (a *app) readChangelog(cmd *cobra.Command, req *changelogv1.ReadRequest, mo
 		return cli.Exit(cli.ECANCELED)
 	}
 	w.Flush()
+	// --follow outlives a restart of the server, as Lustre's does an MDS
+	// failover: once it has read from the server, it reconnects and goes
+	// on after the last record printed (a server never reached is an
+	// error, as without --follow). A verifiable export (--hash --output
+	// json) does not: a new stream starts with a new anchor.
+	if req.Follow && started && mode != outExport && status.Code(err) == codes.Unavailable {
+		if rc.wait(ctx, err) {
+			if last > 0 {
+				req.StartIndex = last + 1
+			}
+			goto resume
+		}
+		return nil // SIGINT or SIGTERM while waiting
+	}
 	err = conn.Err(err)
 	if cli.IsConn(err) {
 		return err
@@ -208,6 +232,39 @@ func (a *app) readChangelog(cmd *cobra.Command, req *changelogv1.ReadRequest, mo
 	}
 	fmt.Fprintf(a.stderr, "lfs changelog: %s: %s\n", what, msg)
 	return cli.Exit(cli.Errno(err))
+}
+
+// reconnect paces lfs changelog --follow's reconnections while the server
+// is unavailable, and says once per outage that it is waiting.
+type reconnect struct {
+	a       *app
+	device  string
+	backoff time.Duration
+	said    bool
+}
+
+// reset ends an outage: the stream delivers again.
+func (r *reconnect) reset() { r.backoff, r.said = 0, false }
+
+// wait waits before the next attempt; false if ctx ended first.
+func (r *reconnect) wait(ctx context.Context, err error) bool {
+	if !r.said {
+		why := cli.Detail(err)
+		if why == "" {
+			why = cli.Strerror(cli.Errno(err))
+		}
+		fmt.Fprintf(r.a.stderr, "lfs changelog: lost %s (%s); reconnecting\n", r.device, why)
+		r.said = true
+	}
+	r.backoff = min(max(2*r.backoff, 100*time.Millisecond), 5*time.Second)
+	t := time.NewTimer(r.backoff)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 func (a *app) printRecord(w *bufio.Writer, enc *json.Encoder, r *changelog.Record, mode outMode, buf *[]byte) error {
