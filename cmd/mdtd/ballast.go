@@ -39,6 +39,9 @@ type ballast struct {
 	path string
 	size int64 // 0: none kept
 	log  *slog.Logger
+	// failed: allocating it failed once (logged then; later failures of
+	// the minute's retries are logged at debug level only).
+	failed bool
 }
 
 func newBallast(dir string, size int64, log *slog.Logger) *ballast {
@@ -107,10 +110,15 @@ func (b *ballast) ensure() {
 	tmp := b.path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
-		b.log.Warn("ballast_create_failed", "path", b.path, "err", err)
+		b.createFailed(err)
 		return
 	}
 	err = unix.Fallocate(int(f.Fd()), 0, 0, b.size)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		// A file system without fallocate: blocks written are blocks
+		// allocated too.
+		err = writeZeros(f, b.size)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -122,10 +130,33 @@ func (b *ballast) ensure() {
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
-		b.log.Warn("ballast_create_failed", "path", b.path, "err", err)
+		b.createFailed(err)
 		return
 	}
+	b.failed = false
 	b.log.Info("ballast_created", "path", b.path, "bytes", b.size)
+}
+
+// createFailed logs a failed allocation: a warning the first time, then
+// at debug level, so that the minute's retries do not fill the log.
+func (b *ballast) createFailed(err error) {
+	lvl := slog.LevelWarn
+	if b.failed {
+		lvl = slog.LevelDebug
+	}
+	b.failed = true
+	b.log.Log(context.Background(), lvl, "ballast_create_failed", "path", b.path, "err", err)
+}
+
+// writeZeros writes n zero bytes to f from its start.
+func writeZeros(f *os.File, n int64) error {
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < n; off += int64(len(buf)) {
+		if _, err := f.WriteAt(buf[:min(int64(len(buf)), n-off)], off); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // keep allocates the ballast again, while ctx lasts, once it can.

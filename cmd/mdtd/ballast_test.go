@@ -62,3 +62,32 @@ func TestBallast(t *testing.T) {
 		t.Fatal("low without a ballast")
 	}
 }
+
+// TestBallastFailures: a ballast that cannot be allocated is said once,
+// not at every minute's retry; writeZeros allocates where fallocate is
+// missing.
+func TestBallastFailures(t *testing.T) {
+	dir := t.TempDir()
+	var logs bytes.Buffer
+	b := newBallast(filepath.Join(dir, "missing"), 1<<20, slog.New(slog.NewTextHandler(&logs, nil)))
+	b.ensure()
+	b.ensure()
+	b.ensure()
+	if n := strings.Count(logs.String(), "ballast_create_failed"); n != 1 {
+		t.Fatalf("%d failure lines for three failed attempts, want 1:\n%s", n, logs.String())
+	}
+
+	f, err := os.Create(filepath.Join(dir, "z"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const n = 3<<20 + 5
+	if err := writeZeros(f, n); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(f.Name())
+	if err != nil || len(got) != n || !bytes.Equal(got, make([]byte, n)) {
+		t.Fatalf("writeZeros: %d bytes (%v), want %d zeros", len(got), err, n)
+	}
+}
