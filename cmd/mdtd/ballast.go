@@ -104,7 +104,11 @@ func (b *ballast) ensure() {
 		return
 	}
 	free, err := b.free()
-	if err != nil || free < 2*b.size {
+	if err != nil {
+		b.createFailed(err)
+		return
+	}
+	if free < 2*b.size {
 		return
 	}
 	tmp := b.path + ".tmp"
