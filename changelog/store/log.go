@@ -161,20 +161,23 @@ type Log struct {
 
 	mu struct {
 		sync.Mutex
-		current     changelog.Index
-		purged      changelog.Index
-		head        changelog.Hash   // chain hash of record current
-		anchor      changelog.Hash   // chain hash of record purged
-		sealer      changelog.Sealer // reused SHA-256 state
-		lastUserID  uint32
-		users       []*changelog.User // by ID
-		evicted     map[uint32]*changelog.EvictedError
-		settings    Settings
-		effective   changelog.Mask
-		failed      error
-		seq         uint64 // batches applied
-		lastGCChk   time.Time
-		lastDiskChk time.Time // Options.DiskLow last asked
+		current    changelog.Index
+		purged     changelog.Index
+		head       changelog.Hash   // chain hash of record current
+		anchor     changelog.Hash   // chain hash of record purged
+		sealer     changelog.Sealer // reused SHA-256 state
+		lastUserID uint32
+		users      []*changelog.User // by ID
+		evicted    map[uint32]*changelog.EvictedError
+		settings   Settings
+		effective  changelog.Mask
+		failed     error
+		seq        uint64 // batches applied
+		lastGCChk  time.Time
+		// appendedBytes and appendedRecs: the encodings of the records
+		// appended since Open (Size).
+		appendedBytes, appendedRecs uint64
+		lastDiskChk                 time.Time // Options.DiskLow last asked
 		// emergency: the next GC run evicts the most lagging user for
 		// lack of catalog entries (changelog_min_free_cat_entries).
 		emergency bool
@@ -486,9 +489,27 @@ func (l *Log) stateLocked() State {
 }
 
 // Size estimates the bytes used by retained records and users
-// (changelog_size).
+// (changelog_size). Pebble's estimate counts flushed tables only, so
+// records still in the memtable (all of them, on a server that has not
+// flushed since it started) would not count: Lustre's changelog_size
+// grows with every record (sanity 254). The estimate is therefore at
+// least the retained records times the mean size of the records
+// appended since the log was opened.
 func (l *Log) Size() (uint64, error) {
-	return l.db.EstimateDiskUsage(l.keys.prefix, l.keys.prefixEnd())
+	disk, err := l.db.EstimateDiskUsage(l.keys.prefix, l.keys.prefixEnd())
+	if err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	retained := uint64(l.mu.current - l.mu.purged)
+	bytes, recs := l.mu.appendedBytes, l.mu.appendedRecs
+	l.mu.Unlock()
+	if recs > 0 {
+		if est := retained * (bytes / recs); est > disk {
+			return est, nil
+		}
+	}
+	return disk, nil
 }
 
 func (l *Log) putState(b *pebble.Batch, st persistState) error {
