@@ -2,6 +2,8 @@ package mdt
 
 import (
 	"context"
+	"fmt"
+	"math"
 
 	"github.com/fidlog/fidlog/changelog"
 	"github.com/fidlog/fidlog/changelog/store"
@@ -40,6 +42,9 @@ func (m *MDT) Setattr(ctx context.Context, c Cred, p string, s SetattrArgs) (Att
 	if err != nil {
 		return Attr{}, pathErr("setattr", p, err)
 	}
+	if err := s.check(); err != nil {
+		return Attr{}, pathErr("setattr", p, err)
+	}
 	var (
 		a    Attr
 		pend *store.Pending
@@ -55,6 +60,21 @@ func (m *MDT) Setattr(ctx context.Context, c Cred, p string, s SetattrArgs) (Att
 		return Attr{}, m.denySetattr(ctx, c, s, denial{path: p}, pathErr("setattr", p, err))
 	}
 	return a, nil
+}
+
+// check refuses values no file can take: a size beyond off_t's range,
+// and the uid or gid (uid_t)-1, which chown(2) reads as "leave as is".
+func (s SetattrArgs) check() error {
+	if s.Size != nil && *s.Size > math.MaxInt64 {
+		return fmt.Errorf("%w: size %d is beyond the largest file size (%d)", ErrInvalid, *s.Size, int64(math.MaxInt64))
+	}
+	if s.UID != nil && *s.UID == math.MaxUint32 {
+		return fmt.Errorf("%w: uid %d is (uid_t)-1, not an owner", ErrInvalid, *s.UID)
+	}
+	if s.GID != nil && *s.GID == math.MaxUint32 {
+		return fmt.Errorf("%w: gid %d is (gid_t)-1, not a group", ErrInvalid, *s.GID)
+	}
+	return nil
 }
 
 // denySetattr records the DENY of a setattr (by path or by FID, as d

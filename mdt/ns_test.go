@@ -2,6 +2,7 @@ package mdt
 
 import (
 	"slices"
+	"math"
 	"strings"
 	"syscall"
 	"testing"
@@ -394,6 +395,44 @@ func TestSetattrTimes(t *testing.T) {
 	if a.Size != 4096 || a.Mtime.Equal(mt) {
 		t.Fatalf("truncate: %+v", a)
 	}
+}
+
+// TestSetattrImpossibleValues: a size beyond off_t and the uid or gid
+// (uid_t)-1 are EINVAL naming the value, by path and by FID, and change
+// nothing: no record, no DENY.
+func TestSetattrImpossibleValues(t *testing.T) {
+	e := newEnv(t)
+	e.setParam("mdd.*.changelog_mask", "ALL")
+	e.register("")
+	a0, err := e.m.Create(ctx, root, "f", 0644, true)
+	ok(t, err)
+	cur := e.current()
+	for _, tc := range []struct {
+		s    SetattrArgs
+		want string
+	}{
+		{SetattrArgs{Size: ptr[uint64](1 << 63)}, "size 9223372036854775808"},
+		{SetattrArgs{Size: ptr[uint64](math.MaxUint64)}, "size 18446744073709551615"},
+		{SetattrArgs{UID: ptr[uint32](math.MaxUint32)}, "uid 4294967295"},
+		{SetattrArgs{GID: ptr[uint32](math.MaxUint32)}, "gid 4294967295"},
+	} {
+		_, err := e.m.Setattr(ctx, root, "f", tc.s)
+		if Errno(err) != syscall.EINVAL || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("setattr by path %s: %v, want EINVAL naming it", tc.want, err)
+		}
+		_, err = e.m.SetattrFID(ctx, root, a0.FID, 0, tc.s)
+		if Errno(err) != syscall.EINVAL || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("setattr by FID %s: %v, want EINVAL naming it", tc.want, err)
+		}
+	}
+	if a := must[Attr](t)(e.m.Stat(ctx, root, "f")); a.Size != 0 || a.UID != a0.UID || a.GID != a0.GID {
+		t.Fatalf("attributes changed: %+v", a)
+	}
+	if e.current() != cur {
+		t.Fatalf("records written: %q", e.lines(cur))
+	}
+	// The largest size is a size.
+	ok(t, second(e.m.Setattr(ctx, root, "f", SetattrArgs{Size: ptr[uint64](math.MaxInt64)})))
 }
 
 // TestRenameFlags: RENAME_NOREPLACE is EEXIST over an existing entry;

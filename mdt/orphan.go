@@ -345,6 +345,9 @@ func (m *MDT) SetattrFID(ctx context.Context, c Cred, f fid.FID, h uint64, s Set
 	if f.IsZero() {
 		return Attr{}, pathErr("setattr", name, ErrInvalid)
 	}
+	if err := s.check(); err != nil {
+		return Attr{}, pathErr("setattr", name, err)
+	}
 	var (
 		a    Attr
 		pend *store.Pending
