@@ -1,8 +1,8 @@
 package mdt
 
 import (
-	"slices"
 	"math"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
