@@ -466,6 +466,14 @@ func IsEvicted(err error) (string, bool) {
 	return ei.GetMetadata()["user"], true
 }
 
+// Unavailable reports whether a call failed because the server could not
+// be reached or went away (a restart, a connection cut): a follower may
+// reconnect and resume.
+func Unavailable(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.Unavailable
+}
+
 // ErrnoOf returns the errno a failed call stands for: the "errno" of its
 // ErrorInfo, else one derived from the status code (ECONNREFUSED for an
 // unreachable server). nil is 0; a non-status error is EIO, a cancelled

@@ -9,9 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/fidlog/fidlog/changelog"
 	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
 )
@@ -283,8 +280,7 @@ func retryable(err error) bool {
 	if errors.Is(err, errStreamEnded) {
 		return true
 	}
-	st, ok := status.FromError(err)
-	return ok && st.Code() == codes.Unavailable
+	return Unavailable(err)
 }
 
 // run opens one stream and consumes it until it fails. progressed reports

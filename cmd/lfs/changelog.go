@@ -11,9 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
+	"github.com/fidlog/fidlog/api/client"
 	"github.com/fidlog/fidlog/changelog"
 	"github.com/fidlog/fidlog/cmd/internal/cli"
 	changelogv1 "github.com/fidlog/fidlog/proto/lustre/changelog/v1"
@@ -203,7 +202,7 @@ resume:
 	// on after the last record printed (a server never reached is an
 	// error, as without --follow). A verifiable export (--hash --output
 	// json) does not: a new stream starts with a new anchor.
-	if req.Follow && started && mode != outExport && status.Code(err) == codes.Unavailable {
+	if req.Follow && started && mode != outExport && client.Unavailable(err) {
 		if rc.wait(ctx, err) {
 			if last > 0 {
 				req.StartIndex = last + 1
