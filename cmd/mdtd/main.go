@@ -45,6 +45,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
 
 	"github.com/fidlog/fidlog/api"
 	"github.com/fidlog/fidlog/api/client"
@@ -382,7 +383,14 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { bl.keep(gctx); return nil })
 	for _, l := range lis {
-		g.Go(func() error { return srv.Serve(l) })
+		g.Go(func() error {
+			// A stop that came before this Serve began (a SIGTERM
+			// right after the serving line) is a stop, not a failure.
+			if err := srv.Serve(l); !errors.Is(err, grpc.ErrServerStopped) {
+				return err
+			}
+			return nil
+		})
 	}
 	if hs != nil {
 		g.Go(func() error {
