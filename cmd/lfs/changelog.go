@@ -128,22 +128,13 @@ func (a *app) readChangelog(cmd *cobra.Command, req *changelogv1.ReadRequest, mo
 	enc := json.NewEncoder(w)
 	var line []byte
 	var last uint64 // the last record printed
-	rc := reconnect{a: a, device: req.Device}
-resume:
-	stream, err := conn.Changelog.Read(ctx, req)
-	for err == nil {
-		var resp *changelogv1.ReadResponse
-		resp, err = stream.Recv()
-		if err != nil {
-			break
-		}
-		started = true
-		rc.reset()
+	// show prints one message's records; stop is true past EndIndex.
+	show := func(resp *changelogv1.ReadResponse) (stop bool, err error) {
 		for _, raw := range resp.GetRawRecords() {
 			if k := changelog.KindOf(raw); k == changelog.ItemCheckpoint || k == changelog.ItemAnchor {
 				if mode == outExport {
 					if err := a.printItem(w, raw); err != nil {
-						return err
+						return false, err
 					}
 				}
 				continue
@@ -152,34 +143,67 @@ resume:
 			if derr != nil {
 				w.Flush()
 				fmt.Fprintf(a.stderr, "lfs changelog: cannot access changelog: %v\n", derr)
-				return cli.Exit(cli.EIO)
+				return false, cli.Exit(cli.EIO)
 			}
 			if req.EndIndex != 0 && uint64(r.Index) > req.EndIndex {
-				return nil
+				return true, nil
 			}
 			last = uint64(r.Index)
 			if mode == outExport {
 				if err := a.printItem(w, raw); err != nil {
-					return err
+					return false, err
 				}
 				continue
 			}
 			if err := a.printRecord(w, enc, r, mode, &line); err != nil {
-				return err
+				return false, err
 			}
 		}
 		for _, pr := range resp.GetRecords() { // a server that ignores raw
 			r := recordFromPB(pr)
 			if req.EndIndex != 0 && uint64(r.Index) > req.EndIndex {
-				return nil
+				return true, nil
 			}
 			last = uint64(r.Index)
 			if err := a.printRecord(w, enc, r, mode, &line); err != nil {
-				return err
+				return false, err
 			}
 		}
 		if err := w.Flush(); err != nil {
-			return cli.Exit(cli.EIO)
+			return false, cli.Exit(cli.EIO)
+		}
+		return false, nil
+	}
+	rc := reconnect{a: a, device: req.Device}
+	for {
+		var stream changelogv1.ChangelogService_ReadClient
+		stream, err = conn.Changelog.Read(ctx, req)
+		for err == nil {
+			var resp *changelogv1.ReadResponse
+			resp, err = stream.Recv()
+			if err != nil {
+				break
+			}
+			started = true
+			rc.reset()
+			if stop, err := show(resp); stop || err != nil {
+				return err
+			}
+		}
+		// --follow outlives a restart of the server, as Lustre's does an
+		// MDS failover: once it has read from the server, it reconnects
+		// and goes on after the last record printed (a server never
+		// reached is an error, as without --follow). A verifiable export
+		// (--hash --output json) does not: a new stream starts with a new
+		// anchor.
+		if !req.Follow || !started || mode == outExport || !client.Unavailable(err) {
+			break
+		}
+		if !rc.wait(ctx, err) {
+			return nil // SIGINT or SIGTERM while waiting
+		}
+		if last > 0 {
+			req.StartIndex = last + 1
 		}
 	}
 	if errors.Is(err, io.EOF) {
@@ -197,20 +221,6 @@ resume:
 		return cli.Exit(cli.ECANCELED)
 	}
 	w.Flush()
-	// --follow outlives a restart of the server, as Lustre's does an MDS
-	// failover: once it has read from the server, it reconnects and goes
-	// on after the last record printed (a server never reached is an
-	// error, as without --follow). A verifiable export (--hash --output
-	// json) does not: a new stream starts with a new anchor.
-	if req.Follow && started && mode != outExport && client.Unavailable(err) {
-		if rc.wait(ctx, err) {
-			if last > 0 {
-				req.StartIndex = last + 1
-			}
-			goto resume
-		}
-		return nil // SIGINT or SIGTERM while waiting
-	}
 	err = conn.Err(err)
 	if cli.IsConn(err) {
 		return err
