@@ -135,22 +135,18 @@ func (l *Log) maybeKickGCLocked() {
 		return
 	}
 	now := l.opts.Clock()
-	if l.diskLowLocked(now) {
+	switch {
+	case l.diskLowLocked(now): // its own pace: at most once a second
 		l.mu.emergency = true
-		select {
-		case l.gcKick <- struct{}{}:
-		default:
+	case !l.mu.lastGCChk.IsZero() && now.Sub(l.mu.lastGCChk) <= s.MinGCInterval:
+		return
+	default:
+		l.mu.lastGCChk = now
+		if !l.mu.emergency && l.lowOnEntriesLocked() && l.victimLocked(anyLagging) != nil {
+			l.opts.Logger.Warn("changelog_low_on_catalog_entries", "device", l.opts.Device,
+				"min_free_cat_entries", s.MinFreeCatEntries)
+			l.mu.emergency = true
 		}
-		return
-	}
-	if !l.mu.lastGCChk.IsZero() && now.Sub(l.mu.lastGCChk) <= s.MinGCInterval {
-		return
-	}
-	l.mu.lastGCChk = now
-	if !l.mu.emergency && l.lowOnEntriesLocked() && l.victimLocked(anyLagging) != nil {
-		l.opts.Logger.Warn("changelog_low_on_catalog_entries", "device", l.opts.Device,
-			"min_free_cat_entries", s.MinFreeCatEntries)
-		l.mu.emergency = true
 	}
 	if l.mu.emergency || l.victimLocked(tooIdleOnly) != nil {
 		select {

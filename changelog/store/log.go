@@ -161,23 +161,20 @@ type Log struct {
 
 	mu struct {
 		sync.Mutex
-		current    changelog.Index
-		purged     changelog.Index
-		head       changelog.Hash   // chain hash of record current
-		anchor     changelog.Hash   // chain hash of record purged
-		sealer     changelog.Sealer // reused SHA-256 state
-		lastUserID uint32
-		users      []*changelog.User // by ID
-		evicted    map[uint32]*changelog.EvictedError
-		settings   Settings
-		effective  changelog.Mask
-		failed     error
-		seq        uint64 // batches applied
-		lastGCChk  time.Time
-		// appendedBytes and appendedRecs: the encodings of the records
-		// appended since Open (Size).
-		appendedBytes, appendedRecs uint64
-		lastDiskChk                 time.Time // Options.DiskLow last asked
+		current     changelog.Index
+		purged      changelog.Index
+		head        changelog.Hash   // chain hash of record current
+		anchor      changelog.Hash   // chain hash of record purged
+		sealer      changelog.Sealer // reused SHA-256 state
+		lastUserID  uint32
+		users       []*changelog.User // by ID
+		evicted     map[uint32]*changelog.EvictedError
+		settings    Settings
+		effective   changelog.Mask
+		failed      error
+		seq         uint64 // batches applied
+		lastGCChk   time.Time
+		lastDiskChk time.Time // Options.DiskLow last asked
 		// emergency: the next GC run evicts the most lagging user for
 		// lack of catalog entries (changelog_min_free_cat_entries).
 		emergency bool
@@ -493,8 +490,8 @@ func (l *Log) stateLocked() State {
 // records still in the memtable (all of them, on a server that has not
 // flushed since it started) would not count: Lustre's changelog_size
 // grows with every record (sanity 254). The estimate is therefore at
-// least the retained records times the mean size of the records
-// appended since the log was opened.
+// least the retained records times the mean size of the newest records
+// (the tail's).
 func (l *Log) Size() (uint64, error) {
 	disk, err := l.db.EstimateDiskUsage(l.keys.prefix, l.keys.prefixEnd())
 	if err != nil {
@@ -502,12 +499,9 @@ func (l *Log) Size() (uint64, error) {
 	}
 	l.mu.Lock()
 	retained := uint64(l.mu.current - l.mu.purged)
-	bytes, recs := l.mu.appendedBytes, l.mu.appendedRecs
 	l.mu.Unlock()
-	if recs > 0 {
-		if est := retained * (bytes / recs); est > disk {
-			return est, nil
-		}
+	if est := retained * l.tail.meanSize(); est > disk {
+		return est, nil
 	}
 	return disk, nil
 }

@@ -201,10 +201,6 @@ func (l *Log) commitGroup(reqs []*applyReq) (appended []*changelog.Record) {
 			appended = append(appended, kept...)
 			if len(kept) > 0 {
 				l.tail.add(kept[0].Index, raws)
-				for _, raw := range raws {
-					l.mu.appendedBytes += uint64(len(raw))
-				}
-				l.mu.appendedRecs += uint64(len(raws))
 			}
 		}
 		if !ok {

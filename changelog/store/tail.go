@@ -53,6 +53,20 @@ func (t *tail) add(first changelog.Index, raws [][]byte) {
 	t.mu.Unlock()
 }
 
+// meanSize is the mean encoded size of the records kept, 0 while empty.
+func (t *tail) meanSize() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n == 0 {
+		return 0
+	}
+	var sum uint64
+	for i := range t.n {
+		sum += uint64(len(t.raw[(uint64(t.last)-uint64(i))%tailSize]))
+	}
+	return sum / uint64(t.n)
+}
+
 // get copies the encodings of records [start, end] into dst if the tail
 // holds all of them.
 func (t *tail) get(dst [][]byte, start, end changelog.Index) ([][]byte, bool) {
