@@ -306,7 +306,7 @@ func serve(ctx context.Context, cfg *config, logw io.Writer) (err error) {
 		// A disk nearly full of records evicts their laggard (space GC).
 		ChangelogDiskLow:         bl.low,
 		ChangelogDiskLowMinBytes: uint64(ballastSize),
-	}, testMDTOptions)
+	})
 	if err != nil {
 		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
 			if h := lockHolder(cfg.data); h != nil {
@@ -444,9 +444,9 @@ var testMDTOptions func(*mdt.Options)
 // openMDT opens the MDT in dir unless ctx ends first (SIGINT, SIGTERM):
 // an open that cannot finish (a storage failure Pebble retries) must not
 // make mdtd deaf to a stop. An MDT that opens after that is closed again.
-func openMDT(ctx context.Context, dir string, log *slog.Logger, o *mdt.Options, hook func(*mdt.Options)) (*mdt.MDT, error) {
-	if hook != nil {
-		hook(o)
+func openMDT(ctx context.Context, dir string, log *slog.Logger, o *mdt.Options) (*mdt.MDT, error) {
+	if testMDTOptions != nil {
+		testMDTOptions(o)
 	}
 	type opened struct {
 		m   *mdt.MDT
