@@ -56,27 +56,6 @@ func fillUntilFailure(t *testing.T, c *Conn, path string) int {
 	return 0
 }
 
-// exitCode waits for s to exit and returns its status.
-func exitCode(t *testing.T, s *Server, within time.Duration) int {
-	t.Helper()
-	select {
-	case <-s.done:
-	case <-time.After(within):
-		t.Fatalf("mdtd still running after %v\n%s", within, s.Logs())
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var ee *exec.ExitError
-	if errors.As(s.exit, &ee) {
-		return ee.ExitCode()
-	}
-	if s.exit == nil {
-		return 0
-	}
-	t.Fatalf("mdtd: %v", s.exit)
-	return -1
-}
-
 // TestDiskFull: a consumer that never clears lets the records fill the
 // data directory's file system. mdtd exits 74 on the failed write; the
 // restart finds less free space than the emergency ballast, deletes it,

@@ -220,6 +220,27 @@ func (s *Server) Stop() error {
 	return s.exit
 }
 
+// exitCode waits for s to exit and returns its status.
+func exitCode(t *testing.T, s *Server, within time.Duration) int {
+	t.Helper()
+	select {
+	case <-s.done:
+	case <-time.After(within):
+		t.Fatalf("mdtd still running after %v\n%s", within, s.Logs())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ee *exec.ExitError
+	if errors.As(s.exit, &ee) {
+		return ee.ExitCode()
+	}
+	if s.exit == nil {
+		return 0
+	}
+	t.Fatalf("mdtd: %v", s.exit)
+	return -1
+}
+
 // Restart starts the server again on the same data directory.
 func (s *Server) Restart() {
 	s.t.Helper()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -61,17 +60,8 @@ func TestStorageFailureExits(t *testing.T) {
 	if failed == nil {
 		t.Fatalf("200 creates succeeded with a 1-byte file size limit\n%s", s.Logs())
 	}
-	select {
-	case <-s.done:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("mdtd still running 30s after a failed write (%v)\n%s", failed, s.Logs())
-	}
-	s.mu.Lock()
-	exit := s.exit
-	s.mu.Unlock()
-	var ee *exec.ExitError
-	if !errors.As(exit, &ee) || ee.ExitCode() != 74 {
-		t.Fatalf("mdtd exit %v, want status 74\n%s", exit, s.Logs())
+	if code := exitCode(t, s, 30*time.Second); code != 74 {
+		t.Fatalf("mdtd exit %d after a failed write (%v), want status 74\n%s", code, failed, s.Logs())
 	}
 	logs := s.Logs()
 	if !strings.Contains(logs, "storage_failure_exit") || !strings.Contains(logs, "pebble_fatal") && !strings.Contains(logs, "wal_sync_failed") {
